@@ -1,0 +1,136 @@
+"""Admission of records read from a stream: verify, decode, validate — or refuse.
+
+Authenticity is checked before anything is parsed: a record that is not what its
+signer signed is reported as TAMPERED or FORGED, not as whatever parse error its
+altered bytes happen to cause.  Every refusal is a :class:`Refused` carrying a
+reason code from :data:`REASONS`; the shells put the raw record in quarantine with
+that code and go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from services.core.codec import SchemaRegistry
+from services.core.errors import CodecError, ConcordError, SignatureInvalid
+from services.core.models import Action, Directive, ListEntryEvent, SourceRecord
+from services.core.routing import Accepted
+from services.core.signing import Domain, Keyring, Reason, SignedHeaders, digest_of
+from services.core.validation import context_problems
+from services.core.world import World
+
+FANOUT_PRINCIPAL = "concord-fanout"
+
+REASONS = (
+    *(r.value for r in Reason),
+    "NOT_SINGLE_OBJECT",
+    "UNKNOWN_FINGERPRINT",
+    "UNDECODABLE",
+    "INVALID_RECORD",
+    "KEY_MISMATCH",
+    "STALE_VERSION",
+    "REPLAYED",
+    "SOURCE_MISMATCH",
+    "WRONG_SUBSCRIBER",
+)
+
+
+class Refused(ConcordError):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+def _when(timestamp_ms: int | None) -> datetime:
+    if timestamp_ms is None or timestamp_ms < 0:
+        return datetime.now(UTC)
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+
+
+def _verify(keyring: Keyring, domain: Domain, value: bytes, headers: SignedHeaders | None,
+            agency: str, at: datetime) -> SignedHeaders:
+    try:
+        return keyring.verify(domain, value, headers, expected_agency=agency, at=at)
+    except SignatureInvalid as exc:
+        raise Refused(str(exc.reason), exc.message) from None
+
+
+def _decode_event(schemas: SchemaRegistry, value: bytes) -> ListEntryEvent:
+    try:
+        return schemas.decode_model(value, ListEntryEvent)
+    except CodecError as exc:
+        raise Refused(exc.reason, exc.message) from None
+
+
+def admit_list_record(
+    *,
+    origin: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Iterable[tuple[str, bytes]] | None,
+    timestamp_ms: int | None,
+    keyring: Keyring,
+    schemas: SchemaRegistry,
+    world: World,
+) -> Accepted:
+    """A list record from ``origin``'s topic, admitted for routing, or Refused."""
+    if value is None:
+        raise Refused("UNDECODABLE", "record has no value")
+    signed = _verify(keyring, Domain.LIST_RECORD, value, SignedHeaders.from_kafka(headers), origin,
+                     _when(timestamp_ms))
+    event = _decode_event(schemas, value)
+    problems = context_problems(event, agency=origin, world=world)
+    if problems:
+        raise Refused("INVALID_RECORD", "; ".join(str(p) for p in problems))
+    if key is not None and key.decode("utf-8", "replace") != event.entry_id:
+        raise Refused("KEY_MISMATCH", f"record key {key!r} is not its entry id {event.entry_id!r}")
+    source = SourceRecord(topic=topic, partition=partition, offset=offset, agency=signed.agency,
+                          key_id=signed.key_id, signature=signed.signature, record=value)
+    return Accepted(origin=origin, event=event, source=source, digest=signed.digest)
+
+
+def admit_directive(
+    *,
+    agency: str,
+    value: bytes | None,
+    headers: Iterable[tuple[str, bytes]] | None,
+    timestamp_ms: int | None,
+    keyring: Keyring,
+    schemas: SchemaRegistry,
+) -> Directive:
+    """A directive for ``agency``, with both signatures checked, or Refused.
+
+    The fan-out's signature says the exchange issued it; the publisher's signature
+    on the forwarded source record says the listing is genuine and unaltered.
+    """
+    if value is None:
+        raise Refused("UNDECODABLE", "directive has no value")
+    at = _when(timestamp_ms)
+    _verify(keyring, Domain.DIRECTIVE, value, SignedHeaders.from_kafka(headers), FANOUT_PRINCIPAL, at)
+    try:
+        d = schemas.decode_model(value, Directive)
+    except CodecError as exc:
+        raise Refused(exc.reason, exc.message) from None
+    if d.subscriber != agency:
+        raise Refused("WRONG_SUBSCRIBER", f"directive is for {d.subscriber!r}, not {agency!r}")
+    src = d.source
+    if src is None:
+        if d.action is Action.APPLY:
+            raise Refused("SOURCE_MISMATCH", "an APPLY must carry the publisher's signed record")
+        return d
+    # The source's digest is recomputed from its bytes: only the signature travels.
+
+    src_headers = SignedHeaders(src.agency, src.key_id, digest_of(src.record), src.signature)
+    _verify(keyring, Domain.LIST_RECORD, src.record, src_headers, d.origin_agency, at)
+    event = _decode_event(schemas, src.record)
+    if event.entry_id != d.entry_id or event.version != d.entry_version:
+        raise Refused(
+            "SOURCE_MISMATCH",
+            f"directive names {d.entry_id} v{d.entry_version}, its source is {event.entry_id} v{event.version}",
+        )
+    return d

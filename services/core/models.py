@@ -1,0 +1,242 @@
+"""The records Concord exchanges, as frozen pydantic models.
+
+The shapes mirror the Avro schemas in ``schemas/`` field for field: a model dumped
+with ``model_dump()`` is exactly the datum fastavro encodes, and a decoded datum
+validates back into the model.  Structural rules live here (types, sizes, enums);
+rules that need context (who publishes, which programs exist) live in
+:mod:`services.core.validation`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+# Size limits keep one bad export from producing a record Kafka refuses or a
+# subscriber cannot hold; they are generous for real data.
+MAX_TEXT = 1000
+MAX_NAMES = 20
+MAX_IDENTIFIERS = 20
+MAX_RELATED = 50
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must carry a time zone, e.g. 2026-03-10T00:00:00Z")
+    return value
+
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT, strip_whitespace=True)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Slug = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
+]
+AwareDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class _Frozen(BaseModel):
+    # Bytes travel as base64 in JSON (state snapshots, API answers), raw in Avro.
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+
+class EventType(StrEnum):
+    LISTED = "LISTED"
+    AMENDED = "AMENDED"
+    DELISTED = "DELISTED"
+    EXPIRED = "EXPIRED"
+    RETRACTED = "RETRACTED"
+
+
+class ListKind(StrEnum):
+    SANCTION = "SANCTION"
+    INCENTIVE = "INCENTIVE"
+
+
+class SubjectKind(StrEnum):
+    PERSON = "PERSON"
+    ORGANIZATION = "ORGANIZATION"
+
+
+class DelistingReason(StrEnum):
+    PERFORMED = "PERFORMED"
+    SETTLEMENT = "SETTLEMENT"
+    CREDITOR_REQUEST = "CREDITOR_REQUEST"
+    CREDIT_REPAIR = "CREDIT_REPAIR"
+    COURT_ORDER = "COURT_ORDER"
+    ERROR = "ERROR"
+    DECEASED = "DECEASED"
+    DISSOLVED = "DISSOLVED"
+    OTHER = "OTHER"
+
+
+class Name(_Frozen):
+    value: Text
+    lang: ShortText | None = None
+
+
+class Identifier(_Frozen):
+    scheme: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")]
+    value: Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+
+
+class RelatedParty(_Frozen):
+    role: Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{1,63}$")]
+    kind: SubjectKind
+    names: Annotated[tuple[Name, ...], Field(max_length=MAX_NAMES)] = ()
+    identifiers: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=MAX_IDENTIFIERS)]
+
+
+class Subject(_Frozen):
+    kind: SubjectKind
+    names: Annotated[tuple[Name, ...], Field(min_length=1, max_length=MAX_NAMES)]
+    identifiers: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=MAX_IDENTIFIERS)]
+    related_parties: Annotated[tuple[RelatedParty, ...], Field(max_length=MAX_RELATED)] = ()
+
+
+class LegalBasis(_Frozen):
+    decision_no: Text | None = None
+    issued_by: Text | None = None
+    decided_on: date | None = None
+
+
+class Delisting(_Frozen):
+    reason: DelistingReason
+    note: Text | None = None
+    decision_no: Text | None = None
+    decided_on: date | None = None
+
+
+class ListEntryEvent(_Frozen):
+    """One change to one list entry, as the publishing agency states it."""
+
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    event_type: EventType
+    entry_id: Slug
+    version: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    list_kind: ListKind
+    program: Slug
+    subject: Subject
+    basis: LegalBasis | None = None
+    reason: Text | None = None
+    listed_on: date
+    effective_from: AwareDatetime
+    effective_until: AwareDatetime | None = None
+    publication_until: AwareDatetime | None = None
+    delisting: Delisting | None = None
+
+    @property
+    def ends_entry(self) -> bool:
+        return self.event_type in (EventType.DELISTED, EventType.EXPIRED, EventType.RETRACTED)
+
+
+class Action(StrEnum):
+    APPLY = "APPLY"
+    LIFT = "LIFT"
+
+
+class MeasureKind(StrEnum):
+    PUNISH = "PUNISH"
+    INCENT = "INCENT"
+
+
+class Cause(StrEnum):
+    """Why a directive was issued; lifts are counted by cause."""
+
+    LISTED = "LISTED"
+    AMENDED = "AMENDED"
+    DELISTED = "DELISTED"
+    EXPIRED = "EXPIRED"
+    RETRACTED = "RETRACTED"
+    PERIOD_ENDED = "PERIOD_ENDED"
+    MOU_CHANGED = "MOU_CHANGED"
+
+
+class TargetSubject(_Frozen):
+    """The subject a directive is about, limited to the fields its MOU lets the agency see."""
+
+    kind: SubjectKind
+    role: str | None = None
+    names: tuple[Name, ...] = ()
+    identifiers: tuple[Identifier, ...]
+
+
+class SourceRecord(_Frozen):
+    """The publisher's signed list record, forwarded byte for byte."""
+
+    topic: str
+    partition: int
+    offset: int
+    agency: str
+    key_id: str
+    signature: bytes
+    record: bytes
+
+
+class Directive(_Frozen):
+    directive_id: str
+    action: Action
+    subscriber: str
+    measure_id: str
+    measure_kind: MeasureKind
+    mou_id: str
+    mou_version: int
+    origin_agency: str
+    entry_id: str
+    entry_version: int
+    program: str
+    subject_ref: str
+    target: TargetSubject
+    valid_from: datetime
+    valid_until: datetime | None
+    seq: int
+    cause: Cause
+    issued_at: datetime
+    source: SourceRecord | None = None
+
+    @property
+    def key(self) -> str:
+        return directive_key(self.origin_agency, self.entry_id, self.measure_id, self.subject_ref)
+
+
+def directive_key(origin_agency: str, entry_id: str, measure_id: str, subject_ref: str) -> str:
+    """The compaction key: one live directive per entry, measure and subject."""
+    return f"{origin_agency}/{entry_id}|{measure_id}|{subject_ref}"
+
+
+class ReceiptStatus(StrEnum):
+    APPLIED = "APPLIED"
+    NOT_APPLICABLE = "NOT_APPLICABLE"
+    MATCH_UNCERTAIN = "MATCH_UNCERTAIN"
+    LIFTED = "LIFTED"
+    REJECTED = "REJECTED"
+
+
+class Receipt(_Frozen):
+    directive_id: str
+    agency: str
+    status: ReceiptStatus
+    reason: str | None = None
+    directive_key: str | None = None
+    seq: int | None = None
+    recorded_at: datetime
+
+
+class Header(_Frozen):
+    key: str
+    value: bytes
+
+
+class QuarantineRecord(_Frozen):
+    reason: str
+    detail: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key: bytes | None = None
+    value: bytes | None = None
+    headers: tuple[Header, ...] = ()
+    quarantined_by: str
+    quarantined_at: datetime

@@ -1,0 +1,301 @@
+"""What the fan-out decides, as pure functions on an entry's state.
+
+For each list entry the fan-out keeps an :class:`EntryState`: the last accepted
+event, and for every (measure, subject) the entry ever touched, the latest
+directive sent for it (APPLY or LIFT).  That map is the per-entry slice of the
+compacted directive topics, which gives three properties cheaply:
+
+* **Difference only.** A new event computes the *desired* directives and emits
+  only keys whose APPLY changed materially, plus LIFTs for keys no longer desired.
+* **Deterministic ids.** A directive id hashes the entry, key, state sequence
+  number and action, so replaying the same inputs yields the same ids.
+* **Crash safety.** When a record is delivered again (its offset is not newer than
+  the last one applied for the entry) the state already reflects it but its
+  directives may never have left the process.  Re-sending the latest directive of
+  every key is then always right: subscribers drop ids and sequence numbers they
+  already hold, and nothing an earlier transition emitted can be lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import UTC, datetime, time
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from services.core.models import (
+    Action,
+    Cause,
+    Directive,
+    EventType,
+    ListEntryEvent,
+    MeasureKind,
+    Name,
+    SourceRecord,
+    Subject,
+    SubjectKind,
+    TargetSubject,
+    directive_key,
+)
+from services.core.world import Measure, Mou, World
+
+SUBJECT_REF = "SUBJECT"
+
+
+class Outcome(StrEnum):
+    APPLIED = "APPLIED"  # a new version was applied
+    RESYNC = "RESYNC"  # a redelivered record: latest directives sent again
+    STALE_VERSION = "STALE_VERSION"  # an older version than the one held
+    REPLAYED = "REPLAYED"  # an event id seen before, with other content
+    TICK = "TICK"  # a re-evaluation by time or MOU change
+
+
+class EntryState(BaseModel):
+    model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+
+    origin: str
+    entry_id: str
+    version: int
+    event_id: str
+    digest: bytes
+    event: ListEntryEvent
+    source: SourceRecord
+    seq: int
+    directives: Mapping[str, Directive]
+    offsets: Mapping[str, int]  # "topic:partition" -> last offset applied
+
+    @property
+    def table_key(self) -> str:
+        return f"{self.origin}/{self.entry_id}"
+
+    def applied(self) -> list[Directive]:
+        return [d for d in self.directives.values() if d.action is Action.APPLY]
+
+    def next_deadline(self) -> datetime | None:
+        """When the earliest APPLY held by this entry runs out, if ever."""
+        ends = [d.valid_until for d in self.applied() if d.valid_until is not None]
+        return min(ends) if ends else None
+
+
+class Transition(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    state: EntryState | None
+    emitted: tuple[Directive, ...]
+    outcome: Outcome
+
+
+class Accepted(BaseModel):
+    """A list record that passed decoding, signature and validation checks."""
+
+    model_config = ConfigDict(frozen=True)
+
+    origin: str
+    event: ListEntryEvent
+    source: SourceRecord
+    digest: bytes
+
+
+def _as_utc_datetime(d: object) -> datetime | None:
+    if d is None:
+        return None
+    if isinstance(d, datetime):
+        return d
+    return datetime.combine(d, time.min, tzinfo=UTC)  # type: ignore[arg-type]
+
+
+def mou_window(mou: Mou) -> tuple[datetime, datetime | None]:
+    start = _as_utc_datetime(mou.valid_from)
+    assert start is not None
+    ends = [e for e in (_as_utc_datetime(mou.valid_until), _as_utc_datetime(mou.terminated_on)) if e]
+    return start, (min(ends) if ends else None)
+
+
+def _target(subject_kind: SubjectKind, names: tuple[Name, ...], ids: tuple, role: str | None,  # type: ignore[type-arg]
+            visible: tuple[str, ...] | None) -> TargetSubject:
+    # Identifiers are always passed: a measure cannot be applied to a subject one cannot identify.
+    show_names = visible is None or "names" in visible
+    return TargetSubject(kind=subject_kind, role=role, names=names if show_names else (), identifiers=ids)
+
+
+def _targets(subject: Subject, measure: Measure, visible: tuple[str, ...] | None) -> dict[str, TargetSubject]:
+    out: dict[str, TargetSubject] = {}
+    if measure.applies_to_subject(subject.kind.value):
+        out[SUBJECT_REF] = _target(subject.kind, subject.names, subject.identifiers, None, visible)
+    roles = measure.related_roles()
+    for party in subject.related_parties:
+        if party.role not in roles:
+            continue
+        first = party.identifiers[0]
+        ref = f"{party.role}:{first.scheme}:{first.value}"
+        out[ref] = _target(party.kind, party.names, party.identifiers, party.role, visible)
+    return out
+
+
+def directive_id(key: str, entry_version: int, seq: int, action: Action) -> str:
+    h = hashlib.sha256(f"{key}|v{entry_version}|s{seq}|{action.value}".encode()).hexdigest()
+    return h[:32]
+
+
+def desired_directives(
+    origin: str, event: ListEntryEvent, world: World, now: datetime
+) -> dict[str, dict[str, object]]:
+    """Keys and material fields of every APPLY this event calls for at ``now``."""
+    if event.ends_entry:
+        return {}
+    if event.effective_until is not None and event.effective_until <= now:
+        return {}
+    want: dict[str, dict[str, object]] = {}
+    for mou, measure in world.triggered_measures(event.program, now):
+        mou_start, mou_end = mou_window(mou)
+        valid_from = max(event.effective_from, mou_start)
+        ends = [e for e in (event.effective_until, mou_end) if e is not None]
+        valid_until = min(ends) if ends else None
+        visible = mou.visible_fields.get(measure.implementing_agency)
+        for ref, target in _targets(event.subject, measure, visible).items():
+            key = directive_key(origin, event.entry_id, measure.measure_id, ref)
+            want[key] = {
+                "subscriber": measure.implementing_agency,
+                "measure_id": measure.measure_id,
+                "measure_kind": MeasureKind(measure.kind),
+                "mou_id": mou.mou_id,
+                "mou_version": mou.version,
+                "subject_ref": ref,
+                "target": target,
+                "valid_from": valid_from,
+                "valid_until": valid_until,
+            }
+    return want
+
+
+_MATERIAL = ("subscriber", "measure_kind", "mou_id", "mou_version", "target", "valid_from", "valid_until")
+
+
+def _same(held: Directive, spec: Mapping[str, object]) -> bool:
+    return held.action is Action.APPLY and all(getattr(held, f) == spec[f] for f in _MATERIAL)
+
+
+def _lift_cause(event: ListEntryEvent, reevaluation: bool, held: Directive, now: datetime) -> Cause:
+    if held.valid_until is not None and held.valid_until <= now:
+        return Cause.PERIOD_ENDED
+    if reevaluation:
+        return Cause.MOU_CHANGED
+    return {
+        EventType.DELISTED: Cause.DELISTED,
+        EventType.EXPIRED: Cause.EXPIRED,
+        EventType.RETRACTED: Cause.RETRACTED,
+    }.get(event.event_type, Cause.AMENDED)
+
+
+def _evaluate(
+    *,
+    origin: str,
+    event: ListEntryEvent,
+    source: SourceRecord,
+    held: Mapping[str, Directive],
+    seq: int,
+    world: World,
+    now: datetime,
+    reevaluation: bool,
+) -> tuple[dict[str, Directive], list[Directive]]:
+    want = desired_directives(origin, event, world, now)
+    latest = dict(held)
+    emitted: list[Directive] = []
+    apply_cause = Cause.MOU_CHANGED if reevaluation else Cause(event.event_type.value)
+    for key, spec in want.items():
+        current = held.get(key)
+        if current is not None and _same(current, spec):
+            continue
+        d = Directive(
+            directive_id=directive_id(key, event.version, seq, Action.APPLY),
+            action=Action.APPLY,
+            origin_agency=origin,
+            entry_id=event.entry_id,
+            entry_version=event.version,
+            program=event.program,
+            seq=seq,
+            cause=apply_cause,
+            issued_at=now,
+            source=source,
+            **spec,  # type: ignore[arg-type]
+        )
+        latest[key] = d
+        emitted.append(d)
+    for key, current in held.items():
+        if key in want or current.action is Action.LIFT:
+            continue
+        d = current.model_copy(
+            update={
+                "directive_id": directive_id(key, event.version, seq, Action.LIFT),
+                "action": Action.LIFT,
+                "entry_version": event.version,
+                "seq": seq,
+                "cause": _lift_cause(event, reevaluation, current, now),
+                "issued_at": now,
+                "source": None if reevaluation else source,
+            }
+        )
+        latest[key] = d
+        emitted.append(d)
+    return latest, emitted
+
+
+def _offset_key(source: SourceRecord) -> str:
+    return f"{source.topic}:{source.partition}"
+
+
+def on_record(state: EntryState | None, rec: Accepted, world: World, now: datetime) -> Transition:
+    """Apply one verified list record to the entry it names."""
+    ev = rec.event
+    if state is not None:
+        last = state.offsets.get(_offset_key(rec.source))
+        if last is not None and rec.source.offset <= last:
+            return Transition(state=state, emitted=tuple(state.directives.values()), outcome=Outcome.RESYNC)
+        if ev.version < state.version:
+            return Transition(state=state, emitted=(), outcome=Outcome.STALE_VERSION)
+        if ev.version == state.version:
+            outcome = Outcome.RESYNC if rec.digest == state.digest else Outcome.REPLAYED
+            emitted = tuple(state.directives.values()) if outcome is Outcome.RESYNC else ()
+            return Transition(state=state, emitted=emitted, outcome=outcome)
+        if ev.event_id == state.event_id:
+            return Transition(state=state, emitted=(), outcome=Outcome.REPLAYED)
+    seq = (state.seq if state else 0) + 1
+    held = state.directives if state else {}
+    latest, emitted = _evaluate(
+        origin=rec.origin, event=ev, source=rec.source, held=held, seq=seq, world=world, now=now,
+        reevaluation=False,
+    )
+    offsets = dict(state.offsets) if state else {}
+    offsets[_offset_key(rec.source)] = rec.source.offset
+    new = EntryState(
+        origin=rec.origin,
+        entry_id=ev.entry_id,
+        version=ev.version,
+        event_id=ev.event_id,
+        digest=rec.digest,
+        event=ev,
+        source=rec.source,
+        seq=seq,
+        directives=latest,
+        offsets=offsets,
+    )
+    return Transition(state=new, emitted=tuple(emitted), outcome=Outcome.APPLIED)
+
+
+def on_tick(state: EntryState, world: World, now: datetime) -> Transition:
+    """Re-evaluate an entry against the clock and the MOUs in force now.
+
+    Lifts what has run out (cause PERIOD_ENDED) or lost its MOU (MOU_CHANGED) and
+    backfills measures a new MOU or measure added.  Emits nothing when nothing changed.
+    """
+    seq = state.seq + 1
+    latest, emitted = _evaluate(
+        origin=state.origin, event=state.event, source=state.source, held=state.directives, seq=seq,
+        world=world, now=now, reevaluation=True,
+    )
+    if not emitted:
+        return Transition(state=state, emitted=(), outcome=Outcome.TICK)
+    new = state.model_copy(update={"seq": seq, "directives": latest})
+    return Transition(state=new, emitted=tuple(emitted), outcome=Outcome.TICK)

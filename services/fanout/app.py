@@ -1,0 +1,227 @@
+"""The fan-out: a faust-streaming app that turns list records into directives.
+
+One agent reads every publishing agency's list topic plus the fan-out's own
+``ticks`` topic.  All of them have the same partition count as the ``entries``
+table, so an entry's records, its ticks and its state share one partition and one
+worker (faust co-partitioning).  Per record the agent admits (verifies, decodes,
+validates) it, runs the pure transition from :mod:`services.core.routing`, stores
+the new state in the changelog-backed table, and sends the emitted directives,
+signed by the fan-out, to each implementing agency's directive topic.
+
+Sends are attached to the source offset by faust and flushed before the offset is
+committed, so a crash can only cause a record to be processed again — which the
+routing core answers by re-sending the entry's latest directives with their
+original ids.
+
+Why a ``ticks`` topic: faust only lets a table change inside stream iteration,
+because the change must go to the changelog partition of the record being
+processed.  The expiry timer therefore does not change state itself; it sends a
+tick for a due entry to the entry's partition, and the agent handles the tick like
+any other record.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from services.core.codec import SchemaRegistry
+from services.core.intake import Refused, admit_list_record
+from services.core.models import Directive, Header, QuarantineRecord
+from services.core.routing import EntryState, Outcome, Transition, on_record, on_tick
+from services.core.signing import Domain, Keyring, Signer
+from services.core.world import World
+from services.fanout.metrics import FanoutMetrics
+from services.kafka_access import KafkaAccess
+
+log = logging.getLogger("concord.fanout")
+
+
+@dataclass
+class FanoutConfig:
+    access: KafkaAccess
+    world: World
+    keyring: Keyring
+    schemas: SchemaRegistry
+    signer: Signer
+    namespace: str = "concord"
+    tick_interval: float = 0.5
+    rescan_interval: float = 30.0
+    web_port: int | None = None
+    metrics: FanoutMetrics = field(default_factory=FanoutMetrics.create)
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.namespace}-fanout"
+
+    @property
+    def ticks_topic(self) -> str:
+        return f"{self.app_id}-ticks"
+
+
+def entry_partition(table_key: str, partitions: int) -> int:
+    """Directive partition for an entry: all of one entry's directives stay in order."""
+    return zlib.crc32(table_key.encode()) % partitions
+
+
+class Fanout:
+    """Builds the faust app and holds what its agent and timer share."""
+
+    def __init__(self, cfg: FanoutConfig) -> None:
+        self.cfg = cfg
+        specs = {s.name: s for s in cfg.world.topic_specs(cfg.namespace)}
+        self.list_topics = {
+            s.name: s.agency for s in specs.values() if s.kind == "lists" and s.agency is not None
+        }
+        partitions = {specs[t].partitions for t in self.list_topics}
+        if len(partitions) != 1:
+            raise ValueError("all list topics must have the same partition count")
+        self.partitions = partitions.pop()
+        self.directive_partitions = {
+            s.agency: s.partitions for s in specs.values() if s.kind == "directives" and s.agency
+        }
+        self.quarantine_topic = cfg.world.topic_name("quarantine", namespace=cfg.namespace)
+        self.app = faust.App(
+            cfg.app_id,
+            **cfg.access.faust_kwargs(),
+            store="memory://",
+            topic_partitions=self.partitions,
+            topic_replication_factor=1,
+            topic_disable_leader=True,
+            table_standby_replicas=0,
+            consumer_auto_offset_reset="earliest",
+            processing_guarantee="at_least_once",
+            producer_acks=-1,
+            web_enabled=cfg.web_port is not None,
+            web_port=cfg.web_port or 6066,
+            web_bind="127.0.0.1",
+            broker_commit_interval=0.5,
+            stream_wait_empty=False,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        self.entries = self.app.Table(
+            "entries", default=None, partitions=self.partitions, key_type=bytes, value_type=bytes,
+        )
+        self.source = self.app.topic(
+            *self.list_topics, self.cfg.ticks_topic, key_type=bytes, value_type=bytes,
+            key_serializer="raw", value_serializer="raw",
+        )
+        self._out: dict[str, faust.TopicT] = {}
+        self.due: dict[bytes, tuple[datetime, int]] = {}
+        self._indexed_for: frozenset[Any] | None = None
+        self._last_scan = 0.0
+        self.app.agent(self.source, name="route")(self._route)
+        self.app.timer(interval=cfg.tick_interval)(self._tick_due)
+
+    # --- helpers ---------------------------------------------------------------
+
+    def _topic(self, name: str) -> faust.TopicT:
+        t = self._out.get(name)
+        if t is None:
+            t = self._out[name] = self.app.topic(name, key_serializer="raw", value_serializer="raw")
+        return t
+
+    async def _send_directive(self, d: Directive) -> None:
+        value = self.cfg.schemas.encode_model(d)
+        signed = self.cfg.signer.sign(Domain.DIRECTIVE, value)
+        name = self.cfg.world.topic_name("directives", d.subscriber, namespace=self.cfg.namespace)
+        partition = entry_partition(f"{d.origin_agency}/{d.entry_id}", self.directive_partitions[d.subscriber])
+        await self._topic(name).send(key=d.key.encode(), value=value, partition=partition,
+                                     headers=signed.as_kafka())
+        self.cfg.metrics.directive_out(d)
+
+    async def _quarantine(self, msg: Any, reason: str, detail: str) -> None:
+        rec = QuarantineRecord(
+            reason=reason, detail=detail[:2000], source_topic=msg.topic, source_partition=msg.partition,
+            source_offset=msg.offset, key=msg.key, value=msg.value,
+            headers=tuple(Header(key=k, value=bytes(v or b"")) for k, v in (msg.headers or ())),
+            quarantined_by=self.cfg.signer.agency, quarantined_at=datetime.now(UTC),
+        )
+        value = self.cfg.schemas.encode_model(rec)
+        signed = self.cfg.signer.sign(Domain.DIRECTIVE, value)
+        await self._topic(self.quarantine_topic).send(key=msg.key, value=value, headers=signed.as_kafka())
+        self.cfg.metrics.quarantined(reason)
+        log.warning("quarantined %s[%d]@%d: %s: %s", msg.topic, msg.partition, msg.offset, reason, detail)
+
+    def _load(self, key: bytes) -> EntryState | None:
+        raw = self.entries.get(key)
+        return EntryState.model_validate_json(raw) if raw else None
+
+    def _index(self, key: bytes, state: EntryState | None) -> None:
+        deadline = state.next_deadline() if state else None
+        if deadline is None:
+            self.due.pop(key, None)
+        else:
+            self.due[key] = (deadline, state.source.partition if state else 0)
+
+    # --- the agent ---------------------------------------------------------------
+
+    async def _route(self, stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            msg = event.message
+            now = datetime.now(UTC)
+            key = bytes(msg.key or b"")
+            if msg.topic == self.cfg.ticks_topic:
+                state = self._load(key)
+                if state is None:
+                    continue
+                tr = on_tick(state, self.cfg.world, now)
+            else:
+                origin = self.list_topics[msg.topic]
+                try:
+                    accepted = admit_list_record(
+                        origin=origin, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                        key=msg.key, value=msg.value, headers=msg.headers, timestamp_ms=int(msg.timestamp * 1000),
+                        keyring=self.cfg.keyring, schemas=self.cfg.schemas, world=self.cfg.world,
+                    )
+                except Refused as r:
+                    await self._quarantine(msg, r.reason, r.detail)
+                    continue
+                self.cfg.metrics.event_in(origin, accepted.event.program)
+                key = f"{origin}/{accepted.event.entry_id}".encode()
+                state = self._load(key)
+                tr = on_record(state, accepted, self.cfg.world, now)
+                if tr.outcome in (Outcome.STALE_VERSION, Outcome.REPLAYED):
+                    held = state.version if state else 0
+                    await self._quarantine(msg, tr.outcome.value,
+                                           f"entry {accepted.event.entry_id} is at version {held}; "
+                                           f"got version {accepted.event.version}")
+                    continue
+            await self._commit(key, state, tr)
+            self.cfg.metrics.latency(msg.timestamp, now)
+
+    async def _commit(self, key: bytes, before: EntryState | None, tr: Transition) -> None:
+        if tr.state is not None and tr.state is not before:
+            self.entries[key] = tr.state.model_dump_json().encode()
+        for d in tr.emitted:
+            await self._send_directive(d)
+        self._index(key, tr.state)
+
+    # --- the expiry timer ------------------------------------------------------
+
+    async def _tick_due(self) -> None:
+        loop_now = self.app.loop.time()
+        assigned = frozenset(self.app.assignor.assigned_actives())
+        if assigned != self._indexed_for or loop_now - self._last_scan > self.cfg.rescan_interval:
+            self._rebuild_index()
+            self._indexed_for = assigned
+            self._last_scan = loop_now
+        now = datetime.now(UTC)
+        due = [(k, p) for k, (deadline, p) in self.due.items() if deadline <= now]
+        self.cfg.metrics.expiries_due(len(self.due))
+        ticks = self._topic(self.cfg.ticks_topic)
+        for key, partition in due:
+            self.due.pop(key, None)
+            await ticks.send(key=key, value=b"expiry", partition=partition)
+
+    def _rebuild_index(self) -> None:
+        self.due.clear()
+        for key, raw in list(self.entries.items()):
+            if raw:
+                self._index(bytes(key), EntryState.model_validate_json(raw))

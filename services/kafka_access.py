@@ -1,0 +1,104 @@
+"""How one principal reaches the Kafka cluster.
+
+A :class:`KafkaAccess` is a frozen settings object: bootstrap servers, the CA that
+signed the brokers' certificates, and one principal's SCRAM credentials.  Library
+code takes one of these; only entry points (the CLI, test fixtures) build them from
+the environment or from the local setup's files.  It renders the same access for
+the three client libraries Concord uses (aiokafka, faust, confluent-kafka) so they
+can never disagree on security settings.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+SecurityProtocol = Literal["SASL_SSL", "SASL_PLAINTEXT", "SSL", "PLAINTEXT"]
+
+
+class KafkaAccess(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bootstrap: str
+    username: str | None = None
+    password: SecretStr | None = None
+    security_protocol: SecurityProtocol = "SASL_SSL"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    ca_file: Path | None = None
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SASL_SSL", "SSL")
+
+    def as_principal(self, username: str, password: str) -> KafkaAccess:
+        """The same cluster reached as another principal."""
+        return self.model_copy(update={"username": username, "password": SecretStr(password)})
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.uses_tls:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        return ctx
+
+    def _secret(self) -> str:
+        return self.password.get_secret_value() if self.password else ""
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for AIOKafkaProducer/Consumer/AdminClient."""
+        kw: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "security_protocol": self.security_protocol,
+        }
+        if self.uses_tls:
+            kw["ssl_context"] = self.ssl_context()
+        if self.uses_sasl:
+            kw["sasl_mechanism"] = self.sasl_mechanism
+            kw["sasl_plain_username"] = self.username
+            kw["sasl_plain_password"] = self._secret()
+        return kw
+
+    def confluent_config(self) -> dict[str, Any]:
+        """librdkafka configuration for confluent-kafka clients (AdminClient)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "security.protocol": self.security_protocol.lower(),
+        }
+        if self.uses_tls:
+            if self.ca_file:
+                conf["ssl.ca.location"] = str(self.ca_file)
+            conf["ssl.endpoint.identification.algorithm"] = "https"
+        if self.uses_sasl:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.username or ""
+            conf["sasl.password"] = self._secret()
+        return conf
+
+    def faust_kwargs(self) -> dict[str, Any]:
+        """``broker`` and ``broker_credentials`` for a faust.App."""
+        import faust  # imported lazily: only the fan-out shell needs faust
+
+        kw: dict[str, Any] = {
+            "broker": [f"kafka://{hp}" for hp in self.bootstrap.split(",")],
+        }
+        if self.uses_sasl:
+            kw["broker_credentials"] = faust.SASLCredentials(
+                username=self.username,
+                password=self._secret(),
+                mechanism=self.sasl_mechanism,
+                ssl_context=self.ssl_context(),
+            )
+        elif self.uses_tls:
+            kw["broker_credentials"] = self.ssl_context()
+        return kw
+
+    def describe(self) -> str:
+        who = self.username or "anonymous"
+        return f"{who}@{self.bootstrap} ({self.security_protocol})"

@@ -1,0 +1,192 @@
+"""The local exchange: one home folder holding everything a running Concord needs.
+
+``<home>/`` (``.local`` by default, ignored by git):
+
+    concord.json        bootstrap, CA file, namespace — how commands find the cluster
+    credentials.json    SCRAM password per principal (mode 0600)
+    keys/               signing keys per agency and the public keyring
+    broker/             the embedded Kafka node's data, logs and TLS material
+    run/                one JSON file per running service (pid, url), for `concord status`
+    data/               the subscribers' SQLite stores
+
+The same :class:`LocalStack` serves ``make run``, ``make demo`` and the test
+fixtures, so what the tests exercise is what a user runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from services.core.access import ADMIN, FANOUT, OPS, compile_acls
+from services.core.errors import ConfigError
+from services.core.world import World, load_world
+from services.governance.admin import admin_client, ensure_acls, ensure_topics
+from services.kafka_access import KafkaAccess
+from services.keystore import ensure_keys
+from services.settings import REPO_ROOT
+
+
+def principals(world: World) -> list[str]:
+    return [ADMIN, FANOUT, OPS, *sorted(world.agencies)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _write_private_json(path: Path, data: Mapping[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    tmp.replace(path)
+
+
+def ensure_credentials(home: Path, names: list[str]) -> dict[str, str]:
+    path = home / "credentials.json"
+    creds: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    changed = False
+    for n in names:
+        if n not in creds:
+            creds[n] = secrets.token_urlsafe(24)
+            changed = True
+    if changed or not path.exists():
+        _write_private_json(path, creds)
+    return creds
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str | None = None
+    log: Path | None = None
+
+
+@dataclass
+class LocalStack:
+    home: Path
+    world: World
+    namespace: str = "concord"
+    services: list[Service] = field(default_factory=list)
+
+    @classmethod
+    def at(cls, home: Path, namespace: str = "concord", world_dir: Path | None = None) -> LocalStack:
+        return cls(home=home.resolve(), world=load_world(world_dir or REPO_ROOT / "topics"), namespace=namespace)
+
+    # --- set-up -----------------------------------------------------------------
+
+    def write_config(self, bootstrap: str, ca_file: Path | None) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        cfg = {"bootstrap": bootstrap, "ca_file": str(ca_file) if ca_file else None, "namespace": self.namespace,
+               "security_protocol": "SASL_SSL"}
+        (self.home / "concord.json").write_text(json.dumps(cfg, indent=2))
+
+    def access(self, principal: str) -> KafkaAccess:
+        cfg = json.loads((self.home / "concord.json").read_text())
+        creds = json.loads((self.home / "credentials.json").read_text())
+        return KafkaAccess(bootstrap=cfg["bootstrap"], ca_file=Path(cfg["ca_file"]) if cfg["ca_file"] else None
+                           ).as_principal(principal, creds[principal])
+
+    def ensure_keys(self) -> None:
+        ensure_keys(self.home / "keys", [*sorted(self.world.agencies), FANOUT])
+
+    def provision(self) -> tuple[list[str], int]:
+        """Create missing topics and ACLs as the admin; return what was created."""
+        admin = admin_client(self.access(ADMIN))
+        topics = ensure_topics(admin, self.world.topic_specs(self.namespace))
+        fanout_topics = ensure_topics(admin, [self._ticks_spec()])
+        acls = ensure_acls(admin, compile_acls(self.world, self.namespace, datetime.now(UTC)))
+        return topics + fanout_topics, len(acls)
+
+    def _ticks_spec(self):  # type: ignore[no-untyped-def]
+        lists = [s for s in self.world.topic_specs(self.namespace) if s.kind == "lists"]
+        base = lists[0]
+        return base.model_copy(update={"name": f"{self.namespace}-fanout-ticks", "agency": None,
+                                       "retention_ms": 24 * 3600 * 1000, "config": {}})
+
+    # --- services ---------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
+        env["CONCORD_HOME"] = str(self.home)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _spawn(self, name: str, args: list[str], url: str | None = None) -> Service:
+        logs = self.home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = logs / f"{name}.log"
+        out = log.open("ab")
+        proc = subprocess.Popen(  # noqa: S603 - our own entry point
+            [sys.executable, "-m", "services.cli", *args], env=self._env(), stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+        svc = Service(name, proc, url, log)
+        self.services.append(svc)
+        run = self.home / "run"
+        run.mkdir(parents=True, exist_ok=True)
+        (run / f"{name}.json").write_text(json.dumps({"pid": proc.pid, "url": url}))
+        return svc
+
+    def start_fanout(self, name: str = "fanout") -> Service:
+        return self._spawn(name, ["fanout", "worker"])
+
+    def start_subscriber(self, agency: str, port: int | None = None) -> Service:
+        port = port or free_port()
+        return self._spawn(
+            f"subscriber-{agency}",
+            ["subscriber", "run", "--agency", agency, "--port", str(port),
+             "--db", str(self.home / "data" / f"{agency}.sqlite")],
+            url=f"http://127.0.0.1:{port}",
+        )
+
+    def start_all(self) -> None:
+        self.start_fanout()
+        for agency in self.world.implementers():
+            self.start_subscriber(agency.agency_id)
+
+    def wait_healthy(self, timeout: float = 120.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        pending = [s for s in self.services if s.url]
+        while pending:
+            for s in list(pending):
+                if s.proc.poll() is not None:
+                    raise ConfigError(f"{s.name} exited with status {s.proc.returncode}; see {s.log}")
+                try:
+                    if httpx.get(f"{s.url}/healthz", timeout=1.0).status_code == 200:
+                        pending.remove(s)
+                except httpx.HTTPError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise ConfigError(f"not healthy after {timeout:.0f}s: {', '.join(s.name for s in pending)}")
+            time.sleep(0.2)
+
+    def stop(self, name: str | None = None, *, kill: bool = False, grace: float = 15.0) -> None:
+        for s in [s for s in self.services if name is None or s.name == name]:
+            if s.proc.poll() is None:
+                s.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+                try:
+                    s.proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    s.proc.kill()
+                    s.proc.wait(5)
+            (self.home / "run" / f"{s.name}.json").unlink(missing_ok=True)
+            self.services.remove(s)
