@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     fs = s.add_subparsers(dest="fanout_command", required=True)
     w = fs.add_parser("worker", help="run a fan-out worker")
     w.add_argument("--web-port", type=int, default=None)
-    w.add_argument("--loglevel", default="WARNING")
+    w.add_argument("--loglevel", default="INFO")
     w.set_defaults(fn=cmd_fanout_worker)
 
     s = sub.add_parser("subscriber", help="an implementing agency's subscriber")

@@ -83,7 +83,11 @@ def _password_env(username: str) -> str:
 
 
 def _external_cluster(bootstrap: str) -> KafkaCluster:
-    passwords = {u: os.environ[_password_env(u)] for u in TEST_USERS if _password_env(u) in os.environ}
+    passwords = {
+        user: os.environ[_password_env(user)]
+        for user in TEST_USERS
+        if _password_env(user) in os.environ
+    }
     admin = os.environ.get("CONCORD_TEST_ADMIN_PASSWORD")
     if admin is not None:
         passwords[ADMIN_USER] = admin

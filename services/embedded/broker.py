@@ -526,7 +526,9 @@ class EmbeddedKafka:
             for fut in admin.alter_user_scram_credentials(upserts).values():
                 fut.result(timeout=30)
         except (KafkaException, TimeoutError) as exc:
-            raise BrokerUnavailable(f"could not set SCRAM users: {exc}", users=sorted(changed)) from exc
+            raise BrokerUnavailable(
+                f"could not set SCRAM users: {exc}", users=sorted(changed)
+            ) from exc
         state = _State(
             state.cluster_id, state.ports, state.broker_password,
             {**state.users, **{n: _digest(p) for n, p in changed.items()}},

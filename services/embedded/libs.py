@@ -49,7 +49,9 @@ def ensure_kafka_libs(repo_root: Path) -> Path:
             cmd, cwd=repo_root, capture_output=True, text=True, timeout=_MVN_TIMEOUT_S, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise ConfigError("Maven did not finish resolving the Kafka jars", timeout_s=exc.timeout) from exc
+        raise ConfigError(
+            "Maven did not finish resolving the Kafka jars", timeout_s=exc.timeout
+        ) from exc
     if done.returncode != 0 or not (target / BROKER_JAR).is_file():
         tail = (done.stdout + done.stderr).strip().splitlines()[-20:]
         raise ConfigError(

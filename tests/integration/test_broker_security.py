@@ -11,7 +11,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -44,21 +44,24 @@ _quiet = logging.getLogger("tests.rdkafka")
 
 
 @pytest.fixture
-def admin(kafka_access: Access) -> Iterator[AdminClient]:
-    yield AdminClient(kafka_access("concord-admin").confluent_config())
+def admin(kafka_access: Access) -> AdminClient:
+    return AdminClient(kafka_access("concord-admin").confluent_config())
 
 
 @pytest.fixture
 def topic(admin: AdminClient, unique_ns: str) -> str:
     name = f"{unique_ns}.security"
-    for fut in admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)]).values():
+    new = NewTopic(name, num_partitions=1, replication_factor=1)
+    for fut in admin.create_topics([new]).values():
         fut.result(timeout=WAIT_S)
     return name
 
 
-def _allow(admin: AdminClient, resource: ResourceType, name: str, user: str, op: AclOperation) -> None:
+def _allow(admin: AdminClient, topic: str, user: str, op: AclOperation) -> None:
+    """Grant *user* the operation *op* on exactly *topic*."""
     binding = AclBinding(
-        resource, name, ResourcePatternType.LITERAL, f"User:{user}", "*", op, AclPermissionType.ALLOW
+        ResourceType.TOPIC, topic, ResourcePatternType.LITERAL,
+        f"User:{user}", "*", op, AclPermissionType.ALLOW,
     )
     for fut in admin.create_acls([binding]).values():
         fut.result(timeout=WAIT_S)
@@ -108,7 +111,9 @@ async def _eventually_produce(access: KafkaAccess, topic: str, value: bytes) -> 
             await asyncio.sleep(0.2)
 
 
-async def test_admin_creates_produces_and_consumes(kafka_access: Access, topic: str, unique_ns: str) -> None:
+async def test_admin_creates_produces_and_consumes(
+    kafka_access: Access, topic: str, unique_ns: str
+) -> None:
     admin = kafka_access("concord-admin")
     await _produce(admin, topic, b"hello")
     assert await _consume_one(admin, topic, f"{unique_ns}-admin") == b"hello"
@@ -128,7 +133,7 @@ async def test_topic_read_without_group_acl_is_refused_by_group(
     kafka_access: Access, admin: AdminClient, topic: str, unique_ns: str
 ) -> None:
     await _produce(kafka_access("concord-admin"), topic, b"x")
-    _allow(admin, ResourceType.TOPIC, topic, "stranger", AclOperation.READ)
+    _allow(admin, topic, "stranger", AclOperation.READ)
     with pytest.raises(GroupAuthorizationFailedError):
         await _consume_one(kafka_access("stranger"), topic, f"{unique_ns}-stranger")
 
@@ -137,10 +142,11 @@ async def test_write_acl_lets_the_principal_produce_and_nothing_more(
     kafka_access: Access, admin: AdminClient, topic: str, unique_ns: str
 ) -> None:
     stranger = kafka_access("stranger")
-    _allow(admin, ResourceType.TOPIC, topic, "stranger", AclOperation.WRITE)
+    _allow(admin, topic, "stranger", AclOperation.WRITE)
     await _eventually_produce(stranger, topic, b"now allowed")
 
-    assert await _consume_one(kafka_access("concord-admin"), topic, f"{unique_ns}-admin") == b"now allowed"
+    admin_view = await _consume_one(kafka_access("concord-admin"), topic, f"{unique_ns}-admin")
+    assert admin_view == b"now allowed"
     with pytest.raises(TopicAuthorizationFailedError):
         await _consume_one(stranger, topic, group=None)
     with pytest.raises(GroupAuthorizationFailedError):
