@@ -89,24 +89,35 @@ def delisting_record(s: Subjects, run: str, now: datetime, listing: dict[str, ob
 
 @dataclass
 class Expect:
+    """One thing the scenario promises, and what was seen."""
+
     step: str
     agency: str
     who: str
     ident: str
     measure: str | None
-    restricted: bool
-    observed: bool | None = None
+    expected: str  # "restricted", "clear", or for lifts "LIFT <cause>"
+    observed: str | None = None
+    entry: str | None = None  # for lift expectations: the entry whose history is read
 
     @property
     def ok(self) -> bool:
-        return self.observed is self.restricted
+        return self.observed == self.expected
 
 
-def _ask(url: str, ident: str, measure: str | None) -> bool | None:
-    params = {"id": ident, **({"measure": measure} if measure else {})}
+def _ask(url: str, e: Expect) -> str | None:
     try:
+        if e.entry is not None:
+            r = httpx.get(f"{url}/v1/entries/{e.entry}", timeout=5)
+            if r.status_code != 200:
+                return "no history"
+            rows = [d for d in r.json()["directives"] if d["action"] == "LIFT"]
+            return f"LIFT {rows[-1]['cause']}" if rows else "no LIFT"
+        params = {"id": e.ident, **({"measure": e.measure} if e.measure else {})}
         r = httpx.get(f"{url}/v1/check", params=params, timeout=5)
-        return bool(r.json()["restricted"]) if r.status_code == 200 else None
+        if r.status_code != 200:
+            return None
+        return "restricted" if r.json()["restricted"] else "clear"
     except httpx.HTTPError:
         return None
 
@@ -115,10 +126,13 @@ def _await(expects: list[Expect], urls: dict[str, str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         for e in expects:
-            e.observed = _ask(urls[e.agency], e.ident, e.measure)
+            e.observed = _ask(urls[e.agency], e)
         if all(e.ok for e in expects) or time.monotonic() > deadline:
             return
         time.sleep(0.25)
+
+
+R, C = "restricted", "clear"
 
 
 def run_scenario(
@@ -146,16 +160,16 @@ def run_scenario(
     results: list[Expect] = []
     rc = publish("court", f1)
     listed = [
-        Expect("listed", "finance", "company", s.company, FINANCE_BAN, True),
-        Expect("listed", "aviation", "legal rep", s.legal_rep, AIR, True),
-        Expect("listed", "rail", "legal rep", s.legal_rep, RAIL, True),
-        Expect("listed", "aviation", "person", s.person, AIR, True),
-        Expect("listed", "rail", "person", s.person, RAIL, True),
+        Expect("listed", "finance", "company", s.company, FINANCE_BAN, R),
+        Expect("listed", "aviation", "legal rep", s.legal_rep, AIR, R),
+        Expect("listed", "rail", "legal rep", s.legal_rep, RAIL, R),
+        Expect("listed", "aviation", "person", s.person, AIR, R),
+        Expect("listed", "rail", "person", s.person, RAIL, R),
     ]
     if rc == 0:
         _await(listed, urls, timeout)
     results += listed
-    not_for_company = Expect("listed", "aviation", "company", s.company, None, False)
+    not_for_company = Expect("listed", "aviation", "company", s.company, None, C)
     _await([not_for_company], urls, 0)
     results.append(not_for_company)
 
@@ -164,9 +178,9 @@ def run_scenario(
     say(f"court publishes {f2.name}: the company performed the judgment")
     rc = publish("court", f2)
     delisted = [
-        Expect("delisted", "finance", "company", s.company, None, False),
-        Expect("delisted", "aviation", "legal rep", s.legal_rep, None, False),
-        Expect("delisted", "rail", "legal rep", s.legal_rep, None, False),
+        Expect("delisted", "finance", "company", s.company, None, C),
+        Expect("delisted", "aviation", "legal rep", s.legal_rep, None, C),
+        Expect("delisted", "rail", "legal rep", s.legal_rep, None, C),
     ]
     if rc == 0:
         _await(delisted, urls, timeout)
@@ -176,23 +190,23 @@ def run_scenario(
     if wait > 0:
         say(f"waiting {wait:.0f}s for the person's period to end")
         time.sleep(wait)
-    expired = [Expect("period ended", "aviation", "person", s.person, None, False),
-               Expect("period ended", "rail", "person", s.person, None, False)]
+    person_entry = f"court/demo-{run}-p"
+    expired = [Expect("period ended", "aviation", "person", s.person, None, C),
+               Expect("period ended", "rail", "person", s.person, None, C),
+               Expect("period ended", "aviation", "person", s.person, AIR, "LIFT PERIOD_ENDED", entry=person_entry),
+               Expect("period ended", "rail", "person", s.person, RAIL, "LIFT PERIOD_ENDED", entry=person_entry)]
     _await(expired, urls, timeout)
     results += expired
     return results
 
 
 def table(results: list[Expect]) -> str:
-    head = f"{'step':13} {'agency':9} {'subject':10} {'measure':26} {'expected':11} {'observed':11} ok"
+    head = f"{'step':13} {'agency':9} {'subject':10} {'measure':26} {'expected':17} {'observed':17} ok"
     lines = [head, "-" * len(head)]
 
-    def word(v: bool | None) -> str:
-        return "no answer" if v is None else ("restricted" if v else "clear")
-
     for e in results:
-        lines.append(f"{e.step:13} {e.agency:9} {e.who:10} {(e.measure or 'any'):26} {word(e.restricted):11} "
-                     f"{word(e.observed):11} {'yes' if e.ok else 'NO'}")
+        lines.append(f"{e.step:13} {e.agency:9} {e.who:10} {(e.measure or 'any'):26} {e.expected:17} "
+                     f"{e.observed or 'no answer':17} {'yes' if e.ok else 'NO'}")
     held = sum(e.ok for e in results)
     lines.append(f"{held}/{len(results)} expectations held")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from services.core.errors import ConfigError
 from services.embedded.broker import ADMIN_USER, EmbeddedKafka
 from services.embedded.libs import ensure_kafka_libs
 from services.kafka_access import KafkaAccess
@@ -70,6 +71,8 @@ class KafkaCluster:
     embedded: EmbeddedKafka | None = field(default=None, compare=False)
 
     def access(self, username: str) -> KafkaAccess:
+        if username not in TEST_USERS:
+            raise ConfigError("not one of the test users", user=username, known=TEST_USERS)
         password = self.passwords.get(username)
         if password is None:
             pytest.skip(f"no password for Kafka user {username!r} in the environment")

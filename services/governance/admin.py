@@ -7,6 +7,7 @@ functions only add what is missing; they never delete.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaException
@@ -102,4 +103,20 @@ def ensure_acls(admin: AdminClient, rules: Iterable[AclRule]) -> list[AclRule]:
             fut.result()
         except KafkaException as exc:
             raise BrokerUnavailable(f"cannot create ACL: {exc}") from None
+    _await_acls(admin, missing)
     return missing
+
+
+def _await_acls(admin: AdminClient, rules: list[AclRule], timeout: float = 30.0) -> None:
+    """Return once the broker enforces ``rules``.
+
+    The controller commits new ACLs before the broker's authorizer has applied them
+    from the metadata log; a client started in between is refused.  DescribeAcls is
+    answered from the broker's authorizer, so seeing them there means they hold.
+    """
+    deadline = time.monotonic() + timeout
+    want = set(rules)
+    while not want <= set(live_acls(admin)):
+        if time.monotonic() > deadline:
+            raise BrokerUnavailable(f"ACLs not in force {timeout:.0f}s after they were created")
+        time.sleep(0.1)

@@ -11,8 +11,9 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -39,6 +40,7 @@ from services.kafka_access import KafkaAccess
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 Access = Callable[[str], KafkaAccess]
+T = TypeVar("T")
 WAIT_S = 20.0
 _quiet = logging.getLogger("tests.rdkafka")
 
@@ -98,13 +100,16 @@ async def _consume_one(access: KafkaAccess, topic: str, group: str | None) -> by
         await consumer.stop()
 
 
-async def _eventually_produce(access: KafkaAccess, topic: str, value: bytes) -> None:
-    """Produce, retrying while a just-created ACL reaches the broker's authorizer."""
+async def _once_acl_applies(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Run *attempt*, retrying while a just-created topic ACL reaches the authorizer.
+
+    create_acls returns once the controller has committed the ACL; the broker
+    applies it when it publishes that metadata, a moment later.
+    """
     deadline = time.monotonic() + WAIT_S
     while True:
         try:
-            await _produce(access, topic, value)
-            return
+            return await attempt()
         except TopicAuthorizationFailedError:
             if time.monotonic() > deadline:
                 raise
@@ -134,8 +139,9 @@ async def test_topic_read_without_group_acl_is_refused_by_group(
 ) -> None:
     await _produce(kafka_access("concord-admin"), topic, b"x")
     _allow(admin, topic, "stranger", AclOperation.READ)
+    stranger = kafka_access("stranger")
     with pytest.raises(GroupAuthorizationFailedError):
-        await _consume_one(kafka_access("stranger"), topic, f"{unique_ns}-stranger")
+        await _once_acl_applies(lambda: _consume_one(stranger, topic, f"{unique_ns}-stranger"))
 
 
 async def test_write_acl_lets_the_principal_produce_and_nothing_more(
@@ -143,7 +149,7 @@ async def test_write_acl_lets_the_principal_produce_and_nothing_more(
 ) -> None:
     stranger = kafka_access("stranger")
     _allow(admin, topic, "stranger", AclOperation.WRITE)
-    await _eventually_produce(stranger, topic, b"now allowed")
+    await _once_acl_applies(lambda: _produce(stranger, topic, b"now allowed"))
 
     admin_view = await _consume_one(kafka_access("concord-admin"), topic, f"{unique_ns}-admin")
     assert admin_view == b"now allowed"

@@ -1,0 +1,41 @@
+"""A whole exchange on the session broker: topics, ACLs, keys, fan-out and subscribers.
+
+Each test that asks for ``exchange`` gets its own namespace (topics, consumer
+groups, the fan-out's state), its own home folder (credentials, keys, stores) and
+its own processes, all of which are stopped when the test ends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.localstack import LocalStack
+
+from tests.conftest import KafkaCluster
+
+
+def make_stack(cluster: KafkaCluster, home: Path, namespace: str) -> LocalStack:
+    stack = LocalStack.at(home, namespace=namespace)
+    stack.write_config(cluster.bootstrap, cluster.ca_file)
+    creds = {p: cluster.passwords[p] for p in cluster.passwords}
+    (home / "credentials.json").write_text(json.dumps(creds))
+    (home / "credentials.json").chmod(0o600)
+    stack.ensure_keys()
+    stack.provision()
+    return stack
+
+
+@pytest.fixture
+def exchange(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Iterator[LocalStack]:
+    """A running exchange: the fan-out and one subscriber per implementing agency."""
+    stack = make_stack(kafka_cluster, tmp_path / "home", unique_ns)
+    try:
+        stack.start_all()
+        stack.wait_healthy(timeout=120)
+        yield stack
+    finally:
+        stack.stop()
