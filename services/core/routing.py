@@ -106,11 +106,23 @@ def _as_utc_datetime(d: object) -> datetime | None:
     return datetime.combine(d, time.min, tzinfo=UTC)  # type: ignore[arg-type]
 
 
-def mou_window(mou: Mou) -> tuple[datetime, datetime | None]:
+def measure_window(world: World, mou: Mou, measure_id: str) -> tuple[datetime, datetime | None]:
+    """When the legal basis for ``measure_id`` under ``mou`` starts and ends.
+
+    The end follows the MOU's later versions for as long as each one starts the day
+    the previous one ends and still contains the measure: a measure an amendment
+    keeps must not lapse at the switch (subscribers enforce ``valid_until`` on their
+    own), while one it drops — or an announced termination — ends exactly then.
+    """
     start = _as_utc_datetime(mou.valid_from)
     assert start is not None
-    ends = [e for e in (_as_utc_datetime(mou.valid_until), _as_utc_datetime(mou.terminated_on)) if e]
-    return start, (min(ends) if ends else None)
+    end = mou.ends_on
+    for later in world.mou_versions(mou.mou_id):
+        if end is None or later.version <= mou.version:
+            continue
+        if later.valid_from == end and any(m.measure_id == measure_id for m in later.measures):
+            end = later.ends_on
+    return start, _as_utc_datetime(end)
 
 
 def _target(subject_kind: SubjectKind, names: tuple[Name, ...], ids: tuple, role: str | None,  # type: ignore[type-arg]
@@ -149,7 +161,7 @@ def desired_directives(
         return {}
     want: dict[str, dict[str, object]] = {}
     for mou, measure in world.triggered_measures(event.program, now):
-        mou_start, mou_end = mou_window(mou)
+        mou_start, mou_end = measure_window(world, mou, measure.measure_id)
         valid_from = max(event.effective_from, mou_start)
         ends = [e for e in (event.effective_until, mou_end) if e is not None]
         valid_until = min(ends) if ends else None
@@ -177,16 +189,15 @@ def _same(held: Directive, spec: Mapping[str, object]) -> bool:
     return held.action is Action.APPLY and all(getattr(held, f) == spec[f] for f in _MATERIAL)
 
 
-def _lift_cause(event: ListEntryEvent, reevaluation: bool, held: Directive, now: datetime) -> Cause:
-    if held.valid_until is not None and held.valid_until <= now:
+def _lift_cause(event: ListEntryEvent, reevaluation: bool, now: datetime) -> Cause:
+    """Why a held APPLY is lifted: the publisher's own word first, then the entry's
+    period; a directive that ends earlier because its MOU or measure ends was lifted
+    by an MOU change."""
+    if not reevaluation and event.ends_entry:
+        return Cause(event.event_type.value)
+    if event.effective_until is not None and event.effective_until <= now:
         return Cause.PERIOD_ENDED
-    if reevaluation:
-        return Cause.MOU_CHANGED
-    return {
-        EventType.DELISTED: Cause.DELISTED,
-        EventType.EXPIRED: Cause.EXPIRED,
-        EventType.RETRACTED: Cause.RETRACTED,
-    }.get(event.event_type, Cause.AMENDED)
+    return Cause.MOU_CHANGED if reevaluation else Cause.AMENDED
 
 
 def _evaluate(
@@ -232,7 +243,7 @@ def _evaluate(
                 "action": Action.LIFT,
                 "entry_version": event.version,
                 "seq": seq,
-                "cause": _lift_cause(event, reevaluation, current, now),
+                "cause": _lift_cause(event, reevaluation, now),
                 "issued_at": now,
                 "source": None if reevaluation else source,
             }

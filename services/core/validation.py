@@ -9,14 +9,15 @@ the dotted path of the field, so a clerk can fix a row in one pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from services.core.errors import FieldProblem, RecordInvalid
 from services.core.identifiers import validate_identifier
-from services.core.models import EventType, Identifier, ListEntryEvent, ListKind
+from services.core.models import EventType, ListEntryEvent, ListKind
 from services.core.world import World
 
 MAX_RECORD_BYTES = 256 * 1024
@@ -45,48 +46,106 @@ def _pydantic_problems(exc: ValidationError) -> list[FieldProblem]:
     return problems
 
 
-def _identifier_problems(prefix: str, ids: Iterable[Identifier]) -> list[FieldProblem]:
+def _get(data: Any, *path: str | int) -> Any:
+    for key in path:
+        if isinstance(key, int):
+            if not isinstance(data, (list, tuple)) or key >= len(data):
+                return None
+        elif not isinstance(data, Mapping):
+            return None
+        data = data[key] if isinstance(key, int) else data.get(key)
+    return data
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if isinstance(value, str) else None
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else None
+    return None
+
+
+def _day(value: Any) -> date | None:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _ids(prefix: str, ids: Any) -> list[FieldProblem]:
     out = []
-    for i, ident in enumerate(ids):
-        reason = validate_identifier(ident.scheme, ident.value)
-        if reason:
-            out.append(FieldProblem(f"{prefix}[{i}].value", f"{ident.scheme} {ident.value!r}: {reason}"))
+    for i, ident in enumerate(ids if isinstance(ids, (list, tuple)) else ()):
+        scheme, value = _text(_get(ident, "scheme")), _text(_get(ident, "value"))
+        if scheme and value:
+            reason = validate_identifier(scheme, value)
+            if reason:
+                out.append(FieldProblem(f"{prefix}[{i}].value", f"{scheme} {value!r}: {reason}"))
     return out
 
 
-def context_problems(ev: ListEntryEvent, *, agency: str, world: World) -> list[FieldProblem]:
-    """Rules that need to know who publishes and what the world declares."""
+def rule_problems(data: Mapping[str, Any], *, agency: str, world: World) -> list[FieldProblem]:
+    """Rules that need to know who publishes and what the world declares.
+
+    Works on a plain mapping — the adapter's raw JSON or a decoded record's dump —
+    and skips what is absent or mistyped, so it also runs on a record with
+    structural problems: the clerk sees every problem of a row at once.
+    """
     p: list[FieldProblem] = []
-    program = world.programs.get(ev.program)
-    if program is None:
-        p.append(FieldProblem("program", f"unknown program {ev.program!r}"))
-    elif program.owner != agency:
-        p.append(FieldProblem("program", f"program {ev.program!r} belongs to {program.owner!r}, not {agency!r}"))
-    elif program.list_kind != ev.list_kind.value:
-        p.append(FieldProblem("list_kind", f"program {ev.program!r} is a {program.list_kind} list"))
-    if ev.list_kind is ListKind.SANCTION and ev.event_type in (EventType.LISTED, EventType.AMENDED):
-        basis = ev.basis
+    event_type = _text(data.get("event_type"))
+    list_kind = _text(data.get("list_kind"))
+    program_id = _text(data.get("program"))
+    program = world.programs.get(program_id) if program_id else None
+    if program_id and program is None:
+        p.append(FieldProblem("program", f"unknown program {program_id!r}"))
+    elif program is not None and program.owner != agency:
+        p.append(FieldProblem("program", f"program {program_id!r} belongs to {program.owner!r}, not {agency!r}"))
+    elif program is not None and list_kind and program.list_kind != list_kind:
+        p.append(FieldProblem("list_kind", f"program {program_id!r} is a {program.list_kind} list"))
+    if list_kind == ListKind.SANCTION.value and event_type in (EventType.LISTED.value, EventType.AMENDED.value):
+        basis = data.get("basis")
         if basis is None:
             p.append(FieldProblem("basis", "a sanction needs a legal basis (decision_no and issued_by)"))
-        else:
-            if not basis.decision_no:
+        elif isinstance(basis, Mapping):
+            if not basis.get("decision_no"):
                 p.append(FieldProblem("basis.decision_no", "a sanction needs the number of the decision it rests on"))
-            if not basis.issued_by:
+            if not basis.get("issued_by"):
                 p.append(FieldProblem("basis.issued_by", "a sanction needs the authority that issued the decision"))
-    if ev.event_type is EventType.DELISTED and ev.delisting is None:
+    delisting = data.get("delisting")
+    if event_type == EventType.DELISTED.value and delisting is None:
         p.append(FieldProblem("delisting.reason", "a DELISTED event needs a delisting reason"))
-    if ev.event_type is not EventType.DELISTED and ev.delisting is not None:
-        p.append(FieldProblem("delisting", f"only a DELISTED event carries a delisting, not {ev.event_type.value}"))
-    if ev.effective_until is not None and ev.effective_until <= ev.effective_from:
+    if event_type and event_type != EventType.DELISTED.value and delisting is not None:
+        p.append(FieldProblem("delisting", f"only a DELISTED event carries a delisting, not {event_type}"))
+    start, until = _when(data.get("effective_from")), _when(data.get("effective_until"))
+    if start and until and until <= start:
         p.append(FieldProblem("effective_until", "must be after effective_from"))
-    if ev.publication_until is not None and ev.publication_until <= ev.effective_from:
+    published = _when(data.get("publication_until"))
+    if start and published and published <= start:
         p.append(FieldProblem("publication_until", "must be after effective_from"))
-    if ev.basis is not None and ev.basis.decided_on is not None and ev.basis.decided_on > ev.listed_on:
+    decided, listed = _day(_get(data, "basis", "decided_on")), _day(data.get("listed_on"))
+    if decided and listed and decided > listed:
         p.append(FieldProblem("basis.decided_on", "a decision cannot postdate the listing it grounds"))
-    p += _identifier_problems("subject.identifiers", ev.subject.identifiers)
-    for j, party in enumerate(ev.subject.related_parties):
-        p += _identifier_problems(f"subject.related_parties[{j}].identifiers", party.identifiers)
+    p += _ids("subject.identifiers", _get(data, "subject", "identifiers"))
+    parties = _get(data, "subject", "related_parties")
+    for j, party in enumerate(parties if isinstance(parties, (list, tuple)) else ()):
+        p += _ids(f"subject.related_parties[{j}].identifiers", _get(party, "identifiers"))
     return p
+
+
+def context_problems(ev: ListEntryEvent, *, agency: str, world: World) -> list[FieldProblem]:
+    """:func:`rule_problems` for a record that is already structurally valid."""
+    return rule_problems(ev.model_dump(mode="json"), agency=agency, world=world)
 
 
 def validate_record(raw: Any, *, agency: str, world: World) -> ListEntryEvent:
@@ -96,7 +155,10 @@ def validate_record(raw: Any, *, agency: str, world: World) -> ListEntryEvent:
     try:
         ev = ListEntryEvent.model_validate(raw)
     except ValidationError as exc:
-        raise RecordInvalid(_pydantic_problems(exc)) from None
+        structural = _pydantic_problems(exc)
+        seen = {p.path for p in structural}
+        rules = [p for p in rule_problems(raw, agency=agency, world=world) if p.path not in seen]
+        raise RecordInvalid(structural + rules) from None
     problems = context_problems(ev, agency=agency, world=world)
     if problems:
         raise RecordInvalid(problems)

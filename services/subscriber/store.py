@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS offsets (topic TEXT, partition INTEGER, offset INTEGE
 CREATE TABLE IF NOT EXISTS outbox (
     n INTEGER PRIMARY KEY AUTOINCREMENT, receipt TEXT NOT NULL, sent INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS rejected (
+    directive_id TEXT PRIMARY KEY, reason TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+    offset INTEGER NOT NULL, rejected_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
@@ -96,7 +100,7 @@ class Incoming:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A directive refused on intake: stored only as history and a REJECTED receipt."""
+    """A directive refused on intake: only the refusal is recorded, and a REJECTED receipt sent."""
 
     directive_id: str
     reason: str
@@ -213,8 +217,10 @@ class DirectiveStore:
                    index_ops: list[tuple[str, Directive | None]]) -> Receipt | None:
         ts = now.timestamp()
         if isinstance(item, Rejected):
-            seen = cur.execute("SELECT 1 FROM history WHERE directive_id = ?", (item.directive_id,)).fetchone()
-            if seen:
+            # Only the refusal is kept (never the directive): a redelivered one is refused once.
+            cur.execute("INSERT OR IGNORE INTO rejected VALUES (?,?,?,?,?,?)",
+                        (item.directive_id, item.reason, item.topic, item.partition, item.offset, ts))
+            if cur.rowcount == 0:
                 return None
             return Receipt(directive_id=item.directive_id, agency=self.agency, status=ReceiptStatus.REJECTED,
                            reason=item.reason, recorded_at=now)
