@@ -248,7 +248,7 @@ def run_local(*, stay: bool, home: Path) -> int:
               file=sys.stderr)
         stack.start_all()
         stack.wait_healthy()
-        urls = {s.name.removeprefix("subscriber-"): s.url for s in stack.services if s.url}
+        urls = stack.subscriber_urls()
         results = run_scenario(urls, cli_publisher(home), home / "demo", say=lambda m: print(f"concord: {m}"))
         print()
         print(table(results))

@@ -82,11 +82,18 @@ class LocalStack:
     home: Path
     world: World
     namespace: str = "concord"
+    world_dir: Path | None = None
     services: list[Service] = field(default_factory=list)
 
     @classmethod
     def at(cls, home: Path, namespace: str = "concord", world_dir: Path | None = None) -> LocalStack:
-        return cls(home=home.resolve(), world=load_world(world_dir or REPO_ROOT / "topics"), namespace=namespace)
+        return cls(home=home.resolve(), world=load_world(world_dir or REPO_ROOT / "topics"), namespace=namespace,
+                   world_dir=world_dir)
+
+    def use_world(self, world_dir: Path) -> None:
+        """Services started from now on read the declared world from ``world_dir``."""
+        self.world_dir = world_dir
+        self.world = load_world(world_dir)
 
     # --- set-up -----------------------------------------------------------------
 
@@ -103,7 +110,7 @@ class LocalStack:
                            ).as_principal(principal, creds[principal])
 
     def ensure_keys(self) -> None:
-        ensure_keys(self.home / "keys", [*sorted(self.world.agencies), FANOUT])
+        ensure_keys(self.home / "keys", [*sorted(self.world.agencies), FANOUT, ADMIN])
 
     def provision(self) -> tuple[list[str], int]:
         """Create missing topics and ACLs as the admin; return what was created."""
@@ -124,6 +131,8 @@ class LocalStack:
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
         env["CONCORD_HOME"] = str(self.home)
+        if self.world_dir is not None:
+            env["CONCORD_WORLD_DIR"] = str(self.world_dir)
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
@@ -144,8 +153,9 @@ class LocalStack:
         (run / f"{name}.json").write_text(json.dumps({"pid": proc.pid, "url": url}))
         return svc
 
-    def start_fanout(self, name: str = "fanout") -> Service:
-        return self._spawn(name, ["fanout", "worker"])
+    def start_fanout(self, name: str = "fanout", port: int | None = None) -> Service:
+        port = port or free_port()
+        return self._spawn(name, ["fanout", "worker", "--web-port", str(port)], url=f"http://127.0.0.1:{port}")
 
     def start_subscriber(self, agency: str, port: int | None = None) -> Service:
         port = port or free_port()
@@ -155,6 +165,10 @@ class LocalStack:
              "--db", str(self.home / "data" / f"{agency}.sqlite")],
             url=f"http://127.0.0.1:{port}",
         )
+
+    def subscriber_urls(self) -> dict[str, str]:
+        return {s.name.removeprefix("subscriber-"): s.url for s in self.services
+                if s.url and s.name.startswith("subscriber-")}
 
     def start_all(self) -> None:
         self.start_fanout()

@@ -19,6 +19,7 @@ compacted directive topics, which gives three properties cheaply:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, time
 from enum import StrEnum
@@ -65,6 +66,7 @@ class EntryState(BaseModel):
     seq: int
     directives: Mapping[str, Directive]
     offsets: Mapping[str, int]  # "topic:partition" -> last offset applied
+    world_rev: str = ""  # the declared world this state was last evaluated against
 
     @property
     def table_key(self) -> str:
@@ -253,11 +255,18 @@ def _evaluate(
     return latest, emitted
 
 
+def world_revision(world: World) -> str:
+    """A short fingerprint of the declared world; a change means entries need re-evaluation."""
+    docs = json.dumps(world.to_documents(), sort_keys=True, default=str)
+    return hashlib.sha256(docs.encode()).hexdigest()[:16]
+
+
 def _offset_key(source: SourceRecord) -> str:
     return f"{source.topic}:{source.partition}"
 
 
-def on_record(state: EntryState | None, rec: Accepted, world: World, now: datetime) -> Transition:
+def on_record(state: EntryState | None, rec: Accepted, world: World, now: datetime,
+              world_rev: str = "") -> Transition:
     """Apply one verified list record to the entry it names."""
     ev = rec.event
     if state is not None:
@@ -291,11 +300,12 @@ def on_record(state: EntryState | None, rec: Accepted, world: World, now: dateti
         seq=seq,
         directives=latest,
         offsets=offsets,
+        world_rev=world_rev,
     )
     return Transition(state=new, emitted=tuple(emitted), outcome=Outcome.APPLIED)
 
 
-def on_tick(state: EntryState, world: World, now: datetime) -> Transition:
+def on_tick(state: EntryState, world: World, now: datetime, world_rev: str = "") -> Transition:
     """Re-evaluate an entry against the clock and the MOUs in force now.
 
     Lifts what has run out (cause PERIOD_ENDED) or lost its MOU (MOU_CHANGED) and
@@ -307,6 +317,9 @@ def on_tick(state: EntryState, world: World, now: datetime) -> Transition:
         world=world, now=now, reevaluation=True,
     )
     if not emitted:
+        if world_rev and world_rev != state.world_rev:
+            return Transition(state=state.model_copy(update={"world_rev": world_rev}), emitted=(),
+                              outcome=Outcome.TICK)
         return Transition(state=state, emitted=(), outcome=Outcome.TICK)
-    new = state.model_copy(update={"seq": seq, "directives": latest})
+    new = state.model_copy(update={"seq": seq, "directives": latest, "world_rev": world_rev or state.world_rev})
     return Transition(state=new, emitted=tuple(emitted), outcome=Outcome.TICK)

@@ -22,6 +22,8 @@ any other record.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import zlib
 from dataclasses import dataclass, field
@@ -33,9 +35,10 @@ import faust
 from services.core.codec import SchemaRegistry
 from services.core.intake import Refused, admit_list_record
 from services.core.models import Directive, Header, QuarantineRecord
-from services.core.routing import EntryState, Outcome, Transition, on_record, on_tick
+from services.core.routing import EntryState, Outcome, Transition, on_record, on_tick, world_revision
 from services.core.signing import Domain, Keyring, Signer
 from services.core.world import World
+from services.fanout.coverage import ReceiptView
 from services.fanout.metrics import FanoutMetrics
 from services.kafka_access import KafkaAccess
 
@@ -52,6 +55,7 @@ class FanoutConfig:
     namespace: str = "concord"
     tick_interval: float = 0.5
     rescan_interval: float = 30.0
+    coverage_interval: float = 5.0
     web_port: int | None = None
     metrics: FanoutMetrics = field(default_factory=FanoutMetrics.create)
 
@@ -67,6 +71,15 @@ class FanoutConfig:
 def entry_partition(table_key: str, partitions: int) -> int:
     """Directive partition for an entry: all of one entry's directives stay in order."""
     return zlib.crc32(table_key.encode()) % partitions
+
+
+def _view(handler: Any) -> Any:
+    """A plain function for faust's page decorator, which binds it to its View class."""
+
+    async def page(view: Any, request: Any) -> Any:
+        return await handler(view, request)
+
+    return page
 
 
 class Fanout:
@@ -116,8 +129,24 @@ class Fanout:
         self.due: dict[bytes, tuple[datetime, int]] = {}
         self._indexed_for: frozenset[Any] | None = None
         self._last_scan = 0.0
+        self.world_rev = world_revision(cfg.world)
+        self.receipts = ReceiptView(
+            access=cfg.access,
+            topics={s.name: s.agency for s in specs.values() if s.kind == "receipts" and s.agency},
+            keyring=cfg.keyring, schemas=cfg.schemas,
+        )
+        self._stopping = asyncio.Event()
         self.app.agent(self.source, name="route")(self._route)
         self.app.timer(interval=cfg.tick_interval)(self._tick_due)
+        self.app.timer(interval=cfg.coverage_interval)(self._update_coverage)
+        self.app.task(self._follow_receipts)
+        if cfg.web_port is not None:
+            from faust.sensors.prometheus import setup_prometheus_sensors
+
+            setup_prometheus_sensors(self.app, "/metrics", registry=cfg.metrics.registry,
+                                     name_prefix="concord_faust")
+            self.app.page("/coverage")(_view(self._coverage_page))
+            self.app.page("/healthz")(_view(self._health_page))
 
     # --- helpers ---------------------------------------------------------------
 
@@ -155,6 +184,8 @@ class Fanout:
 
     def _index(self, key: bytes, state: EntryState | None) -> None:
         deadline = state.next_deadline() if state else None
+        if state is not None and state.world_rev != self.world_rev:
+            deadline = datetime.min.replace(tzinfo=UTC)  # evaluated against another world: re-evaluate now
         if deadline is None:
             self.due.pop(key, None)
         else:
@@ -171,7 +202,7 @@ class Fanout:
                 state = self._load(key)
                 if state is None:
                     continue
-                tr = on_tick(state, self.cfg.world, now)
+                tr = on_tick(state, self.cfg.world, now, self.world_rev)
             else:
                 origin = self.list_topics[msg.topic]
                 try:
@@ -186,7 +217,9 @@ class Fanout:
                 self.cfg.metrics.event_in(origin, accepted.event.program)
                 key = f"{origin}/{accepted.event.entry_id}".encode()
                 state = self._load(key)
-                tr = on_record(state, accepted, self.cfg.world, now)
+                tr = on_record(state, accepted, self.cfg.world, now, self.world_rev)
+                if tr.outcome is not Outcome.APPLIED:
+                    self.cfg.metrics.ignored.labels(tr.outcome.value).inc()
                 if tr.outcome in (Outcome.STALE_VERSION, Outcome.REPLAYED):
                     held = state.version if state else 0
                     await self._quarantine(msg, tr.outcome.value,
@@ -225,3 +258,35 @@ class Fanout:
         for key, raw in list(self.entries.items()):
             if raw:
                 self._index(bytes(key), EntryState.model_validate_json(raw))
+
+    # --- receipts and coverage --------------------------------------------------
+
+    async def _follow_receipts(self) -> None:
+        await self.receipts.follow(self._stopping)
+
+    def _local_states(self) -> list[EntryState]:
+        return [EntryState.model_validate_json(raw) for raw in list(self.entries.values()) if raw]
+
+    async def _update_coverage(self) -> None:
+        cov = self.receipts.coverage(self._local_states(), datetime.now(UTC))
+        m = self.cfg.metrics
+        m.outstanding.clear()
+        m.oldest_outstanding.clear()
+        for (subscriber, mou), o in cov.outstanding.items():
+            m.outstanding.labels(subscriber, mou).set(o.count)
+            m.oldest_outstanding.labels(subscriber, mou).set(o.oldest_seconds)
+        for status, n in cov.by_status.items():
+            m.receipts.labels(status).set(n)
+
+    async def _coverage_page(self, web: Any, request: Any) -> Any:
+        cov = self.receipts.coverage(self._local_states(), datetime.now(UTC))
+        body = {"worker_partitions": sorted(tp.partition for tp in self.app.assignor.assigned_actives()
+                                            if tp.topic in self.list_topics),
+                "receipts_caught_up": self.receipts.caught_up.is_set(), **cov.as_json()}
+        return web.json(body)
+
+    async def _health_page(self, web: Any, request: Any) -> Any:
+        ready = not self.app.rebalancing and self.app.consumer is not None and bool(self.app.consumer.assignment())
+        body = {"status": "ok" if ready else "starting", "world_rev": self.world_rev,
+                "entries_held": len(self.entries), "expiries_pending": len(self.due)}
+        return web.json(body, status=200 if ready else 503)

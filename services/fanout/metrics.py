@@ -19,6 +19,10 @@ class FanoutMetrics:
     quarantine: Counter
     processing_latency: Histogram
     due: Gauge
+    ignored: Counter
+    outstanding: Gauge
+    oldest_outstanding: Gauge
+    receipts: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> FanoutMetrics:
@@ -36,6 +40,15 @@ class FanoutMetrics:
                 "concord_fanout_processing_seconds", "From the record's broker timestamp to its directives",
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r),
             due=Gauge("concord_fanout_expiries_pending", "Entries with a period that will end", registry=r),
+            ignored=Counter("concord_fanout_ignored_total",
+                            "Records not applied: older or repeated versions, redeliveries", ["reason"], registry=r),
+            outstanding=Gauge("concord_fanout_receipts_outstanding", "Latest directives with no receipt yet",
+                              ["subscriber", "mou"], registry=r),
+            oldest_outstanding=Gauge("concord_fanout_receipt_wait_seconds",
+                                     "Age of the oldest directive still without a receipt", ["subscriber", "mou"],
+                                     registry=r),
+            receipts=Gauge("concord_fanout_receipts", "Latest directives answered, by receipt status",
+                           ["status"], registry=r),
         )
 
     def event_in(self, agency: str, program: str) -> None:

@@ -34,6 +34,18 @@ def gather_status(settings: Settings) -> tuple[bool, list[str]]:
         ok = False
         lines.append(f"fanout      DOWN      group {group}: {exc}")
     run = settings.home / "run"
+    fanout_run = run / "fanout.json"
+    if fanout_run.exists():
+        url = json.loads(fanout_run.read_text()).get("url")
+        try:
+            r = httpx.get(f"{url}/healthz", timeout=3)
+            h = r.json()
+            lines.append(f"fanout web  {'ok' if r.status_code == 200 else h.get('status', '?').upper():9} {url} "
+                         f"{h.get('entries_held', 0)} entries held, {h.get('expiries_pending', 0)} expiries pending")
+            ok &= r.status_code == 200
+        except (httpx.HTTPError, ValueError) as exc:
+            ok = False
+            lines.append(f"fanout web  DOWN      {url}: {exc.__class__.__name__}")
     found = sorted(run.glob("subscriber-*.json")) if run.exists() else []
     if not found:
         ok = False

@@ -26,7 +26,7 @@ def _concord(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_listing_delisting_and_expiry_reach_every_agency(exchange: LocalStack) -> None:
-    urls = {s.name.removeprefix("subscriber-"): s.url for s in exchange.services if s.url}
+    urls = exchange.subscriber_urls()
     results = run_scenario(urls, cli_publisher(exchange.home), exchange.home / "demo", person_period=12,
                            timeout=45, say=lambda _m: None)
     assert all(e.ok for e in results), table(results)

@@ -1,0 +1,155 @@
+"""``concord audit``: read the logs, prove every measure in force is required and every
+required one is held — by the directive topics, and by each agency's receipts.
+
+Everything is read from the beginning by explicit assignment with a principal
+allowed to read it (``concord-admin`` by default), and every record is verified
+exactly as the fan-out and subscribers verify it: the audit trusts signatures,
+not the services it audits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.core.audit import Finding, Held, audit
+from services.core.codec import SchemaRegistry
+from services.core.errors import CodecError, SignatureInvalid
+from services.core.intake import Refused, admit_directive, admit_list_record
+from services.core.models import Directive, ListEntryEvent, Receipt
+from services.core.signing import Domain, Keyring, SignedHeaders
+from services.core.world import World
+from services.kafka_access import KafkaAccess
+
+
+async def read_all(access: KafkaAccess, topics: Iterable[str]) -> list[tuple[str, object]]:
+    """Every record of ``topics`` up to their current end, in partition order."""
+    consumer = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_poll_records=5000)
+    await consumer.start()
+    try:
+        tps: list[TopicPartition] = []
+        for topic in topics:
+            await consumer._client.add_topic(topic)  # noqa: SLF001 - see SubscriberService.start
+            tps += [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        out: list[tuple[str, object]] = []
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batches.items():
+                out += [(tp.topic, r) for r in records if r.offset < ends[tp]]
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class AuditReport:
+    events: int = 0
+    refused_events: int = 0
+    findings_topics: list[Finding] = field(default_factory=list)
+    findings_stores: dict[str, list[Finding]] = field(default_factory=dict)
+    unanswered: dict[str, list[str]] = field(default_factory=dict)  # subscriber -> directive ids
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings_topics and not any(self.findings_stores.values()) and not any(
+            self.unanswered.values())
+
+    def lines(self) -> list[str]:
+        out = [f"list records: {self.events} accepted, {self.refused_events} refused (quarantined)"]
+        out.append(f"directive topics: {len(self.findings_topics)} finding(s)")
+        out += [f"  {f}" for f in self.findings_topics]
+        for agency, fs in sorted(self.findings_stores.items()):
+            out.append(f"store of {agency}: {len(fs)} finding(s)")
+            out += [f"  {f}" for f in fs]
+        for agency, ids in sorted(self.unanswered.items()):
+            if ids:
+                out.append(f"receipts of {agency}: {len(ids)} latest directive(s) without a receipt")
+        out.append("CLEAN: every required measure is held, every lifted one is lifted" if self.clean
+                   else "NOT CLEAN")
+        return out
+
+
+def held_from_directives(directives: Iterable[Directive]) -> dict[str, Held]:
+    latest: dict[str, Directive] = {}
+    for d in directives:
+        cur = latest.get(d.key)
+        if cur is None or d.seq >= cur.seq:
+            latest[d.key] = d
+    return {k: Held(d.action.value, d.subscriber, d.mou_id, d.mou_version, d.valid_until) for k, d in latest.items()}
+
+
+def held_from_store(db: Path, agency: str) -> dict[str, Held]:
+    """An agency's store as the audit sees it (read-only)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT key, action, mou_id, mou_version, valid_until FROM directives").fetchall()
+    finally:
+        con.close()
+    return {k: Held(a, agency, m, v, datetime.fromtimestamp(u, UTC) if u is not None else None)
+            for k, a, m, v, u in rows}
+
+
+async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyring: Keyring,
+                    schemas: SchemaRegistry, stores: dict[str, Path] | None = None,
+                    now: datetime | None = None) -> AuditReport:
+    specs = world.topic_specs(namespace)
+    lists = {s.name: s.agency for s in specs if s.kind == "lists" and s.agency}
+    directives = {s.name: s.agency for s in specs if s.kind == "directives" and s.agency}
+    receipts = {s.name: s.agency for s in specs if s.kind == "receipts" and s.agency}
+    report = AuditReport()
+    events: list[tuple[str, ListEntryEvent]] = []
+    for topic, rec in await read_all(access, lists):
+        try:
+            acc = admit_list_record(origin=lists[topic], topic=topic, partition=rec.partition,  # type: ignore[attr-defined]
+                                    offset=rec.offset, key=rec.key, value=rec.value,  # type: ignore[attr-defined]
+                                    headers=rec.headers, timestamp_ms=rec.timestamp,  # type: ignore[attr-defined]
+                                    keyring=keyring, schemas=schemas, world=world)
+        except Refused:
+            report.refused_events += 1
+            continue
+        events.append((acc.origin, acc.event))
+    report.events = len(events)
+    now = now or datetime.now(UTC)
+    held: list[Directive] = []
+    for topic, rec in await read_all(access, directives):
+        try:
+            held.append(admit_directive(agency=directives[topic], value=rec.value,  # type: ignore[attr-defined]
+                                        headers=rec.headers, timestamp_ms=rec.timestamp,  # type: ignore[attr-defined]
+                                        keyring=keyring, schemas=schemas))
+        except Refused:
+            continue
+    report.findings_topics = audit(events, held_from_directives(held), world, now)
+    for agency, db in (stores or {}).items():
+        report.findings_stores[agency] = audit(events, held_from_store(db, agency), world, now, subscriber=agency)
+    answered: set[str] = set()
+    for topic, rec in await read_all(access, receipts):
+        try:
+            keyring.verify(Domain.RECEIPT, rec.value, SignedHeaders.from_kafka(rec.headers),  # type: ignore[attr-defined]
+                           expected_agency=receipts[topic],
+                           at=datetime.fromtimestamp(rec.timestamp / 1000, UTC))  # type: ignore[attr-defined]
+            answered.add(schemas.decode_model(rec.value, Receipt).directive_id)  # type: ignore[attr-defined]
+        except (SignatureInvalid, CodecError):
+            continue
+    latest = {}
+    for d in held:
+        if d.key not in latest or d.seq >= latest[d.key].seq:
+            latest[d.key] = d
+    for d in latest.values():
+        if d.directive_id not in answered:
+            report.unanswered.setdefault(d.subscriber, []).append(d.directive_id)
+    return report
