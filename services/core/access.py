@@ -1,13 +1,16 @@
 """From the declared world to the ACL bindings the broker enforces.
 
-Least privilege, each binding with the reason it exists (its provenance):
+Least privilege, each binding with the reason it exists (its grants):
 
 * a publishing agency writes only its own list topic;
 * an implementing agency reads only its own directive topic — and only while an
   MOU in force names it as implementing a measure — writes only its own receipts,
-  and uses only consumer groups under its own prefix;
+  and uses only consumer groups under its own prefix ``<ns>-<agency>.``;
 * only the fan-out reads list topics and writes directives;
 * operators describe, nothing more.
+
+Prefixes always end in a separator (``<ns>.``, ``<ns>-``): a bare ``<ns>`` prefix
+would also cover a neighbouring namespace such as ``<ns>2``.
 """
 
 from __future__ import annotations
@@ -21,63 +24,154 @@ FANOUT = "concord-fanout"
 OPS = "concord-ops"
 ADMIN = "concord-admin"
 
+#: Concord's own principals that the governance tool manages (the admin is a super
+#: user: it needs no bindings and is never managed, so no plan can lock it out).
+SERVICE_PRINCIPALS: tuple[str, ...] = (FANOUT, OPS)
+
+#: The group label of bindings that come from Concord's own rules, not from an MOU.
+CONCORD_RULES = "Concord rules"
+
+USER = "User:"
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    """One reason a binding exists: a measure of an MOU version, or a Concord rule."""
+
+    clause: str
+    mou_id: str | None = None
+    mou_version: int | None = None
+
+    @property
+    def label(self) -> str:
+        """The heading a plan groups this grant under."""
+        return f"{self.mou_id} v{self.mou_version}" if self.mou_id else CONCORD_RULES
+
+    def __str__(self) -> str:
+        return f"{self.label} {self.clause}" if self.mou_id else self.clause
+
 
 @dataclass(frozen=True, order=True)
 class AclRule:
     principal: str
-    resource_type: str  # TOPIC | GROUP | CLUSTER
+    resource_type: str  # TOPIC | GROUP | CLUSTER | TRANSACTIONAL_ID
     pattern_type: str  # LITERAL | PREFIXED
     resource_name: str
     operation: str  # READ | WRITE | DESCRIBE | CREATE | ALL ...
     permission: str = "ALLOW"
     host: str = "*"
     provenance: str = field(default="", compare=False)
+    grants: tuple[Grant, ...] = field(default=(), compare=False)
+
+    @property
+    def agency(self) -> str:
+        """The principal's name without ``User:`` (an agency id or a Concord principal)."""
+        return self.principal.removeprefix(USER)
+
+    @property
+    def group_label(self) -> str:
+        """The MOU versions behind this binding (``mou-a v1 + mou-b v2``), or Concord's rules."""
+        mous = sorted({g.label for g in self.grants if g.mou_id})
+        return " + ".join(mous) if mous else CONCORD_RULES
+
+    def short(self) -> str:
+        """The binding without its principal: ``ALLOW READ TOPIC concord.directives.rail``."""
+        pat = "*" if self.pattern_type == "PREFIXED" else ""
+        host = "" if self.host == "*" else f" from {self.host}"
+        return f"{self.permission} {self.operation} {self.resource_type} {self.resource_name}{pat}{host}"
 
     def describe(self) -> str:
-        pat = "*" if self.pattern_type == "PREFIXED" else ""
-        return (f"{self.permission} {self.principal} {self.operation} {self.resource_type} "
-                f"{self.resource_name}{pat}  ({self.provenance})")
+        why = f"  ({self.provenance})" if self.provenance else ""
+        return f"{self.principal} {self.short()}{why}"
+
+    def with_grants(self, grants: tuple[Grant, ...]) -> AclRule:
+        return AclRule(self.principal, self.resource_type, self.pattern_type, self.resource_name,
+                       self.operation, self.permission, self.host,
+                       provenance="; ".join(str(g) for g in grants), grants=grants)
 
 
-def _rules(principal: str, rtype: str, ptype: str, name: str, ops: tuple[str, ...], why: str) -> list[AclRule]:
-    return [AclRule(f"User:{principal}", rtype, ptype, name, op, provenance=why) for op in ops]
+def principal(name: str) -> str:
+    return f"{USER}{name}"
+
+
+def _rules(who: str, rtype: str, ptype: str, name: str, ops: tuple[str, ...],
+           *grants: Grant) -> list[AclRule]:
+    why = "; ".join(str(g) for g in grants)
+    return [AclRule(principal(who), rtype, ptype, name, op, provenance=why, grants=tuple(grants)) for op in ops]
+
+
+def _rule(text: str) -> Grant:
+    return Grant(clause=text)
+
+
+def feed_topics(world: World, namespace: str, agency: str) -> tuple[str, str]:
+    """The directive and receipts topic names of ``agency``, even if it no longer implements."""
+    return (world.topic_templates["directives"].render(namespace, agency).name,
+            world.topic_templates["receipts"].render(namespace, agency).name)
+
+
+def feed_rules(world: World, namespace: str, agency: str, *grants: Grant) -> list[AclRule]:
+    """What an implementing agency needs to receive directives and send receipts back.
+
+    These are the bindings an MOU grants, and the ones kept while an agency whose
+    last MOU ended is still draining its directive topic.
+    """
+    directives, receipts = feed_topics(world, namespace, agency)
+    return (_rules(agency, "TOPIC", "LITERAL", directives, ("READ", "DESCRIBE"), *grants)
+            + _rules(agency, "TOPIC", "LITERAL", receipts, ("WRITE", "DESCRIBE"), *grants))
 
 
 def compile_acls(world: World, namespace: str, at: datetime) -> list[AclRule]:
+    """Every binding the world calls for at ``at``, sorted, each with its grants."""
     rules: list[AclRule] = []
     registry = world.topic_name("registry", namespace=namespace)
     for agency in world.publishers():
         a = agency.agency_id
         rules += _rules(a, "TOPIC", "LITERAL", world.topic_name("lists", a, namespace=namespace),
-                        ("WRITE", "DESCRIBE"), f"publisher {a}: its own list topic")
-    implementing: dict[str, list[str]] = {}
+                        ("WRITE", "DESCRIBE"), _rule(f"publisher {a} writes its own list topic"))
+    implementing: dict[str, list[Grant]] = {}
     for mou in world.current_mous(at):
         for m in mou.measures:
-            implementing.setdefault(m.implementing_agency, []).append(f"{mou.mou_id} v{mou.version} {m.measure_id}")
+            implementing.setdefault(m.implementing_agency, []).append(
+                Grant(clause=m.measure_id, mou_id=mou.mou_id, mou_version=mou.version))
     for agency in world.agencies.values():
         a = agency.agency_id
-        rules += _rules(a, "TOPIC", "LITERAL", registry, ("READ", "DESCRIBE"), f"{a}: the signed registry")
+        rules += _rules(a, "TOPIC", "LITERAL", registry, ("READ", "DESCRIBE"),
+                        _rule(f"{a} reads the signed registry"))
         rules += _rules(a, "GROUP", "PREFIXED", f"{namespace}-{a}.", ("READ", "DESCRIBE"),
-                        f"{a}: its own consumer groups")
-        why = implementing.get(a)
-        if why:
-            reason = "; ".join(sorted(why))
-            rules += _rules(a, "TOPIC", "LITERAL", world.topic_name("directives", a, namespace=namespace),
-                            ("READ", "DESCRIBE"), reason)
-            rules += _rules(a, "TOPIC", "LITERAL", world.topic_name("receipts", a, namespace=namespace),
-                            ("WRITE", "DESCRIBE"), reason)
-    why = "fan-out: routes every list by the MOUs"
+                        _rule(f"{a} uses its own consumer groups"))
+        grants = implementing.get(a)
+        if grants and agency.implements:
+            rules += feed_rules(world, namespace, a, *sorted(set(grants)))
+    why = _rule("the fan-out routes every list by the MOUs")
     rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.lists.", ("READ", "DESCRIBE"), why)
     rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.directives.", ("WRITE", "DESCRIBE"), why)
-    rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.receipts.", ("READ", "DESCRIBE"), why)
+    rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.receipts.", ("READ", "DESCRIBE"),
+                    _rule("the fan-out aggregates receipts"))
     rules += _rules(FANOUT, "TOPIC", "LITERAL", world.topic_name("quarantine", namespace=namespace),
-                    ("WRITE", "DESCRIBE"), "fan-out: quarantines what it refuses")
-    rules += _rules(FANOUT, "TOPIC", "LITERAL", registry, ("READ", "DESCRIBE"), "fan-out: the signed registry")
+                    ("WRITE", "DESCRIBE"), _rule("the fan-out quarantines what it refuses"))
+    rules += _rules(FANOUT, "TOPIC", "LITERAL", registry, ("READ", "DESCRIBE"),
+                    _rule("the fan-out reads the signed registry"))
     rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}-fanout-", ("ALL",),
-                    "fan-out: its own state changelogs and ticks")
-    rules += _rules(FANOUT, "GROUP", "PREFIXED", f"{namespace}-fanout", ("ALL",), "fan-out: its consumer group")
-    why = "operators: describe only"
-    rules += _rules(OPS, "TOPIC", "PREFIXED", namespace, ("DESCRIBE", "DESCRIBE_CONFIGS"), why)
-    rules += _rules(OPS, "GROUP", "PREFIXED", namespace, ("DESCRIBE",), why)
+                    _rule("the fan-out owns its state changelogs and ticks"))
+    rules += _rules(FANOUT, "GROUP", "LITERAL", f"{namespace}-fanout", ("ALL",),
+                    _rule("the fan-out's consumer group"))
+    why = _rule("operators describe, nothing more")
+    for prefix in (f"{namespace}.", f"{namespace}-"):
+        rules += _rules(OPS, "TOPIC", "PREFIXED", prefix, ("DESCRIBE", "DESCRIBE_CONFIGS"), why)
+    rules += _rules(OPS, "GROUP", "PREFIXED", f"{namespace}-", ("DESCRIBE",), why)
     rules += _rules(OPS, "CLUSTER", "LITERAL", "kafka-cluster", ("DESCRIBE",), why)
-    return sorted(set(rules))
+    return merge_rules(rules)
+
+
+def merge_rules(rules: list[AclRule]) -> list[AclRule]:
+    """One rule per binding, sorted, carrying the union of the grants of its duplicates."""
+    grants: dict[AclRule, set[Grant]] = {}
+    for rule in rules:
+        grants.setdefault(rule, set()).update(rule.grants)
+    return sorted(rule.with_grants(tuple(sorted(g))) for rule, g in grants.items())
+
+
+def scram_users(world: World) -> tuple[str, ...]:
+    """The SCRAM users the world needs: Concord's services and one per agency."""
+    return (*SERVICE_PRINCIPALS, *sorted(world.agencies))

@@ -1,0 +1,98 @@
+"""Reading a topic from its beginning to the end it had when reading started.
+
+The governance tool reads small, bounded things synchronously (the ledger's last
+record, an agency's directive and receipt topics while it drains), as the admin,
+by explicit assignment: no consumer group joins, nothing is committed.  librdkafka
+insists on a ``group.id`` even for assigned consumers; it is never used.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from services.core.errors import BrokerUnavailable
+from services.kafka_access import KafkaAccess
+
+TIMEOUT = 30.0
+_log = logging.getLogger("concord.rdkafka")
+
+
+@contextmanager
+def assigned_consumer(access: KafkaAccess) -> Iterator[Consumer]:
+    conf = {
+        **access.confluent_config(),
+        "group.id": "concord-governance-unused",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+    }
+    consumer = Consumer(conf, logger=_log)
+    try:
+        yield consumer
+    finally:
+        consumer.close()
+
+
+def partitions_of(consumer: Consumer, topic: str) -> list[int] | None:
+    """The topic's partitions, or None when it does not exist."""
+    try:
+        md = consumer.list_topics(topic, timeout=TIMEOUT)
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"cannot read metadata of {topic}: {exc}") from None
+    t = md.topics.get(topic)
+    if t is None or t.error is not None:
+        if t is not None and t.error.code() not in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+            raise BrokerUnavailable(f"cannot read metadata of {topic}: {t.error}")
+        return None
+    return sorted(t.partitions)
+
+
+def read_to_end(access: KafkaAccess, topic: str, *, last_only: bool = False,
+                timeout: float = TIMEOUT) -> Iterator[Message]:
+    """Every record of ``topic`` up to its current end (or only each partition's last one)."""
+    with assigned_consumer(access) as consumer:
+        parts = partitions_of(consumer, topic)
+        if not parts:
+            return
+        ends: dict[int, int] = {}
+        starts: list[TopicPartition] = []
+        for p in parts:
+            try:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT)
+            except KafkaException as exc:
+                raise BrokerUnavailable(f"cannot read offsets of {topic}[{p}]: {exc}") from None
+            if high > low:
+                ends[p] = high
+                starts.append(TopicPartition(topic, p, max(low, high - 1) if last_only else OFFSET_BEGINNING))
+        if not starts:
+            return
+        consumer.assign(starts)
+        deadline = time.monotonic() + timeout
+        pending = dict(ends)
+        while pending:
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"could not read {topic} to its end within {timeout:.0f}s",
+                                        topic=topic, partitions=sorted(pending))
+            msg = consumer.poll(0.5)
+            if msg is None:
+                # A compacted tail or a transaction marker can leave no record at end-1:
+                # the position tells whether the partition has been read through.
+                for tp in consumer.position([TopicPartition(topic, p) for p in list(pending)]):
+                    if tp.offset >= pending.get(tp.partition, 0):
+                        pending.pop(tp.partition, None)
+                continue
+            if msg.error() is not None:
+                raise BrokerUnavailable(f"cannot read {topic}: {msg.error()}", topic=topic)
+            p, off = msg.partition(), msg.offset()
+            if p not in pending:
+                continue
+            if off < pending[p]:
+                yield msg
+            if off >= pending[p] - 1:
+                pending.pop(p)

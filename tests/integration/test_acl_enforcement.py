@@ -1,0 +1,156 @@
+"""What `concord acl apply` grants, the broker enforces: each principal with its own SCRAM login.
+
+One namespace is applied from the repository's topics/ once for this module; every
+test then acts as an agency, the fan-out or a stranger with real aiokafka clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Callable, Iterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+
+from services.cli import main
+from services.kafka_access import KafkaAccess
+
+from tests.conftest import KafkaCluster
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+WAIT_S = 20.0
+Access = Callable[[str], KafkaAccess]
+
+
+@pytest.fixture(scope="module")
+def applied_ns(kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A namespace set up by `concord acl apply` alone (topics, users, ACLs)."""
+    ns = "t" + secrets.token_hex(4)
+    home = tmp_path_factory.mktemp("acl-home")
+    (home / "concord.json").write_text(json.dumps({
+        "bootstrap": kafka_cluster.bootstrap, "namespace": ns, "security_protocol": "SASL_SSL",
+        "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None}))
+    (home / "credentials.json").write_text(json.dumps(dict(kafka_cluster.passwords)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CONCORD_HOME", str(home))
+        assert main(["acl", "apply"]) == 0
+    yield ns
+
+
+async def _produce(access: KafkaAccess, topic: str, value: bytes, key: bytes = b"k") -> None:
+    producer = AIOKafkaProducer(**access.aiokafka_kwargs(), request_timeout_ms=10_000)
+    try:
+        await asyncio.wait_for(producer.start(), WAIT_S)
+        await asyncio.wait_for(producer.send_and_wait(topic, value, key=key, partition=0), WAIT_S)
+    finally:
+        await producer.stop()
+
+
+def _own_group(access: KafkaAccess, topic: str) -> str:
+    """A consumer group the principal may use, so that only the topic can be refused."""
+    ns = topic.split(".", 1)[0].split("-", 1)[0]
+    if access.username == "concord-fanout":
+        return f"{ns}-fanout"
+    return f"{ns}-{access.username}.probe-{secrets.token_hex(3)}"
+
+
+async def _consume_one(access: KafkaAccess, topic: str, group: str | None = None) -> bytes | None:
+    """The first record of ``topic`` through a consumer group (default: one the principal owns).
+
+    A subscription is refused with TopicAuthorizationFailedError; an assigned consumer
+    would only log the refusal and wait.
+    """
+    consumer = AIOKafkaConsumer(topic, group_id=group or _own_group(access, topic), auto_offset_reset="earliest",
+                                enable_auto_commit=False, **access.aiokafka_kwargs())
+    try:
+        await asyncio.wait_for(consumer.start(), WAIT_S)
+        record = await asyncio.wait_for(consumer.getone(), WAIT_S)
+        return record.value
+    finally:
+        await consumer.stop()
+
+
+async def test_an_agency_reads_its_own_directives_and_not_another_agencys(
+    kafka_access: Access, applied_ns: str
+) -> None:
+    await _produce(kafka_access("concord-fanout"), f"{applied_ns}.directives.aviation", b"for aviation")
+    await _produce(kafka_access("concord-fanout"), f"{applied_ns}.directives.rail", b"for rail")
+    aviation = kafka_access("aviation")
+    assert await _consume_one(aviation, f"{applied_ns}.directives.aviation") == b"for aviation"
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _consume_one(aviation, f"{applied_ns}.directives.rail")
+
+
+async def test_an_agency_cannot_read_a_list_topic(kafka_access: Access, applied_ns: str) -> None:
+    topic = f"{applied_ns}.lists.court"
+    await _produce(kafka_access("court"), topic, b"court's listing")
+    for agency in ("aviation", "market", "court"):
+        with pytest.raises(TopicAuthorizationFailedError):
+            await _consume_one(kafka_access(agency), topic)
+
+
+async def test_an_agency_writes_its_own_list_and_not_another_agencys(kafka_access: Access, applied_ns: str) -> None:
+    court = kafka_access("court")
+    await _produce(court, f"{applied_ns}.lists.court", b"mine")
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _produce(court, f"{applied_ns}.lists.market", b"impersonating market")
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _produce(kafka_access("aviation"), f"{applied_ns}.lists.court", b"impersonating court")
+
+
+async def test_an_agency_cannot_forge_directives_or_another_agencys_receipts(
+    kafka_access: Access, applied_ns: str
+) -> None:
+    aviation = kafka_access("aviation")
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _produce(aviation, f"{applied_ns}.directives.aviation", b"forged directive")
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _produce(aviation, f"{applied_ns}.receipts.rail", b"rail's receipt")
+    await _produce(aviation, f"{applied_ns}.receipts.aviation", b"own receipt")
+
+
+async def test_an_agency_cannot_join_another_agencys_consumer_group(kafka_access: Access, applied_ns: str) -> None:
+    topic = f"{applied_ns}.directives.aviation"
+    await _produce(kafka_access("concord-fanout"), topic, b"x")
+    aviation = kafka_access("aviation")
+    assert await _consume_one(aviation, topic, group=f"{applied_ns}-aviation.store") is not None
+    with pytest.raises(GroupAuthorizationFailedError):
+        await _consume_one(aviation, topic, group=f"{applied_ns}-rail.store")
+    with pytest.raises(GroupAuthorizationFailedError):
+        await _consume_one(aviation, topic, group=f"{applied_ns}-fanout")
+
+
+async def test_the_fanout_reads_lists_writes_directives_and_no_more(kafka_access: Access, applied_ns: str) -> None:
+    fanout = kafka_access("concord-fanout")
+    await _produce(kafka_access("market"), f"{applied_ns}.lists.market", b"market's listing")
+    assert await _consume_one(fanout, f"{applied_ns}.lists.market") == b"market's listing"
+    await _produce(fanout, f"{applied_ns}.directives.finance", b"directive")
+    await _produce(fanout, f"{applied_ns}.quarantine", b"bad record")
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _produce(fanout, f"{applied_ns}.lists.court", b"forged listing")
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _consume_one(fanout, f"{applied_ns}.directives.finance")
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _produce(fanout, f"{applied_ns}.registry", b"forged registry")
+
+
+async def test_a_stranger_gets_nothing(kafka_access: Access, applied_ns: str) -> None:
+    stranger = kafka_access("stranger")
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _consume_one(stranger, f"{applied_ns}.registry")
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _produce(stranger, f"{applied_ns}.lists.court", b"x")
+
+
+def test_apply_created_the_namespace_from_nothing(applied_ns: str, kafka_cluster: KafkaCluster) -> None:
+    from services.governance.admin import admin_client, topic_states
+
+    topics = topic_states(admin_client(kafka_cluster.access("concord-admin")),
+                          lambda n: n.startswith((f"{applied_ns}.", f"{applied_ns}-")))
+    assert f"{applied_ns}.governance-ledger" in topics
+    assert topics[f"{applied_ns}.directives.rail"].config["cleanup.policy"] == "compact"
+    assert topics[f"{applied_ns}-fanout-ticks"].partitions == 3
