@@ -10,6 +10,7 @@ that code and go on.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from services.core.codec import SchemaRegistry
@@ -94,6 +95,52 @@ def admit_list_record(
     return Accepted(origin=origin, event=event, source=source, digest=signed.digest)
 
 
+@dataclass(frozen=True, slots=True)
+class _CheckedSource:
+    digest: bytes
+    entry_id: str
+    version: int
+    good_from: datetime
+    good_until: datetime | None
+
+
+class SourceCache:
+    """Publisher signatures already verified, so that the directives forwarding one source record
+    (an organisation and its legal representative, several measures of one listing) cost one
+    Ed25519 check between them, not one each.
+
+    A hit is keyed by the signature itself and still requires the record's bytes to hash to the
+    digest that was verified, the signing agency to be the directive's origin, and the key to have
+    been in force at the directive's time: only the repeated Ed25519 computation (and the decode
+    of identical bytes) is saved.  Bounded: forgets everything when full.
+    """
+
+    def __init__(self, keyring: Keyring, max_entries: int = 200_000) -> None:
+        self._keys = {(k.agency, k.key_id): k for k in keyring.keys()}
+        self._max = max_entries
+        self._checked: dict[tuple[str, str, bytes], _CheckedSource] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, agency: str, key_id: str, signature: bytes, digest: bytes, at: datetime) -> _CheckedSource | None:
+        hit = self._checked.get((agency, key_id, signature))
+        if hit is None or hit.digest != digest or at < hit.good_from or (hit.good_until is not None and at >= hit.good_until):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return hit
+
+    def put(self, agency: str, key_id: str, signature: bytes, digest: bytes, event: ListEntryEvent) -> None:
+        meta = self._keys.get((agency, key_id))
+        if meta is None:
+            return
+        ends = [t for t in (meta.valid_until, meta.revoked_at) if t is not None]
+        if len(self._checked) >= self._max:
+            self._checked.clear()
+        self._checked[(agency, key_id, signature)] = _CheckedSource(
+            digest, event.entry_id, event.version, meta.valid_from, min(ends) if ends else None)
+
+
 def admit_directive(
     *,
     agency: str,
@@ -102,11 +149,13 @@ def admit_directive(
     timestamp_ms: int | None,
     keyring: Keyring,
     schemas: SchemaRegistry,
+    sources: SourceCache | None = None,
 ) -> Directive:
     """A directive for ``agency``, with both signatures checked, or Refused.
 
     The fan-out's signature says the exchange issued it; the publisher's signature
-    on the forwarded source record says the listing is genuine and unaltered.
+    on the forwarded source record says the listing is genuine and unaltered
+    (``sources`` remembers publisher signatures already verified, see :class:`SourceCache`).
     """
     if value is None:
         raise Refused("UNDECODABLE", "directive has no value")
@@ -124,13 +173,20 @@ def admit_directive(
             raise Refused("SOURCE_MISMATCH", "an APPLY must carry the publisher's signed record")
         return d
     # The source's digest is recomputed from its bytes: only the signature travels.
-
-    src_headers = SignedHeaders(src.agency, src.key_id, digest_of(src.record), src.signature)
-    _verify(keyring, Domain.LIST_RECORD, src.record, src_headers, d.origin_agency, at)
-    event = _decode_event(schemas, src.record)
-    if event.entry_id != d.entry_id or event.version != d.entry_version:
+    digest = digest_of(src.record)
+    hit = sources.get(src.agency, src.key_id, src.signature, digest, at) if sources is not None else None
+    if hit is not None and src.agency == d.origin_agency:
+        entry_id, version = hit.entry_id, hit.version
+    else:
+        _verify(keyring, Domain.LIST_RECORD, src.record, SignedHeaders(src.agency, src.key_id, digest, src.signature),
+                d.origin_agency, at)
+        event = _decode_event(schemas, src.record)
+        if sources is not None:
+            sources.put(src.agency, src.key_id, src.signature, digest, event)
+        entry_id, version = event.entry_id, event.version
+    if entry_id != d.entry_id or version != d.entry_version:
         raise Refused(
             "SOURCE_MISMATCH",
-            f"directive names {d.entry_id} v{d.entry_version}, its source is {event.entry_id} v{event.version}",
+            f"directive names {d.entry_id} v{d.entry_version}, its source is {entry_id} v{version}",
         )
     return d

@@ -13,6 +13,10 @@ transaction per applied batch holds three things together:
 
 Validity windows are enforced when a check is answered, never by the arrival of
 a LIFT: an expired restriction stops answering "restricted" on its own.
+
+Checks are answered from :class:`~services.subscriber.index.CheckIndex`, rebuilt
+from the ``directives`` table when the store opens (each row keeps its target's
+normalised identifiers in ``idents`` so that no JSON is parsed to rebuild it).
 """
 
 from __future__ import annotations
@@ -22,21 +26,26 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from services.core.identifiers import normalize_identifier
 from services.core.models import Action, Directive, MeasureKind, Receipt, ReceiptStatus
+from services.subscriber.index import CheckIndex, Restriction, iso
+
+__all__ = ["DirectiveStore", "Incoming", "Rejected", "Restriction", "punitive"]
+
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS directives (
     key TEXT PRIMARY KEY, seq INTEGER NOT NULL, directive_id TEXT NOT NULL, action TEXT NOT NULL,
     measure_id TEXT NOT NULL, measure_kind TEXT NOT NULL, mou_id TEXT NOT NULL, mou_version INTEGER NOT NULL,
     origin_agency TEXT NOT NULL, entry_id TEXT NOT NULL, entry_version INTEGER NOT NULL,
-    valid_from REAL NOT NULL, valid_until REAL, target TEXT NOT NULL
+    valid_from REAL NOT NULL, valid_until REAL, target TEXT NOT NULL, idents TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS history (
-    directive_id TEXT PRIMARY KEY, key TEXT NOT NULL, origin_agency TEXT NOT NULL, entry_id TEXT NOT NULL,
+    directive_id TEXT NOT NULL, key TEXT NOT NULL, origin_agency TEXT NOT NULL, entry_id TEXT NOT NULL,
     seq INTEGER NOT NULL, action TEXT NOT NULL, cause TEXT NOT NULL, measure_id TEXT NOT NULL,
     mou_id TEXT NOT NULL, mou_version INTEGER NOT NULL, entry_version INTEGER NOT NULL,
     issued_at REAL NOT NULL, applied_at REAL NOT NULL, status TEXT NOT NULL, reason TEXT,
@@ -54,38 +63,23 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
-
-@dataclass(frozen=True, slots=True)
-class Restriction:
-    """One APPLY in force for some identifier, as the check answers it."""
-
-    key: str
-    scheme: str
-    measure_id: str
-    kind: str
-    mou_id: str
-    entry_id: str
-    origin_agency: str
-    valid_from: float
-    valid_until: float | None
-
-    def in_force(self, at: float) -> bool:
-        return self.valid_from <= at and (self.valid_until is None or at < self.valid_until)
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "measure_id": self.measure_id,
-            "kind": self.kind,
-            "mou_id": self.mou_id,
-            "entry_id": self.entry_id,
-            "origin_agency": self.origin_agency,
-            "valid_from": _iso(self.valid_from),
-            "valid_until": _iso(self.valid_until) if self.valid_until is not None else None,
-        }
+_INSERT = ("INSERT INTO directives (key, seq, directive_id, action, measure_id, measure_kind, mou_id, mou_version, "
+           "origin_agency, entry_id, entry_version, valid_from, valid_until, target, idents) "
+           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_UPDATE = ("UPDATE directives SET seq=?, directive_id=?, action=?, measure_kind=?, mou_id=?, mou_version=?, "
+           "entry_version=?, valid_from=?, valid_until=?, target=?, idents=? WHERE rowid=?")
+_HISTORY = "INSERT OR IGNORE INTO history VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+def encode_idents(identifiers: Iterable[tuple[str, str]]) -> str:
+    """``scheme<TAB>normalised value`` per line: what the index is keyed by."""
+    return "\n".join(f"{scheme}\t{normalize_identifier(scheme, value)}" for scheme, value in identifiers)
+
+
+def decode_idents(text: str) -> list[tuple[str, str]]:
+    if not text:
+        return []
+    return [(scheme, value) for scheme, _, value in (line.partition("\t") for line in text.split("\n"))]
 
 
 @dataclass(frozen=True)
@@ -118,103 +112,103 @@ class DirectiveStore:
         self._lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
-        self._index: dict[str, list[Restriction]] = {}
-        self._by_key: dict[str, list[str]] = {}
+        self._migrate()
+        self._index = CheckIndex()
         self._load_index()
 
     def close(self) -> None:
         self._db.close()
 
+    def _migrate(self) -> None:
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        self._db.executescript(SCHEMA)
+        if version < SCHEMA_VERSION:
+            cols = {row[1] for row in self._db.execute("PRAGMA table_info(directives)")}
+            if "idents" not in cols:  # a store written before identifiers had their own column
+                self._db.execute("ALTER TABLE directives ADD COLUMN idents TEXT NOT NULL DEFAULT ''")
+            rows = self._db.execute("SELECT rowid, target FROM directives WHERE idents = ''").fetchall()
+            self._db.execute("BEGIN IMMEDIATE")
+            for rowid, target in rows:
+                idents = encode_idents((i["scheme"], i["value"]) for i in json.loads(target)["identifiers"])
+                self._db.execute("UPDATE directives SET idents = ? WHERE rowid = ?", (idents, rowid))
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._db.execute("COMMIT")
+
     # --- the index --------------------------------------------------------------
 
     def _load_index(self) -> None:
-        self._index.clear()
-        self._by_key.clear()
         rows = self._db.execute(
-            "SELECT key, measure_id, measure_kind, mou_id, entry_id, origin_agency, valid_from, valid_until, target "
+            "SELECT rowid, measure_id, measure_kind, mou_id, entry_id, origin_agency, valid_from, valid_until, idents "
             "FROM directives WHERE action = 'APPLY'"
         )
-        for key, measure, kind, mou, entry, origin, vf, vu, target in rows:
-            self._index_put(key, measure, kind, mou, entry, origin, vf, vu, json.loads(target)["identifiers"])
-
-    def _index_put(self, key: str, measure: str, kind: str, mou: str, entry: str, origin: str,
-                   vf: float, vu: float | None, identifiers: Sequence[dict[str, str]]) -> None:
-        self._index_drop(key)
-        ids = []
-        for ident in identifiers:
-            value = normalize_identifier(ident["scheme"], ident["value"])
-            r = Restriction(key, ident["scheme"], measure, kind, mou, entry, origin, vf, vu)
-            self._index.setdefault(value, []).append(r)
-            ids.append(value)
-        self._by_key[key] = ids
-
-    def _index_drop(self, key: str) -> None:
-        for value in self._by_key.pop(key, ()):
-            rows = [r for r in self._index.get(value, ()) if r.key != key]
-            if rows:
-                self._index[value] = rows
-            else:
-                self._index.pop(value, None)
+        put = self._index.put
+        for rowid, measure, kind, mou, entry, origin, vf, vu, idents in rows:
+            put(rowid, measure_id=measure, kind=kind, mou_id=mou, origin_agency=origin, entry_id=entry,
+                valid_from=vf, valid_until=vu, identifiers=decode_idents(idents))
 
     def check(self, value: str, *, scheme: str | None = None, measure: str | None = None,
               at: float) -> list[Restriction]:
         """Restrictions in force at ``at`` for one identifier value."""
-        norm = normalize_identifier(scheme or "", value) if scheme else value.strip().upper()
-        found = self._index.get(norm)
-        if not found and not scheme:
-            found = self._index.get(value.strip())
-        if not found:
-            return []
-        return [
-            r for r in found
-            if r.in_force(at) and (scheme is None or r.scheme == scheme) and (measure is None or r.measure_id == measure)
-        ]
+        return self._index.check(value, scheme=scheme, measure=measure, at=at)
+
+    @property
+    def index(self) -> CheckIndex:
+        return self._index
 
     def active_count(self) -> int:
-        return len(self._by_key)
+        return self._index.directives
 
     # --- applying ---------------------------------------------------------------
 
     def positions(self) -> dict[tuple[str, int], int]:
-        return {(t, p): o for t, p, o in self._db.execute("SELECT topic, partition, offset FROM offsets")}
+        with self._lock:
+            return {(t, p): o for t, p, o in self._db.execute("SELECT topic, partition, offset FROM offsets")}
 
     def apply(self, batch: Iterable[Incoming | Rejected], now: datetime) -> list[Receipt]:
         """Apply a batch in one transaction; return the receipts it queued."""
         receipts: list[Receipt] = []
-        index_ops: list[tuple[str, Directive | None]] = []
+        ops: list[tuple[int, str | Directive, list[tuple[str, str]]]] = []
+        positions: dict[tuple[str, int], int] = {}
         with self._lock:
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
                 for item in batch:
-                    rc = self._apply_one(cur, item, now, index_ops)
+                    rc = self._apply_one(cur, item, now, ops)
                     if rc is not None:
                         receipts.append(rc)
-                        cur.execute("INSERT INTO outbox (receipt) VALUES (?)", (rc.model_dump_json(),))
-                    cur.execute(
-                        "INSERT INTO offsets VALUES (?, ?, ?) ON CONFLICT(topic, partition) DO UPDATE SET "
-                        "offset = excluded.offset WHERE excluded.offset > offsets.offset",
-                        (item.topic, item.partition, item.offset),
-                    )
+                    tp = (item.topic, item.partition)
+                    if positions.get(tp, -1) < item.offset:
+                        positions[tp] = item.offset
+                if receipts:
+                    cur.executemany("INSERT INTO outbox (receipt) VALUES (?)",
+                                    [(rc.model_dump_json(),) for rc in receipts])
+                cur.executemany(
+                    "INSERT INTO offsets VALUES (?, ?, ?) ON CONFLICT(topic, partition) DO UPDATE SET "
+                    "offset = excluded.offset WHERE excluded.offset > offsets.offset",
+                    [(t, p, o) for (t, p), o in positions.items()],
+                )
                 cur.execute("INSERT INTO meta VALUES ('last_applied_at', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
                             (now.isoformat(),))
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            for key, d in index_ops:
-                if d is None:
-                    self._index_drop(key)
-                else:
-                    self._index_put(key, d.measure_id, d.measure_kind.value, d.mou_id, d.entry_id,
-                                    d.origin_agency, d.valid_from.timestamp(),
-                                    d.valid_until.timestamp() if d.valid_until else None,
-                                    [i.model_dump() for i in d.target.identifiers])
+            # The index follows only what was committed, in the order it was applied.
+            for rowid, what, identifiers in ops:
+                if not isinstance(what, Directive):
+                    self._index.drop(rowid, (v for _, v in decode_idents(what)))
+                    continue
+                d = what
+                self._index.put(rowid, measure_id=d.measure_id, kind=d.measure_kind.value, mou_id=d.mou_id,
+                                origin_agency=d.origin_agency, entry_id=d.entry_id,
+                                valid_from=d.valid_from.timestamp(),
+                                valid_until=d.valid_until.timestamp() if d.valid_until else None,
+                                identifiers=identifiers)
         return receipts
 
     def _apply_one(self, cur: sqlite3.Cursor, item: Incoming | Rejected, now: datetime,
-                   index_ops: list[tuple[str, Directive | None]]) -> Receipt | None:
+                   ops: list[tuple[int, str | Directive, list[tuple[str, str]]]]) -> Receipt | None:
         ts = now.timestamp()
         if isinstance(item, Rejected):
             # Only the refusal is kept (never the directive): a redelivered one is refused once.
@@ -226,27 +220,32 @@ class DirectiveStore:
                            reason=item.reason, recorded_at=now)
         d = item.directive
         key = d.key
-        held = cur.execute("SELECT seq FROM directives WHERE key = ?", (key,)).fetchone()
-        if held is not None and held[0] >= d.seq:
+        held = cur.execute("SELECT rowid, seq, action, idents FROM directives WHERE key = ?", (key,)).fetchone()
+        if held is not None and held[1] >= d.seq:
             return None  # already hold this or something newer: nothing to do, nothing to report
         status = ReceiptStatus.APPLIED if d.action is Action.APPLY else ReceiptStatus.LIFTED
-        cur.execute(
-            "INSERT INTO directives VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
-            "seq=excluded.seq, directive_id=excluded.directive_id, action=excluded.action, "
-            "measure_kind=excluded.measure_kind, mou_id=excluded.mou_id, mou_version=excluded.mou_version, "
-            "entry_version=excluded.entry_version, valid_from=excluded.valid_from, "
-            "valid_until=excluded.valid_until, target=excluded.target",
-            (key, d.seq, d.directive_id, d.action.value, d.measure_id, d.measure_kind.value, d.mou_id,
-             d.mou_version, d.origin_agency, d.entry_id, d.entry_version, d.valid_from.timestamp(),
-             d.valid_until.timestamp() if d.valid_until else None, d.target.model_dump_json()),
-        )
-        cur.execute(
-            "INSERT OR IGNORE INTO history VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (d.directive_id, key, d.origin_agency, d.entry_id, d.seq, d.action.value, d.cause.value, d.measure_id,
-             d.mou_id, d.mou_version, d.entry_version, d.issued_at.timestamp(), ts, status.value, None,
-             item.topic, item.partition, item.offset),
-        )
-        index_ops.append((key, d if d.action is Action.APPLY else None))
+        identifiers = [(i.scheme, normalize_identifier(i.scheme, i.value)) for i in d.target.identifiers]
+        idents = "\n".join(f"{s}\t{v}" for s, v in identifiers)
+        vf = d.valid_from.timestamp()
+        vu = d.valid_until.timestamp() if d.valid_until else None
+        target = d.target.model_dump_json()
+        if held is None:
+            cur.execute(_INSERT, (key, d.seq, d.directive_id, d.action.value, d.measure_id, d.measure_kind.value,
+                                  d.mou_id, d.mou_version, d.origin_agency, d.entry_id, d.entry_version, vf, vu,
+                                  target, idents))
+            rowid = int(cur.lastrowid or 0)
+        else:
+            rowid = held[0]
+            cur.execute(_UPDATE, (d.seq, d.directive_id, d.action.value, d.measure_kind.value, d.mou_id,
+                                  d.mou_version, d.entry_version, vf, vu, target, idents, rowid))
+            if held[2] == Action.APPLY.value:
+                ops.append((rowid, held[3], []))
+        cur.execute(_HISTORY, (d.directive_id, key, d.origin_agency, d.entry_id, d.seq, d.action.value,
+                               d.cause.value, d.measure_id, d.mou_id, d.mou_version, d.entry_version,
+                               d.issued_at.timestamp(), ts, status.value, None, item.topic, item.partition,
+                               item.offset))
+        if d.action is Action.APPLY:
+            ops.append((rowid, d, identifiers))
         return Receipt(directive_id=d.directive_id, agency=self.agency, status=status, directive_key=key,
                        seq=d.seq, recorded_at=now)
 
@@ -257,6 +256,10 @@ class DirectiveStore:
             rows = self._db.execute("SELECT n, receipt FROM outbox WHERE sent = 0 ORDER BY n LIMIT ?", (limit,))
             return [(n, Receipt.model_validate_json(r)) for n, r in rows.fetchall()]
 
+    def pending_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
     def mark_sent(self, ns: Sequence[int]) -> None:
         if not ns:
             return
@@ -266,6 +269,7 @@ class DirectiveStore:
     # --- reading ----------------------------------------------------------------
 
     def history(self, entry_id: str) -> list[dict[str, object]]:
+        """The directives applied for an entry, oldest first; ``origin/entry`` narrows to one origin."""
         origin, _, bare = entry_id.rpartition("/")
         q = ("SELECT directive_id, key, origin_agency, entry_id, seq, action, cause, measure_id, mou_id, "
              "mou_version, entry_version, issued_at, applied_at, status, topic, partition, offset FROM history "
@@ -279,8 +283,8 @@ class DirectiveStore:
         out = []
         for row in rows:
             rec = dict(zip(cols, row, strict=True))
-            rec["issued_at"] = _iso(float(rec["issued_at"]))  # type: ignore[arg-type]
-            rec["applied_at"] = _iso(float(rec["applied_at"]))  # type: ignore[arg-type]
+            rec["issued_at"] = iso(float(rec["issued_at"]))  # type: ignore[arg-type]
+            rec["applied_at"] = iso(float(rec["applied_at"]))  # type: ignore[arg-type]
             out.append(rec)
         return out
 

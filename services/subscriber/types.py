@@ -1,16 +1,44 @@
-"""The check API's request and answer types, shared by the service and the client."""
+"""The check API's request and answer types, shared by the service and the client
+(:mod:`services.subscriber.client`): what the OpenAPI document publishes is these."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 IdValue = Annotated[str, Field(min_length=1, max_length=64)]
 
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def parse_instant(value: object) -> datetime:
+    """An RFC 3339 date-time *with* its offset, as the OpenAPI ``date-time`` format says.
+
+    Stricter than pydantic's datetime on purpose: a bare number (read as epoch
+    seconds) or a time without a zone would be a guess about what the caller meant.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("must carry a time zone, e.g. 2026-03-10T00:00:00Z")
+        return value
+    m = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        raise ValueError("must be an RFC 3339 date-time with a zone, e.g. 2026-03-10T00:00:00Z")
+    day, clock, fraction, zone = m.groups()
+    micros = f".{(fraction or '0')[:6]:0<6}"
+    return datetime.fromisoformat(f"{day}T{clock}{micros}{'+00:00' if zone in 'Zz' else zone}")
+
+
+Instant = Annotated[datetime, BeforeValidator(parse_instant),
+                    WithJsonSchema({"type": "string", "format": "date-time"})]
+
 
 class MeasureHit(BaseModel):
+    """A measure held for the subject; ``valid_until`` null means open-ended."""
+
     model_config = ConfigDict(frozen=True)
 
     measure_id: str
@@ -38,7 +66,7 @@ class BulkCheckRequest(BaseModel):
     ids: Annotated[list[IdValue], Field(min_length=1, max_length=1000)]
     scheme: str | None = None
     measure: str | None = None
-    at: datetime | None = None
+    at: Instant | None = None
 
 
 class BulkCheckResult(BaseModel):
@@ -57,3 +85,40 @@ class Health(BaseModel):
     as_of: str | None
     last_applied_at: str | None
     detail: str | None = None
+
+
+class DirectiveRecord(BaseModel):
+    """One directive applied to the store, with where it was read (its provenance)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    directive_id: str
+    key: str
+    origin_agency: str
+    entry_id: str
+    seq: int
+    action: Literal["APPLY", "LIFT"]
+    cause: str
+    measure_id: str
+    mou_id: str
+    mou_version: int
+    entry_version: int
+    issued_at: str
+    applied_at: str
+    status: str
+    topic: str
+    partition: int
+    offset: int
+
+
+class EntryHistory(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    entry_id: str
+    directives: list[DirectiveRecord]
+
+
+class Problem(BaseModel):
+    """An error answer that is not a request validation error."""
+
+    detail: str

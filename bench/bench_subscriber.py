@@ -1,0 +1,461 @@
+"""Subscriber benchmark (not a test): bootstrap, memory, in-process and HTTP check rates.
+
+    .venv/bin/python bench/bench_subscriber.py [--directives 1000000] [--seconds 5]
+    make bench-subscriber
+
+1. A directive topic on a real Kafka broker (an EmbeddedKafka under
+   ``.local/bench-subscriber/``, kept between runs, so the topic is generated once)
+   is filled with N signed directives: N/2 court listings of an organisation, each
+   forwarding the court's signed record, with two legal representatives, each an
+   APPLY of ``aviation.no-air-tickets`` signed by the fan-out.  Every directive is
+   genuine and in force: the store ends with N active restrictions.
+2. Baseline: raw aiokafka consumption of the same topic, no decoding.
+3. Bootstrap: a fresh subscriber (its real service code and SQLite store, in a
+   child process) reads the topic from the beginning, verifying both signatures of
+   every directive, until caught up.
+4. Memory: a child process opens the bootstrapped store (the index rebuilt from
+   SQLite) and reports its resident set size, and the size before opening it.
+5. In-process checks on that store: rate and p99 latency, misses (the usual
+   answer), hits, and a 10% mix, against raw dict lookups of the same keys.
+6. HTTP: the same store served by one uvicorn worker (the subscriber's ASGI app)
+   in a child process; load from another process on loopback, keep-alive
+   connections, bounded in time: single GET /v1/check and bulk POST /v1/check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from services.core.codec import default_registry  # noqa: E402
+from services.core.identifiers import org_code_check_char, ric_check_char, uscc_check_char  # noqa: E402
+from services.kafka_access import KafkaAccess  # noqa: E402
+
+HOME = REPO / ".local" / "bench-subscriber"
+TOPIC = "bench.directives.aviation"
+USERS = ("concord-admin", "concord-fanout", "aviation")
+AIR = "aviation.no-air-tickets"
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def ric(n: int) -> str:
+    day = datetime(1950, 1, 1) + timedelta(days=n // 1000)
+    first = f"110105{day:%Y%m%d}{n % 1000:03d}"
+    return first + ric_check_char(first)
+
+
+def uscc(n: int) -> str:
+    body = f"{n % 10**8:08d}"
+    first = "91110000" + body + org_code_check_char(body)
+    return first + uscc_check_char(first)
+
+
+# --------------------------------------------------------------------------- broker and topic
+
+
+def broker() -> Any:
+    from services.embedded.broker import EmbeddedKafka
+    from services.embedded.libs import ensure_kafka_libs
+
+    creds_file = HOME / "credentials.json"
+    if creds_file.exists():
+        creds = json.loads(creds_file.read_text())
+    else:
+        HOME.mkdir(parents=True, exist_ok=True)
+        creds = {u: secrets.token_urlsafe(18) for u in USERS}
+        creds_file.write_text(json.dumps(creds))
+        creds_file.chmod(0o600)
+    return EmbeddedKafka(HOME / "broker", creds, libs_dir=ensure_kafka_libs(REPO), heap="1g", tie_to_parent=True)
+
+
+def access_of(kafka: Any, user: str) -> KafkaAccess:
+    return kafka.access(user)
+
+
+def ensure_topic(kafka: Any, n: int) -> None:
+    """N signed directives on TOPIC (generated once; kept with the broker's data)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, NewTopic, ResourcePatternType, \
+        ResourceType
+
+    from services.governance.admin import admin_client
+    from services.keystore import ensure_keys, load_signer
+    from services.core.signing import Domain
+
+    admin = admin_client(kafka.access("concord-admin"))
+    acls = [AclBinding(ResourceType.TOPIC, TOPIC, ResourcePatternType.LITERAL, f"User:{u}", "*", op,
+                       AclPermissionType.ALLOW)
+            for u, op in (("concord-fanout", AclOperation.WRITE), ("aviation", AclOperation.READ),
+                          ("aviation", AclOperation.DESCRIBE), ("concord-fanout", AclOperation.DESCRIBE))]
+    acls.append(AclBinding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "User:aviation", "*",
+                           AclOperation.IDEMPOTENT_WRITE, AclPermissionType.ALLOW))
+    for f in admin.create_acls(acls).values():
+        f.result()
+    marker = HOME / f"topic-{n}.done"
+    if marker.exists():
+        return
+    for old in HOME.glob("topic-*.done"):
+        old.unlink()
+    if TOPIC in admin.list_topics(timeout=10).topics:
+        for f in admin.delete_topics([TOPIC]).values():
+            f.result()
+        time.sleep(2)
+    for f in admin.create_topics([NewTopic(TOPIC, 3, 1, config={"cleanup.policy": "compact"})]).values():
+        f.result()
+    time.sleep(2)  # let the authorizer and the metadata catch up
+    ensure_keys(HOME / "keys", ["court", "concord-fanout", "aviation"])
+    court, fanout = load_signer(HOME / "keys", "court"), load_signer(HOME / "keys", "concord-fanout")
+    schemas = default_registry()
+    producer = Producer({**kafka.access("concord-fanout").confluent_config(), "linger.ms": 50,
+                         "batch.size": 1_000_000, "queue.buffering.max.messages": 500_000})
+    now = datetime.now(UTC).replace(microsecond=0)
+    valid_from, valid_until = now - timedelta(days=1), now + timedelta(days=3650)
+    started = time.monotonic()
+    for i in range(n // 2):
+        entry_id = f"court-2026-{i:07d}"
+        company = uscc(i)
+        reps = [ric(2 * i), ric(2 * i + 1)]
+        event = {
+            "event_id": f"court:{entry_id}:1", "event_type": "LISTED", "entry_id": entry_id, "version": 1,
+            "list_kind": "SANCTION", "program": "court.judgment-defaulters",
+            "subject": {"kind": "ORGANIZATION", "names": [{"value": f"Example Trading {i} Co., Ltd.", "lang": None}],
+                        "identifiers": [{"scheme": "CN_USCC", "value": company}],
+                        "related_parties": [{"role": "LEGAL_REPRESENTATIVE", "kind": "PERSON",
+                                             "names": [{"value": f"Rep {r}", "lang": None}],
+                                             "identifiers": [{"scheme": "CN_RIC", "value": r}]} for r in reps]},
+            "basis": {"decision_no": f"(2026) Jing 01 Zhi {i}", "issued_by": "Beijing No.1 Intermediate People's Court",
+                      "decided_on": now.date()},
+            "reason": "Failed to perform an effective judgment despite the ability to perform",
+            "listed_on": now.date(), "effective_from": valid_from, "effective_until": valid_until,
+            "publication_until": valid_until, "delisting": None,
+        }
+        record = schemas.encode("list_entry_event", event)
+        source = {"topic": "bench.lists.court", "partition": i % 3, "offset": i // 3, "agency": "court",
+                  "key_id": court.key_id, "signature": court.sign(Domain.LIST_RECORD, record).signature,
+                  "record": record}
+        for j, r in enumerate(reps):
+            ref = f"RELATED:LEGAL_REPRESENTATIVE:{j}"
+            d = {"directive_id": f"{i:016x}{j:016x}", "action": "APPLY", "subscriber": "aviation", "measure_id": AIR,
+                 "measure_kind": "PUNISH", "mou_id": "mou-judgment-defaulters", "mou_version": 1,
+                 "origin_agency": "court", "entry_id": entry_id, "entry_version": 1,
+                 "program": "court.judgment-defaulters", "subject_ref": ref,
+                 "target": {"kind": "PERSON", "role": "LEGAL_REPRESENTATIVE",
+                            "names": [{"value": f"Rep {r}", "lang": None}],
+                            "identifiers": [{"scheme": "CN_RIC", "value": r}]},
+                 "valid_from": valid_from, "valid_until": valid_until, "seq": 1, "cause": "LISTED",
+                 "issued_at": now, "source": source}
+            value = schemas.encode("directive", d)
+            key = f"court/{entry_id}|{AIR}|{ref}".encode()
+            while True:
+                try:
+                    producer.produce(TOPIC, value=value, key=key, partition=i % 3,
+                                     headers=fanout.sign(Domain.DIRECTIVE, value).as_kafka())
+                    break
+                except BufferError:
+                    producer.poll(0.1)
+        producer.poll(0)
+        if i and i % 50_000 == 0:
+            print(f"  generated {2 * i:,} directives ({2 * i / (time.monotonic() - started):,.0f}/s)", flush=True)
+    producer.flush(120)
+    marker.write_text(str(n))
+    print(f"  generated {n:,} directives in {time.monotonic() - started:.0f}s", flush=True)
+
+
+# --------------------------------------------------------------------------- children
+
+
+async def raw_consume(access: KafkaAccess) -> dict[str, float]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    c = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
+                         auto_offset_reset="earliest", max_poll_records=2000)
+    await c.start()
+    try:
+        await c._client.add_topic(TOPIC)  # noqa: SLF001
+        tps = [TopicPartition(TOPIC, p) for p in sorted(c.partitions_for_topic(TOPIC) or ())]
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        ends = await c.end_offsets(tps)
+        t0, n = time.monotonic(), 0
+        while [tp for tp in tps if await c.position(tp) < ends[tp]]:
+            for records in (await c.getmany(timeout_ms=500, max_records=2000)).values():
+                n += len(records)
+        took = time.monotonic() - t0
+        return {"records": n, "seconds": took, "rate": n / took}
+    finally:
+        await c.stop()
+
+
+async def bootstrap(access: KafkaAccess, db: Path) -> dict[str, float]:
+    from services.core.signing import Signer
+    from services.keystore import load_keyring
+    from services.subscriber.service import SubscriberService
+    from services.subscriber.store import DirectiveStore
+
+    svc = SubscriberService(agency="aviation", access=access, store=DirectiveStore(db, "aviation"),
+                            keyring=load_keyring(HOME / "keys"), schemas=default_registry(),
+                            signer=Signer.generate("aviation", "bench"), directive_topic=TOPIC,
+                            receipts_topic="bench.receipts.aviation", progress_threshold=0)
+    t0 = time.monotonic()
+    await svc.start()
+    feed = asyncio.create_task(svc._feed_loop())  # noqa: SLF001 - the store rebuild alone; receipts stay queued
+    await svc.ready.wait()
+    took = time.monotonic() - t0
+    feed.cancel()
+    await asyncio.gather(feed, return_exceptions=True)
+    await svc.stop(flush_timeout=0)
+    active = svc.store.active_count()
+    pending = svc.store.pending_count()
+    svc.store.close()
+    cache = svc._sources  # noqa: SLF001
+    return {"active": active, "seconds": took, "rate": active / took, "rss_mb": rss_mb(),
+            "receipts_queued": pending, "source_hits": cache.hits, "source_misses": cache.misses}
+
+
+def checks(db: Path, n_ids: int, seconds: float) -> dict[str, Any]:
+    import gc
+
+    before = rss_mb()
+    from services.subscriber.store import DirectiveStore
+
+    t0 = time.monotonic()
+    store = DirectiveStore(db, "aviation")
+    opened = time.monotonic() - t0
+    gc.collect()
+    after = rss_mb()
+    rng = random.Random(7)
+    hits = [ric(rng.randrange(n_ids)) for _ in range(100_000)]
+    misses = [ric(n_ids + rng.randrange(n_ids)) for _ in range(100_000)]
+    mixed = [hits[i] if i % 10 == 0 else misses[i] for i in range(100_000)]
+    now = time.time()
+    check = store.check
+    raw = store.index._head  # noqa: SLF001 - the baseline: the bare dict the index is built on
+    out: dict[str, Any] = {"active": store.active_count(), "open_seconds": opened, "rss_before_mb": before,
+                           "rss_mb": after}
+
+    def rate(fn: Any, keys: list[str]) -> float:
+        done, t = 0, time.perf_counter()
+        end = t + seconds / 4
+        while time.perf_counter() < end:
+            fn(keys)
+            done += len(keys)
+        return done / (time.perf_counter() - t)
+
+    def run_checks(keys: list[str]) -> None:
+        for k in keys:
+            check(k, at=now)
+
+    def run_raw(keys: list[str]) -> None:
+        get = raw.get
+        for k in keys:
+            get(k)
+
+    for name, keys in (("miss", misses), ("hit", hits), ("mixed", mixed)):
+        assert all(check(k, at=now) for k in keys[:1000]) == (name == "hit")
+        lat = []
+        pc = time.perf_counter_ns
+        for k in keys[:50_000]:
+            t = pc()
+            check(k, at=now)
+            lat.append(pc() - t)
+        lat.sort()
+        out[name] = {"rate": rate(run_checks, keys), "raw_rate": rate(run_raw, keys),
+                     "p50_us": lat[len(lat) // 2] / 1000, "p99_us": lat[int(len(lat) * 0.99)] / 1000}
+    store.close()
+    return out
+
+
+def serve(db: Path, port: int) -> None:
+    import uvicorn
+
+    from services.core.signing import Keyring, Signer
+    from services.subscriber.api import CheckApp
+    from services.subscriber.service import SubscriberService
+    from services.subscriber.store import DirectiveStore
+
+    svc = SubscriberService(agency="aviation", access=KafkaAccess(bootstrap="127.0.0.1:9"),
+                            store=DirectiveStore(db, "aviation"), keyring=Keyring(), schemas=default_registry(),
+                            signer=Signer.generate("aviation", "bench"), directive_topic=TOPIC,
+                            receipts_topic="bench.receipts.aviation")
+    svc.caught_up(time.time())
+    print("ready", flush=True)
+    uvicorn.run(CheckApp(svc), host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="off",
+                loop="uvloop", http="httptools")
+
+
+async def load(port: int, n_ids: int, seconds: float, bulk: int, connections: int) -> dict[str, float]:
+    """Keep-alive HTTP/1.1 requests as fast as the server answers, from ``connections`` connections."""
+    rng = random.Random(11)
+    ids = [ric(rng.randrange(n_ids)) if i % 10 == 0 else ric(n_ids + rng.randrange(n_ids)) for i in range(20_000)]
+    stop = time.monotonic() + seconds
+    counts = [0] * connections
+    lat: list[float] = []
+
+    def request(i: int) -> bytes:
+        if bulk <= 1:
+            return f"GET /v1/check?id={ids[i % len(ids)]}&measure={AIR} HTTP/1.1\r\nHost: b\r\n\r\n".encode()
+        body = json.dumps({"ids": [ids[(i + k) % len(ids)] for k in range(bulk)], "measure": AIR}).encode()
+        return (f"POST /v1/check HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+    prepared = [request(i * 97) for i in range(200)]
+
+    async def one(c: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = c
+        while time.monotonic() < stop:
+            t = time.perf_counter()
+            writer.write(prepared[i % len(prepared)])
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), head[:100]
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            lat.append(time.perf_counter() - t)
+            counts[c] += 1
+            i += 1
+        writer.close()
+
+    t0 = time.monotonic()
+    await asyncio.gather(*(one(c) for c in range(connections)))
+    took = time.monotonic() - t0
+    lat.sort()
+    requests = sum(counts)
+    return {"requests": requests, "checks": requests * max(1, bulk), "seconds": took, "rps": requests / took,
+            "checks_per_s": requests * max(1, bulk) / took, "p99_ms": lat[int(len(lat) * 0.99)] * 1000}
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def child(*args: str, timeout: float = 900) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout,
+                         check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise SystemExit(f"child {args[0]} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    for ln in out.stderr.splitlines():
+        if "bootstrap:" in ln:
+            print("   ", ln)
+    return dict(json.loads(lines[-1]))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--directives", type=int, default=1_000_000)
+    p.add_argument("--seconds", type=float, default=5.0, help="per rate measurement")
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return run_child(args)
+
+    import shutil
+    import socket
+
+    n = args.directives
+    print(f"subscriber benchmark: {n:,} directives, one aviation store "
+          f"({os.cpu_count()} cores; Kafka {HOME / 'broker'})", flush=True)
+    kafka = broker()
+    kafka.start()
+    try:
+        ensure_topic(kafka, n)
+        creds = json.loads((HOME / "credentials.json").read_text())
+        env_access = {"bootstrap": kafka.bootstrap, "ca": str(kafka.ca_file), "password": creds["aviation"]}
+        raw = child("--child", "raw", json.dumps(env_access))
+        print(f"baseline  raw aiokafka consume, no decoding: {raw['records']:,} records in {raw['seconds']:.1f}s "
+              f"= {raw['rate']:,.0f}/s", flush=True)
+        work = HOME / "run"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        db = work / "aviation.sqlite"
+        boot = child("--child", "bootstrap", json.dumps(env_access), str(db), timeout=1800)
+    finally:
+        kafka.stop()
+    hits = boot["source_hits"] / max(1, boot["source_hits"] + boot["source_misses"])
+    print(f"bootstrap {boot['active']:,} directives (both signatures each) in {boot['seconds']:.1f}s "
+          f"= {boot['rate']:,.0f}/s; {boot['rate'] / raw['rate']:.3f}x raw consume; "
+          f"publisher-signature cache hit rate {hits:.0%}; RSS at the end {boot['rss_mb']:.0f} MB; "
+          f"{boot['receipts_queued']:,} receipts queued in the outbox", flush=True)
+
+    chk = child("--child", "checks", str(db), str(n), str(args.seconds))
+    print(f"memory    store with {chk['active']:,} active restrictions: RSS {chk['rss_mb']:.0f} MB "
+          f"({chk['rss_mb'] - chk['rss_before_mb']:.0f} MB over the {chk['rss_before_mb']:.0f} MB of a process "
+          f"without it); opened (index rebuilt from SQLite) in {chk['open_seconds']:.1f}s", flush=True)
+    for name in ("miss", "hit", "mixed"):
+        r = chk[name]
+        print(f"in-process check ({name:5}): {r['rate']:,.0f}/s, p50 {r['p50_us']:.2f} us, p99 {r['p99_us']:.2f} us; "
+              f"{r['rate'] / r['raw_rate']:.2f}x raw dict lookups ({r['raw_rate']:,.0f}/s)", flush=True)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, __file__, "--child", "serve", str(db), str(port)],  # noqa: S603
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        results = {}
+        for bulk in (1, 100):
+            results[bulk] = child("--child", "load", str(port), str(n), str(args.seconds), str(bulk),
+                                  str(args.connections))
+    finally:
+        server.terminate()
+        server.wait(30)
+    single, many = results[1], results[100]
+    print(f"HTTP GET  /v1/check, one worker: {single['rps']:,.0f} checks/s, p99 {single['p99_ms']:.1f} ms "
+          f"({args.connections} keep-alive connections, 10% hits)", flush=True)
+    print(f"HTTP POST /v1/check, one worker, 100 ids each: {many['checks_per_s']:,.0f} checks/s "
+          f"({many['rps']:,.0f} requests/s, p99 {many['p99_ms']:.1f} ms)", flush=True)
+    print()
+    print("final figures (target):")
+    print(f"  in-process checks   {chk['mixed']['rate']:>12,.0f}/s  p99 {chk['mixed']['p99_us']:.2f} us  (>= 200,000/s)")
+    print(f"  HTTP single         {single['rps']:>12,.0f}/s  (>= 10,000/s)")
+    print(f"  HTTP bulk           {many['checks_per_s']:>12,.0f}/s  (>= 10,000/s)")
+    print(f"  bootstrap           {boot['seconds']:>12.1f} s for {boot['active']:,}  (< 60 s)")
+    print(f"  resident memory     {chk['rss_mb']:>12.0f} MB with {chk['active']:,} active  (< 300 MB)")
+    return 0
+
+
+def run_child(args: argparse.Namespace) -> int:
+    kind, *rest = args.child
+    result: dict[str, Any]
+    if kind in ("raw", "bootstrap"):
+        e = json.loads(rest[0])
+        access = KafkaAccess(bootstrap=e["bootstrap"], ca_file=Path(e["ca"])).as_principal("aviation", e["password"])
+        result = asyncio.run(raw_consume(access)) if kind == "raw" else asyncio.run(bootstrap(access, Path(rest[1])))
+    elif kind == "checks":
+        result = checks(Path(rest[0]), int(rest[1]), float(rest[2]))
+    elif kind == "serve":
+        serve(Path(rest[0]), int(rest[1]))
+        return 0
+    elif kind == "load":
+        import uvloop
+
+        result = uvloop.run(load(int(rest[0]), int(rest[1]), float(rest[2]), int(rest[3]), int(rest[4])))
+    else:
+        raise SystemExit(f"unknown child {kind}")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

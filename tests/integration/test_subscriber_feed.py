@@ -1,0 +1,333 @@
+"""The aviation subscriber through the real broker: applies and lifts with signed
+receipts, refuses tampered and forged directives, restarts (SIGTERM and SIGKILL)
+without re-applying, bootstraps a wiped store from the compacted topic, and
+enforces validity windows with the fan-out stopped.
+
+One exchange (namespace, fan-out, subscriber) serves the whole module to keep the
+tier lean; each test uses fresh subjects, and the test that stops the fan-out runs
+last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from services.core.codec import default_registry
+from services.core.identifiers import ric_check_char
+from services.core.models import Directive, Identifier, Receipt
+from services.core.signing import Domain, SignedHeaders
+from services.demo import Subjects, cli_publisher, delisting_record, fresh_subjects, listing_records
+from services.keystore import load_keyring, load_signer
+from services.localstack import LocalStack, Service, free_port
+from services.subscriber.client import CheckClient
+from tests.conftest import KafkaCluster
+from tests.integration.conftest import make_stack
+
+pytestmark = pytest.mark.integration
+
+AIR = "aviation.no-air-tickets"
+
+
+@dataclass
+class Exchange:
+    stack: LocalStack
+    cluster: KafkaCluster
+    sub: Service
+
+    @property
+    def ns(self) -> str:
+        return self.stack.namespace
+
+    @property
+    def url(self) -> str:
+        assert self.sub.url
+        return self.sub.url
+
+    def topic(self, kind: str) -> str:
+        return f"{self.ns}.{kind}.aviation"
+
+
+def start_subscriber(stack: LocalStack, name: str, db: Path, *extra: str) -> Service:
+    port = free_port()
+    return stack._spawn(name, ["subscriber", "run", "--agency", "aviation", "--port", str(port), "--db", str(db),
+                               *extra], url=f"http://127.0.0.1:{port}")  # noqa: SLF001 - the stack's own launcher
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, every: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got = probe()
+        except httpx.HTTPError:
+            got = None
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+def wait_ok(url: str, timeout: float = 60.0) -> None:
+    wait_for(f"{url} healthy", lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, timeout)
+
+
+@pytest.fixture(scope="module")
+def ex(kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
+    home = tmp_path_factory.mktemp("subscriber") / "home"
+    stack = make_stack(kafka_cluster, home, "t" + secrets.token_hex(4))
+    try:
+        stack.start_fanout()
+        sub = start_subscriber(stack, "subscriber-aviation", home / "data" / "aviation.sqlite")
+        stack.wait_healthy(timeout=120)
+        yield Exchange(stack, kafka_cluster, sub)
+    finally:
+        stack.stop()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def publish_listing(ex: Exchange, *, person_for: float = 3600.0) -> tuple[Subjects, str, list[dict[str, Any]]]:
+    rng = random.Random()
+    s = fresh_subjects(rng)
+    run = f"{rng.randint(0, 10**8):08d}"
+    now = datetime.now(UTC)
+    records = listing_records(s, run, now, now + timedelta(seconds=person_for))
+    path = ex.stack.home / f"listing-{run}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert cli_publisher(ex.stack.home)("court", path) == 0
+    return s, run, records
+
+
+def restricted(url: str, ident: str) -> bool:
+    with CheckClient(url, agency="aviation") as c:
+        return c.check(ident, measure=AIR).restricted
+
+
+async def _read_all(access: Any, topic: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        await consumer._client.add_topic(topic)  # noqa: SLF001 - explicit assignment needs the metadata
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out: list[Any] = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(records)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def read_all(ex: Exchange, kind: str) -> list[Any]:
+    return asyncio.run(_read_all(ex.cluster.access("concord-admin"), ex.topic(kind)))
+
+
+def receipts(ex: Exchange) -> list[Receipt]:
+    """Every receipt on the aviation receipts topic, each verified as signed by aviation."""
+    ring = load_keyring(ex.stack.home / "keys")
+    out = []
+    for rec in read_all(ex, "receipts"):
+        ring.verify(Domain.RECEIPT, rec.value, SignedHeaders.from_kafka(rec.headers), expected_agency="aviation",
+                    at=datetime.now(UTC))
+        out.append(default_registry().decode_model(rec.value, Receipt))
+    return out
+
+
+def produce_as_fanout(ex: Exchange, value: bytes, headers: list[tuple[str, bytes]], key: bytes) -> None:
+    async def go() -> None:
+        producer = AIOKafkaProducer(**ex.cluster.access("concord-fanout").aiokafka_kwargs(), acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(ex.topic("directives"), value=value, key=key, headers=headers)
+        finally:
+            await producer.stop()
+
+    asyncio.run(go())
+
+
+def history(url: str, entry: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{url}/v1/entries/{entry}", timeout=5)
+    return r.json()["directives"] if r.status_code == 200 else []
+
+
+def other_ric(ric: str) -> str:
+    first = ric[:14] + f"{(int(ric[14:17]) + 1) % 1000:03d}"
+    return first + ric_check_char(first)
+
+
+# --------------------------------------------------------------------------- (a) apply, lift, receipts
+
+
+def test_apply_and_lift_are_stored_answered_and_receipted(ex: Exchange) -> None:
+    s, run, records = publish_listing(ex)
+    wait_for("legal rep restricted", lambda: restricted(ex.url, s.legal_rep))
+    wait_for("person restricted", lambda: restricted(ex.url, s.person))
+    assert not restricted(ex.url, s.company)  # aviation has no measure for organisations
+    (applied,) = history(ex.url, f"court/demo-{run}-c")
+    assert (applied["action"], applied["status"], applied["measure_id"]) == ("APPLY", "APPLIED", AIR)
+
+    delisting = delisting_record(s, run, datetime.now(UTC), records[0])
+    path = ex.stack.home / f"delisting-{run}.jsonl"
+    path.write_text(json.dumps(delisting) + "\n")
+    assert cli_publisher(ex.stack.home)("court", path) == 0
+    wait_for("legal rep lifted", lambda: not restricted(ex.url, s.legal_rep))
+    lift = history(ex.url, f"court/demo-{run}-c")[-1]
+    assert (lift["action"], lift["status"], lift["cause"]) == ("LIFT", "LIFTED", "DELISTED")
+
+    def both_receipts() -> dict[str, str] | None:
+        got = {r.directive_id: r.status.value for r in receipts(ex)}
+        want = {applied["directive_id"], lift["directive_id"]}
+        return got if want <= set(got) else None
+
+    got = wait_for("APPLIED and LIFTED receipts", both_receipts, timeout=30, every=1.0)
+    assert (got[applied["directive_id"]], got[lift["directive_id"]]) == ("APPLIED", "LIFTED")
+
+
+# --------------------------------------------------------------------------- (b) tampered and forged
+
+
+def test_tampered_and_forged_directives_are_rejected_and_nothing_is_stored(ex: Exchange) -> None:
+    s, run, _ = publish_listing(ex)
+    wait_for("person restricted", lambda: restricted(ex.url, s.person))
+    entry = f"court/demo-{run}-p"
+    (genuine_row,) = history(ex.url, entry)
+    real = next(r for r in read_all(ex, "directives")
+                if default_registry().decode_model(r.value, Directive).directive_id == genuine_row["directive_id"])
+
+    # Tampered: one byte of the target identifier changed, the fan-out's headers kept.
+    at = real.value.rindex(s.person.encode())
+    tampered_id = s.person[:-2] + ("0" if s.person[-2] != "0" else "1") + s.person[-1]
+    value = real.value[:at] + tampered_id.encode() + real.value[at + len(s.person):]
+    assert sum(a != b for a, b in zip(value, real.value, strict=True)) == 1
+    produce_as_fanout(ex, value, list(real.headers), real.key)
+
+    # Forged: a well-formed directive for a new subject, signed with the court's key (not the fan-out's).
+    genuine = default_registry().decode_model(real.value, Directive)
+    victim = other_ric(s.person)
+    forged = genuine.model_copy(update={
+        "directive_id": secrets.token_hex(16),
+        "target": genuine.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=victim),)}),
+    })
+    forged_value = default_registry().encode_model(forged)
+    court = load_signer(ex.stack.home / "keys", "court")
+    produce_as_fanout(ex, forged_value, court.sign(Domain.DIRECTIVE, forged_value).as_kafka(), forged.key.encode())
+
+    def rejected() -> dict[str, str] | None:
+        got = {r.directive_id: r.reason or "" for r in receipts(ex) if r.status.value == "REJECTED"}
+        return got if {genuine.directive_id, forged.directive_id} <= set(got) else None
+
+    reasons = wait_for("two REJECTED receipts", rejected, timeout=30, every=1.0)
+    assert reasons[genuine.directive_id].startswith("TAMPERED")
+    assert reasons[forged.directive_id].startswith("WRONG_AGENCY")
+    # Nothing of either was stored.
+    assert not restricted(ex.url, tampered_id)
+    assert not restricted(ex.url, victim)
+    assert restricted(ex.url, s.person)
+    assert [d["directive_id"] for d in history(ex.url, entry)] == [genuine.directive_id]
+    with CheckClient(ex.url) as c:
+        assert c.check(tampered_id).measures == [] and c.check(victim).measures == []
+
+
+# --------------------------------------------------------------------------- (c) restarts
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_restart_resumes_without_reapplying(ex: Exchange, kill: bool) -> None:
+    s, run, _ = publish_listing(ex)
+    wait_for("person restricted", lambda: restricted(ex.url, s.person))
+    held = {d["directive_id"] for d in history(ex.url, f"court/demo-{run}-p")}
+    wait_for("receipts sent", lambda: held <= {r.directive_id for r in receipts(ex)}, timeout=30, every=1.0)
+    time.sleep(1.0)  # the outbox marks what it sent right after the broker acknowledged it
+    before = Counter((r.directive_id, r.status.value) for r in receipts(ex))
+
+    name, db = ex.sub.name, ex.stack.home / "data" / "aviation.sqlite"
+    ex.stack.stop(name, kill=kill)
+    ex.sub = start_subscriber(ex.stack, name, db)
+    wait_ok(ex.url)
+    assert restricted(ex.url, s.person)  # answered from the store it kept
+
+    s2, run2, _ = publish_listing(ex)
+    wait_for("new listing applied after restart", lambda: restricted(ex.url, s2.person))
+    new = {d["directive_id"] for d in history(ex.url, f"court/demo-{run2}-p")}
+    wait_for("new receipts", lambda: new <= {r.directive_id for r in receipts(ex)}, timeout=30, every=1.0)
+    time.sleep(2.0)  # give a re-application, if there were one, time to show
+    after = Counter((r.directive_id, r.status.value) for r in receipts(ex))
+    assert {k: n for k, n in after.items() if n > 1} == {}
+    assert {k: n for k, n in after.items() if k in before} == before
+    assert [d["directive_id"] for d in history(ex.url, f"court/demo-{run}-p")] == sorted(held)
+
+
+# --------------------------------------------------------------------------- (d) bootstrap and health
+
+
+def test_wiped_subscriber_bootstraps_from_the_topic_and_answers_the_same(ex: Exchange) -> None:
+    s, _, _ = publish_listing(ex)
+    wait_for("person restricted", lambda: restricted(ex.url, s.person))
+    idents = [s.company, s.legal_rep, s.person] + [
+        d.target.identifiers[0].value
+        for d in (default_registry().decode_model(r.value, Directive) for r in read_all(ex, "directives"))]
+
+    fresh = start_subscriber(ex.stack, "subscriber-aviation-fresh", ex.stack.home / "data" / "fresh.sqlite",
+                             "--progress-threshold", "0")
+    assert fresh.url
+    seen = []
+    deadline = time.monotonic() + 60
+    while not seen or seen[-1] != "ok":
+        assert time.monotonic() < deadline, f"never ok: {seen}"
+        try:
+            status = httpx.get(f"{fresh.url}/healthz", timeout=2).json()["status"]
+        except httpx.HTTPError:
+            status = None
+        if status and (not seen or seen[-1] != status):
+            seen.append(status)
+        time.sleep(0.02)
+    assert seen == ["starting", "ok"]
+
+    def answers(url: str) -> list[tuple[str, bool, list[tuple[str, str, str | None]]]]:
+        with CheckClient(url) as c:
+            return [(r.id, r.restricted, sorted((m.measure_id, m.entry_id, m.valid_until) for m in r.measures))
+                    for r in c.check_many(idents)]
+
+    assert answers(fresh.url) == answers(ex.url)
+    assert sum(r for _, r, _ in answers(fresh.url)) >= 2
+    assert fresh.log is not None
+    log = fresh.log.read_text()
+    assert "[aviation] bootstrap: reading" in log and "[aviation] bootstrap: done" in log
+    ex.stack.stop(fresh.name)
+
+
+# --------------------------------------------------------------------------- (e) validity, fan-out stopped
+
+
+def test_expired_restriction_answers_clear_with_the_fanout_stopped(ex: Exchange) -> None:
+    s, run, _ = publish_listing(ex, person_for=15)
+    wait_for("person restricted", lambda: restricted(ex.url, s.person))
+    (row,) = history(ex.url, f"court/demo-{run}-p")
+    with CheckClient(ex.url) as c:
+        until = datetime.fromisoformat(c.check(s.person, measure=AIR).measures[0].valid_until or "")
+    ex.stack.stop("fanout")
+    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.5)
+    assert not restricted(ex.url, s.person)
+    assert [d["directive_id"] for d in history(ex.url, f"court/demo-{run}-p")] == [row["directive_id"]]  # no LIFT
+    with CheckClient(ex.url) as c:
+        before = c.check(s.person, measure=AIR, at=until - timedelta(seconds=1))
+    assert before.restricted  # still answerable for a time inside the window
