@@ -220,7 +220,7 @@ class EmbeddedKafka:
             raise ConfigError("heap must be at least 128m, written like 512m or 1g", heap=heap)
         self.workdir = Path(workdir).resolve()
         self.users = dict(users)
-        self.libs_dir = Path(libs_dir)
+        self.libs_dir = Path(libs_dir).resolve()  # the JVM runs in workdir
         self.heap = heap
         self.tie_to_parent = tie_to_parent
         self._requested_client_port = client_port
@@ -445,7 +445,8 @@ class EmbeddedKafka:
     def _format(self, state: _State, deadline: float) -> None:
         cmd = self._jvm("kafka.tools.StorageTool", heap="256m") + [
             "format",
-            "--cluster-id", state.cluster_id,
+            # "=" form: a urlsafe-base64 id may start with "-" and read as an option.
+            f"--cluster-id={state.cluster_id}",
             "--config", str(self.workdir / "server.properties"),
         ]
         for name, password in self.users.items():

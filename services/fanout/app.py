@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.core.codec import SchemaRegistry
 from services.core.intake import Refused, admit_list_record
@@ -71,6 +72,27 @@ class FanoutConfig:
 def entry_partition(table_key: str, partitions: int) -> int:
     """Directive partition for an entry: all of one entry's directives stay in order."""
     return zlib.crc32(table_key.encode()) % partitions
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A record read outside faust, shaped like the faust message the agent handles."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp: float
+
+
+def _watermark_key(topic: str, partition: int) -> bytes:
+    return f"\x00watermark/{topic}/{partition}".encode()
+
+
+def _is_entry(key: bytes) -> bool:
+    return not key.startswith(b"\x00")
 
 
 def _view(handler: Any) -> Any:
@@ -114,7 +136,10 @@ class Fanout:
             web_port=cfg.web_port or 6066,
             web_bind="127.0.0.1",
             broker_commit_interval=0.5,
-            stream_wait_empty=False,
+            # A worker killed without leaving the group holds its partitions until its
+            # session expires: keep that short so a restart takes over in seconds.
+            broker_session_timeout=10.0,
+            broker_heartbeat_interval=3.0,
             key_serializer="raw",
             value_serializer="raw",
         )
@@ -136,6 +161,9 @@ class Fanout:
             keyring=cfg.keyring, schemas=cfg.schemas,
         )
         self._stopping = asyncio.Event()
+        self._next: dict[tuple[str, int], int] = {}  # per source partition: the next offset to process
+        self._next_generation = -1
+        self._gap_reader: AIOKafkaConsumer | None = None
         self.app.agent(self.source, name="route")(self._route)
         self.app.timer(interval=cfg.tick_interval)(self._tick_due)
         self.app.timer(interval=cfg.coverage_interval)(self._update_coverage)
@@ -193,41 +221,114 @@ class Fanout:
 
     # --- the agent ---------------------------------------------------------------
 
+    async def _expected(self, msg: Any) -> int:
+        """The next offset this worker must process on ``msg``'s partition."""
+        generation = self.app.consumer_generation_id
+        if generation != self._next_generation:  # assignment changed: the table is the truth again
+            self._next.clear()
+            self._next_generation = generation
+        tp = (msg.topic, msg.partition)
+        expected = self._next.get(tp)
+        if expected is None:
+            mark = self.entries.get(_watermark_key(*tp))
+            if mark is not None:
+                expected = int(mark) + 1
+            else:
+                earliest = await self.app.consumer.earliest_offsets(msg.tp)
+                expected = int(earliest.get(msg.tp, 0))
+            self._next[tp] = expected
+        return expected
+
+    async def _fill_gap(self, msg: Any, expected: int) -> None:
+        """Process the records ``expected .. msg.offset - 1`` that the consumer skipped.
+
+        faust's at-least-once can skip a record: a message whose delivery to the
+        stream is interrupted by a flow suspension is abandoned with its read offset
+        advanced, and commits advance over the first consecutive run of acked
+        offsets.  So the fan-out keeps its own watermark per source partition in the
+        changelog-backed table, written after each record's state; source topics are
+        contiguous (no compaction, no transactions), so a record beyond
+        ``watermark + 1`` proves the ones between were skipped.  They are read here
+        with a consumer of our own (seeking faust's consumer back does not work: its
+        fetcher drops re-fetched offsets below its read offset) and processed in the
+        current event's context — the same partition, so their state lands in the
+        right changelog partition.
+        """
+        log.warning("%s[%d]: records %d..%d were skipped by the consumer; processing them now",
+                    msg.topic, msg.partition, expected, msg.offset - 1)
+        self.cfg.metrics.ignored.labels("GAP_FILLED").inc(msg.offset - expected)
+        reader = await self._reader()
+        tp = TopicPartition(msg.topic, msg.partition)
+        reader.assign([tp])
+        reader.seek(tp, expected)
+        done = expected
+        while done < msg.offset:
+            batches = await reader.getmany(tp, timeout_ms=2000, max_records=500)
+            for rec in batches.get(tp, ()):
+                if rec.offset >= msg.offset:
+                    break
+                gap_msg = _Record(rec.topic, rec.partition, rec.offset, rec.key, rec.value,
+                                  tuple(rec.headers or ()), rec.timestamp / 1000)
+                if rec.offset >= await self._expected(gap_msg):
+                    await self._handle(gap_msg)
+                    self._mark_done(gap_msg)
+                done = rec.offset + 1
+
+    async def _reader(self) -> AIOKafkaConsumer:
+        if self._gap_reader is None:
+            self._gap_reader = AIOKafkaConsumer(**self.cfg.access.aiokafka_kwargs(), group_id=None,
+                                                enable_auto_commit=False, auto_offset_reset="earliest")
+            await self._gap_reader.start()
+        return self._gap_reader
+
+    def _mark_done(self, msg: Any) -> None:
+        tp = (msg.topic, msg.partition)
+        if msg.offset + 1 > self._next.get(tp, 0):
+            self._next[tp] = msg.offset + 1
+            self.entries[_watermark_key(*tp)] = str(msg.offset).encode()
+
     async def _route(self, stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
-            now = datetime.now(UTC)
-            key = bytes(msg.key or b"")
-            if msg.topic == self.cfg.ticks_topic:
-                state = self._load(key)
-                if state is None:
-                    continue
-                tr = on_tick(state, self.cfg.world, now, self.world_rev)
-            else:
-                origin = self.list_topics[msg.topic]
-                try:
-                    accepted = admit_list_record(
-                        origin=origin, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                        key=msg.key, value=msg.value, headers=msg.headers, timestamp_ms=int(msg.timestamp * 1000),
-                        keyring=self.cfg.keyring, schemas=self.cfg.schemas, world=self.cfg.world,
-                    )
-                except Refused as r:
-                    await self._quarantine(msg, r.reason, r.detail)
-                    continue
-                self.cfg.metrics.event_in(origin, accepted.event.program)
-                key = f"{origin}/{accepted.event.entry_id}".encode()
-                state = self._load(key)
-                tr = on_record(state, accepted, self.cfg.world, now, self.world_rev)
-                if tr.outcome is not Outcome.APPLIED:
-                    self.cfg.metrics.ignored.labels(tr.outcome.value).inc()
-                if tr.outcome in (Outcome.STALE_VERSION, Outcome.REPLAYED):
-                    held = state.version if state else 0
-                    await self._quarantine(msg, tr.outcome.value,
-                                           f"entry {accepted.event.entry_id} is at version {held}; "
-                                           f"got version {accepted.event.version}")
-                    continue
-            await self._commit(key, state, tr)
-            self.cfg.metrics.latency(msg.timestamp, now)
+            expected = await self._expected(msg)
+            if msg.offset > expected:
+                await self._fill_gap(msg, expected)
+            await self._handle(msg)
+            self._mark_done(msg)
+
+    async def _handle(self, msg: Any) -> None:
+        now = datetime.now(UTC)
+        key = bytes(msg.key or b"")
+        if msg.topic == self.cfg.ticks_topic:
+            state = self._load(key)
+            if state is None:
+                return
+            tr = on_tick(state, self.cfg.world, now, self.world_rev)
+        else:
+            origin = self.list_topics[msg.topic]
+            try:
+                accepted = admit_list_record(
+                    origin=origin, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                    key=msg.key, value=msg.value, headers=msg.headers, timestamp_ms=int(msg.timestamp * 1000),
+                    keyring=self.cfg.keyring, schemas=self.cfg.schemas, world=self.cfg.world,
+                )
+            except Refused as r:
+                await self._quarantine(msg, r.reason, r.detail)
+                return
+            self.cfg.metrics.event_in(origin, accepted.event.program)
+            key = f"{origin}/{accepted.event.entry_id}".encode()
+            state = self._load(key)
+            tr = on_record(state, accepted, self.cfg.world, now, self.world_rev)
+            if tr.outcome is not Outcome.APPLIED:
+                self.cfg.metrics.ignored.labels(tr.outcome.value).inc()
+            if tr.outcome in (Outcome.STALE_VERSION, Outcome.REPLAYED):
+                held = state.version if state else 0
+                await self._quarantine(msg, tr.outcome.value,
+                                       f"entry {accepted.event.entry_id} is at version {held}; "
+                                       f"got version {accepted.event.version}")
+                return
+        await self._commit(key, state, tr)
+        self.cfg.metrics.latency(msg.timestamp, now)
 
     async def _commit(self, key: bytes, before: EntryState | None, tr: Transition) -> None:
         if tr.state is not None and tr.state is not before:
@@ -256,7 +357,7 @@ class Fanout:
     def _rebuild_index(self) -> None:
         self.due.clear()
         for key, raw in list(self.entries.items()):
-            if raw:
+            if raw and _is_entry(bytes(key)):
                 self._index(bytes(key), EntryState.model_validate_json(raw))
 
     # --- receipts and coverage --------------------------------------------------
@@ -265,7 +366,8 @@ class Fanout:
         await self.receipts.follow(self._stopping)
 
     def _local_states(self) -> list[EntryState]:
-        return [EntryState.model_validate_json(raw) for raw in list(self.entries.values()) if raw]
+        return [EntryState.model_validate_json(raw) for key, raw in list(self.entries.items())
+                if raw and _is_entry(bytes(key))]
 
     async def _update_coverage(self) -> None:
         cov = self.receipts.coverage(self._local_states(), datetime.now(UTC))

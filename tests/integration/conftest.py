@@ -39,3 +39,15 @@ def exchange(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Ite
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture
+def fanout_only(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Iterator[LocalStack]:
+    """Topics, ACLs and keys in a fresh namespace, with only the fan-out running."""
+    stack = make_stack(kafka_cluster, tmp_path / "home", unique_ns)
+    try:
+        stack.start_fanout()
+        stack.wait_healthy(timeout=120)
+        yield stack
+    finally:
+        stack.stop()

@@ -1,0 +1,5 @@
+"""Fault tests share the integration tier's exchange fixtures."""
+
+from tests.integration.conftest import exchange, fanout_only, make_stack  # noqa: F401
+
+__all__ = ["exchange", "fanout_only", "make_stack"]
