@@ -41,7 +41,15 @@ test: install kafka ## the whole test suite: unit, then integration and fault te
 unit: install ## unit tests only (no broker)
 	$(BIN)/pytest -q -m unit
 
+bench: bench-records ## run the benchmarks (figures, not tests: none is part of make test)
+
+bench-records: install ## record path per core: encode+sign, verify+decode, beside raw fastavro and Ed25519
+	$(BIN)/python bench/bench_records.py
+
+bench-subscriber: install kafka ## subscriber: bootstrap of 1M directives, RSS, in-process and HTTP check rates
+	$(BIN)/python bench/bench_subscriber.py
+
 clean: ## remove the local state (broker data, keys, stores); keeps .venv and jars
 	rm -rf .local/broker .local/keys .local/data .local/run .local/logs .local/demo .local/*.json
 
-.PHONY: help install kafka run demo status test unit clean
+.PHONY: help install kafka run demo status test unit clean bench bench-records bench-subscriber

@@ -46,66 +46,33 @@ def _require_agency(world, agency: str, *, role: str) -> None:  # type: ignore[n
 # --- validate / publish --------------------------------------------------------
 
 
-def _open_input(path: str):  # type: ignore[no-untyped-def]
-    if path == "-":
-        return sys.stdin
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"no such file: {path}")
-    return p.open(encoding="utf-8")
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    from services.adapter.publish import Report, check_rows
-    from services.adapter.sources import read_jsonl
+    from services.adapter import commands
 
     settings = _settings()
     world = _world(settings)
     _require_agency(world, args.agency, role="publishes")
-    report = Report()
-    with _open_input(args.file) as f:
-        for _ in check_rows(read_jsonl(f), file=args.file, agency=args.agency, world=world, report=report):
-            pass
-    for r in report.rejected:
-        for line in r.lines():
-            print(line, file=sys.stderr)
-    print(f"{args.file}: {report.accepted} valid, {len(report.rejected)} invalid", file=sys.stderr)
-    return EXIT_INVALID if report.rejected else 0
+    return commands.validate(world=world, agency=args.agency, file=args.file, mapping=args.mapping)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from services.adapter.publish import Publisher, Report, check_rows, write_rejects
-    from services.adapter.sources import read_jsonl
-    from services.core.codec import default_registry
-    from services.keystore import load_signer
+    from services.adapter import commands
 
     settings = _settings()
     world = _world(settings)
     _require_agency(world, args.agency, role="publishes")
-    access = settings.access(args.agency)
-    signer = load_signer(settings.keys_path, args.agency)
-    topic = world.topic_name("lists", args.agency, namespace=settings.effective_namespace())
-    report = Report()
+    return commands.publish(settings=settings, world=world, agency=args.agency, file=args.file,
+                            mapping=args.mapping, ledger=args.ledger)
 
-    async def go() -> int:
-        async with Publisher(access=access, agency=args.agency, topic=topic, signer=signer,
-                             schemas=default_registry()) as pub:
-            with _open_input(args.file) as f:
-                events = (ev for _, ev in check_rows(read_jsonl(f), file=args.file, agency=args.agency,
-                                                     world=world, report=report))
-                return await pub.publish(events)
 
-    report.published = asyncio.run(go())
-    for r in report.rejected:
-        for line in r.lines():
-            print(line, file=sys.stderr)
-    if report.rejected and args.file != "-":
-        report.rejects_path = Path(args.file + ".rejects.jsonl")
-        write_rejects(report.rejects_path, report.rejected)
-    where = f"; rejects in {report.rejects_path}" if report.rejects_path else ""
-    print(f"{args.agency}: published {report.published} to {topic}, rejected {len(report.rejected)}{where}",
-          file=sys.stderr)
-    return EXIT_INVALID if report.rejected else 0
+def cmd_adapter_run(args: argparse.Namespace) -> int:
+    from services.adapter import commands
+
+    settings = _settings()
+    world = _world(settings)
+    _require_agency(world, args.agency, role="publishes")
+    return commands.run_inbox(settings=settings, world=world, agency=args.agency, inbox=args.inbox,
+                              mapping=args.mapping, ledger=args.ledger, poll=args.poll)
 
 
 # --- services ------------------------------------------------------------------
@@ -133,11 +100,9 @@ def cmd_fanout_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_subscriber_run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from services.core.codec import default_registry
     from services.keystore import load_keyring, load_signer
-    from services.subscriber.api import build_api
+    from services.subscriber.runner import ServeOptions, run
     from services.subscriber.service import SubscriberService
     from services.subscriber.store import DirectiveStore
 
@@ -152,23 +117,9 @@ def cmd_subscriber_run(args: argparse.Namespace) -> int:
         signer=load_signer(settings.keys_path, args.agency),
         directive_topic=world.topic_name("directives", args.agency, namespace=ns),
         receipts_topic=world.topic_name("receipts", args.agency, namespace=ns),
-        stale_after=args.stale_after,
+        stale_after=args.stale_after, progress_threshold=args.progress_threshold,
     )
-    server = uvicorn.Server(uvicorn.Config(build_api(svc), host=args.host, port=args.port, log_level="warning",
-                                           access_log=False))
-
-    async def go() -> None:
-        await svc.start()
-        feed = asyncio.create_task(svc.run())
-        try:
-            await server.serve()
-        finally:
-            await svc.stop()
-            feed.cancel()
-            await asyncio.gather(feed, return_exceptions=True)
-            svc.store.close()
-
-    asyncio.run(go())
+    run(svc, ServeOptions(host=args.host, port=args.port))
     return 0
 
 
@@ -183,23 +134,15 @@ def _service_urls(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    import httpx
+    from services.subscriber.client import CheckClient
 
     settings = _settings()
     url = args.url or _service_urls(settings).get(args.agency)
     if not url:
         raise ConfigError(f"no running subscriber for {args.agency!r} (start `make run`, or pass --url)")
-    params = {"id": args.id}
-    for k in ("scheme", "measure", "at"):
-        if getattr(args, k):
-            params[k] = getattr(args, k)
-    try:
-        r = httpx.get(f"{url}/v1/check", params=params, timeout=10)
-    except httpx.HTTPError as exc:
-        raise ConfigError(f"subscriber of {args.agency!r} at {url} does not answer: {exc}") from None
-    if r.status_code != 200:
-        raise ConfigError(f"subscriber of {args.agency!r} answered {r.status_code}: {r.text}")
-    print(json.dumps(r.json(), ensure_ascii=False, indent=2))
+    with CheckClient(url, timeout=10, agency=args.agency) as client:
+        answer = client.check(args.id, scheme=args.scheme, measure=args.measure, at=args.at)
+    print(json.dumps(answer.model_dump(mode="json"), ensure_ascii=False, indent=2))
     return 0
 
 
@@ -210,6 +153,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     return 0 if ok else EXIT_INVALID
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from services.core.codec import default_registry
+    from services.keystore import load_keyring
+    from services.ops.audit import run_audit
+
+    settings = _settings()
+    world = _world(settings)
+    stores = {}
+    data = settings.home / "data"
+    if args.stores and data.exists():
+        stores = {p.stem: p for p in sorted(data.glob("*.sqlite")) if p.stem in world.agencies}
+    report = asyncio.run(run_audit(access=settings.access(args.principal), world=world,
+                                   namespace=settings.effective_namespace(), keyring=load_keyring(settings.keys_path),
+                                   schemas=default_registry(), stores=stores))
+    for line in report.lines():
+        print(line)
+    return 0 if report.clean else EXIT_INVALID
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -226,15 +188,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("validate", help="check a JSON Lines file without publishing (no broker needed)")
+    mapping_help = "YAML mapping that reads FILE as CSV (see deploy/examples/court-mapping.yaml)"
+    ledger_help = "what was already published (default <home>/adapter/<agency>.sqlite)"
+    s = sub.add_parser("validate", help="check a JSON Lines (or CSV) file without publishing (no broker needed)")
     s.add_argument("--agency", required=True)
     s.add_argument("file")
+    s.add_argument("--mapping", help=mapping_help)
     s.set_defaults(fn=cmd_validate)
 
-    s = sub.add_parser("publish", help="validate, sign and publish a JSON Lines file (or - for stdin)")
+    s = sub.add_parser("publish", help="validate, sign and publish a JSON Lines (or CSV) file, or - for stdin")
     s.add_argument("--agency", required=True)
     s.add_argument("file")
+    s.add_argument("--mapping", help=mapping_help)
+    s.add_argument("--ledger", help=ledger_help)
     s.set_defaults(fn=cmd_publish)
+
+    s = sub.add_parser("adapter", help="the publishing agency's adapter")
+    ads = s.add_subparsers(dest="adapter_command", required=True)
+    a = ads.add_parser("run", help="publish every file renamed into a drop folder, until SIGTERM or Ctrl-C")
+    a.add_argument("--agency", required=True)
+    a.add_argument("--inbox", required=True, help="the drop folder (done/ and failed/ are made inside it)")
+    a.add_argument("--mapping", help="YAML mapping for the .csv files dropped in")
+    a.add_argument("--ledger", help=ledger_help)
+    a.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the folder")
+    a.set_defaults(fn=cmd_adapter_run)
 
     s = sub.add_parser("check", help="ask an agency's running subscriber whether an ID is restricted")
     s.add_argument("--agency", required=True)
@@ -247,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", help="is the broker, the fan-out and every subscriber healthy?")
     s.set_defaults(fn=cmd_status)
+
+    s = sub.add_parser("audit", help="prove from the logs that every required measure is held and every "
+                                     "lifted one lifted")
+    s.add_argument("--principal", default="concord-admin", help="who reads the logs (needs READ on them)")
+    s.add_argument("--stores", action="store_true", help="also audit the local subscribers' stores")
+    s.set_defaults(fn=cmd_audit)
 
     s = sub.add_parser("fanout", help="the fan-out")
     fs = s.add_subparsers(dest="fanout_command", required=True)
@@ -263,12 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--port", type=int, default=8080)
     r.add_argument("--db", help="SQLite store path (default <home>/data/<agency>.sqlite)")
     r.add_argument("--stale-after", type=float, default=30.0, help="seconds before health turns degraded")
+    r.add_argument("--progress-threshold", type=int, default=5000,
+                   help="show bootstrap progress when more directives than this are waiting at start")
     r.set_defaults(fn=cmd_subscriber_run)
 
     s = sub.add_parser("run", help="set up and run the local exchange with the demo scenario")
     s.add_argument("--once", action="store_true", help="exit after the scenario (make demo)")
     s.add_argument("--home", default=".local")
     s.set_defaults(fn=cmd_run)
+
+    from services.governance.commands import add_commands as add_governance_commands
+
+    add_governance_commands(sub)  # acl plan|apply|drift, registry publish
     return p
 
 
