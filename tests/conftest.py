@@ -15,7 +15,7 @@ To run the same tests against an existing cluster instead, set:
                                   with ``-`` as ``_`` (``CONCORD_TEST_PASSWORD_COURT``,
                                   ``CONCORD_TEST_PASSWORD_CONCORD_FANOUT``)
 
-Tests that ask for a user without a password in the environment are skipped.
+A test that asks for a user without a password in the environment fails, saying which.
 
 Broker fixtures may only be used by tests marked ``integration`` or ``fault``
 (via ``pytestmark``); collection fails otherwise, so unit runs never start a JVM.
@@ -75,7 +75,8 @@ class KafkaCluster:
             raise ConfigError("not one of the test users", user=username, known=TEST_USERS)
         password = self.passwords.get(username)
         if password is None:
-            pytest.skip(f"no password for Kafka user {username!r} in the environment")
+            pytest.fail(f"no password for Kafka user {username!r}: set {_password_env(username)} "
+                        "(the external cluster must have every test user)", pytrace=False)
         return KafkaAccess(bootstrap=self.bootstrap, ca_file=self.ca_file).as_principal(
             username, password
         )

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
@@ -31,6 +31,7 @@ from services.core.models import (
     Cause,
     Directive,
     EventType,
+    Identifier,
     ListEntryEvent,
     MeasureKind,
     Name,
@@ -100,12 +101,11 @@ class Accepted(BaseModel):
     digest: bytes
 
 
-def _as_utc_datetime(d: object) -> datetime | None:
-    if d is None:
-        return None
-    if isinstance(d, datetime):
+def _as_utc_datetime(d: date | None) -> datetime | None:
+    """An MOU's day boundary as the instant it begins, in UTC."""
+    if d is None or isinstance(d, datetime):
         return d
-    return datetime.combine(d, time.min, tzinfo=UTC)  # type: ignore[arg-type]
+    return datetime.combine(d, time.min, tzinfo=UTC)
 
 
 def measure_window(world: World, mou: Mou, measure_id: str) -> tuple[datetime, datetime | None]:
@@ -127,7 +127,7 @@ def measure_window(world: World, mou: Mou, measure_id: str) -> tuple[datetime, d
     return start, _as_utc_datetime(end)
 
 
-def _target(subject_kind: SubjectKind, names: tuple[Name, ...], ids: tuple, role: str | None,  # type: ignore[type-arg]
+def _target(subject_kind: SubjectKind, names: tuple[Name, ...], ids: tuple[Identifier, ...], role: str | None,
             visible: tuple[str, ...] | None) -> TargetSubject:
     # Identifiers are always passed: a measure cannot be applied to a subject one cannot identify.
     show_names = visible is None or "names" in visible

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from services.core.audit import Finding, Held, audit
 from services.core.codec import SchemaRegistry
@@ -27,7 +27,7 @@ from services.core.world import World
 from services.kafka_access import KafkaAccess
 
 
-async def read_all(access: KafkaAccess, topics: Iterable[str]) -> list[tuple[str, object]]:
+async def read_all(access: KafkaAccess, topics: Iterable[str]) -> list[tuple[str, ConsumerRecord[bytes, bytes]]]:
     """Every record of ``topics`` up to their current end, in partition order."""
     consumer = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", max_poll_records=5000)
@@ -43,7 +43,7 @@ async def read_all(access: KafkaAccess, topics: Iterable[str]) -> list[tuple[str
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
         pending = {tp for tp in tps if ends[tp] > 0}
-        out: list[tuple[str, object]] = []
+        out: list[tuple[str, ConsumerRecord[bytes, bytes]]] = []
         while pending:
             batches = await consumer.getmany(*pending, timeout_ms=1000)
             for tp, records in batches.items():
@@ -115,9 +115,9 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
     events: list[tuple[str, ListEntryEvent]] = []
     for topic, rec in await read_all(access, lists):
         try:
-            acc = admit_list_record(origin=lists[topic], topic=topic, partition=rec.partition,  # type: ignore[attr-defined]
-                                    offset=rec.offset, key=rec.key, value=rec.value,  # type: ignore[attr-defined]
-                                    headers=rec.headers, timestamp_ms=rec.timestamp,  # type: ignore[attr-defined]
+            acc = admit_list_record(origin=lists[topic], topic=topic, partition=rec.partition,
+                                    offset=rec.offset, key=rec.key, value=rec.value,
+                                    headers=rec.headers, timestamp_ms=rec.timestamp,
                                     keyring=keyring, schemas=schemas, world=world)
         except Refused:
             report.refused_events += 1
@@ -128,8 +128,8 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
     held: list[Directive] = []
     for topic, rec in await read_all(access, directives):
         try:
-            held.append(admit_directive(agency=directives[topic], value=rec.value,  # type: ignore[attr-defined]
-                                        headers=rec.headers, timestamp_ms=rec.timestamp,  # type: ignore[attr-defined]
+            held.append(admit_directive(agency=directives[topic], value=rec.value,
+                                        headers=rec.headers, timestamp_ms=rec.timestamp,
                                         keyring=keyring, schemas=schemas))
         except Refused:
             continue
@@ -139,10 +139,10 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
     answered: set[str] = set()
     for topic, rec in await read_all(access, receipts):
         try:
-            keyring.verify(Domain.RECEIPT, rec.value, SignedHeaders.from_kafka(rec.headers),  # type: ignore[attr-defined]
+            keyring.verify(Domain.RECEIPT, rec.value, SignedHeaders.from_kafka(rec.headers),
                            expected_agency=receipts[topic],
-                           at=datetime.fromtimestamp(rec.timestamp / 1000, UTC))  # type: ignore[attr-defined]
-            answered.add(schemas.decode_model(rec.value, Receipt).directive_id)  # type: ignore[attr-defined]
+                           at=datetime.fromtimestamp(rec.timestamp / 1000, UTC))
+            answered.add(schemas.decode_model(rec.value, Receipt).directive_id)
         except (SignatureInvalid, CodecError):
             continue
     latest = {}
