@@ -246,7 +246,13 @@ def run_local(*, stay: bool, home: Path) -> int:
         topics, acls = stack.provision()
         print(f"concord: broker {broker.bootstrap}; created {len(topics)} topics, {acls} ACL bindings",
               file=sys.stderr)
+        if broker.metrics_address:
+            stack.register_scrape_target("broker", broker.metrics_address)
         stack.start_all()
+        if stay:  # what `make observe` watches besides the fan-out and subscribers
+            for agency in stack.world.publishers():
+                stack.start_adapter(agency.agency_id)
+            stack.start_drift()
         stack.wait_healthy()
         urls = stack.subscriber_urls()
         results = run_scenario(urls, cli_publisher(home), home / "demo", say=lambda m: print(f"concord: {m}"))
@@ -258,6 +264,9 @@ def run_local(*, stay: bool, home: Path) -> int:
             print(f"  .venv/bin/concord status\n  .venv/bin/concord check --agency aviation {results[3].ident}")
             for agency, url in sorted(urls.items()):
                 print(f"  {agency:10} {url}/v1/check?id=...   {url}/docs")
+            print(f"Drop JSON Lines files into {home / 'inbox'}/<agency>/ to publish them "
+                  f"(see `concord adapter run`).")
+            print("`make observe` in another terminal starts Prometheus on this exchange.")
             print("Ctrl-C stops everything.")
             try:
                 while not stop.wait(1.0):
@@ -268,4 +277,5 @@ def run_local(*, stay: bool, home: Path) -> int:
     finally:
         print("concord: stopping", file=sys.stderr)
         stack.stop()
+        stack.unregister_scrape_target("broker")
         broker.stop()

@@ -7,6 +7,8 @@
     keys/               signing keys per agency and the public keyring
     broker/             the embedded Kafka node's data, logs and TLS material
     run/                one JSON file per running service (pid, url), for `concord status`
+    run/scrape/         one Prometheus file_sd target list per /metrics endpoint
+                        (deploy/prometheus/prometheus.yml reads them)
     data/               the subscribers' SQLite stores
 
 The same :class:`LocalStack` serves ``make run``, ``make demo`` and the test
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from services.core.access import ADMIN, FANOUT, OPS, compile_acls
 from services.core.errors import ConfigError
-from services.core.world import World, load_world
+from services.core.world import TopicSpec, World, load_world
 from services.governance.admin import admin_client, ensure_acls, ensure_topics
 from services.kafka_access import KafkaAccess
 from services.keystore import ensure_keys
@@ -120,7 +122,8 @@ class LocalStack:
         acls = ensure_acls(admin, compile_acls(self.world, self.namespace, datetime.now(UTC)))
         return topics + fanout_topics, len(acls)
 
-    def _ticks_spec(self):  # type: ignore[no-untyped-def]
+    def _ticks_spec(self) -> TopicSpec:
+        """The fan-out's ticks topic: co-partitioned with the list topics, short-lived."""
         lists = [s for s in self.world.topic_specs(self.namespace) if s.kind == "lists"]
         base = lists[0]
         return base.model_copy(update={"name": f"{self.namespace}-fanout-ticks", "agency": None,
@@ -136,7 +139,33 @@ class LocalStack:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def _spawn(self, name: str, args: list[str], url: str | None = None) -> Service:
+    # --- what Prometheus scrapes -------------------------------------------------
+
+    def register_scrape_target(self, name: str, address: str) -> Path:
+        """Write ``run/scrape/<name>.json`` (file_sd) naming ``address`` (host:port serving /metrics).
+
+        The file name decides the scrape job in deploy/prometheus/prometheus.yml:
+        ``fanout*``, ``subscriber-*``, ``adapter-*``, ``drift*``, ``broker*``.
+        """
+        folder = self.home / "run" / "scrape"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{name}.json"
+        tmp = folder / f".{name}.json.tmp"
+        tmp.write_text(json.dumps([{"targets": [address], "labels": {"service": name}}], indent=2))
+        tmp.replace(path)  # Prometheus watches the folder: never let it read half a file
+        return path
+
+    def unregister_scrape_target(self, name: str) -> None:
+        (self.home / "run" / "scrape" / f"{name}.json").unlink(missing_ok=True)
+
+    def scrape_targets(self) -> dict[str, str]:
+        """name -> host:port of every registered /metrics endpoint."""
+        folder = self.home / "run" / "scrape"
+        found = sorted(folder.glob("*.json")) if folder.exists() else []
+        return {f.stem: json.loads(f.read_text())[0]["targets"][0] for f in found}
+
+    def _spawn(self, name: str, args: list[str], url: str | None = None,
+               metrics_port: int | None = None) -> Service:
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{name}.log"
@@ -144,6 +173,7 @@ class LocalStack:
         proc = subprocess.Popen(  # noqa: S603 - our own entry point
             [sys.executable, "-m", "services.cli", *args], env=self._env(), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
+            cwd=self.home,  # anything a service writes beside itself (faust's data dir) stays in the home
         )
         out.close()
         svc = Service(name, proc, url, log)
@@ -151,11 +181,14 @@ class LocalStack:
         run = self.home / "run"
         run.mkdir(parents=True, exist_ok=True)
         (run / f"{name}.json").write_text(json.dumps({"pid": proc.pid, "url": url}))
+        if metrics_port is not None:
+            self.register_scrape_target(name, f"127.0.0.1:{metrics_port}")
         return svc
 
     def start_fanout(self, name: str = "fanout", port: int | None = None) -> Service:
         port = port or free_port()
-        return self._spawn(name, ["fanout", "worker", "--web-port", str(port)], url=f"http://127.0.0.1:{port}")
+        return self._spawn(name, ["fanout", "worker", "--web-port", str(port)], url=f"http://127.0.0.1:{port}",
+                           metrics_port=port)
 
     def start_subscriber(self, agency: str, port: int | None = None) -> Service:
         port = port or free_port()
@@ -163,8 +196,22 @@ class LocalStack:
             f"subscriber-{agency}",
             ["subscriber", "run", "--agency", agency, "--port", str(port),
              "--db", str(self.home / "data" / f"{agency}.sqlite")],
-            url=f"http://127.0.0.1:{port}",
+            url=f"http://127.0.0.1:{port}", metrics_port=port,
         )
+
+    def start_adapter(self, agency: str, inbox: Path | None = None, port: int | None = None) -> Service:
+        """``concord adapter run`` on ``inbox`` (default ``<home>/inbox/<agency>``), with its /metrics."""
+        port = port or free_port()
+        inbox = inbox or self.home / "inbox" / agency
+        inbox.mkdir(parents=True, exist_ok=True)
+        return self._spawn(f"adapter-{agency}", ["adapter", "run", "--agency", agency, "--inbox", str(inbox),
+                                                  "--metrics-port", str(port)], metrics_port=port)
+
+    def start_drift(self, interval: float = 60.0, port: int | None = None) -> Service:
+        """``concord acl drift`` checking every ``interval`` seconds, its gauges on /metrics."""
+        port = port or free_port()
+        return self._spawn("drift", ["acl", "drift", "--metrics-port", str(port), "--interval", str(interval)],
+                           metrics_port=port)
 
     def subscriber_urls(self) -> dict[str, str]:
         return {s.name.removeprefix("subscriber-"): s.url for s in self.services
@@ -203,4 +250,5 @@ class LocalStack:
                     s.proc.kill()
                     s.proc.wait(5)
             (self.home / "run" / f"{s.name}.json").unlink(missing_ok=True)
+            self.unregister_scrape_target(s.name)
             self.services.remove(s)

@@ -14,10 +14,16 @@ node is secured the way a shared cluster would be:
   principal without an ACL is refused; ``broker`` and ``concord-admin`` are
   super users.
 
+The broker's own metrics (under-replicated partitions, request rates and
+latencies, bytes in/out, ...) are served for Prometheus by the JMX exporter java
+agent on a loopback port of its own (``ports.jmx``, ``metrics_url``), keeping
+only what ``deploy/prometheus/kafka-jmx.yaml`` selects.
+
 Everything lives under one work directory, which makes restarts keep data,
 ports, credentials and the CA::
 
-    state.json          cluster id, ports, broker password, seeded users (0600)
+    state.json          cluster id, ports (client, broker, controller, jmx), broker password,
+                        seeded users (0600)
     server.properties   rendered on every start (0600, holds the broker password)
     log4j2.properties   broker logging, into logs/
     tls/                ca.pem, ca-key.pem, broker.pem
@@ -56,12 +62,13 @@ from confluent_kafka.admin import (
 
 from services.core.errors import BrokerUnavailable, ConfigError
 from services.embedded import tls
-from services.embedded.libs import classpath
+from services.embedded.libs import classpath, jmx_exporter_jar
 from services.kafka_access import KafkaAccess
 
 ADMIN_USER = "concord-admin"
 BROKER_USER = "broker"
 HOST = "127.0.0.1"
+JMX_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "kafka-jmx.yaml"
 _NODE_ID = 1
 _SCRAM_ITERATIONS = 8192
 _SESSION_MS = 3000
@@ -100,6 +107,7 @@ class Ports:
     client: int
     broker: int
     controller: int
+    jmx: int | None = None  # the JMX exporter's HTTP port; None until a start with the agent picks one
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,9 @@ class _State:
     def load(cls, path: Path) -> _State:
         raw = json.loads(path.read_text())
         return cls(raw["cluster_id"], Ports(**raw["ports"]), raw["broker_password"], raw["users"])
+
+    def with_ports(self, ports: Ports) -> _State:
+        return _State(self.cluster_id, ports, self.broker_password, self.users)
 
     def save(self, path: Path) -> None:
         data = json.dumps(asdict(self), indent=2).encode()
@@ -194,6 +205,10 @@ class EmbeddedKafka:
     dies (Linux ``PR_SET_PDEATHSIG`` via ``setpriv``), so a killed test run does
     not leave a broker behind.  Leave it off when the broker must outlive the
     starting process (scripts that start it and exit).
+
+    With *jmx_exporter* (the default) the JVM runs the Prometheus JMX exporter
+    agent (resolved beside *libs_dir*, see :func:`jmx_exporter_jar`) with the rules
+    in *jmx_rules*, serving ``metrics_url``.
     """
 
     def __init__(
@@ -205,6 +220,8 @@ class EmbeddedKafka:
         client_port: int | None = None,
         heap: str = "512m",
         tie_to_parent: bool = False,
+        jmx_exporter: bool = True,
+        jmx_rules: Path = JMX_RULES,
     ) -> None:
         if ADMIN_USER not in users:
             raise ConfigError(f"users must include {ADMIN_USER}")
@@ -223,6 +240,8 @@ class EmbeddedKafka:
         self.libs_dir = Path(libs_dir).resolve()  # the JVM runs in workdir
         self.heap = heap
         self.tie_to_parent = tie_to_parent
+        self.jmx_exporter = jmx_exporter
+        self.jmx_rules = Path(jmx_rules).resolve()
         self._requested_client_port = client_port
         self._proc: subprocess.Popen[bytes] | None = None
         self._state: _State | None = None
@@ -253,6 +272,17 @@ class EmbeddedKafka:
     @property
     def bootstrap(self) -> str:
         return f"{HOST}:{self.ports.client}"
+
+    @property
+    def metrics_address(self) -> str | None:
+        """``host:port`` of the JMX exporter (a Prometheus target), or None without the agent."""
+        port = self.ports.jmx if self.jmx_exporter else None
+        return f"{HOST}:{port}" if port else None
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The JMX exporter's Prometheus endpoint, or None without the agent."""
+        return f"http://{self.metrics_address}/metrics" if self.metrics_address else None
 
     @property
     def pid(self) -> int | None:
@@ -349,15 +379,20 @@ class EmbeddedKafka:
         else:
             self.workdir.mkdir(parents=True, exist_ok=True)
             wanted = self._requested_client_port
-            picked = _free_ports(2 if wanted else 3)
-            broker, controller = picked[:2]
-            client = wanted or picked[2]
+            picked = _free_ports(3 if wanted else 4)
+            broker, controller, jmx = picked[:3]
+            client = wanted or picked[3]
             state = _State(
                 cluster_id=base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
-                ports=Ports(client=client, broker=broker, controller=controller),
+                ports=Ports(client=client, broker=broker, controller=controller, jmx=jmx),
                 broker_password=secrets.token_urlsafe(24),
                 users={},
             )
+            state.save(path)
+        if state.ports.jmx is None and self.jmx_exporter:  # a work directory from before the agent
+            busy = {state.ports.client, state.ports.broker, state.ports.controller}
+            jmx = next(p for p in _free_ports(4) if p not in busy)
+            state = state.with_ports(Ports(state.ports.client, state.ports.broker, state.ports.controller, jmx))
             state.save(path)
         self._state = state
         return state
@@ -426,7 +461,7 @@ class EmbeddedKafka:
             fh.write(self._server_properties(state))
         (self.workdir / "log4j2.properties").write_text(_LOG4J2)
 
-    def _jvm(self, main: str, *, heap: str) -> list[str]:
+    def _jvm(self, main: str, *, heap: str, options: tuple[str, ...] = ()) -> list[str]:
         return [
             _java(),
             f"-Xmx{heap}",
@@ -437,6 +472,7 @@ class EmbeddedKafka:
             "-Dlog4j2.shutdownHookEnabled=false",
             f"-Dkafka.logs.dir={self.logs_dir}",
             f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+            *options,
             "-cp",
             classpath(self.libs_dir),
             main,
@@ -471,8 +507,21 @@ class EmbeddedKafka:
         state.save(self.workdir / "state.json")
         self._state = state
 
+    def _agent_options(self) -> tuple[str, ...]:
+        """``-javaagent:`` for the JMX exporter, bound to loopback like the listeners."""
+        if not self.jmx_exporter:
+            return ()
+        jar = jmx_exporter_jar(self.libs_dir)
+        if not jar.is_file():
+            raise ConfigError("the Prometheus JMX exporter agent is missing: run `make kafka` (or pass "
+                              "jmx_exporter=False)", expected=jar)
+        if not self.jmx_rules.is_file():
+            raise ConfigError("the JMX exporter rules file is missing", path=self.jmx_rules)
+        return (f"-javaagent:{jar}={HOST}:{self.ports.jmx}:{self.jmx_rules}",)
+
     def _launch(self) -> None:
-        cmd = self._jvm("kafka.Kafka", heap=self.heap) + [str(self.workdir / "server.properties")]
+        cmd = self._jvm("kafka.Kafka", heap=self.heap, options=self._agent_options()) + [
+            str(self.workdir / "server.properties")]
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         setpriv = shutil.which("setpriv")
         if self.tie_to_parent and setpriv:

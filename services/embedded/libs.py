@@ -1,8 +1,9 @@
 """Where the embedded broker's jars come from.
 
 The broker is the real Apache Kafka, resolved from Maven Central by the small pom
-in ``deploy/local/`` into ``.local/kafka/libs`` (git-ignored).  Resolution runs
-only when the broker jar is missing, so normal runs never touch the network.
+in ``deploy/local/`` into ``.local/kafka/libs`` (git-ignored), and the Prometheus
+JMX exporter java agent into ``.local/kafka/agent`` (kept off the class path).
+Resolution runs only when a jar is missing, so normal runs never touch the network.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from services.core.errors import ConfigError
 
 KAFKA_VERSION = "4.0.1"
 BROKER_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
+JMX_EXPORTER_VERSION = "1.0.1"  # deploy/local/pom.xml: jmx.exporter.version
+JMX_EXPORTER_JAR = f"jmx_prometheus_javaagent-{JMX_EXPORTER_VERSION}.jar"
 LIBS_SUBDIR = Path(".local/kafka/libs")
 POM = Path("deploy/local/pom.xml")
 _MVN_TIMEOUT_S = 900
@@ -25,10 +28,16 @@ def libs_dir(repo_root: Path) -> Path:
     return repo_root / LIBS_SUBDIR
 
 
+def jmx_exporter_jar(libs: Path) -> Path:
+    """The JMX exporter agent resolved beside a libs folder (``<libs>/../agent``)."""
+    return libs.parent / "agent" / JMX_EXPORTER_JAR
+
+
 def ensure_kafka_libs(repo_root: Path) -> Path:
     """Return the directory holding the Kafka jars, resolving them with Maven if needed."""
     target = libs_dir(repo_root).resolve()
-    if (target / BROKER_JAR).is_file():
+    agent = jmx_exporter_jar(target)
+    if (target / BROKER_JAR).is_file() and agent.is_file():
         return target
     pom = repo_root / POM
     if not pom.is_file():
@@ -41,8 +50,8 @@ def ensure_kafka_libs(repo_root: Path) -> Path:
         )
     print(f"concord: resolving Kafka {KAFKA_VERSION} jars into {target} ...", file=sys.stderr)
     cmd = [
-        mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-        f"-DoutputDirectory={target}",
+        mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", "dependency:copy@jmx-exporter",
+        f"-DoutputDirectory={target}", f"-Djmx.exporter.dir={agent.parent}",
     ]
     try:
         done = subprocess.run(
@@ -52,7 +61,7 @@ def ensure_kafka_libs(repo_root: Path) -> Path:
         raise ConfigError(
             "Maven did not finish resolving the Kafka jars", timeout_s=exc.timeout
         ) from exc
-    if done.returncode != 0 or not (target / BROKER_JAR).is_file():
+    if done.returncode != 0 or not (target / BROKER_JAR).is_file() or not agent.is_file():
         tail = (done.stdout + done.stderr).strip().splitlines()[-20:]
         raise ConfigError(
             "Maven failed to resolve the Kafka jars:\n" + "\n".join(tail),
