@@ -21,10 +21,24 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP) ## create .venv and install Concord (.venv/bin/concord)
 
 $(KAFKA_STAMP): deploy/local/pom.xml
-	mvn -q -B -f deploy/local/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS)
+	mvn -q -B -f deploy/local/pom.xml dependency:copy-dependencies dependency:copy@jmx-exporter \
+		-DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS) -Djmx.exporter.dir=$(CURDIR)/.local/kafka/agent
 	touch $(KAFKA_STAMP)
 
-kafka: $(KAFKA_STAMP) ## resolve the Kafka broker jars from Maven Central into .local/kafka/libs
+kafka: $(KAFKA_STAMP) ## resolve the Kafka broker jars and the JMX exporter agent from Maven Central into .local/kafka
+
+prometheus: ## Prometheus and promtool from Debian's packages (apt-get install prometheus, only when missing)
+	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "prometheus/promtool are missing and apt-get is not available: install Prometheus 2.x" \
+			"(it ships promtool) so that both are on PATH" >&2; exit 1; fi; \
+	SUDO=; if [ "$$(id -u)" != 0 ]; then \
+		command -v sudo >/dev/null 2>&1 || { echo "installing Prometheus needs root: run" \
+			"'apt-get update && apt-get install -y prometheus' as root" >&2; exit 1; }; SUDO=sudo; fi; \
+	echo "installing Prometheus (and promtool) from Debian's packages"; \
+	$$SUDO apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null && \
+	command -v promtool >/dev/null
 
 run: install kafka ## set everything up, start the local exchange, play the demo, serve until Ctrl-C
 	$(BIN)/concord run
@@ -35,13 +49,20 @@ demo: install kafka ## the same, but exit after the scenario (0 only if every ex
 status: install ## is the local broker, fan-out and every subscriber healthy?
 	$(BIN)/concord status
 
-test: install kafka ## the whole test suite: unit, then integration and fault tests on a real broker
+test: install kafka prometheus ## the whole test suite: unit (with promtool), then integration and fault tests
 	$(BIN)/pytest -q
 
-unit: install ## unit tests only (no broker)
+unit: install prometheus ## unit tests only (no broker)
 	$(BIN)/pytest -q -m unit
 
-bench: bench-records ## run the benchmarks (figures, not tests: none is part of make test)
+dashboards: install ## regenerate deploy/grafana/dashboards/*.json from services/ops/dashboards.py
+	$(BIN)/python -m services.ops.dashboards
+
+observe: install prometheus ## Prometheus on the exchange `make run` started (run it in another terminal)
+	$(BIN)/python -m services.ops.observe
+
+bench: install kafka ## the exchange under load: BENCH_N listings (200,000), beside Kafka's producer tool and a passthrough
+	$(BIN)/python bench/bench_exchange.py --n $(or $(BENCH_N),200000)
 
 bench-records: install ## record path per core: encode+sign, verify+decode, beside raw fastavro and Ed25519
 	$(BIN)/python bench/bench_records.py
@@ -49,7 +70,9 @@ bench-records: install ## record path per core: encode+sign, verify+decode, besi
 bench-subscriber: install kafka ## subscriber: bootstrap of 1M directives, RSS, in-process and HTTP check rates
 	$(BIN)/python bench/bench_subscriber.py
 
-clean: ## remove the local state (broker data, keys, stores); keeps .venv and jars
-	rm -rf .local/broker .local/keys .local/data .local/run .local/logs .local/demo .local/*.json
+clean: ## remove the local state (broker data, keys, stores, Prometheus data); keeps .venv and jars
+	rm -rf .local/broker .local/keys .local/data .local/run .local/logs .local/demo .local/inbox .local/prometheus \
+		.local/*.json
 
-.PHONY: help install kafka run demo status test unit clean bench bench-records bench-subscriber
+.PHONY: help install kafka prometheus run demo status test unit dashboards observe clean bench bench-records \
+	bench-subscriber

@@ -62,7 +62,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     world = _world(settings)
     _require_agency(world, args.agency, role="publishes")
     return commands.publish(settings=settings, world=world, agency=args.agency, file=args.file,
-                            mapping=args.mapping, ledger=args.ledger)
+                            mapping=args.mapping, ledger=args.ledger, signatures=args.signatures)
 
 
 def cmd_adapter_run(args: argparse.Namespace) -> int:
@@ -71,8 +71,14 @@ def cmd_adapter_run(args: argparse.Namespace) -> int:
     settings = _settings()
     world = _world(settings)
     _require_agency(world, args.agency, role="publishes")
+    if args.metrics_port is not None:
+        from services.ops.adapter_metrics import serve_inbox_metrics
+
+        port = serve_inbox_metrics(args.agency, Path(args.inbox), args.metrics_port, args.metrics_host)
+        print(f"serving /metrics on {args.metrics_host}:{port}", file=sys.stderr, flush=True)
     return commands.run_inbox(settings=settings, world=world, agency=args.agency, inbox=args.inbox,
-                              mapping=args.mapping, ledger=args.ledger, poll=args.poll)
+                              mapping=args.mapping, ledger=args.ledger, poll=args.poll,
+                              signatures=args.signatures)
 
 
 # --- services ------------------------------------------------------------------
@@ -91,10 +97,13 @@ def cmd_fanout_worker(args: argparse.Namespace) -> int:
         access=settings.access(FANOUT_PRINCIPAL), world=_world(settings),
         keyring=load_keyring(settings.keys_path), schemas=default_registry(),
         signer=load_signer(settings.keys_path, FANOUT_PRINCIPAL), namespace=settings.effective_namespace(),
-        web_port=args.web_port,
+        web_port=args.web_port, batch_signatures=args.signatures == "batch",
     )
     fanout = Fanout(cfg)
     worker = faust.Worker(fanout.app, loglevel=args.loglevel, quiet=True)
+    # faust's terminal spinner sets the root logger to DEBUG when the level is WARNING or above, so
+    # every debug call of aiokafka and faust builds a record: a service has no terminal to spin on.
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
 
@@ -190,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     mapping_help = "YAML mapping that reads FILE as CSV (see deploy/examples/court-mapping.yaml)"
     ledger_help = "what was already published (default <home>/adapter/<agency>.sqlite)"
+    signatures_help = ("batch: one signature per batch of records (up to 512, or 50 ms), each record carrying its "
+                       "Merkle audit path (default); single: one signature per record")
     s = sub.add_parser("validate", help="check a JSON Lines (or CSV) file without publishing (no broker needed)")
     s.add_argument("--agency", required=True)
     s.add_argument("file")
@@ -201,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("--mapping", help=mapping_help)
     s.add_argument("--ledger", help=ledger_help)
+    s.add_argument("--signatures", choices=("batch", "single"), default="batch", help=signatures_help)
     s.set_defaults(fn=cmd_publish)
 
     s = sub.add_parser("adapter", help="the publishing agency's adapter")
@@ -211,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--mapping", help="YAML mapping for the .csv files dropped in")
     a.add_argument("--ledger", help=ledger_help)
     a.add_argument("--poll", type=float, default=0.5, help="seconds between looks at the folder")
+    a.add_argument("--metrics-port", type=int, help="serve Prometheus metrics of the inbox on /metrics")
+    a.add_argument("--metrics-host", default="127.0.0.1")
+    a.add_argument("--signatures", choices=("batch", "single"), default="batch", help=signatures_help)
     a.set_defaults(fn=cmd_adapter_run)
 
     s = sub.add_parser("check", help="ask an agency's running subscriber whether an ID is restricted")
@@ -236,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     w = fs.add_parser("worker", help="run a fan-out worker")
     w.add_argument("--web-port", type=int, default=None)
     w.add_argument("--loglevel", default="INFO")
+    w.add_argument("--signatures", choices=("batch", "single"), default="batch",
+                   help="batch: sign the directives of each send batch once, over their Merkle root (default); "
+                        "single: one signature per directive")
     w.set_defaults(fn=cmd_fanout_worker)
 
     s = sub.add_parser("subscriber", help="an implementing agency's subscriber")

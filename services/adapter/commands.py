@@ -25,7 +25,7 @@ from services.adapter.csv_source import CsvMapping, load_mapping
 from services.adapter.inbox import Inbox, InboxRunner
 from services.adapter.jobs import open_publisher, publish_source, resolve_source, validate_source
 from services.adapter.ledger import default_ledger_path
-from services.adapter.publish import Report, RowProblem
+from services.adapter.publish import BatchPolicy, Report, RowProblem
 from services.core.world import World
 
 EXIT_INVALID = 1
@@ -103,11 +103,18 @@ def validate(*, world: World, agency: str, file: str, mapping: str | None) -> in
     return EXIT_INVALID if report.rejected else 0
 
 
-def _publisher_kwargs(settings: Any, world: World, agency: str, ledger: str | None) -> dict[str, Any]:
+SIGNATURES = ("batch", "single")
+
+
+def _publisher_kwargs(settings: Any, world: World, agency: str, ledger: str | None,
+                      signatures: str = "batch") -> dict[str, Any]:
     from services.core.codec import default_registry
     from services.keystore import load_signer
 
+    if signatures not in SIGNATURES:
+        raise ValueError(f"signatures must be one of {SIGNATURES}")
     return {
+        "batch": BatchPolicy() if signatures == "batch" else None,
         "access": settings.access(agency),
         "agency": agency,
         "topic": world.topic_name("lists", agency, namespace=settings.effective_namespace()),
@@ -118,9 +125,9 @@ def _publisher_kwargs(settings: Any, world: World, agency: str, ledger: str | No
 
 
 def publish(*, settings: Any, world: World, agency: str, file: str, mapping: str | None,
-            ledger: str | None) -> int:
+            ledger: str | None, signatures: str = "batch") -> int:
     src = resolve_source(file, _mapping(mapping))
-    kw = _publisher_kwargs(settings, world, agency, ledger)
+    kw = _publisher_kwargs(settings, world, agency, ledger, signatures)
     _quiet_repeats()
 
     async def go() -> Report:
@@ -141,11 +148,11 @@ def publish(*, settings: Any, world: World, agency: str, file: str, mapping: str
 
 
 def run_inbox(*, settings: Any, world: World, agency: str, inbox: str, mapping: str | None, ledger: str | None,
-              poll: float) -> int:
+              poll: float, signatures: str = "batch") -> int:
     box = Inbox(Path(inbox))
     box.prepare()
     csv_mapping = _mapping(mapping)
-    kw = _publisher_kwargs(settings, world, agency, ledger)
+    kw = _publisher_kwargs(settings, world, agency, ledger, signatures)
     _quiet_repeats()
 
     async def go() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from services.adapter.csv_source import CsvMapping, read_csv
 from services.adapter.ledger import Ledger
 from services.adapter.publish import (
+    BatchPolicy,
     Publisher,
     Report,
     RowProblem,
@@ -90,10 +91,11 @@ def validate_source(src: Source, *, agency: str, world: World,
 
 @asynccontextmanager
 async def open_publisher(*, access: KafkaAccess, agency: str, topic: str, signer: Signer, schemas: SchemaRegistry,
-                         ledger_path: Path) -> AsyncIterator[Publisher]:
+                         ledger_path: Path, batch: BatchPolicy | None = BatchPolicy()) -> AsyncIterator[Publisher]:
+    """A publisher signing in batches by default (``batch=None``: one signature per record)."""
     with Ledger(ledger_path, topic=topic) as ledger:
         async with Publisher(producer=kafka_producer(access), agency=agency, topic=topic, signer=signer,
-                             schemas=schemas, ledger=ledger) as pub:
+                             schemas=schemas, ledger=ledger, batch=batch) as pub:
             yield pub
 
 

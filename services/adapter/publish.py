@@ -8,6 +8,15 @@ written to the agency's :class:`~services.adapter.ledger.Ledger`, which makes
 publishing the same records again a no-op (see the ledger for why Kafka's own
 idempotence is not enough).
 
+Signatures: by default (:class:`BatchPolicy`) records are signed in batches, as
+X-Road seals its messages: up to ``max_records`` records, or what arrived within
+``max_wait`` seconds of the first, share one Ed25519 signature over the Merkle
+root of their digests, and each carries its audit path
+(:mod:`services.core.signing`).  A verifier then checks one signature per batch.
+Records wait at most ``max_wait`` for their batch; a batch is sent in order and
+before the next, so an entry's events keep their order.  ``batch=None`` signs
+each record on its own.
+
 Broker restarts: with idempotence on, aiokafka retries a produce request that
 failed for a retriable reason (connection lost, not the leader) without limit; a
 batch fails only when its partition has had no known leader for longer than
@@ -42,6 +51,30 @@ from services.core.world import World
 from services.kafka_access import KafkaAccess
 
 DELIVERY_TIMEOUT_MS = 120_000
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """When a batch of records is signed: when it holds ``max_records``, or ``max_wait`` seconds
+    after its first record arrived, whichever comes first."""
+
+    max_records: int = 512
+    max_wait: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.max_records < 1 or self.max_wait < 0:
+            raise ValueError("a batch holds at least one record and waits a non-negative time")
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A record accepted for publishing, waiting for its batch to be signed."""
+
+    event_id: str
+    key: bytes
+    value: bytes
+    digest: bytes
+    report: Report
 
 
 @dataclass
@@ -149,7 +182,8 @@ class Publisher:
     """
 
     def __init__(self, *, producer: Producer, agency: str, topic: str, signer: Signer, schemas: SchemaRegistry,
-                 ledger: Ledger, commit_interval: float = 0.25, max_in_flight: int = 5000) -> None:
+                 ledger: Ledger, commit_interval: float = 0.25, max_in_flight: int = 5000,
+                 batch: BatchPolicy | None = None) -> None:
         self.agency = agency
         self.topic = topic
         self.signer = signer
@@ -163,6 +197,12 @@ class Publisher:
         self._acked: list[Acked] = []
         self._failure: BaseException | None = None
         self._committer: asyncio.Task[None] | None = None
+        self._batch_policy = batch
+        self._batch: list[_Waiting] = []
+        self._batch_opened = 0.0
+        self._batch_waiting = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self._sealer: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Publisher:
         try:
@@ -172,6 +212,8 @@ class Publisher:
             raise BrokerUnavailable(f"cannot reach Kafka to publish for {self.agency}: {exc}",
                                     agency=self.agency) from None
         self._committer = asyncio.create_task(self._commit_loop(), name="concord-ledger")
+        if self._batch_policy is not None:
+            self._sealer = asyncio.create_task(self._seal_loop(self._batch_policy.max_wait), name="concord-batches")
         return self
 
     async def __aexit__(self, exc_type: object, *exc: object) -> None:
@@ -179,9 +221,11 @@ class Publisher:
             if exc_type is None:
                 await self.flush()
         finally:
-            if self._committer is not None:
-                self._committer.cancel()
-                await asyncio.gather(self._committer, return_exceptions=True)
+            for task in (self._committer, self._sealer):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+            self._drop_batch()
             await self._producer.stop()
             self._commit()
 
@@ -212,14 +256,63 @@ class Publisher:
                 f"{ev.event_id!r} was published {when} with other content; an event id is never reused — "
                 "publish the change as a new version with its own event_id")], row.text)
             return
-        headers = self.signer.sign(Domain.LIST_RECORD, value).as_kafka()
+        waiting = _Waiting(ev.event_id, ev.entry_id.encode(), value, digest, report)
+        policy = self._batch_policy
+        if policy is None:
+            async with self._send_lock:
+                await self._send(waiting, self.signer.sign(Domain.LIST_RECORD, value).as_kafka())
+            self._inflight[ev.event_id] = digest
+            return
+        self._inflight[ev.event_id] = digest  # a repeat of it in the same batch is then seen
+        if not self._batch:
+            self._batch_opened = asyncio.get_running_loop().time()
+            self._batch_waiting.set()
+        self._batch.append(waiting)
+        if len(self._batch) >= policy.max_records:
+            await self._seal()
+
+    async def _seal(self) -> None:
+        """Sign the waiting batch (one signature over its Merkle root) and send it, in order."""
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
+        signed = self.signer.sign_digests(Domain.LIST_RECORD, [w.digest for w in batch])
+        async with self._send_lock:  # batches leave in the order they were sealed
+            for i, (w, headers) in enumerate(zip(batch, signed, strict=True)):
+                try:
+                    await self._send(w, headers.as_kafka())
+                except BaseException:
+                    for unsent in batch[i:]:
+                        self._inflight.pop(unsent.event_id, None)
+                    raise
+
+    async def _seal_loop(self, max_wait: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._batch_waiting.wait()
+            late = self._batch_opened + max_wait - loop.time()
+            if late > 0:
+                await asyncio.sleep(late)
+                continue  # sealed by size meanwhile, perhaps, and another batch opened
+            self._batch_waiting.clear()
+            try:
+                await self._seal()
+            except (KafkaError, BrokerUnavailable) as exc:
+                if self._failure is None:
+                    self._failure = exc
+
+    def _drop_batch(self) -> None:
+        for w in self._batch:
+            self._inflight.pop(w.event_id, None)
+        self._batch = []
+
+    async def _send(self, w: _Waiting, headers: list[tuple[str, bytes]]) -> None:
         try:
-            fut = await self._producer.send(self.topic, value=value, key=ev.entry_id.encode(), headers=headers)
+            fut = await self._producer.send(self.topic, value=w.value, key=w.key, headers=headers)
         except KafkaError as exc:
             raise BrokerUnavailable(f"Kafka refused a record of {self.agency}: {exc}", agency=self.agency,
                                     topic=self.topic) from None
-        self._inflight[ev.event_id] = digest
-        fut.add_done_callback(lambda f, eid=ev.event_id, d=digest: self._done(f, eid, d, report))
+        fut.add_done_callback(lambda f, eid=w.event_id, d=w.digest, r=w.report: self._done(f, eid, d, r))
         self._pending.append(fut)
         if len(self._pending) >= self._max_in_flight:
             await self._wait(len(self._pending) // 2)
@@ -245,13 +338,19 @@ class Publisher:
         self._raise_failure()
 
     async def flush(self) -> None:
-        """Wait until the broker has acknowledged every record sent, and record them."""
+        """Sign and send the waiting batch, wait until the broker has acknowledged every record sent,
+        and record them."""
+        self._raise_failure()
+        await self._seal()
+        async with self._send_lock:  # a batch the sealing task is sending is part of it
+            pass
         await self._wait(len(self._pending))
         self._commit()
 
     async def settle(self) -> None:
         """After a failure: wait for every send to end either way and record what was acknowledged,
-        so that a retry starts from the ledger alone."""
+        so that a retry starts from the ledger alone (records still waiting for a batch were not sent)."""
+        self._drop_batch()
         batch = list(self._pending)
         self._pending.clear()
         await asyncio.gather(*batch, return_exceptions=True)

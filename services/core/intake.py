@@ -90,8 +90,10 @@ def admit_list_record(
         raise Refused("INVALID_RECORD", "; ".join(str(p) for p in problems))
     if key is not None and key.decode("utf-8", "replace") != event.entry_id:
         raise Refused("KEY_MISMATCH", f"record key {key!r} is not its entry id {event.entry_id!r}")
+    # The source carries the whole seal (a batch member's root signature, root and audit path), so
+    # that whoever receives the record forwarded can verify the publisher's signature on its own.
     source = SourceRecord(topic=topic, partition=partition, offset=offset, agency=signed.agency,
-                          key_id=signed.key_id, signature=signed.signature, record=value)
+                          key_id=signed.key_id, signature=signed.seal(), record=value)
     return Accepted(origin=origin, event=event, source=source, digest=signed.digest)
 
 
@@ -109,7 +111,8 @@ class SourceCache:
     (an organisation and its legal representative, several measures of one listing) cost one
     Ed25519 check between them, not one each.
 
-    A hit is keyed by the signature itself and still requires the record's bytes to hash to the
+    A hit is keyed by the seal itself (the signature, or a batch member's root signature, root and
+    audit path) and still requires the record's bytes to hash to the
     digest that was verified, the signing agency to be the directive's origin, and the key to have
     been in force at the directive's time: only the repeated Ed25519 computation (and the decode
     of identical bytes) is saved.  Bounded: forgets everything when full.
@@ -178,8 +181,8 @@ def admit_directive(
     if hit is not None and src.agency == d.origin_agency:
         entry_id, version = hit.entry_id, hit.version
     else:
-        _verify(keyring, Domain.LIST_RECORD, src.record, SignedHeaders(src.agency, src.key_id, digest, src.signature),
-                d.origin_agency, at)
+        _verify(keyring, Domain.LIST_RECORD, src.record,
+                SignedHeaders.from_seal(src.agency, src.key_id, digest, src.signature), d.origin_agency, at)
         event = _decode_event(schemas, src.record)
         if sources is not None:
             sources.put(src.agency, src.key_id, src.signature, digest, event)

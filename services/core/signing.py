@@ -13,7 +13,30 @@ the whole single-object record.  Records travel with four headers:
 Carrying the digest separately lets a verifier tell *tampered* (the bytes no
 longer hash to the signed digest) from *forged* (the digest matches, but the
 signature was not made by the named key) — two different incidents for an
-operator — and it is the leaf a batch signature will commit to.
+operator — and it is the leaf a batch signature commits to.
+
+**Batch signatures** (as X-Road seals its messages): a signer may instead sign the
+root of a Merkle tree over the digests of a batch of records
+(:mod:`services.core.merkle`), once.  Each record of the batch then travels with
+
+    concord-agency, concord-key, concord-digest   as above
+    concord-root      the batch's Merkle root (32 bytes)
+    concord-root-sig  Ed25519 signature over the root's signing input
+    concord-path      leaf index, tree size and audit path (merkle.encode_proof)
+
+and the header set decides which kind a record carries (a record carrying both
+kinds carries neither: it is refused as unsigned).  The root's signing input has
+the same length-prefixed structure as a record's, with a batch marker where a
+record's schema fingerprint stands, and the tree size beside the root: the marker
+is longer than any fingerprint, so a record signature can never be taken for a
+root signature or the reverse.  A verifier checks the digest (TAMPERED), then the
+audit path up to the root (TAMPERED), then the root signature (FORGED) — but the
+last only once per batch: :class:`Keyring` remembers the roots it verified.
+
+A record forwarded inside another (the publisher's list record inside a
+directive) carries all of its signature evidence in one byte string, its *seal*
+(:meth:`SignedHeaders.seal`): the 64-byte signature itself, or for a batch member
+``0x01 || root signature || root || proof``.
 """
 
 from __future__ import annotations
@@ -22,6 +45,7 @@ import base64
 import hashlib
 import hmac
 import struct
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +61,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from services.core import merkle
 from services.core.errors import SignatureInvalid
 
 
@@ -65,6 +90,17 @@ H_KEY = "concord-key"
 H_DIGEST = "concord-digest"
 H_SIG = "concord-sig"
 SIGNATURE_HEADERS = (H_AGENCY, H_KEY, H_DIGEST, H_SIG)
+H_ROOT = "concord-root"
+H_ROOT_SIG = "concord-root-sig"
+H_PATH = "concord-path"
+BATCH_HEADERS = (H_AGENCY, H_KEY, H_DIGEST, H_ROOT, H_ROOT_SIG, H_PATH)
+_ALL_HEADERS = frozenset(SIGNATURE_HEADERS + BATCH_HEADERS)
+_BATCH_ONLY = frozenset(BATCH_HEADERS) - frozenset(SIGNATURE_HEADERS)
+
+BATCH_MARKER = b"concord/merkle-root/v1"  # stands where a record's 8-byte fingerprint does
+SIGNATURE_LEN = 64
+_SEAL_BATCH = 0x01
+_SEAL_MIN = 1 + SIGNATURE_LEN + merkle.HASH_LEN + 8
 
 
 def _lp(b: bytes) -> bytes:
@@ -79,18 +115,49 @@ def signing_input(domain: Domain, agency: str, key_id: str, record: bytes, diges
     )
 
 
+def batch_signing_input(domain: Domain, agency: str, key_id: str, size: int, root: bytes) -> bytes:
+    """The exact bytes Ed25519 signs for a batch: a record's structure, the batch marker in place of
+    the schema fingerprint, then the tree size and the Merkle root."""
+    return b"".join(
+        (_lp(domain.value.encode()), _lp(agency.encode()), _lp(key_id.encode()), _lp(BATCH_MARKER),
+         _lp(struct.pack(">I", size)), _lp(root))
+    )
+
+
 def digest_of(record: bytes) -> bytes:
     return hashlib.sha256(record).digest()
 
 
+@dataclass(frozen=True, slots=True)
+class BatchProof:
+    """Where a record sits in a signed batch: the batch's root and the record's encoded audit path
+    (kept as received, and decoded when verified, so that a malformed one is refused as TAMPERED)."""
+
+    root: bytes
+    proof: bytes
+
+
 @dataclass(frozen=True)
 class SignedHeaders:
+    """A record's signature evidence.  ``signature`` is over the record's own signing input, or,
+    when ``batch`` is set, over the root of the batch the record belongs to."""
+
     agency: str
     key_id: str
     digest: bytes
     signature: bytes
+    batch: BatchProof | None = None
 
     def as_kafka(self) -> list[tuple[str, bytes]]:
+        if self.batch is not None:
+            return [
+                (H_AGENCY, self.agency.encode()),
+                (H_KEY, self.key_id.encode()),
+                (H_DIGEST, self.digest),
+                (H_ROOT, self.batch.root),
+                (H_ROOT_SIG, self.signature),
+                (H_PATH, self.batch.proof),
+            ]
         return [
             (H_AGENCY, self.agency.encode()),
             (H_KEY, self.key_id.encode()),
@@ -102,14 +169,34 @@ class SignedHeaders:
     def from_kafka(cls, headers: Iterable[tuple[str, bytes]] | None) -> SignedHeaders | None:
         found: dict[str, bytes] = {}
         for k, v in headers or ():
-            if k in SIGNATURE_HEADERS and v is not None:
+            if k in _ALL_HEADERS and v is not None:
                 found[k] = bytes(v)
-        if set(found) != set(SIGNATURE_HEADERS):
-            return None
+        batch_keys = _BATCH_ONLY & found.keys()
         try:
-            return cls(found[H_AGENCY].decode(), found[H_KEY].decode(), found[H_DIGEST], found[H_SIG])
+            if not batch_keys and found.keys() == set(SIGNATURE_HEADERS):
+                return cls(found[H_AGENCY].decode(), found[H_KEY].decode(), found[H_DIGEST], found[H_SIG])
+            if batch_keys and found.keys() == set(BATCH_HEADERS):
+                return cls(found[H_AGENCY].decode(), found[H_KEY].decode(), found[H_DIGEST], found[H_ROOT_SIG],
+                           BatchProof(found[H_ROOT], found[H_PATH]))
         except UnicodeDecodeError:
             return None
+        return None
+
+    def seal(self) -> bytes:
+        """All of the signature evidence as one byte string, for a record forwarded inside another."""
+        if self.batch is None:
+            return self.signature
+        return bytes((_SEAL_BATCH,)) + self.signature + self.batch.root + self.batch.proof
+
+    @classmethod
+    def from_seal(cls, agency: str, key_id: str, digest: bytes, seal: bytes) -> SignedHeaders:
+        """The inverse of :meth:`seal`.  Anything that is not a well-formed batch seal is taken as a
+        plain signature, which then fails to verify if it is not one."""
+        if len(seal) != SIGNATURE_LEN and len(seal) >= _SEAL_MIN and seal[0] == _SEAL_BATCH:
+            sig_end = 1 + SIGNATURE_LEN
+            root_end = sig_end + merkle.HASH_LEN
+            return cls(agency, key_id, digest, seal[1:sig_end], BatchProof(seal[sig_end:root_end], seal[root_end:]))
+        return cls(agency, key_id, digest, seal)
 
 
 class Signer:
@@ -141,6 +228,19 @@ class Signer:
         digest = digest_of(record)
         sig = self._key.sign(signing_input(domain, self.agency, self.key_id, record, digest))
         return SignedHeaders(self.agency, self.key_id, digest, sig)
+
+    def sign_batch(self, domain: Domain, records: Sequence[bytes]) -> list[SignedHeaders]:
+        """One signature over the Merkle root of ``records``; the headers of each, in order."""
+        return self.sign_digests(domain, [digest_of(r) for r in records])
+
+    def sign_digests(self, domain: Domain, digests: Sequence[bytes]) -> list[SignedHeaders]:
+        """:meth:`sign_batch` for records whose digests are already known.  Refuses an empty batch."""
+        tree = merkle.MerkleTree(digests)
+        size, root = tree.size, tree.root
+        sig = self._key.sign(batch_signing_input(domain, self.agency, self.key_id, size, root))
+        encode = merkle.encode_proof
+        return [SignedHeaders(self.agency, self.key_id, d, sig, BatchProof(root, encode(i, size, tree.path(i))))
+                for i, d in enumerate(digests)]
 
 
 @dataclass(frozen=True)
@@ -181,11 +281,22 @@ class PublicKey:
 
 
 class Keyring:
-    """The public keys a verifier trusts, by (agency, key id)."""
+    """The public keys a verifier trusts, by (agency, key id).
 
-    def __init__(self, keys: Sequence[PublicKey] = ()) -> None:
+    Also remembers the batch roots whose signatures it has verified (a bounded LRU of
+    ``root_cache`` entries, keyed by everything the root's signing input covers plus the
+    signature), so that the records of one batch cost one Ed25519 check between them.
+    A remembered root saves only that computation: the key's validity at each record's
+    time, its digest and its audit path are checked for every record.
+    """
+
+    def __init__(self, keys: Sequence[PublicKey] = (), *, root_cache: int = 4096) -> None:
         self._keys: dict[tuple[str, str], PublicKey] = {}
         self._loaded: dict[tuple[str, str], Ed25519PublicKey] = {}
+        self._roots: OrderedDict[tuple[str, str, str, int, bytes, bytes], None] = OrderedDict()
+        self._root_cache = root_cache
+        self.root_hits = 0
+        self.root_misses = 0
         for k in keys:
             self.add(k)
 
@@ -245,6 +356,9 @@ class Keyring:
             raise SignatureInvalid(Reason.KEY_EXPIRED, f"key {meta.key_id} expired at {meta.valid_until:%Y-%m-%d}")
         if not hmac.compare_digest(digest_of(record), headers.digest):
             raise SignatureInvalid(Reason.TAMPERED, "record bytes do not match the signed digest")
+        if headers.batch is not None:
+            self._verify_batch(domain, headers)
+            return headers
         try:
             self._loaded[(headers.agency, headers.key_id)].verify(
                 headers.signature, signing_input(domain, headers.agency, headers.key_id, record, headers.digest)
@@ -254,3 +368,30 @@ class Keyring:
                 Reason.FORGED, f"signature was not made by key {headers.key_id} of {headers.agency!r}"
             ) from None
         return headers
+
+    def _verify_batch(self, domain: Domain, headers: SignedHeaders) -> None:
+        batch = headers.batch
+        assert batch is not None
+        try:
+            index, size, path = merkle.decode_proof(batch.proof)
+        except ValueError as exc:
+            raise SignatureInvalid(Reason.TAMPERED, f"malformed audit path: {exc}") from None
+        if merkle.root_from_path(headers.digest, index, size, path) != batch.root:
+            raise SignatureInvalid(Reason.TAMPERED, f"the audit path of leaf {index} of {size} does not lead to "
+                                                    "the signed batch root")
+        cache_key = (domain.value, headers.agency, headers.key_id, size, batch.root, headers.signature)
+        if cache_key in self._roots:
+            self._roots.move_to_end(cache_key)
+            self.root_hits += 1
+            return
+        self.root_misses += 1
+        try:
+            self._loaded[(headers.agency, headers.key_id)].verify(
+                headers.signature, batch_signing_input(domain, headers.agency, headers.key_id, size, batch.root))
+        except InvalidSignature:
+            raise SignatureInvalid(
+                Reason.FORGED, f"batch root signature was not made by key {headers.key_id} of {headers.agency!r}"
+            ) from None
+        self._roots[cache_key] = None
+        if len(self._roots) > self._root_cache:
+            self._roots.popitem(last=False)

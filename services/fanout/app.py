@@ -6,7 +6,9 @@ table, so an entry's records, its ticks and its state share one partition and on
 worker (faust co-partitioning).  Per record the agent admits (verifies, decodes,
 validates) it, runs the pure transition from :mod:`services.core.routing`, stores
 the new state in the changelog-backed table, and sends the emitted directives,
-signed by the fan-out, to each implementing agency's directive topic.
+signed by the fan-out, to each implementing agency's directive topic — by default
+in batches per agency signed once over their Merkle root
+(:mod:`services.fanout.sending`).
 
 Sends are attached to the source offset by faust and flushed before the offset is
 committed, so a crash can only cause a record to be processed again — which the
@@ -40,7 +42,8 @@ from services.core.routing import EntryState, Outcome, Transition, on_record, on
 from services.core.signing import Domain, Keyring, Signer
 from services.core.world import World
 from services.fanout.coverage import ReceiptView
-from services.fanout.metrics import FanoutMetrics
+from services.fanout.metrics import FanoutMetrics, unlifted_expiries, world_routes
+from services.fanout.sending import DirectiveSender
 from services.kafka_access import KafkaAccess
 
 log = logging.getLogger("concord.fanout")
@@ -59,6 +62,9 @@ class FanoutConfig:
     coverage_interval: float = 5.0
     web_port: int | None = None
     metrics: FanoutMetrics = field(default_factory=FanoutMetrics.create)
+    batch_signatures: bool = True  # one signature per send batch of an agency's directives
+    batch_max: int = 512
+    batch_wait: float = 0.02
 
     @property
     def app_id(self) -> str:
@@ -164,10 +170,19 @@ class Fanout:
         self._next: dict[tuple[str, int], int] = {}  # per source partition: the next offset to process
         self._next_generation = -1
         self._gap_reader: AIOKafkaConsumer | None = None
+        self._decoded: dict[bytes, tuple[bytes, EntryState]] = {}
+        self._directive_topics = {
+            agency: cfg.world.topic_name("directives", agency, namespace=cfg.namespace)
+            for agency in self.directive_partitions
+        }
+        self.sender = DirectiveSender(signer=cfg.signer, send=self._produce, batch=cfg.batch_signatures,
+                                      max_records=cfg.batch_max, max_wait=cfg.batch_wait)
         self.app.agent(self.source, name="route")(self._route)
         self.app.timer(interval=cfg.tick_interval)(self._tick_due)
         self.app.timer(interval=cfg.coverage_interval)(self._update_coverage)
         self.app.task(self._follow_receipts)
+        if cfg.batch_signatures:
+            self.app.task(self._seal_batches)
         if cfg.web_port is not None:
             from faust.sensors.prometheus import setup_prometheus_sensors
 
@@ -186,12 +201,28 @@ class Fanout:
 
     async def _send_directive(self, d: Directive) -> None:
         value = self.cfg.schemas.encode_model(d)
-        signed = self.cfg.signer.sign(Domain.DIRECTIVE, value)
-        name = self.cfg.world.topic_name("directives", d.subscriber, namespace=self.cfg.namespace)
         partition = entry_partition(f"{d.origin_agency}/{d.entry_id}", self.directive_partitions[d.subscriber])
-        await self._topic(name).send(key=d.key.encode(), value=value, partition=partition,
-                                     headers=signed.as_kafka())
+        self._tune_producer()
+        await self.sender.send(d.subscriber, self._directive_topics[d.subscriber], d.key.encode(), value, partition)
         self.cfg.metrics.directive_out(d)
+
+    async def _produce(self, topic: str, key: bytes, value: bytes, partition: int,
+                       headers: list[tuple[str, bytes]]) -> None:
+        # Straight to the producer: faust's Topic.send wraps each message in futures, callbacks and
+        # sensor calls that cost more than the send itself; key and value are bytes already.
+        await self.app.producer.send(topic, key, value, partition, None, headers)
+
+    async def _seal_batches(self) -> None:
+        self._tune_producer()
+        await self.sender.run()
+
+    def _tune_producer(self) -> None:
+        producer = self.app.producer
+        if self.sender.batch:
+            self.sender.guard(producer)
+        # faust's buffer of table (changelog) writes pauses the agent, and logs a warning, each time
+        # it holds more than 100 messages — every 50 records here (state and watermark).
+        producer.buffer.max_messages = 2000
 
     async def _quarantine(self, msg: Any, reason: str, detail: str) -> None:
         rec = QuarantineRecord(
@@ -208,7 +239,27 @@ class Fanout:
 
     def _load(self, key: bytes) -> EntryState | None:
         raw = self.entries.get(key)
-        return EntryState.model_validate_json(raw) if raw else None
+        return self._decode_state(key, raw) if raw else None
+
+    def _decode_state(self, key: bytes, raw: bytes) -> EntryState:
+        """The table's value for ``key``, parsed once per value it takes.
+
+        The table holds each entry's state as JSON (what its changelog carries); the
+        expiry index and the coverage timer read every entry's state, every few seconds,
+        which re-parsed them all.  Parsed states are remembered beside the value they were
+        parsed from, and reused only while the table still holds that very value.
+        """
+        hit = self._decoded.get(key)
+        if hit is not None and (hit[0] is raw or hit[0] == raw):
+            return hit[1]
+        state = EntryState.model_validate_json(raw)
+        src = state.source  # directives forwarding the entry's own record share its object, not a copy
+        if any(d.source is not src and d.source == src for d in state.directives.values()):
+            state = state.model_copy(update={"directives": {
+                k: d.model_copy(update={"source": src}) if d.source == src else d
+                for k, d in state.directives.items()}})
+        self._decoded[key] = (raw, state)
+        return state
 
     def _index(self, key: bytes, state: EntryState | None) -> None:
         deadline = state.next_deadline() if state else None
@@ -332,7 +383,9 @@ class Fanout:
 
     async def _commit(self, key: bytes, before: EntryState | None, tr: Transition) -> None:
         if tr.state is not None and tr.state is not before:
-            self.entries[key] = tr.state.model_dump_json().encode()
+            raw = tr.state.model_dump_json().encode()
+            self.entries[key] = raw
+            self._decoded[key] = (raw, tr.state)
         for d in tr.emitted:
             await self._send_directive(d)
         self._index(key, tr.state)
@@ -356,9 +409,13 @@ class Fanout:
 
     def _rebuild_index(self) -> None:
         self.due.clear()
+        held = set()
         for key, raw in list(self.entries.items()):
             if raw and _is_entry(bytes(key)):
-                self._index(bytes(key), EntryState.model_validate_json(raw))
+                held.add(bytes(key))
+                self._index(bytes(key), self._decode_state(bytes(key), raw))
+        for gone in self._decoded.keys() - held:  # partitions this worker no longer holds
+            del self._decoded[gone]
 
     # --- receipts and coverage --------------------------------------------------
 
@@ -366,19 +423,16 @@ class Fanout:
         await self.receipts.follow(self._stopping)
 
     def _local_states(self) -> list[EntryState]:
-        return [EntryState.model_validate_json(raw) for key, raw in list(self.entries.items())
+        return [self._decode_state(bytes(key), raw) for key, raw in list(self.entries.items())
                 if raw and _is_entry(bytes(key))]
 
     async def _update_coverage(self) -> None:
-        cov = self.receipts.coverage(self._local_states(), datetime.now(UTC))
-        m = self.cfg.metrics
-        m.outstanding.clear()
-        m.oldest_outstanding.clear()
-        for (subscriber, mou), o in cov.outstanding.items():
-            m.outstanding.labels(subscriber, mou).set(o.count)
-            m.oldest_outstanding.labels(subscriber, mou).set(o.oldest_seconds)
-        for status, n in cov.by_status.items():
-            m.receipts.labels(status).set(n)
+        now = datetime.now(UTC)
+        states = self._local_states()
+        cov = self.receipts.coverage(states, now)
+        unlifted = unlifted_expiries(states, lambda d: self.receipts.status_of(d) is not None, now)
+        self.cfg.metrics.coverage(cov, unlifted, caught_up=self.receipts.caught_up.is_set(), entries=len(states),
+                                  routes=world_routes(self.cfg.world, now))
 
     async def _coverage_page(self, web: Any, request: Any) -> Any:
         cov = self.receipts.coverage(self._local_states(), datetime.now(UTC))

@@ -32,8 +32,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.core.codec import SchemaRegistry
 from services.core.errors import CodecError
-from services.core.intake import Refused, SourceCache, admit_directive
-from services.core.models import Directive
+from services.core.intake import REASONS, Refused, SourceCache, admit_directive
+from services.core.models import Action, Directive
 from services.core.signing import Domain, Keyring, Signer
 from services.subscriber.store import DirectiveStore, Incoming, Rejected
 from services.subscriber.types import Health
@@ -44,6 +44,14 @@ log = logging.getLogger("concord.subscriber")
 
 @dataclass(frozen=True)
 class SubscriberMetrics:
+    """The subscriber's metrics on an explicit registry; every series carries the agency.
+
+    Counters are created for every known action, result and refusal reason at start,
+    so a first refusal shows in ``rate()`` and alerts can name reasons that have not
+    happened yet.  Freshness, the receipts outbox and the connection are read when
+    scraped (:meth:`bind`), so they are never stale themselves.
+    """
+
     registry: CollectorRegistry
     applied: Counter
     rejected: Counter
@@ -51,12 +59,15 @@ class SubscriberMetrics:
     lag: Gauge
     active: Gauge
     apply_latency: Histogram
+    freshness: Gauge
+    outbox: Gauge
+    connected: Gauge
 
     @classmethod
     def create(cls, agency: str, registry: CollectorRegistry | None = None) -> SubscriberMetrics:
         r = registry or CollectorRegistry()
         lbl = {"agency": agency}
-        return cls(
+        m = cls(
             registry=r,
             applied=Counter("concord_subscriber_directives_total", "Directives applied, by action",
                             ["agency", "action"], registry=r),
@@ -70,7 +81,36 @@ class SubscriberMetrics:
             apply_latency=Histogram("concord_subscriber_end_to_end_seconds",
                                     "From the directive's broker timestamp to its application", ["agency"],
                                     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r),
+            freshness=Gauge("concord_subscriber_freshness_seconds",
+                            "Seconds since the store last confirmed it had read its whole directive feed "
+                            "(since start, while it never has)", list(lbl), registry=r),
+            outbox=Gauge("concord_subscriber_receipts_outbox", "Receipts stored but not yet sent", list(lbl),
+                         registry=r),
+            connected=Gauge("concord_subscriber_connected", "1 while the directive feed is connected to Kafka",
+                            list(lbl), registry=r),
         )
+        for action in Action:
+            m.applied.labels(agency, action.value)
+        for reason in REASONS:
+            m.rejected.labels(agency, reason)
+        for result in ("restricted", "clear"):
+            m.checks.labels(agency, result)
+        m.lag.labels(agency)
+        m.active.labels(agency)
+        m.apply_latency.labels(agency)
+        return m
+
+    def bind(self, svc: SubscriberService) -> None:
+        """Read freshness, outbox and connection from ``svc`` whenever the registry is collected."""
+        started = svc.clock()
+
+        def freshness() -> float:
+            since = svc._caught_up_at if svc._caught_up_at is not None else started  # noqa: SLF001
+            return max(0.0, svc.clock() - since)
+
+        self.freshness.labels(svc.agency).set_function(freshness)
+        self.outbox.labels(svc.agency).set_function(lambda: float(svc.store.pending_count()))
+        self.connected.labels(svc.agency).set_function(lambda: 1.0 if svc._connected else 0.0)  # noqa: SLF001
 
 
 def assess_health(*, agency: str, now: float, connected: bool, caught_up_at: float | None, lag: int | None,
@@ -130,6 +170,7 @@ class SubscriberService:
         self.ready = asyncio.Event()
         self.checks_restricted = self.metrics.checks.labels(self.agency, "restricted")
         self.checks_clear = self.metrics.checks.labels(self.agency, "clear")
+        self.metrics.bind(self)
 
     # --- lifecycle --------------------------------------------------------------
 

@@ -1,0 +1,117 @@
+"""Batch (Merkle-root) signatures through a real broker: the adapter seals its records in
+batches, the fan-out admits each member on its own (refusing a tampered one as TAMPERED
+while its batch-mates pass) and seals its directives per agency, and subscribers verify
+both seals — with single-record signatures still accepted side by side."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from services.core.codec import default_registry
+from services.core.models import ListEntryEvent
+from services.core.signing import H_PATH, H_ROOT, H_ROOT_SIG, H_SIG, Domain, SignedHeaders
+from services.keystore import load_signer
+from services.localstack import LocalStack
+from services.ops.audit import read_all
+from tests.integration.support import directives, for_entry, publish, quarantined, wait_for
+from tests.unit.factories import entry_dict, make_ric, make_uscc, organization, person
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli_publish(stack: LocalStack, agency: str, records: list[dict[str, Any]], tmp: Path, *extra: str) -> None:
+    path = tmp / f"{agency}-{len(records)}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
+    env["CONCORD_HOME"] = str(stack.home)
+    done = subprocess.run([sys.executable, "-m", "services.cli", "publish", "--agency", agency, str(path), *extra],
+                          env=env, capture_output=True, text=True, timeout=120, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+
+
+def _headers_of(stack: LocalStack, topic: str) -> list[dict[str, bytes]]:
+    return [dict(rec.headers) for _, rec in asyncio.run(read_all(stack.access("concord-admin"), [topic]))]  # type: ignore[attr-defined]
+
+
+def test_adapter_and_fanout_seal_in_batches_and_subscribers_verify_them(exchange: LocalStack, tmp_path: Path) -> None:
+    people = [entry_dict(entry_id=f"batch-p{i}", subject=person(make_ric(100 + i))) for i in range(6)]
+    _cli_publish(exchange, "court", people, tmp_path)
+    court_topic = exchange.world.topic_name("lists", "court", namespace=exchange.namespace)
+    listed = _headers_of(exchange, court_topic)
+    assert len(listed) == 6 and all({H_ROOT, H_ROOT_SIG, H_PATH} <= h.keys() and H_SIG not in h for h in listed)
+    assert len({h[H_ROOT_SIG] for h in listed}) < 6  # shared root signatures: fewer than one per record
+
+    got = wait_for(lambda: [d for d in directives(exchange) if d.entry_id.startswith("batch-p")],
+                   lambda ds: len(ds) >= 12, what="an air and a rail ban for each person")
+    assert {d.subscriber for d in got} == {"aviation", "rail"}
+    air = exchange.world.topic_name("directives", "aviation", namespace=exchange.namespace)
+    assert all(H_ROOT_SIG in h for h in _headers_of(exchange, air))
+
+    urls = exchange.subscriber_urls()
+    import httpx
+
+    def restricted() -> list[bool]:
+        return [httpx.get(f"{urls['aviation']}/v1/check", params={"id": make_ric(100 + i)}, timeout=5).json()
+                ["restricted"] for i in range(6)]
+
+    wait_for(restricted, all, what="aviation answering restricted for every person")
+    # an agency's batch never holds another agency's directives
+    roots = {a: {h[H_ROOT] for h in _headers_of(exchange, exchange.world.topic_name(
+        "directives", a, namespace=exchange.namespace))} for a in ("aviation", "rail")}
+    assert not roots["aviation"] & roots["rail"]
+
+
+def test_a_tampered_member_is_quarantined_and_its_batch_mates_pass(fanout_only: LocalStack) -> None:
+    signer = load_signer(fanout_only.home / "keys", "court")
+    events = [ListEntryEvent.model_validate(entry_dict(entry_id=f"seal-{i}", subject=organization(make_uscc(40 + i))))
+              for i in range(3)]
+    values = [default_registry().encode_model(ev) for ev in events]
+    sealed = signer.sign_batch(Domain.LIST_RECORD, values)
+    altered = bytearray(values[1])
+    altered[-3] ^= 0x01  # after signing
+    values[1] = bytes(altered)
+    topic = fanout_only.world.topic_name("lists", "court", namespace=fanout_only.namespace)
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(**fanout_only.access("court").aiokafka_kwargs(), acks="all")
+        await producer.start()
+        try:
+            for ev, value, headers in zip(events, values, sealed, strict=True):
+                await producer.send_and_wait(topic, value=value, key=ev.entry_id.encode(), headers=headers.as_kafka())
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    q = wait_for(lambda: quarantined(fanout_only), lambda qs: len(qs) >= 1, what="the tampered record quarantined")
+    assert [r.reason for r in q] == ["TAMPERED"] and q[0].source_offset is not None
+    got = wait_for(lambda: directives(fanout_only), lambda ds: len(for_entry(ds, "seal-0")) >= 3
+                   and len(for_entry(ds, "seal-2")) >= 3, what="directives for the two genuine members")
+    assert for_entry(got, "seal-1") == []
+    # the directives forward each member's whole seal: it verifies on its own
+    d = for_entry(got, "seal-0")[0]
+    assert d.source is not None
+    seal = SignedHeaders.from_seal(d.source.agency, d.source.key_id, sealed[0].digest, d.source.signature)
+    assert seal == sealed[0]
+
+
+def test_single_record_signatures_still_pass_beside_batches(fanout_only: LocalStack, tmp_path: Path) -> None:
+    publish(fanout_only, "court", [entry_dict(entry_id="single-1", subject=person(make_ric(300)))])  # one signature
+    _cli_publish(fanout_only, "court", [entry_dict(entry_id="single-2", subject=person(make_ric(301)))], tmp_path,
+                 "--signatures", "single")
+    _cli_publish(fanout_only, "court", [entry_dict(entry_id="batch-3", subject=person(make_ric(302)))], tmp_path)
+    got = wait_for(lambda: directives(fanout_only), lambda ds: all(len(for_entry(ds, e)) >= 2 for e in
+                                                                   ("single-1", "single-2", "batch-3")),
+                   what="directives for both kinds of signature")
+    assert quarantined(fanout_only) == []
+    assert {d.entry_id for d in got} >= {"single-1", "single-2", "batch-3"}
