@@ -1,46 +1,52 @@
 """The whole exchange under load, beside what the broker and the CPU allow (not a test).
 
     make bench                     (BENCH_N listings, default 200,000)
-    .venv/bin/python bench/bench_exchange.py [--n 200000] [--rate 5000] [--seconds 20] [--profile DIR]
+    .venv/bin/python bench/bench_exchange.py [--n 200000] [--rate 5000] [--seconds 15] [--profile DIR]
 
 One run, on one broker, measures:
 
-1. **Kafka's own producer** (``org.apache.kafka.tools.ProducerPerformance`` from the
-   broker's jars, SASL_SSL as concord-admin): N records of the average list record's
-   size.  What the broker and its TLS listener take from one producer.
-2. For each signature kind — ``batch`` (Merkle-root signatures, the default) and
-   ``single`` (one Ed25519 signature per record) — in a namespace of its own:
+1. **Signatures**, in this process: sign and verify per record, one at a time and in
+   Merkle-root batches of 512 (verified with an empty root cache).
+2. **Kafka's own producer** (``org.apache.kafka.tools.ProducerPerformance`` from the
+   broker's jars, SASL_SSL as concord-admin, acks=all): N records of the average list
+   record's size plus its headers.  What the broker and its TLS listener take.
+3. **Latency at rate** on an empty exchange (batch signatures, everything running):
+   min(``--rate``, ``--start-rate``) listings/s, halved until the exchange keeps up, for
+   ``--seconds`` each, through three streaming
+   ``concord publish -`` processes.  End-to-end latency = the subscriber's
+   ``applied_at`` (its history table) minus the timestamp of the list record the
+   directive carries.  It fell behind when the last directive was applied more than
+   2 s after the last listing was published.
+4. For each signature kind — ``batch`` (Merkle roots, the default) with N listings and
+   ``single`` (one Ed25519 signature per record) with ``--other-n`` (N/4) — in a
+   namespace of its own:
 
-   * **publish**: N synthetic valid listings (with amendments and delistings) of
-     the demo programs, in three JSON Lines files, published by three
-     ``concord publish`` processes (court, market, tax) at once;
-   * **passthrough** (``batch`` only): a plain aiokafka consumer-producer copying
-     the same list records, bytes and headers, to another topic, no decoding or
+   * **publish**: synthetic valid listings of the demo programs (with amendments and
+     delistings) in three JSON Lines files, published by three ``concord publish``
+     processes (court, market, tax) at once;
+   * **passthrough** (first kind only): a plain aiokafka consumer-producer copying the
+     same list records, bytes and headers, to another topic, no decoding or
      verification — what a Python Kafka hop costs;
-   * **fan-out**: one ``concord fanout worker`` on the backlog, alone: listings per
-     second between its first and last directive;
-   * **subscribers**: aviation, rail and finance (``concord subscriber run``) then
-     catch up on their directives: directives applied per second each.
-3. **Latency at rate** (``batch``, everything running): ``--rate`` listings per second
-   for ``--seconds`` through three streaming ``concord publish -`` processes;
-   end-to-end latency = the subscriber's ``applied_at`` (its history table) minus
-   the timestamp of the list record the directive carries.  If the exchange falls
-   behind (the last directive applied more than 2 s after the last listing was
-   published), the run is repeated once at the rate it did sustain; both are shown.
+   * **fan-out**: one ``concord fanout worker`` alone on the backlog: listings per
+     second between its first and last directive (and over its first N/4, for a
+     like-for-like comparison with the other kind);
+   * **subscribers**: aviation, rail and finance (``concord subscriber run``) then catch
+     up on their directives: directives applied per second each;
+   * (batch only) latency at the rate of step 3 again, with the N entries held.
 
-It prints each figure beside its baseline as a ratio, CPU seconds and peak resident
-memory of every process, writes all figures to a JSON file and draws latency over
-time (PNG); the JSON file's path is the last line of output.
+It prints each figure beside the baselines as a ratio, CPU seconds (``wait4``) and peak
+resident memory (``VmHWM``) of every process, writes all figures to a JSON file, draws
+latency over time (PNG), and prints the JSON file's path as its last line.
 
 The broker is an EmbeddedKafka under ``<home>/broker`` (``--home``, default
 ``.local/bench-exchange``, emptied at start).  With ``CONCORD_BOOTSTRAP`` set the
 bench uses that cluster instead (SASL_SSL, SCRAM-SHA-512): ``CONCORD_CA_FILE`` names
 its CA and ``--credentials FILE`` holds the passwords of concord-admin,
-concord-fanout and every agency of topics/ (a JSON object by principal); the
-namespaces are ``bench<time>b`` and ``bench<time>s``.
+concord-fanout and every agency of topics/ (a JSON object by principal); its
+namespaces are ``bench<time>b``, ``...s`` and ``...l``.
 
-``--profile DIR`` runs the fan-out and the subscribers under pyinstrument and
-writes one text profile per process into DIR (stopped with SIGINT).
+``--profile DIR`` runs the fan-out and the subscribers under pyinstrument (text, json
+or html with ``--profile-format``) and writes one profile per process into DIR.
 """
 
 from __future__ import annotations
@@ -82,8 +88,16 @@ PROFILE_FORMAT = "txt"
 MARKET_BASIS = {"decision_no": "Shi Jian Chu [2026] 1", "issued_by": "Beijing Municipal Market Regulation"}
 
 
-def say(msg: str) -> None:
+_T0 = time.monotonic()
+
+
+def say_plain(msg: str) -> None:
     print(msg, flush=True)
+
+
+def say(msg: str, stamp: bool = True) -> None:
+    """A line of the report; progress lines carry the seconds since the start."""
+    print(f"[{time.monotonic() - _T0:5.0f}s] {msg}" if stamp and msg else msg, flush=True)
 
 
 # --------------------------------------------------------------------------- synthetic listings
@@ -459,7 +473,8 @@ def stamps(stack: LocalStack, starts: dict[tuple[str, int], int], ends: dict[tup
     return sorted(t / 1000 for t in read(stack, starts, ends, lambda r: r.timestamp))
 
 
-def span(stack: LocalStack, starts: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]) -> tuple[int, float, float]:
+def span(stack: LocalStack, starts: dict[tuple[str, int], int],
+         ends: dict[tuple[str, int], int]) -> tuple[int, float, float]:
     """(records, first timestamp, last timestamp) of the records between the offsets, in seconds."""
     ts = stamps(stack, starts, ends)
     if not ts:
@@ -642,7 +657,7 @@ def paced(ex: Exchange, gen: Generator, rate: float, seconds: float) -> dict[str
     }
 
 
-def settle(ex: Exchange, idle: float = 0.25, timeout: float = 120.0) -> None:
+def settle(ex: Exchange, idle: float = 0.25, timeout: float = 60.0) -> None:
     """Wait until the fan-out has worked off what followed the catch-up (the subscribers' receipts,
     each a signature to verify): below ``idle`` of a core for two seconds running."""
     fan = ex.children["fanout"]
@@ -893,16 +908,18 @@ def table(res: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "200000")), help="listings per kind")
-    ap.add_argument("--rate", type=float, default=5000.0, help="listings/s of the latency run (default 5000)")
+    ap.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "200000")),
+                    help="listings of the batch kind (default $BENCH_N, else 200,000)")
+    ap.add_argument("--rate", type=float, default=5000.0, help="listings/s asked of the latency run (default 5000)")
     ap.add_argument("--seconds", type=float, default=15.0, help="length of a latency run (default 15)")
     ap.add_argument("--start-rate", type=float, default=600.0,
-                    help="the latency run asks min(--rate, this) first, halving until the exchange keeps up; "
-                         "this machine's fan-out does about 1,000 listings/s alone (default 600)")
+                    help="the latency run runs at min(--rate, this), halving until the exchange keeps up "
+                         "(default 600: the fan-out does about 1,000 listings/s alone on the two-core machine)")
     ap.add_argument("--modes", default="batch,single", help="signature kinds to run (default batch,single)")
     ap.add_argument("--other-n", type=int, help="listings for the second kind (default N/4: its rates, not its "
                                                 "scale, are compared)")
-    ap.add_argument("--home", type=Path, default=REPO / ".local" / "bench-exchange")
+    ap.add_argument("--home", type=Path, default=REPO / ".local" / "bench-exchange",
+                    help="working folder, emptied at start (default .local/bench-exchange)")
     ap.add_argument("--profile", type=Path, help="write pyinstrument profiles of the fan-out and subscribers here")
     ap.add_argument("--profile-format", choices=("txt", "json", "html"), default="txt")
     ap.add_argument("--credentials", type=Path, help="with CONCORD_BOOTSTRAP: JSON file of SCRAM passwords by "
@@ -1009,46 +1026,47 @@ def main(argv: list[str] | None = None) -> int:
     out = home / f"bench-exchange-{stamp}.json"
     out.write_text(json.dumps(results, indent=1, default=str))
     if runs:
-        say(f"latency chart: {png}")
-    say(str(out))
+        say_plain(f"latency chart: {png}")
+    say_plain(str(out))
     return 0
 
 
 def print_report(res: dict[str, Any]) -> None:
-    say("")
+    say_plain("")
     sizes = ", ".join(f"{m} {r['n']:,}" for m, r in res["modes"].items())
-    say(f"Concord exchange benchmark, listings per signature kind: {sizes}; {res['seconds']:.0f}s in all")
-    say("")
+    say_plain(f"Concord exchange benchmark, listings per signature kind: {sizes}; {res['seconds']:.0f}s in all")
+    say_plain("")
     for line in table(res):
-        say(line)
+        say_plain(line)
     thru = res["baselines"].get("aiokafka_passthrough", {}).get("rate", float("nan"))
-    say("")
-    say("targets:")
+    say_plain("")
+    say_plain("targets:")
     if "batch" in res["modes"]:
         fb = res["modes"]["batch"]["fanout"]
         f = fb["rate"]
-        say(f"  fan-out, batch signatures   {f:>10,.0f} listings/s = {f / thru:.2f}x passthrough (target >= 0.5x)")
+        say_plain(f"  fan-out, batch signatures   {f:>10,.0f} listings/s = {f / thru:.2f}x passthrough "
+                  "(target >= 0.5x)")
         if "first" in fb:
-            say(f"    (its first {fb['first']['listings']:,} listings: {fb['first']['rate']:,.0f}/s = "
+            say_plain(f"    (its first {fb['first']['listings']:,} listings: {fb['first']['rate']:,.0f}/s = "
                 f"{fb['first']['rate'] / thru:.2f}x)")
     if "single" in res["modes"]:
         f = res["modes"]["single"]["fanout"]["rate"]
-        say(f"  fan-out, single signatures  {f:>10,.0f} listings/s (target >= 10,000/s)")
+        say_plain(f"  fan-out, single signatures  {f:>10,.0f} listings/s (target >= 10,000/s)")
     for run in res.get("latency", {}).get("runs", []) + res["modes"].get("batch", {}).get("paced", []):
-        say(f"  end-to-end at {run['achieved_rate']:>6,.0f} listings/s ({run['table']}): p50 "
+        say_plain(f"  end-to-end at {run['achieved_rate']:>6,.0f} listings/s ({run['table']}): p50 "
             f"{run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms, {'kept up' if run['kept_up'] else 'fell behind'} "
             f"(target: p99 <= 250 ms at 5,000/s)")
-    say("")
-    say(f"{'process':34} {'CPU s':>8} {'peak MB':>8} {'wall s':>8}")
+    say_plain("")
+    say_plain(f"{'process':34} {'CPU s':>8} {'peak MB':>8} {'wall s':>8}")
     for name, u in res.get("latency", {}).get("processes", {}).items():
-        say(f"{f'{name} (latency)':34} {u['cpu_s']:>8.1f} {u['peak_mb']:>8.0f} {u['wall_s']:>8.1f}")
+        say_plain(f"{f'{name} (latency)':34} {u['cpu_s']:>8.1f} {u['peak_mb']:>8.0f} {u['wall_s']:>8.1f}")
     for mode, m in res["modes"].items():
         for name, u in m["processes"].items():
-            say(f"{f'{name} ({mode})':34} {u['cpu_s']:>8.1f} {u['peak_mb']:>8.0f} {u['wall_s']:>8.1f}")
+            say_plain(f"{f'{name} ({mode})':34} {u['cpu_s']:>8.1f} {u['peak_mb']:>8.0f} {u['wall_s']:>8.1f}")
     for name, b in res["baselines"].items():
         u = b.get("usage", b)
         if "cpu_s" in u:
-            say(f"{name:34} {u['cpu_s']:>8.1f} {u['peak_mb']:>8.0f} {u.get('wall_s', float('nan')):>8.1f}")
+            say_plain(f"{name:34} {u['cpu_s']:>8.1f} {u['peak_mb']:>8.0f} {u.get('wall_s', float('nan')):>8.1f}")
 
 
 if __name__ == "__main__":
