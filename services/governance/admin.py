@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -74,8 +75,9 @@ _TO_RT = {"CLUSTER": ResourceType.BROKER}
 _FROM_RT = {ResourceType.BROKER: "CLUSTER"}
 
 
-def to_binding(rule: AclRule) -> AclBinding:
-    return AclBinding(
+def _binding_args(rule: AclRule) -> tuple[Any, ...]:
+    """(restype, name, pattern type, principal, host, operation, permission) in librdkafka's terms."""
+    return (
         _TO_RT.get(rule.resource_type) or ResourceType[rule.resource_type],
         rule.resource_name,
         ResourcePatternType[rule.pattern_type],
@@ -84,6 +86,10 @@ def to_binding(rule: AclRule) -> AclBinding:
         AclOperation[rule.operation],
         AclPermissionType[rule.permission],
     )
+
+
+def to_binding(rule: AclRule) -> AclBinding:
+    return AclBinding(*_binding_args(rule))
 
 
 def from_binding(b: AclBinding) -> AclRule:
@@ -139,15 +145,7 @@ def _await_acls(admin: AdminClient, rules: list[AclRule], timeout: float = 30.0,
 
 def exact_filter(rule: AclRule) -> AclBindingFilter:
     """A filter matching exactly one binding: deleting through it cannot take a neighbour along."""
-    return AclBindingFilter(
-        _TO_RT.get(rule.resource_type) or ResourceType[rule.resource_type],
-        rule.resource_name,
-        ResourcePatternType[rule.pattern_type],
-        rule.principal,
-        rule.host,
-        AclOperation[rule.operation],
-        AclPermissionType[rule.permission],
-    )
+    return AclBindingFilter(*_binding_args(rule))
 
 
 def delete_acls(admin: AdminClient, rules: Iterable[AclRule]) -> list[AclRule]:
