@@ -300,7 +300,9 @@ def test_wiped_subscriber_bootstraps_from_the_topic_and_answers_the_same(ex: Exc
         if status and (not seen or seen[-1] != status):
             seen.append(status)
         time.sleep(0.02)
-    assert seen == ["starting", "ok"]
+    # A small feed can be read before the first poll, so "starting" may be too brief to see
+    # (the health logic itself is unit-tested with a fake clock); never anything but these two.
+    assert seen[-1] == "ok" and set(seen) <= {"starting", "ok"}, seen
 
     def answers(url: str) -> list[tuple[str, bool, list[tuple[str, str, str | None]]]]:
         with CheckClient(url) as c:
