@@ -49,6 +49,11 @@ demo: install kafka ## the same, but exit after the scenario (0 only if every ex
 status: install ## is the local broker, fan-out and every subscriber healthy?
 	$(BIN)/concord status
 
+lint: install ## ruff (lint and format check) and mypy --strict
+	$(BIN)/ruff check services tests bench
+	$(BIN)/ruff format --check services tests bench
+	$(BIN)/mypy
+
 test: install kafka prometheus ## the whole test suite: unit (with promtool), then integration and fault tests
 	$(BIN)/pytest -q
 
@@ -74,5 +79,5 @@ clean: ## remove the local state (broker data, keys, stores, Prometheus data); k
 	rm -rf .local/broker .local/keys .local/data .local/run .local/logs .local/demo .local/inbox .local/prometheus \
 		.local/*.json
 
-.PHONY: help install kafka prometheus run demo status test unit dashboards observe clean bench bench-records \
+.PHONY: help install kafka prometheus run demo status lint test unit dashboards observe clean bench bench-records \
 	bench-subscriber
