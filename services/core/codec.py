@@ -25,7 +25,7 @@ from fastavro.schema import to_parsing_canonical_form
 from pydantic import BaseModel, ValidationError
 
 from services.core.errors import NotSingleObject, UndecodableBody, UnknownFingerprint
-from services.core.models import Directive, ListEntryEvent, QuarantineRecord, Receipt
+from services.core.models import Directive, Heartbeat, ListEntryEvent, QuarantineRecord, Receipt
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
@@ -76,6 +76,7 @@ SCHEMA_NAMES: dict[type[BaseModel], str] = {
     Directive: "directive",
     Receipt: "receipt",
     QuarantineRecord: "quarantine_record",
+    Heartbeat: "heartbeat",
 }
 
 

@@ -240,3 +240,18 @@ class QuarantineRecord(_Frozen):
     headers: tuple[Header, ...] = ()
     quarantined_by: str
     quarantined_at: datetime
+
+
+class Heartbeat(_Frozen):
+    """The fan-out's signed sign of life on one directive partition (see schemas/heartbeat)."""
+
+    subscriber: str
+    partition: int
+    issued_by: str
+    issued_at: datetime
+    interval_ms: int
+
+
+def heartbeat_key(partition: int) -> str:
+    """The compaction key of a directive partition's heartbeat: only the latest is kept."""
+    return f"heartbeat/{partition}"

@@ -70,6 +70,7 @@ class Domain(StrEnum):
     DIRECTIVE = "concord/v1/directive"
     RECEIPT = "concord/v1/receipt"
     REGISTRY = "concord/v1/registry"
+    HEARTBEAT = "concord/v1/heartbeat"
 
 
 class Reason(StrEnum):

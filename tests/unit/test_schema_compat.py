@@ -47,8 +47,8 @@ def _compatible(reader: dict[str, Any], writer: dict[str, Any]) -> bool:
     return result.compatibility is SchemaCompatibilityType.compatible
 
 
-def test_the_four_record_families_exist_with_a_first_version() -> None:
-    assert [f.name for f in FAMILIES] == ["directive", "list_entry_event", "quarantine_record", "receipt"]
+def test_the_record_families_exist_with_a_first_version() -> None:
+    assert [f.name for f in FAMILIES] == ["directive", "heartbeat", "list_entry_event", "quarantine_record", "receipt"]
     for family in FAMILIES:
         versions = _versions(family)
         assert versions, f"{family.name} has no schema version"
