@@ -1,19 +1,23 @@
 """What the fan-out decides, as pure functions on an entry's state.
 
-For each list entry the fan-out keeps an :class:`EntryState`: the last accepted
-event, and for every (measure, subject) the entry ever touched, the latest
-directive sent for it (APPLY or LIFT).  That map is the per-entry slice of the
-compacted directive topics, which gives three properties cheaply:
+For each list entry the fan-out keeps an :class:`EntryState`: the publisher's last
+accepted record (once: its signed bytes and where it sits in the evidential log),
+and for every (measure, subject) the entry ever touched, the latest directive sent
+for it (APPLY or LIFT) without a copy of that record.  That map is the per-entry
+slice of the compacted directive topics, which gives three properties cheaply:
 
 * **Difference only.** A new event computes the *desired* directives and emits
   only keys whose APPLY changed materially, plus LIFTs for keys no longer desired.
 * **Deterministic ids.** A directive id hashes the entry, key, state sequence
   number and action, so replaying the same inputs yields the same ids.
 * **Crash safety.** When a record is delivered again (its offset is not newer than
-  the last one applied for the entry) the state already reflects it but its
-  directives may never have left the process.  Re-sending the latest directive of
-  every key is then always right: subscribers drop ids and sequence numbers they
-  already hold, and nothing an earlier transition emitted can be lost.
+  the last one applied for the entry) the state already reflects it.  Re-sending
+  the latest directive of every key is then always right: subscribers drop ids and
+  sequence numbers they already hold.
+
+Every directive carries the publisher's signed record it follows from — a LIFT
+too, whatever ended it — so that an implementing agency can check it against the
+record and the MOUs itself.
 """
 
 from __future__ import annotations
@@ -23,14 +27,16 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from enum import StrEnum
+from functools import cached_property
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from services.core.codec import default_registry
 from services.core.models import (
     Action,
     Cause,
     Directive,
-    EventType,
     Identifier,
     ListEntryEvent,
     MeasureKind,
@@ -55,6 +61,8 @@ class Outcome(StrEnum):
 
 
 class EntryState(BaseModel):
+    """What the fan-out keeps of one entry: the routing facts, not copies of the record."""
+
     model_config = ConfigDict(frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
 
     origin: str
@@ -62,16 +70,20 @@ class EntryState(BaseModel):
     version: int
     event_id: str
     digest: bytes
-    event: ListEntryEvent
     source: SourceRecord
     seq: int
-    directives: Mapping[str, Directive]
+    directives: Mapping[str, Directive]  # latest per key, ``source`` left out: it is ``self.source``
     offsets: Mapping[str, int]  # "topic:partition" -> last offset applied
     world_rev: str = ""  # the declared world this state was last evaluated against
 
     @property
     def table_key(self) -> str:
         return f"{self.origin}/{self.entry_id}"
+
+    @cached_property
+    def event(self) -> ListEntryEvent:
+        """The publisher's event, read back from its signed bytes when needed (a tick, an MOU change)."""
+        return default_registry().decode_model(self.source.record, ListEntryEvent)
 
     def applied(self) -> list[Directive]:
         return [d for d in self.directives.values() if d.action is Action.APPLY]
@@ -81,13 +93,29 @@ class EntryState(BaseModel):
         ends = [d.valid_until for d in self.applied() if d.valid_until is not None]
         return min(ends) if ends else None
 
+    def latest(self) -> tuple[Directive, ...]:
+        """The latest directive of every key, as the state keeps it (without the source record)."""
+        return tuple(self.directives.values())
+
 
 class Transition(BaseModel):
+    """What one record or tick did to an entry.
+
+    ``changed`` holds the directives it issued as the state keeps them (without the publisher's
+    record); they are sent with ``source``, which :attr:`emitted` attaches.
+    """
+
     model_config = ConfigDict(frozen=True)
 
     state: EntryState | None
-    emitted: tuple[Directive, ...]
+    changed: tuple[Directive, ...]
+    source: SourceRecord | None
     outcome: Outcome
+
+    @cached_property
+    def emitted(self) -> tuple[Directive, ...]:
+        """The directives as they are sent: each carrying the publisher's record it follows from."""
+        return tuple(_with_source(d, self.source) for d in self.changed)
 
 
 class Accepted(BaseModel):
@@ -117,7 +145,8 @@ def measure_window(world: World, mou: Mou, measure_id: str) -> tuple[datetime, d
     own), while one it drops — or an announced termination — ends exactly then.
     """
     start = _as_utc_datetime(mou.valid_from)
-    assert start is not None
+    if start is None:  # a Day is never None; the loader guarantees it
+        raise ValueError(f"{mou.mou_id} v{mou.version} has no valid_from")
     end = mou.ends_on
     for later in world.mou_versions(mou.mou_id):
         if end is None or later.version <= mou.version:
@@ -127,24 +156,77 @@ def measure_window(world: World, mou: Mou, measure_id: str) -> tuple[datetime, d
     return start, _as_utc_datetime(end)
 
 
+class _Route(BaseModel):
+    """One (MOU version, measure) a program triggers, with what routing needs of it precomputed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mou: Mou
+    measure: Measure
+    window: tuple[datetime, datetime | None]
+    visible: tuple[str, ...] | None
+    roles: frozenset[str]
+
+
+_ROUTES: dict[tuple[int, str, date], tuple[_Route, ...]] = {}
+
+
+def _routes(world: World, program: str, now: datetime) -> tuple[_Route, ...]:
+    """The measures ``program`` triggers on ``now``'s UTC day, computed once per world and day.
+
+    MOU validity is judged per whole UTC day, so the answer can only change at midnight or
+    with another world.
+    """
+    key = (id(world), program, now.astimezone(UTC).date())
+    hit = _ROUTES.get(key)
+    if hit is not None:
+        return hit
+    if len(_ROUTES) > 1024 or len(_WORLDS) > 16:
+        _ROUTES.clear()
+        _WORLDS.clear()
+    routes = tuple(
+        _Route(mou=mou, measure=measure, window=measure_window(world, mou, measure.measure_id),
+               visible=mou.visible_fields.get(measure.implementing_agency), roles=measure.related_roles())
+        for mou, measure in world.triggered_measures(program, now)
+    )
+    _ROUTES[key] = routes
+    # Keep the world alive while its id is a key, so that the id cannot be reused by another world.
+    _WORLDS[id(world)] = world
+    return routes
+
+
+_WORLDS: dict[int, World] = {}
+
+
 def _target(subject_kind: SubjectKind, names: tuple[Name, ...], ids: tuple[Identifier, ...], role: str | None,
             visible: tuple[str, ...] | None) -> TargetSubject:
     # Identifiers are always passed: a measure cannot be applied to a subject one cannot identify.
     show_names = visible is None or "names" in visible
-    return TargetSubject(kind=subject_kind, role=role, names=names if show_names else (), identifiers=ids)
+    return TargetSubject.model_construct(kind=subject_kind, role=role, names=names if show_names else (),
+                                         identifiers=ids)
 
 
-def _targets(subject: Subject, measure: Measure, visible: tuple[str, ...] | None) -> dict[str, TargetSubject]:
+def _targets(subject: Subject, route: _Route,
+             made: dict[tuple[str, tuple[str, ...] | None], TargetSubject]) -> dict[str, TargetSubject]:
+    """The subjects ``route``'s measure reaches, by reference; ``made`` shares them between the
+    measures of one evaluation that see the same fields."""
     out: dict[str, TargetSubject] = {}
-    if measure.applies_to_subject(subject.kind.value):
-        out[SUBJECT_REF] = _target(subject.kind, subject.names, subject.identifiers, None, visible)
-    roles = measure.related_roles()
+    if route.measure.applies_to_subject(subject.kind):
+        hit = made.get((SUBJECT_REF, route.visible))
+        if hit is None:
+            hit = made[(SUBJECT_REF, route.visible)] = _target(subject.kind, subject.names, subject.identifiers,
+                                                               None, route.visible)
+        out[SUBJECT_REF] = hit
     for party in subject.related_parties:
-        if party.role not in roles:
+        if party.role not in route.roles:
             continue
         first = party.identifiers[0]
         ref = f"{party.role}:{first.scheme}:{first.value}"
-        out[ref] = _target(party.kind, party.names, party.identifiers, party.role, visible)
+        hit = made.get((ref, route.visible))
+        if hit is None:
+            hit = made[(ref, route.visible)] = _target(party.kind, party.names, party.identifiers, party.role,
+                                                       route.visible)
+        out[ref] = hit
     return out
 
 
@@ -153,22 +235,21 @@ def directive_id(key: str, entry_version: int, seq: int, action: Action) -> str:
     return h[:32]
 
 
-def desired_directives(
-    origin: str, event: ListEntryEvent, world: World, now: datetime
-) -> dict[str, dict[str, object]]:
+def desired_directives(origin: str, event: ListEntryEvent, world: World, now: datetime) -> dict[str, dict[str, Any]]:
     """Keys and material fields of every APPLY this event calls for at ``now``."""
     if event.ends_entry:
         return {}
     if event.effective_until is not None and event.effective_until <= now:
         return {}
-    want: dict[str, dict[str, object]] = {}
-    for mou, measure in world.triggered_measures(event.program, now):
-        mou_start, mou_end = measure_window(world, mou, measure.measure_id)
+    want: dict[str, dict[str, Any]] = {}
+    made: dict[tuple[str, tuple[str, ...] | None], TargetSubject] = {}
+    for route in _routes(world, event.program, now):
+        mou, measure = route.mou, route.measure
+        mou_start, mou_end = route.window
         valid_from = max(event.effective_from, mou_start)
         ends = [e for e in (event.effective_until, mou_end) if e is not None]
         valid_until = min(ends) if ends else None
-        visible = mou.visible_fields.get(measure.implementing_agency)
-        for ref, target in _targets(event.subject, measure, visible).items():
+        for ref, target in _targets(event.subject, route, made).items():
             key = directive_key(origin, event.entry_id, measure.measure_id, ref)
             want[key] = {
                 "subscriber": measure.implementing_agency,
@@ -189,6 +270,12 @@ _MATERIAL = ("subscriber", "measure_kind", "mou_id", "mou_version", "target", "v
 
 def _same(held: Directive, spec: Mapping[str, object]) -> bool:
     return held.action is Action.APPLY and all(getattr(held, f) == spec[f] for f in _MATERIAL)
+
+
+def _with_source(d: Directive, source: SourceRecord | None) -> Directive:
+    fields = dict(d.__dict__)
+    fields["source"] = source
+    return Directive.model_construct(**fields)
 
 
 def _lift_cause(event: ListEntryEvent, reevaluation: bool, now: datetime) -> Cause:
@@ -213,6 +300,7 @@ def _evaluate(
     now: datetime,
     reevaluation: bool,
 ) -> tuple[dict[str, Directive], list[Directive]]:
+    """The held map after ``event`` and the directives that change it (as held: sent with the source)."""
     want = desired_directives(origin, event, world, now)
     latest = dict(held)
     emitted: list[Directive] = []
@@ -221,37 +309,38 @@ def _evaluate(
         current = held.get(key)
         if current is not None and _same(current, spec):
             continue
-        d = Directive(
-            directive_id=directive_id(key, event.version, seq, Action.APPLY),
-            action=Action.APPLY,
-            origin_agency=origin,
-            entry_id=event.entry_id,
-            entry_version=event.version,
-            program=event.program,
-            seq=seq,
-            cause=apply_cause,
-            issued_at=now,
-            source=source,
-            **spec,  # type: ignore[arg-type]
-        )
-        latest[key] = d
-        emitted.append(d)
+        fields = {
+            "directive_id": directive_id(key, event.version, seq, Action.APPLY),
+            "action": Action.APPLY,
+            "origin_agency": origin,
+            "entry_id": event.entry_id,
+            "entry_version": event.version,
+            "program": event.program,
+            "seq": seq,
+            "cause": apply_cause,
+            "issued_at": now,
+            "source": None,
+            **spec,
+        }
+        held_d = Directive.model_construct(**fields)
+        latest[key] = held_d
+        emitted.append(held_d)
     for key, current in held.items():
         if key in want or current.action is Action.LIFT:
             continue
-        d = current.model_copy(
-            update={
-                "directive_id": directive_id(key, event.version, seq, Action.LIFT),
-                "action": Action.LIFT,
-                "entry_version": event.version,
-                "seq": seq,
-                "cause": _lift_cause(event, reevaluation, now),
-                "issued_at": now,
-                "source": None if reevaluation else source,
-            }
+        fields = dict(current.__dict__)
+        fields.update(
+            directive_id=directive_id(key, event.version, seq, Action.LIFT),
+            action=Action.LIFT,
+            entry_version=event.version,
+            seq=seq,
+            cause=_lift_cause(event, reevaluation, now),
+            issued_at=now,
+            source=None,
         )
-        latest[key] = d
-        emitted.append(d)
+        held_d = Directive.model_construct(**fields)
+        latest[key] = held_d
+        emitted.append(held_d)
     return latest, emitted
 
 
@@ -259,6 +348,14 @@ def world_revision(world: World) -> str:
     """A short fingerprint of the declared world; a change means entries need re-evaluation."""
     docs = json.dumps(world.to_documents(), sort_keys=True, default=str)
     return hashlib.sha256(docs.encode()).hexdigest()[:16]
+
+
+def world_epoch(world: World, world_rev: str, now: datetime) -> str:
+    """What every entry's directives depend on besides its own record: the declared world and
+    which MOU versions are in force on ``now``'s UTC day.  When it changes, every entry must be
+    evaluated again (a new MOU in force backfills, a terminated one lifts)."""
+    in_force = ",".join(f"{m.mou_id}@{m.version}" for m in world.current_mous(now))
+    return hashlib.sha256(f"{world_rev}|{in_force}".encode()).hexdigest()[:16]
 
 
 def _offset_key(source: SourceRecord) -> str:
@@ -272,15 +369,15 @@ def on_record(state: EntryState | None, rec: Accepted, world: World, now: dateti
     if state is not None:
         last = state.offsets.get(_offset_key(rec.source))
         if last is not None and rec.source.offset <= last:
-            return Transition(state=state, emitted=tuple(state.directives.values()), outcome=Outcome.RESYNC)
+            return Transition(state=state, changed=state.latest(), source=state.source, outcome=Outcome.RESYNC)
         if ev.version < state.version:
-            return Transition(state=state, emitted=(), outcome=Outcome.STALE_VERSION)
+            return Transition(state=state, changed=(), source=state.source, outcome=Outcome.STALE_VERSION)
         if ev.version == state.version:
             outcome = Outcome.RESYNC if rec.digest == state.digest else Outcome.REPLAYED
-            emitted = tuple(state.directives.values()) if outcome is Outcome.RESYNC else ()
-            return Transition(state=state, emitted=emitted, outcome=outcome)
+            changed = state.latest() if outcome is Outcome.RESYNC else ()
+            return Transition(state=state, changed=changed, source=state.source, outcome=outcome)
         if ev.event_id == state.event_id:
-            return Transition(state=state, emitted=(), outcome=Outcome.REPLAYED)
+            return Transition(state=state, changed=(), source=state.source, outcome=Outcome.REPLAYED)
     seq = (state.seq if state else 0) + 1
     held = state.directives if state else {}
     latest, emitted = _evaluate(
@@ -295,14 +392,14 @@ def on_record(state: EntryState | None, rec: Accepted, world: World, now: dateti
         version=ev.version,
         event_id=ev.event_id,
         digest=rec.digest,
-        event=ev,
         source=rec.source,
         seq=seq,
         directives=latest,
         offsets=offsets,
         world_rev=world_rev,
     )
-    return Transition(state=new, emitted=tuple(emitted), outcome=Outcome.APPLIED)
+    new.__dict__["event"] = ev  # the cached_property's slot: no need to decode what was just decoded
+    return Transition(state=new, changed=tuple(emitted), source=rec.source, outcome=Outcome.APPLIED)
 
 
 def on_tick(state: EntryState, world: World, now: datetime, world_rev: str = "") -> Transition:
@@ -318,8 +415,8 @@ def on_tick(state: EntryState, world: World, now: datetime, world_rev: str = "")
     )
     if not emitted:
         if world_rev and world_rev != state.world_rev:
-            return Transition(state=state.model_copy(update={"world_rev": world_rev}), emitted=(),
-                              outcome=Outcome.TICK)
-        return Transition(state=state, emitted=(), outcome=Outcome.TICK)
+            return Transition(state=state.model_copy(update={"world_rev": world_rev}), changed=(),
+                              source=state.source, outcome=Outcome.TICK)
+        return Transition(state=state, changed=(), source=state.source, outcome=Outcome.TICK)
     new = state.model_copy(update={"seq": seq, "directives": latest, "world_rev": world_rev or state.world_rev})
-    return Transition(state=new, emitted=tuple(emitted), outcome=Outcome.TICK)
+    return Transition(state=new, changed=tuple(emitted), source=state.source, outcome=Outcome.TICK)

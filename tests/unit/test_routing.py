@@ -171,7 +171,10 @@ def test_listed_organization_with_legal_representative() -> None:
         assert d.issued_at == NOW
 
     assert t.state is not None
-    assert dict(t.state.directives) == {d.key: d for d in t.emitted}
+    # The state keeps the publisher's record once, and each key's latest directive without a copy of it.
+    assert t.state.source == rec.source
+    assert dict(t.state.directives) == {d.key: d.model_copy(update={"source": None}) for d in t.emitted}
+    assert t.state.latest() == t.changed
     assert t.state.offsets == {"concord.lists.court:0": 0}
     assert t.state.next_deadline() == EFFECTIVE_UNTIL
 
@@ -504,7 +507,8 @@ def test_removed_measure_is_lifted_on_tick() -> None:
     t = on_tick(state, world_with(_remove_finance), NOW + days(1))
     (d,) = t.emitted
     assert (d.action, d.cause, d.measure_id, d.subject_ref) == (Action.LIFT, Cause.MOU_CHANGED, FINANCE, SUBJECT_REF)
-    assert d.source is None
+    # A LIFT carries the record it follows from too, so that the agency can check it against the MOUs.
+    assert d.source == state.source
     assert t.state is not None
     assert {x.measure_id for x in t.state.applied()} == {AVIATION, RAIL}
 
