@@ -152,10 +152,12 @@ def compile_acls(world: World, namespace: str, at: datetime) -> list[AclRule]:
                     ("WRITE", "DESCRIBE"), _rule("the fan-out quarantines what it refuses"))
     rules += _rules(FANOUT, "TOPIC", "LITERAL", registry, ("READ", "DESCRIBE"),
                     _rule("the fan-out reads the signed registry"))
-    rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}-fanout-", ("ALL",),
-                    _rule("the fan-out owns its state changelogs and ticks"))
+    rules += _rules(FANOUT, "TOPIC", "LITERAL", world.topic_name("fanout_state", namespace=namespace),
+                    ("READ", "WRITE", "DESCRIBE"), _rule("the fan-out keeps its state in its changelog"))
     rules += _rules(FANOUT, "GROUP", "LITERAL", f"{namespace}-fanout", ("ALL",),
                     _rule("the fan-out's consumer group"))
+    rules += _rules(FANOUT, "TRANSACTIONAL_ID", "PREFIXED", f"{namespace}-fanout-", ("WRITE", "DESCRIBE"),
+                    _rule("the fan-out commits its directives, state and offsets in Kafka transactions"))
     why = _rule("operators describe, nothing more")
     for prefix in (f"{namespace}.", f"{namespace}-"):
         rules += _rules(OPS, "TOPIC", "PREFIXED", prefix, ("DESCRIBE", "DESCRIBE_CONFIGS"), why)

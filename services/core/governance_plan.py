@@ -97,20 +97,8 @@ def world_digest(world: World) -> str:
     return _digest(world.to_documents())
 
 
-def fanout_topic_specs(world: World, namespace: str) -> tuple[TopicSpec, ...]:
-    """The fan-out's ticks topic: partitioned like the list topics, kept for a day.
-
-    Must agree with :meth:`services.localstack.LocalStack._ticks_spec` (a test checks).
-    """
-    lists = [s for s in world.topic_specs(namespace) if s.kind == "lists"]
-    if not lists:
-        return ()
-    return (lists[0].model_copy(update={"name": f"{namespace}-fanout-ticks", "agency": None,
-                                        "retention_ms": 24 * 3600 * 1000, "config": {}}),)
-
-
 def desired_topics(world: World, namespace: str) -> tuple[TopicSpec, ...]:
-    return (*world.topic_specs(namespace), *fanout_topic_specs(world, namespace))
+    return world.topic_specs(namespace)
 
 
 # --------------------------------------------------------------------------- states
@@ -634,8 +622,6 @@ def _topic_changes(world: World, namespace: str, live: LiveState) -> list[TopicC
     for spec in declared:
         held = live.topics.get(spec.name)
         what = f"{spec.kind} of {spec.agency}" if spec.agency else spec.kind
-        if spec.name.startswith(f"{namespace}-fanout-"):
-            what = "the fan-out's ticks"
         if held is None:
             out.append(TopicChange(action="create", name=spec.name, spec=spec,
                                    reason=f"declared ({what}): {spec.partitions} partition(s), "

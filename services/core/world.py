@@ -94,7 +94,7 @@ __all__ = [
 SubjectKind = Literal["PERSON", "ORGANIZATION"]
 ListKind = Literal["SANCTION", "INCENTIVE"]
 MeasureKind = Literal["PUNISH", "INCENT"]
-TopicKind = Literal["lists", "directives", "receipts", "quarantine", "registry"]
+TopicKind = Literal["lists", "directives", "receipts", "quarantine", "registry", "fanout_state"]
 CleanupPolicy = Literal["delete", "compact"]
 
 AGENCY_FILE = "agencies.yaml"
@@ -108,14 +108,19 @@ LIST_KIND_MEASURE: Mapping[str, MeasureKind] = {"SANCTION": "PUNISH", "INCENTIVE
 MEASURE_KINDS: tuple[MeasureKind, ...] = ("PUNISH", "INCENT")
 
 #: Topic kinds in the order specs are expanded, and whom each is declared for.
-TOPIC_KINDS: tuple[TopicKind, ...] = ("lists", "directives", "receipts", "quarantine", "registry")
+TOPIC_KINDS: tuple[TopicKind, ...] = ("lists", "directives", "receipts", "quarantine", "registry", "fanout_state")
 _TOPIC_SCOPE: Mapping[TopicKind, Literal["publishers", "implementers"] | None] = {
     "lists": "publishers",
     "directives": "implementers",
     "receipts": "implementers",
     "quarantine": None,
     "registry": None,
+    "fanout_state": None,
 }
+
+#: Topic kinds the fan-out reads or keeps by state partition: one worker owns partition p of
+#: all of them, so they must all have the same partition count.
+CO_PARTITIONED: tuple[TopicKind, ...] = ("lists", "receipts", "fanout_state")
 
 #: Subject fields an MOU may make visible to an implementing agency.
 SUBJECT_FIELDS: tuple[str, ...] = ("kind", "names", "identifiers", "related_parties")
@@ -1236,17 +1241,22 @@ class _Parser:
             )
 
     def check_list_partitions(self, world: World) -> None:
-        # The fan-out joins all list topics into one keyed state; Kafka Streams-style
-        # co-partitioning needs every source topic to have the same partition count.
-        specs = [s for s in world.topic_specs() if s.kind == "lists"]
+        # The fan-out keeps one state partition per partition number: a worker owns partition p
+        # of every list topic, every receipts topic and its state changelog together, so all of
+        # them need the same partition count (Kafka Streams calls it co-partitioning).
         base = world.topic_templates["lists"].partitions
-        for spec in specs:
-            if spec.partitions != base:
-                self.problem(
-                    TOPIC_FILE, ("topics", "lists", "overrides", spec.agency or "", "partitions"),
-                    f"all list topics must have the same partition count (the fan-out co-partitions "
-                    f"them): {spec.agency} has {spec.partitions}, the template {base}",
-                )
+        for spec in world.topic_specs():
+            if spec.kind not in CO_PARTITIONED or spec.partitions == base:
+                continue
+            loc: Loc = (("topics", spec.kind, "overrides", spec.agency, "partitions") if spec.agency
+                        and spec.agency in world.topic_templates[spec.kind].overrides
+                        else ("topics", spec.kind, "partitions"))
+            who = f"{spec.kind} of {spec.agency}" if spec.agency else spec.kind
+            self.problem(
+                TOPIC_FILE, loc,
+                f"{', '.join(CO_PARTITIONED)} topics must all have the same partition count (the fan-out "
+                f"co-partitions them): {who} has {spec.partitions}, the list topics {base}",
+            )
 
     def check_topic_names_unique(self, world: World) -> None:
         seen: dict[str, TopicSpec] = {}

@@ -153,4 +153,5 @@ def test_apply_created_the_namespace_from_nothing(applied_ns: str, kafka_cluster
                           lambda n: n.startswith((f"{applied_ns}.", f"{applied_ns}-")))
     assert f"{applied_ns}.governance-ledger" in topics
     assert topics[f"{applied_ns}.directives.rail"].config["cleanup.policy"] == "compact"
-    assert topics[f"{applied_ns}-fanout-ticks"].partitions == 3
+    assert topics[f"{applied_ns}.fanout.state"].partitions == 3
+    assert topics[f"{applied_ns}.fanout.state"].config["cleanup.policy"] == "compact"

@@ -26,7 +26,6 @@ from services.core.governance_plan import (
     desired_topics,
     drain_candidates,
     drain_status,
-    fanout_topic_specs,
     ledger_topic,
     live_fingerprint,
     make_plan,
@@ -350,11 +349,13 @@ def test_topic_differences_are_created_reconfigured_or_reported() -> None:
     assert [t.name for t in plan.topics if t.undeclared] == [f"{NS}.leftover"]
 
 
-def test_the_fanout_ticks_topic_agrees_with_the_local_setup(tmp_path: Path) -> None:
-    from services.localstack import LocalStack
-
-    stack = LocalStack.at(tmp_path, namespace=NS)
-    assert fanout_topic_specs(stack.world, NS) == (stack._ticks_spec(),)  # noqa: SLF001
+def test_the_fanout_state_changelog_is_declared_compacted_and_partitioned_like_the_lists() -> None:
+    world = real_world()
+    (state,) = [s for s in desired_topics(world, NS) if s.kind == "fanout_state"]
+    lists = [s for s in world.topic_specs(NS) if s.kind == "lists"]
+    assert state.name == f"{NS}.fanout.state"
+    assert state.cleanup_policy == "compact"
+    assert {s.partitions for s in lists} == {state.partitions}
 
 
 def test_the_ledger_round_trips_and_compares_by_content() -> None:

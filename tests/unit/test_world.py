@@ -184,7 +184,7 @@ def test_topic_names_default_namespace(world: World) -> None:
         "concord.directives.rail", "concord.directives.securities",
         "concord.receipts.aviation", "concord.receipts.customs", "concord.receipts.finance",
         "concord.receipts.rail", "concord.receipts.securities",
-        "concord.quarantine", "concord.registry",
+        "concord.quarantine", "concord.registry", "concord.fanout.state",
     ]
     assert world.topic_name("lists", "court") == "concord.lists.court"
     assert world.topic_name("directives", "aviation") == "concord.directives.aviation"
@@ -193,7 +193,7 @@ def test_topic_names_default_namespace(world: World) -> None:
 
 def test_topic_names_other_namespace(world: World) -> None:
     specs = world.topic_specs("t-4f2a")
-    assert len(specs) == 15
+    assert len(specs) == 16
     assert all(s.name.startswith("t-4f2a.") for s in specs)
     assert world.topic_name("receipts", "rail", namespace="t-4f2a") == "t-4f2a.receipts.rail"
     assert world.topic_name("quarantine", namespace="t-4f2a") == "t-4f2a.quarantine"
@@ -534,9 +534,17 @@ def test_list_topics_share_partition_count(docs: dict[str, Any]) -> None:
     docs["topics.yaml"]["topics"]["lists"]["overrides"] = {"market": {"partitions": 6}}
     assert_problem(
         invalid(docs), "topics.yaml", "topics.lists.overrides.market.partitions",
-        "all list topics must have the same partition count (the fan-out co-partitions them): "
-        "market has 6, the template 3",
+        "lists, receipts, fanout_state topics must all have the same partition count (the fan-out "
+        "co-partitions them): lists of market has 6, the list topics 3",
     )
+    docs["topics.yaml"]["topics"]["lists"]["overrides"] = {}
+    docs["topics.yaml"]["topics"]["receipts"]["overrides"] = {"rail": {"partitions": 4}}
+    assert_problem(
+        invalid(docs), "topics.yaml", "topics.receipts.overrides.rail.partitions",
+        "lists, receipts, fanout_state topics must all have the same partition count (the fan-out "
+        "co-partitions them): receipts of rail has 4, the list topics 3",
+    )
+    docs["topics.yaml"]["topics"]["receipts"]["overrides"] = {}
     # Other kinds may differ per agency.
     docs["topics.yaml"]["topics"]["lists"]["overrides"] = {"market": {"partitions": 3}}
     docs["topics.yaml"]["topics"]["directives"]["overrides"] = {"rail": {"partitions": 12}}
@@ -546,8 +554,10 @@ def test_list_topics_share_partition_count(docs: dict[str, Any]) -> None:
 
 
 def test_partitions_are_declared_not_constant(docs: dict[str, Any]) -> None:
-    docs["topics.yaml"]["topics"]["lists"]["partitions"] = 8
-    assert {s.partitions for s in parse_world(docs).topic_specs() if s.kind == "lists"} == {8}
+    for kind in ("lists", "receipts", "fanout_state"):
+        docs["topics.yaml"]["topics"][kind]["partitions"] = 8
+    assert {s.partitions for s in parse_world(docs).topic_specs()
+            if s.kind in ("lists", "receipts", "fanout_state")} == {8}
 
 
 @pytest.mark.parametrize(
