@@ -34,6 +34,8 @@ REASONS = (
     "REPLAYED",
     "SOURCE_MISMATCH",
     "WRONG_SUBSCRIBER",
+    "MISSING_KEY",
+    "WRONG_PARTITION",
 )
 
 
@@ -78,18 +80,30 @@ def admit_list_record(
     keyring: Keyring,
     schemas: SchemaRegistry,
     world: World,
+    key_partition: int | None = None,
 ) -> Accepted:
-    """A list record from ``origin``'s topic, admitted for routing, or Refused."""
+    """A list record from ``origin``'s topic, admitted for routing, or Refused.
+
+    ``key_partition`` is the partition the record's key maps to (the shell computes it with
+    Kafka's partitioner): an entry's records must all land on one partition, or its state
+    would split between workers and a delisting could miss what a listing applied.
+    """
     if value is None:
         raise Refused("UNDECODABLE", "record has no value")
     signed = _verify(keyring, Domain.LIST_RECORD, value, SignedHeaders.from_kafka(headers), origin,
                      _when(timestamp_ms))
     event = _decode_event(schemas, value)
+    if key is None:
+        raise Refused("MISSING_KEY", f"entry {event.entry_id} was published without its key (the entry id)")
+    if key.decode("utf-8", "replace") != event.entry_id:
+        raise Refused("KEY_MISMATCH", f"record key {key!r} is not its entry id {event.entry_id!r}")
+    if key_partition is not None and key_partition != partition:
+        raise Refused("WRONG_PARTITION", f"entry {event.entry_id} belongs on partition {key_partition}, "
+                                         f"not {partition}: publish with the entry id as key and the default "
+                                         "partitioner")
     problems = context_problems(event, agency=origin, world=world)
     if problems:
         raise Refused("INVALID_RECORD", "; ".join(str(p) for p in problems))
-    if key is not None and key.decode("utf-8", "replace") != event.entry_id:
-        raise Refused("KEY_MISMATCH", f"record key {key!r} is not its entry id {event.entry_id!r}")
     # The source carries the whole seal (a batch member's root signature, root and audit path), so
     # that whoever receives the record forwarded can verify the publisher's signature on its own.
     source = SourceRecord(topic=topic, partition=partition, offset=offset, agency=signed.agency,

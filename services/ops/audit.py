@@ -25,12 +25,14 @@ from services.core.models import Directive, ListEntryEvent, Receipt
 from services.core.signing import Domain, Keyring, SignedHeaders
 from services.core.world import World
 from services.kafka_access import KafkaAccess
+from services.partitioning import key_partition
 
 
 async def read_all(access: KafkaAccess, topics: Iterable[str]) -> list[tuple[str, ConsumerRecord[bytes, bytes]]]:
     """Every record of ``topics`` up to their current end, in partition order."""
     consumer = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_poll_records=5000)
+                                auto_offset_reset="earliest", max_poll_records=5000,
+                                isolation_level="read_committed")
     await consumer.start()
     try:
         tps: list[TopicPartition] = []
@@ -111,6 +113,7 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
     lists = {s.name: s.agency for s in specs if s.kind == "lists" and s.agency}
     directives = {s.name: s.agency for s in specs if s.kind == "directives" and s.agency}
     receipts = {s.name: s.agency for s in specs if s.kind == "receipts" and s.agency}
+    partitions = {s.name: s.partitions for s in specs if s.kind == "lists"}
     report = AuditReport()
     events: list[tuple[str, ListEntryEvent]] = []
     for topic, rec in await read_all(access, lists):
@@ -118,7 +121,8 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
             acc = admit_list_record(origin=lists[topic], topic=topic, partition=rec.partition,
                                     offset=rec.offset, key=rec.key, value=rec.value,
                                     headers=rec.headers, timestamp_ms=rec.timestamp,
-                                    keyring=keyring, schemas=schemas, world=world)
+                                    keyring=keyring, schemas=schemas, world=world,
+                                    key_partition=key_partition(rec.key, partitions[topic]) if rec.key else None)
         except Refused:
             report.refused_events += 1
             continue
@@ -127,6 +131,8 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
     now = now or datetime.now(UTC)
     held: list[Directive] = []
     for topic, rec in await read_all(access, directives):
+        if schemas.kind_of(rec.value) == "heartbeat":
+            continue  # the fan-out's sign of life, not a directive
         try:
             held.append(admit_directive(agency=directives[topic], value=rec.value,
                                         headers=rec.headers, timestamp_ms=rec.timestamp,
