@@ -85,27 +85,22 @@ def cmd_adapter_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fanout_worker(args: argparse.Namespace) -> int:
-    import faust
-
     from services.core.codec import default_registry
     from services.core.intake import FANOUT_PRINCIPAL
-    from services.fanout.app import Fanout, FanoutConfig
+    from services.fanout.app import FanoutConfig
+    from services.fanout.worker import run_worker
     from services.keystore import load_keyring, load_signer
 
     settings = _settings()
+    logging.getLogger("concord").setLevel(args.loglevel.upper())
+    state_dir = Path(args.state_dir) if args.state_dir else settings.home / "fanout" / args.name
     cfg = FanoutConfig(
         access=settings.access(FANOUT_PRINCIPAL), world=_world(settings),
         keyring=load_keyring(settings.keys_path), schemas=default_registry(),
         signer=load_signer(settings.keys_path, FANOUT_PRINCIPAL), namespace=settings.effective_namespace(),
-        web_port=args.web_port, batch_signatures=args.signatures == "batch",
+        name=args.name, state_dir=state_dir, web_port=args.web_port, batch_signatures=args.signatures == "batch",
     )
-    fanout = Fanout(cfg)
-    worker = faust.Worker(fanout.app, loglevel=args.loglevel, quiet=True)
-    # faust's terminal spinner sets the root logger to DEBUG when the level is WARNING or above, so
-    # every debug call of aiokafka and faust builds a record: a service has no terminal to spin on.
-    worker.spinner = None
-    worker.execute_from_commandline()
-    return 0
+    return run_worker(cfg)
 
 
 def cmd_subscriber_run(args: argparse.Namespace) -> int:
@@ -249,7 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fanout", help="the fan-out")
     fs = s.add_subparsers(dest="fanout_command", required=True)
     w = fs.add_parser("worker", help="run a fan-out worker")
-    w.add_argument("--web-port", type=int, default=None)
+    w.add_argument("--name", default="worker",
+                   help="this worker's name, unique in the group: its transactional id and state folder")
+    w.add_argument("--state-dir", help="where its state partitions live (default <home>/fanout/<name>)")
+    w.add_argument("--web-port", type=int, default=None, help="serve /metrics, /healthz and /coverage")
     w.add_argument("--loglevel", default="INFO")
     w.add_argument("--signatures", choices=("batch", "single"), default="batch",
                    help="batch: sign the directives of each send batch once, over their Merkle root (default); "

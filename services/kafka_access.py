@@ -4,7 +4,7 @@ A :class:`KafkaAccess` is a frozen settings object: bootstrap servers, the CA th
 signed the brokers' certificates, and one principal's SCRAM credentials.  Library
 code takes one of these; only entry points (the CLI, test fixtures) build them from
 the environment or from the local setup's files.  It renders the same access for
-the three client libraries Concord uses (aiokafka, faust, confluent-kafka) so they
+the two client libraries Concord uses (aiokafka, confluent-kafka) so they
 can never disagree on security settings.
 """
 
@@ -80,24 +80,6 @@ class KafkaAccess(BaseModel):
             conf["sasl.username"] = self.username or ""
             conf["sasl.password"] = self._secret()
         return conf
-
-    def faust_kwargs(self) -> dict[str, Any]:
-        """``broker`` and ``broker_credentials`` for a faust.App."""
-        import faust  # imported lazily: only the fan-out shell needs faust
-
-        kw: dict[str, Any] = {
-            "broker": [f"kafka://{hp}" for hp in self.bootstrap.split(",")],
-        }
-        if self.uses_sasl:
-            kw["broker_credentials"] = faust.SASLCredentials(
-                username=self.username,
-                password=self._secret(),
-                mechanism=self.sasl_mechanism,
-                ssl_context=self.ssl_context(),
-            )
-        elif self.uses_tls:
-            kw["broker_credentials"] = self.ssl_context()
-        return kw
 
     def describe(self) -> str:
         who = self.username or "anonymous"

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from services.core.access import ADMIN, FANOUT, OPS, compile_acls
 from services.core.errors import ConfigError
-from services.core.world import TopicSpec, World, load_world
+from services.core.world import World, load_world
 from services.governance.admin import admin_client, ensure_acls, ensure_topics
 from services.kafka_access import KafkaAccess
 from services.keystore import ensure_keys
@@ -118,16 +118,8 @@ class LocalStack:
         """Create missing topics and ACLs as the admin; return what was created."""
         admin = admin_client(self.access(ADMIN))
         topics = ensure_topics(admin, self.world.topic_specs(self.namespace))
-        fanout_topics = ensure_topics(admin, [self._ticks_spec()])
         acls = ensure_acls(admin, compile_acls(self.world, self.namespace, datetime.now(UTC)))
-        return topics + fanout_topics, len(acls)
-
-    def _ticks_spec(self) -> TopicSpec:
-        """The fan-out's ticks topic: co-partitioned with the list topics, short-lived."""
-        lists = [s for s in self.world.topic_specs(self.namespace) if s.kind == "lists"]
-        base = lists[0]
-        return base.model_copy(update={"name": f"{self.namespace}-fanout-ticks", "agency": None,
-                                       "retention_ms": 24 * 3600 * 1000, "config": {}})
+        return topics, len(acls)
 
     # --- services ---------------------------------------------------------------
 
@@ -173,7 +165,7 @@ class LocalStack:
         proc = subprocess.Popen(  # noqa: S603 - our own entry point
             [sys.executable, "-m", "services.cli", *args], env=self._env(), stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
-            cwd=self.home,  # anything a service writes beside itself (faust's data dir) stays in the home
+            cwd=self.home,  # anything a service writes beside itself stays in the home
         )
         out.close()
         svc = Service(name, proc, url, log)
@@ -186,9 +178,11 @@ class LocalStack:
         return svc
 
     def start_fanout(self, name: str = "fanout", port: int | None = None) -> Service:
+        """A fan-out worker named ``name``: its state lives in ``<home>/fanout/<name>``, so a worker
+        started again under the same name resumes from its own copy."""
         port = port or free_port()
-        return self._spawn(name, ["fanout", "worker", "--web-port", str(port)], url=f"http://127.0.0.1:{port}",
-                           metrics_port=port)
+        return self._spawn(name, ["fanout", "worker", "--name", name, "--web-port", str(port)],
+                           url=f"http://127.0.0.1:{port}", metrics_port=port)
 
     def start_subscriber(self, agency: str, port: int | None = None) -> Service:
         port = port or free_port()

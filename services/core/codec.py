@@ -123,6 +123,16 @@ class SchemaRegistry:
             raise UnknownFingerprint(f"unknown schema fingerprint {fp.hex()}")
         return sv, data[HEADER_LEN:]
 
+    def kind_of(self, data: bytes | None) -> str | None:
+        """The record family ``data`` claims to be (``directive``, ``heartbeat``, ...), or None if it is
+        not a single-object record of a known schema.  Reads the header only."""
+        if data is None:
+            return None
+        try:
+            return self.split(data)[0].name
+        except (NotSingleObject, UnknownFingerprint):
+            return None
+
     def decode(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
         writer, body = self.split(data)
         if expect is not None and writer.name != expect:

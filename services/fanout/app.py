@@ -1,52 +1,59 @@
-"""The fan-out: a faust-streaming app that turns list records into directives.
+"""The fan-out: list records in, signed directives out, by the MOUs in force.
 
-One agent reads every publishing agency's list topic plus the fan-out's own
-``ticks`` topic.  All of them have the same partition count as the ``entries``
-table, so an entry's records, its ticks and its state share one partition and one
-worker (faust co-partitioning).  Per record the agent admits (verifies, decodes,
-validates) it, runs the pure transition from :mod:`services.core.routing`, stores
-the new state in the changelog-backed table, and sends the emitted directives,
-signed by the fan-out, to each implementing agency's directive topic — by default
-in batches per agency signed once over their Merkle root
-(:mod:`services.fanout.sending`).
+:class:`Fanout` is what :class:`~services.fanout.engine.TransactionalEngine` runs.  Per
+list record it admits (verifies, decodes, validates) it, runs the pure transition of
+:mod:`services.core.routing` against the entry's state, stores the new state and the
+expiry index in the state partition, and hands the directives to the sealer, which
+signs each agency's batch before the transaction commits.  Receipts are read in the
+same loop — the receipts topics are co-partitioned with the list topics — and close
+the directives they answer, so coverage is kept on send and on receipt and never
+counted by walking the entries.
 
-Sends are attached to the source offset by faust and flushed before the offset is
-committed, so a crash can only cause a record to be processed again — which the
-routing core answers by re-sending the entry's latest directives with their
-original ids.
+Between records, in bounded steps inside the same transactions:
 
-Why a ``ticks`` topic: faust only lets a table change inside stream iteration,
-because the change must go to the changelog partition of the record being
-processed.  The expiry timer therefore does not change state itself; it sends a
-tick for a due entry to the entry's partition, and the agent handles the tick like
-any other record.
+* **expiry**: the earliest ends of the entries' APPLYs sit in a deadline-ordered index;
+  the due ones are read in order and re-evaluated (cause ``PERIOD_ENDED``);
+* **re-evaluation**: when the declared world or the set of MOU versions in force
+  changes, every entry of a partition is evaluated again, a bounded batch at a time,
+  from a cursor kept in the state (a crash resumes where it was);
+* **heartbeats**: a signed sign of life on every directive partition this worker
+  writes to, so a subscriber can tell "nothing happened" from "the fan-out is down".
+
+Nothing here walks every entry except the re-evaluation sweep, which is the point of it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import zlib
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from confluent_kafka import Message
 
 from services.core.codec import SchemaRegistry
+from services.core.errors import CodecError, SignatureInvalid
 from services.core.intake import Refused, admit_list_record
-from services.core.models import Directive, Header, QuarantineRecord
-from services.core.routing import EntryState, Outcome, Transition, on_record, on_tick, world_revision
-from services.core.signing import Domain, Keyring, Signer
+from services.core.models import Action, Cause, Directive, Header, Heartbeat, QuarantineRecord, Receipt, heartbeat_key
+from services.core.routing import EntryState, Outcome, Transition, on_record, on_tick, world_epoch, world_revision
+from services.core.signing import Domain, Keyring, SignedHeaders, Signer
 from services.core.world import World
-from services.fanout.coverage import ReceiptView
-from services.fanout.metrics import FanoutMetrics, unlifted_expiries, world_routes
-from services.fanout.sending import DirectiveSender
+from services.fanout import store as st
+from services.fanout.engine import Transaction
+from services.fanout.metrics import TIME_CAUSES, FanoutMetrics
+from services.fanout.sending import DirectiveSealer
+from services.fanout.store import PartitionStore
 from services.kafka_access import KafkaAccess
+from services.partitioning import entry_partition
 
 log = logging.getLogger("concord.fanout")
+
+_SWEEP = st.META + b"sweep"  # {"epoch": ..., "after": last entry key done}
+_EPOCH = st.META + b"epoch"  # the epoch every entry of the partition was last evaluated under
 
 
 @dataclass
@@ -57,392 +64,419 @@ class FanoutConfig:
     schemas: SchemaRegistry
     signer: Signer
     namespace: str = "concord"
-    tick_interval: float = 0.5
-    rescan_interval: float = 30.0
-    coverage_interval: float = 5.0
+    name: str = "worker"
+    state_dir: Path = Path(".local/fanout/worker")
     web_port: int | None = None
     metrics: FanoutMetrics = field(default_factory=FanoutMetrics.create)
-    batch_signatures: bool = True  # one signature per send batch of an agency's directives
+    batch_signatures: bool = True  # one signature per batch of an agency's directives
     batch_max: int = 512
-    batch_wait: float = 0.02
+    tick_interval: float = 0.25  # how often the expiry index is read
+    expiry_batch: int = 500  # entries re-evaluated per step at most, on expiry
+    sweep_batch: int = 500  # entries re-evaluated per step at most, after a world change
+    heartbeat_interval: float = 2.0
+    gauge_interval: float = 1.0
+    commit_interval: float = 0.05
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # what "now" is, for tests
 
     @property
     def app_id(self) -> str:
         return f"{self.namespace}-fanout"
 
-    @property
-    def ticks_topic(self) -> str:
-        return f"{self.app_id}-ticks"
 
+@dataclass
+class _Done:
+    """A record handled in the open transaction: its broker time, for the latency histogram."""
 
-def entry_partition(table_key: str, partitions: int) -> int:
-    """Directive partition for an entry: all of one entry's directives stay in order."""
-    return zlib.crc32(table_key.encode()) % partitions
-
-
-@dataclass(frozen=True)
-class _Record:
-    """A record read outside faust, shaped like the faust message the agent handles."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-    timestamp: float
-
-
-def _watermark_key(topic: str, partition: int) -> bytes:
-    return f"\x00watermark/{topic}/{partition}".encode()
-
-
-def _is_entry(key: bytes) -> bool:
-    return not key.startswith(b"\x00")
-
-
-def _view(handler: Any) -> Any:
-    """A plain function for faust's page decorator, which binds it to its View class."""
-
-    async def page(view: Any, request: Any) -> Any:
-        return await handler(view, request)
-
-    return page
+    broker_ts: float
 
 
 class Fanout:
-    """Builds the faust app and holds what its agent and timer share."""
+    """The routing around the engine: handlers for records and for due work."""
 
     def __init__(self, cfg: FanoutConfig) -> None:
         self.cfg = cfg
-        specs = {s.name: s for s in cfg.world.topic_specs(cfg.namespace)}
-        self.list_topics = {
-            s.name: s.agency for s in specs.values() if s.kind == "lists" and s.agency is not None
-        }
-        partitions = {specs[t].partitions for t in self.list_topics}
+        world, ns = cfg.world, cfg.namespace
+        specs = world.topic_specs(ns)
+        self.list_topics = {s.name: s.agency for s in specs if s.kind == "lists" and s.agency is not None}
+        self.receipt_topics = {s.name: s.agency for s in specs if s.kind == "receipts" and s.agency is not None}
+        partitions = {s.partitions for s in specs if s.kind in ("lists", "receipts")}
         if len(partitions) != 1:
-            raise ValueError("all list topics must have the same partition count")
+            raise ValueError("list and receipts topics must all have the same partition count")
         self.partitions = partitions.pop()
-        self.directive_partitions = {
-            s.agency: s.partitions for s in specs.values() if s.kind == "directives" and s.agency
-        }
-        self.quarantine_topic = cfg.world.topic_name("quarantine", namespace=cfg.namespace)
-        self.app = faust.App(
-            cfg.app_id,
-            **cfg.access.faust_kwargs(),
-            store="memory://",
-            topic_partitions=self.partitions,
-            topic_replication_factor=1,
-            topic_disable_leader=True,
-            table_standby_replicas=0,
-            consumer_auto_offset_reset="earliest",
-            processing_guarantee="at_least_once",
-            producer_acks=-1,
-            web_enabled=cfg.web_port is not None,
-            web_port=cfg.web_port or 6066,
-            web_bind="127.0.0.1",
-            broker_commit_interval=0.5,
-            # A worker killed without leaving the group holds its partitions until its
-            # session expires: keep that short so a restart takes over in seconds.
-            broker_session_timeout=10.0,
-            broker_heartbeat_interval=3.0,
-            key_serializer="raw",
-            value_serializer="raw",
-        )
-        self.entries = self.app.Table(
-            "entries", default=None, partitions=self.partitions, key_type=bytes, value_type=bytes,
-        )
-        self.source = self.app.topic(
-            *self.list_topics, self.cfg.ticks_topic, key_type=bytes, value_type=bytes,
-            key_serializer="raw", value_serializer="raw",
-        )
-        self._out: dict[str, faust.TopicT] = {}
-        self.due: dict[bytes, tuple[datetime, int]] = {}
-        self._indexed_for: frozenset[Any] | None = None
-        self._last_scan = 0.0
-        self.world_rev = world_revision(cfg.world)
-        self.receipts = ReceiptView(
-            access=cfg.access,
-            topics={s.name: s.agency for s in specs.values() if s.kind == "receipts" and s.agency},
-            keyring=cfg.keyring, schemas=cfg.schemas,
-        )
-        self._stopping = asyncio.Event()
-        self._next: dict[tuple[str, int], int] = {}  # per source partition: the next offset to process
-        self._next_generation = -1
-        self._gap_reader: AIOKafkaConsumer | None = None
-        self._decoded: dict[bytes, tuple[bytes, EntryState]] = {}
-        self._directive_topics = {
-            agency: cfg.world.topic_name("directives", agency, namespace=cfg.namespace)
-            for agency in self.directive_partitions
-        }
-        self.sender = DirectiveSender(signer=cfg.signer, send=self._produce, batch=cfg.batch_signatures,
-                                      max_records=cfg.batch_max, max_wait=cfg.batch_wait)
-        self.app.agent(self.source, name="route")(self._route)
-        self.app.timer(interval=cfg.tick_interval)(self._tick_due)
-        self.app.timer(interval=cfg.coverage_interval)(self._update_coverage)
-        self.app.task(self._follow_receipts)
-        if cfg.batch_signatures:
-            self.app.task(self._seal_batches)
-        if cfg.web_port is not None:
-            from faust.sensors.prometheus import setup_prometheus_sensors
+        self.directive_topics = {s.agency: (s.name, s.partitions) for s in specs
+                                 if s.kind == "directives" and s.agency is not None}
+        self.quarantine_topic = world.topic_name("quarantine", namespace=ns)
+        self.changelog_topic = world.topic_name("fanout_state", namespace=ns)
+        self.world_rev = world_revision(world)
+        self.metrics = cfg.metrics
+        self.sealer = DirectiveSealer(signer=cfg.signer, produce=self._produce_directive,
+                                      batch=cfg.batch_signatures, max_records=cfg.batch_max)
+        self._tx: Transaction | None = None
+        self._done: list[_Done] = []
+        self._next_tick = 0.0
+        self._next_heartbeat = 0.0
+        self._next_gauges = 0.0
+        self._epoch = ""
+        self._epoch_at = 0.0
+        self._sweeping: set[int] = set()
+        self._stores: dict[int, PartitionStore] = {}
+        self._receipts_caught_up = False
+        self.engine: Any = None  # set by the worker: positions and pauses for the gauges
+        # What /coverage shows, replaced whole by the loop's thread (the web thread only reads it).
+        self.coverage: dict[str, object] = {"worker": cfg.name, "worker_partitions": [], "outstanding": []}
 
-            setup_prometheus_sensors(self.app, "/metrics", registry=cfg.metrics.registry,
-                                     name_prefix="concord_faust")
-            self.app.page("/coverage")(_view(self._coverage_page))
-            self.app.page("/healthz")(_view(self._health_page))
+    @property
+    def input_topics(self) -> list[str]:
+        return [*self.list_topics, *self.receipt_topics]
 
-    # --- helpers ---------------------------------------------------------------
+    # --- Processor: records ------------------------------------------------------------
 
-    def _topic(self, name: str) -> faust.TopicT:
-        t = self._out.get(name)
-        if t is None:
-            t = self._out[name] = self.app.topic(name, key_serializer="raw", value_serializer="raw")
-        return t
+    def handle(self, msg: Message, store: PartitionStore, tx: Transaction) -> None:
+        self._tx = tx
+        topic = msg.topic() or ""
+        if topic in self.list_topics:
+            self._list_record(msg, store)
+        elif topic in self.receipt_topics:
+            self._receipt(msg, store)
 
-    async def _send_directive(self, d: Directive) -> None:
+    def _list_record(self, msg: Message, store: PartitionStore) -> None:
+        origin = self.list_topics[msg.topic() or ""]
+        now = self.cfg.clock()
+        key = msg.key()
+        _, ts = msg.timestamp()
+        partition = msg.partition() or 0
+        try:
+            accepted = admit_list_record(
+                origin=origin, topic=msg.topic() or "", partition=partition, offset=msg.offset() or 0,
+                key=key, value=msg.value(), headers=msg.headers(), timestamp_ms=ts, keyring=self.cfg.keyring,
+                schemas=self.cfg.schemas, world=self.cfg.world,
+                key_partition=entry_partition(key, self.partitions) if key is not None else None,
+            )
+        except Refused as r:
+            self._quarantine(msg, r.reason, r.detail)
+            return
+        self.metrics.event_in(origin, accepted.event.program)
+        table_key = f"{origin}/{accepted.event.entry_id}"
+        before = self._load(store, table_key)
+        tr = on_record(before, accepted, self.cfg.world, now, self.world_rev)
+        if tr.outcome is not Outcome.APPLIED:
+            self.metrics.ignored.labels(tr.outcome.value).inc()
+        if tr.outcome in (Outcome.STALE_VERSION, Outcome.REPLAYED):
+            held = before.version if before else 0
+            self._quarantine(msg, tr.outcome.value, f"entry {accepted.event.entry_id} is at version {held}; "
+                                                    f"got version {accepted.event.version}")
+            return
+        self._save(store, table_key, before, tr, now)
+        self._done.append(_Done(ts / 1000 if ts > 0 else now.timestamp()))
+
+    def _receipt(self, msg: Message, store: PartitionStore) -> None:
+        agency = self.receipt_topics[msg.topic() or ""]
+        value = msg.value()
+        if value is None:
+            return
+        _, ts = msg.timestamp()
+        try:
+            self.cfg.keyring.verify(Domain.RECEIPT, value, SignedHeaders.from_kafka(msg.headers()),
+                                    expected_agency=agency, at=datetime.fromtimestamp(ts / 1000, UTC))
+            receipt = self.cfg.schemas.decode_model(value, Receipt)
+        except (SignatureInvalid, CodecError) as exc:
+            self.metrics.receipts_refused.inc()
+            log.warning("ignored a receipt on %s: %s", msg.topic(), exc)
+            return
+        if receipt.agency != agency:
+            self.metrics.receipts_refused.inc()
+            return
+        if not self._answered(store, receipt.directive_id, by=agency):
+            return
+        self.metrics.receipts.labels(receipt.status.value).inc()
+
+    # --- state ---------------------------------------------------------------------------
+
+    def _load(self, store: PartitionStore, table_key: str) -> EntryState | None:
+        raw = store.get(st.entry_key(table_key))
+        return EntryState.model_validate_json(raw) if raw else None
+
+    def _save(self, store: PartitionStore, table_key: str, before: EntryState | None, tr: Transition,
+              now: datetime) -> None:
+        after = tr.state
+        if after is not None and after is not before:
+            store.put(st.entry_key(table_key), after.model_dump_json().encode())
+            if before is None:
+                store.count(entries=1)
+        old = before.next_deadline() if before else None
+        new = after.next_deadline() if after else None
+        if old != new:
+            if old is not None:
+                store.delete(st.deadline_key(old.timestamp() * 1000, table_key))
+                store.count(deadlines=-1)
+            if new is not None:
+                store.put(st.deadline_key(new.timestamp() * 1000, table_key), _ending(after, new))
+                store.count(deadlines=1)
+        for d in tr.emitted:
+            previous = before.directives.get(d.key) if before is not None else None
+            if previous is not None and previous.directive_id != d.directive_id:
+                self._answered(store, previous.directive_id)
+            self._send(d, store, now)
+
+    def _send(self, d: Directive, store: PartitionStore, now: datetime) -> None:
+        topic, count = self.directive_topics[d.subscriber]
         value = self.cfg.schemas.encode_model(d)
-        partition = entry_partition(f"{d.origin_agency}/{d.entry_id}", self.directive_partitions[d.subscriber])
-        self._tune_producer()
-        await self.sender.send(d.subscriber, self._directive_topics[d.subscriber], d.key.encode(), value, partition)
-        self.cfg.metrics.directive_out(d)
+        self.sealer.add(d.subscriber, topic, d.key.encode(), value, store.partition % count)
+        self.metrics.directive_out(d)
+        stage = st.STAGE_TIME_LIFT if d.action is Action.LIFT and d.cause in TIME_CAUSES else st.STAGE_RECEIPT
+        if store.get(st.OUTSTANDING + d.directive_id.encode()) is None:
+            age = st.age_key(d.subscriber, d.mou_id, stage, d.issued_at.timestamp() * 1000, d.directive_id)
+            store.put(st.OUTSTANDING + d.directive_id.encode(), age)
+            store.put(age, b"")
+            store.count(outstanding=_bucket(d.subscriber, d.mou_id, stage), by=1)
 
-    async def _produce(self, topic: str, key: bytes, value: bytes, partition: int,
-                       headers: list[tuple[str, bytes]]) -> None:
-        # Straight to the producer: faust's Topic.send wraps each message in futures, callbacks and
-        # sensor calls that cost more than the send itself; key and value are bytes already.
-        await self.app.producer.send(topic, key, value, partition, None, headers)
+    def _answered(self, store: PartitionStore, directive_id: str, *, by: str | None = None) -> bool:
+        """A directive needs no receipt any more: its subscriber (``by``) answered it, or a newer
+        directive of its key replaced it.  False for a receipt that answers nothing outstanding here
+        or comes from an agency the directive was not for."""
+        okey = st.OUTSTANDING + directive_id.encode()
+        age = store.get(okey)
+        if age is None:
+            return True  # an answer to something already answered or replaced: harmless
+        subscriber, mou, stage, _, _ = st.split_age_key(age)
+        if by is not None and by != subscriber:
+            self.metrics.receipts_refused.inc()
+            log.warning("ignored a receipt of %s for a directive to %s", by, subscriber)
+            return False
+        store.delete(okey)
+        store.delete(age)
+        store.count(outstanding=_bucket(subscriber, mou, stage), by=-1)
+        if by is None:
+            self.metrics.superseded.inc()
+        return True
 
-    async def _seal_batches(self) -> None:
-        self._tune_producer()
-        await self.sender.run()
+    # --- producing -----------------------------------------------------------------------
 
-    def _tune_producer(self) -> None:
-        producer = self.app.producer
-        if self.sender.batch:
-            self.sender.guard(producer)
-        # faust's buffer of table (changelog) writes pauses the agent, and logs a warning, each time
-        # it holds more than 100 messages — every 50 records here (state and watermark).
-        producer.buffer.max_messages = 2000
+    def _produce_directive(self, topic: str, key: bytes, value: bytes, partition: int,
+                           headers: list[tuple[str, bytes]]) -> None:
+        assert self._tx is not None  # noqa: S101 - directives are only made inside a transaction
+        self._tx.produce(topic, key, value, partition, headers)
 
-    async def _quarantine(self, msg: Any, reason: str, detail: str) -> None:
+    def _quarantine(self, msg: Message, reason: str, detail: str) -> None:
+        _, ts = msg.timestamp()
         rec = QuarantineRecord(
-            reason=reason, detail=detail[:2000], source_topic=msg.topic, source_partition=msg.partition,
-            source_offset=msg.offset, key=msg.key, value=msg.value,
-            headers=tuple(Header(key=k, value=bytes(v or b"")) for k, v in (msg.headers or ())),
-            quarantined_by=self.cfg.signer.agency, quarantined_at=datetime.now(UTC),
+            reason=reason, detail=detail[:2000], source_topic=msg.topic() or "", source_partition=msg.partition() or 0,
+            source_offset=msg.offset() or 0, key=msg.key(), value=msg.value(),
+            headers=tuple(Header(key=k, value=bytes(v or b"")) for k, v in (msg.headers() or ())),
+            quarantined_by=self.cfg.signer.agency, quarantined_at=self.cfg.clock(),
         )
         value = self.cfg.schemas.encode_model(rec)
         signed = self.cfg.signer.sign(Domain.DIRECTIVE, value)
-        await self._topic(self.quarantine_topic).send(key=msg.key, value=value, headers=signed.as_kafka())
-        self.cfg.metrics.quarantined(reason)
-        log.warning("quarantined %s[%d]@%d: %s: %s", msg.topic, msg.partition, msg.offset, reason, detail)
+        assert self._tx is not None  # noqa: S101 - records are only handled inside a transaction
+        self._tx.produce(self.quarantine_topic, msg.key(), value, 0, signed.as_kafka())
+        self.metrics.quarantined(reason)
+        log.warning("quarantined %s[%s]@%s: %s: %s", msg.topic(), msg.partition(), msg.offset(), reason, detail)
 
-    def _load(self, key: bytes) -> EntryState | None:
-        raw = self.entries.get(key)
-        return self._decode_state(key, raw) if raw else None
+    # --- Processor: due work ---------------------------------------------------------------
 
-    def _decode_state(self, key: bytes, raw: bytes) -> EntryState:
-        """The table's value for ``key``, parsed once per value it takes.
+    def has_work(self, stores: dict[int, PartitionStore]) -> bool:
+        t = time.monotonic()
+        if t >= self._next_gauges:
+            self._next_gauges = t + self.cfg.gauge_interval
+            self._update_gauges(stores)
+        return t >= self._next_tick or t >= self._next_heartbeat or bool(self._sweeping)
 
-        The table holds each entry's state as JSON (what its changelog carries); the
-        expiry index and the coverage timer read every entry's state, every few seconds,
-        which re-parsed them all.  Parsed states are remembered beside the value they were
-        parsed from, and reused only while the table still holds that very value.
-        """
-        hit = self._decoded.get(key)
-        if hit is not None and (hit[0] is raw or hit[0] == raw):
-            return hit[1]
-        state = EntryState.model_validate_json(raw)
-        src = state.source  # directives forwarding the entry's own record share its object, not a copy
-        if any(d.source is not src and d.source == src for d in state.directives.values()):
-            state = state.model_copy(update={"directives": {
-                k: d.model_copy(update={"source": src}) if d.source == src else d
-                for k, d in state.directives.items()}})
-        self._decoded[key] = (raw, state)
-        return state
+    def work(self, stores: dict[int, PartitionStore], tx: Transaction) -> int:
+        self._tx = tx
+        t = time.monotonic()
+        now = self.cfg.clock()
+        done = 0
+        if t >= self._next_tick:
+            self._next_tick = t + self.cfg.tick_interval
+            self._check_epoch(stores, now, t)
+            for store in stores.values():
+                done += self._expire(store, now)
+        for p in sorted(self._sweeping):
+            store = stores.get(p)
+            if store is None:
+                self._sweeping.discard(p)
+                continue
+            done += self._sweep(store, now)
+        if t >= self._next_heartbeat:
+            self._next_heartbeat = t + self.cfg.heartbeat_interval
+            self._heartbeats(stores, now)
+        return done
 
-    def _index(self, key: bytes, state: EntryState | None) -> None:
-        deadline = state.next_deadline() if state else None
-        if state is not None and state.world_rev != self.world_rev:
-            deadline = datetime.min.replace(tzinfo=UTC)  # evaluated against another world: re-evaluate now
-        if deadline is None:
-            self.due.pop(key, None)
+    def _expire(self, store: PartitionStore, now: datetime) -> int:
+        stop = st.DEADLINE + st.ms(now.timestamp() * 1000 + 1)
+        due = [k for k, _ in store.scan(st.DEADLINE, stop=stop, limit=self.cfg.expiry_batch)]
+        for key in due:
+            _, table_key = st.split_deadline_key(key)
+            self._reevaluate(store, table_key, now)
+        return len(due)
+
+    def _reevaluate(self, store: PartitionStore, table_key: str, now: datetime) -> bool:
+        """Evaluate one entry against the clock and the MOUs in force; True if it emitted anything."""
+        state = self._load(store, table_key)
+        if state is None:
+            return False
+        tr = on_tick(state, self.cfg.world, now)
+        self._save(store, table_key, state, tr, now)
+        after = tr.state.next_deadline() if tr.state is not None else None
+        if after is not None and after <= now:
+            # Routing keeps an APPLY past its end: never expected, but the index entry must not be
+            # read again every tick.  Subscribers stop answering "restricted" at its end anyway.
+            log.error("entry %s holds an APPLY past its end after re-evaluation; dropped from the expiry index",
+                      table_key)
+            store.delete(st.deadline_key(after.timestamp() * 1000, table_key))
+            store.count(deadlines=-1)
+        return bool(tr.emitted)
+
+    def _check_epoch(self, stores: dict[int, PartitionStore], now: datetime, t: float) -> None:
+        if t - self._epoch_at >= 1.0 or not self._epoch:
+            self._epoch = world_epoch(self.cfg.world, self.world_rev, now)
+            self._epoch_at = t
+        for p, store in stores.items():
+            held = store.get(_EPOCH)
+            if held is None and store.counters.entries == 0:
+                store.put(_EPOCH, self._epoch.encode())  # nothing to re-evaluate in an empty partition
+            elif held is None or held.decode() != self._epoch:
+                if p not in self._sweeping:
+                    log.info("state partition %d: the world or the MOUs in force changed; re-evaluating "
+                             "its %d entries", p, store.counters.entries)
+                self._sweeping.add(p)
+
+    def _sweep(self, store: PartitionStore, now: datetime) -> int:
+        raw = store.get(_SWEEP)
+        cursor = json.loads(raw) if raw else {}
+        if cursor.get("epoch") != self._epoch:
+            cursor = {"epoch": self._epoch, "after": None}
+        after = cursor["after"]
+        start = st.entry_key(after) + b"\x00" if after else None
+        keys = [k for k, _ in store.scan(st.ENTRY, start=start, limit=self.cfg.sweep_batch)]
+        changed = 0
+        for key in keys:
+            changed += self._reevaluate(store, key[len(st.ENTRY):].decode(), now)
+        self.metrics.reevaluated.inc(len(keys))
+        if len(keys) < self.cfg.sweep_batch:
+            store.put(_EPOCH, self._epoch.encode())
+            store.delete(_SWEEP)
+            self._sweeping.discard(store.partition)
+            log.info("state partition %d: re-evaluation done", store.partition)
         else:
-            self.due[key] = (deadline, state.source.partition if state else 0)
+            cursor["after"] = keys[-1][len(st.ENTRY):].decode()
+            store.put(_SWEEP, json.dumps(cursor).encode())
+        return len(keys) + changed
 
-    # --- the agent ---------------------------------------------------------------
+    def _heartbeats(self, stores: dict[int, PartitionStore], now: datetime) -> None:
+        assert self._tx is not None  # noqa: S101 - due work runs inside a transaction
+        interval = int(self.cfg.heartbeat_interval * 1000)
+        for agency, (topic, count) in self.directive_topics.items():
+            for q in sorted({p % count for p in stores}):
+                hb = Heartbeat(subscriber=agency, partition=q, issued_by=self.cfg.name, issued_at=now,
+                               interval_ms=interval)
+                value = self.cfg.schemas.encode_model(hb)
+                headers = self.cfg.signer.sign(Domain.HEARTBEAT, value).as_kafka()
+                self._tx.produce(topic, heartbeat_key(q).encode(), value, q, headers)
 
-    async def _expected(self, msg: Any) -> int:
-        """The next offset this worker must process on ``msg``'s partition."""
-        generation = self.app.consumer_generation_id
-        if generation != self._next_generation:  # assignment changed: the table is the truth again
-            self._next.clear()
-            self._next_generation = generation
-        tp = (msg.topic, msg.partition)
-        expected = self._next.get(tp)
-        if expected is None:
-            mark = self.entries.get(_watermark_key(*tp))
-            if mark is not None:
-                expected = int(mark) + 1
-            else:
-                earliest = await self.app.consumer.earliest_offsets(msg.tp)
-                expected = int(earliest.get(msg.tp, 0))
-            self._next[tp] = expected
-        return expected
+    # --- Processor: transaction boundaries -----------------------------------------------------
 
-    async def _fill_gap(self, msg: Any, expected: int) -> None:
-        """Process the records ``expected .. msg.offset - 1`` that the consumer skipped.
+    def before_commit(self, tx: Transaction) -> None:
+        self._tx = tx
+        self.sealer.seal_all()
 
-        faust's at-least-once can skip a record: a message whose delivery to the
-        stream is interrupted by a flow suspension is abandoned with its read offset
-        advanced, and commits advance over the first consecutive run of acked
-        offsets.  So the fan-out keeps its own watermark per source partition in the
-        changelog-backed table, written after each record's state; source topics are
-        contiguous (no compaction, no transactions), so a record beyond
-        ``watermark + 1`` proves the ones between were skipped.  They are read here
-        with a consumer of our own (seeking faust's consumer back does not work: its
-        fetcher drops re-fetched offsets below its read offset) and processed in the
-        current event's context — the same partition, so their state lands in the
-        right changelog partition.
-        """
-        log.warning("%s[%d]: records %d..%d were skipped by the consumer; processing them now",
-                    msg.topic, msg.partition, expected, msg.offset - 1)
-        self.cfg.metrics.ignored.labels("GAP_FILLED").inc(msg.offset - expected)
-        reader = await self._reader()
-        tp = TopicPartition(msg.topic, msg.partition)
-        reader.assign([tp])
-        reader.seek(tp, expected)
-        done = expected
-        while done < msg.offset:
-            batches = await reader.getmany(tp, timeout_ms=2000, max_records=500)
-            for rec in batches.get(tp, ()):
-                if rec.offset >= msg.offset:
-                    break
-                gap_msg = _Record(rec.topic, rec.partition, rec.offset, rec.key, rec.value,
-                                  tuple(rec.headers or ()), rec.timestamp / 1000)
-                if rec.offset >= await self._expected(gap_msg):
-                    await self._handle(gap_msg)
-                    self._mark_done(gap_msg)
-                done = rec.offset + 1
+    def after_commit(self) -> None:
+        now = time.time()
+        for d in self._done:
+            self.metrics.processing_latency.observe(max(0.0, now - d.broker_ts))
+        self._done.clear()
+        self.metrics.transactions.labels("committed").inc()
 
-    async def _reader(self) -> AIOKafkaConsumer:
-        if self._gap_reader is None:
-            self._gap_reader = AIOKafkaConsumer(**self.cfg.access.aiokafka_kwargs(), group_id=None,
-                                                enable_auto_commit=False, auto_offset_reset="earliest")
-            await self._gap_reader.start()
-        return self._gap_reader
+    def after_abort(self) -> None:
+        self.sealer.discard()
+        self._done.clear()
+        self._sweeping.clear()
+        self._epoch = ""
+        self.metrics.transactions.labels("aborted").inc()
 
-    def _mark_done(self, msg: Any) -> None:
-        tp = (msg.topic, msg.partition)
-        if msg.offset + 1 > self._next.get(tp, 0):
-            self._next[tp] = msg.offset + 1
-            self.entries[_watermark_key(*tp)] = str(msg.offset).encode()
+    def assigned(self, stores: dict[int, PartitionStore]) -> None:
+        self._stores = stores
+        self._sweeping &= set(stores)
+        self._epoch = ""
+        self._next_tick = 0.0
+        self._update_gauges(stores)
 
-    async def _route(self, stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            msg = event.message
-            expected = await self._expected(msg)
-            if msg.offset > expected:
-                await self._fill_gap(msg, expected)
-            await self._handle(msg)
-            self._mark_done(msg)
+    # --- gauges --------------------------------------------------------------------------
 
-    async def _handle(self, msg: Any) -> None:
-        now = datetime.now(UTC)
-        key = bytes(msg.key or b"")
-        if msg.topic == self.cfg.ticks_topic:
-            state = self._load(key)
-            if state is None:
-                return
-            tr = on_tick(state, self.cfg.world, now, self.world_rev)
-        else:
-            origin = self.list_topics[msg.topic]
-            try:
-                accepted = admit_list_record(
-                    origin=origin, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                    key=msg.key, value=msg.value, headers=msg.headers, timestamp_ms=int(msg.timestamp * 1000),
-                    keyring=self.cfg.keyring, schemas=self.cfg.schemas, world=self.cfg.world,
-                )
-            except Refused as r:
-                await self._quarantine(msg, r.reason, r.detail)
-                return
-            self.cfg.metrics.event_in(origin, accepted.event.program)
-            key = f"{origin}/{accepted.event.entry_id}".encode()
-            state = self._load(key)
-            tr = on_record(state, accepted, self.cfg.world, now, self.world_rev)
-            if tr.outcome is not Outcome.APPLIED:
-                self.cfg.metrics.ignored.labels(tr.outcome.value).inc()
-            if tr.outcome in (Outcome.STALE_VERSION, Outcome.REPLAYED):
-                held = state.version if state else 0
-                await self._quarantine(msg, tr.outcome.value,
-                                       f"entry {accepted.event.entry_id} is at version {held}; "
-                                       f"got version {accepted.event.version}")
-                return
-        await self._commit(key, state, tr)
-        self.cfg.metrics.latency(msg.timestamp, now)
+    def _update_gauges(self, stores: dict[int, PartitionStore]) -> None:
+        now_ms = self.cfg.clock().timestamp() * 1000
+        buckets: dict[str, int] = {}
+        entries = deadlines = 0
+        for store in stores.values():
+            c = store.counters
+            entries += c.entries
+            deadlines += c.deadlines
+            for b, n in (c.outstanding or {}).items():
+                buckets[b] = buckets.get(b, 0) + n
+        oldest: dict[str, float] = {}
+        for b in buckets:
+            subscriber, mou, stage = b.split("\x00")
+            for store in stores.values():
+                first = store.first(st.age_prefix(subscriber, mou, stage))
+                if first is not None:
+                    _, _, _, issued, _ = st.split_age_key(first)
+                    oldest[b] = max(oldest.get(b, 0.0), (now_ms - issued) / 1000)
+        overdue = self._overdue(stores, now_ms)
+        lag: dict[str, int] = {}
+        if self.engine is not None:
+            for topic, _, position, high in self.engine.describe_positions():
+                agency = self.list_topics.get(topic)
+                if agency is not None and position >= 0 and high >= 0:
+                    lag[agency] = lag.get(agency, 0) + max(0, high - position)
+                if topic in self.receipt_topics and position >= 0 and high >= 0 and position >= high:
+                    self._receipts_caught_up = True
+            self.metrics.longest_pause.set(self.engine.longest_pause())
+        self.metrics.set_gauges(
+            world=self.cfg.world, entries=entries, deadlines=deadlines, outstanding=buckets, oldest=oldest,
+            overdue=overdue, lag={a: lag.get(a, 0) for a in self.list_topics.values()},
+            caught_up=self._receipts_caught_up, sweeping=len(self._sweeping),
+        )
+        self._snapshot(stores, oldest)
 
-    async def _commit(self, key: bytes, before: EntryState | None, tr: Transition) -> None:
-        if tr.state is not None and tr.state is not before:
-            raw = tr.state.model_dump_json().encode()
-            self.entries[key] = raw
-            self._decoded[key] = (raw, tr.state)
-        for d in tr.emitted:
-            await self._send_directive(d)
-        self._index(key, tr.state)
+    def _overdue(self, stores: dict[int, PartitionStore], now_ms: float) -> dict[tuple[str, str], tuple[int, float]]:
+        """Per (subscriber, MOU): APPLYs whose period ended and whose LIFT is not issued yet, and how
+        late the oldest is (the due part of the expiry index, which every tick reads)."""
+        out: dict[tuple[str, str], tuple[int, float]] = {}
+        stop = st.DEADLINE + st.ms(now_ms)
+        for store in stores.values():
+            for key, value in store.scan(st.DEADLINE, stop=stop, limit=10_000):
+                when, _ = st.split_deadline_key(key)
+                for subscriber, mou in json.loads(value or b"[]"):
+                    count, age = out.get((subscriber, mou), (0, 0.0))
+                    out[(subscriber, mou)] = (count + 1, max(age, (now_ms - when) / 1000))
+        return out
 
-    # --- the expiry timer ------------------------------------------------------
+    # --- what the web pages show -------------------------------------------------------------
 
-    async def _tick_due(self) -> None:
-        loop_now = self.app.loop.time()
-        assigned = frozenset(self.app.assignor.assigned_actives())
-        if assigned != self._indexed_for or loop_now - self._last_scan > self.cfg.rescan_interval:
-            self._rebuild_index()
-            self._indexed_for = assigned
-            self._last_scan = loop_now
-        now = datetime.now(UTC)
-        due = [(k, p) for k, (deadline, p) in self.due.items() if deadline <= now]
-        self.cfg.metrics.expiries_due(len(self.due))
-        ticks = self._topic(self.cfg.ticks_topic)
-        for key, partition in due:
-            self.due.pop(key, None)
-            await ticks.send(key=key, value=b"expiry", partition=partition)
+    def _snapshot(self, stores: dict[int, PartitionStore], buckets_oldest: dict[str, float]) -> None:
+        rows = []
+        for store in stores.values():
+            for b, n in sorted((store.counters.outstanding or {}).items()):
+                subscriber, mou, stage = b.split("\x00")
+                rows.append({"partition": store.partition, "subscriber": subscriber, "mou_id": mou,
+                             "stage": stage, "count": n})
+        self.coverage = {
+            "worker": self.cfg.name, "worker_partitions": sorted(stores),
+            "receipts_caught_up": self._receipts_caught_up, "outstanding": rows,
+            "oldest_seconds": {b.replace("\x00", " "): round(a, 3) for b, a in sorted(buckets_oldest.items())},
+            "entries": sum(s.counters.entries for s in stores.values()),
+            "reevaluating_partitions": sorted(self._sweeping),
+        }
 
-    def _rebuild_index(self) -> None:
-        self.due.clear()
-        held = set()
-        for key, raw in list(self.entries.items()):
-            if raw and _is_entry(bytes(key)):
-                held.add(bytes(key))
-                self._index(bytes(key), self._decode_state(bytes(key), raw))
-        for gone in self._decoded.keys() - held:  # partitions this worker no longer holds
-            del self._decoded[gone]
 
-    # --- receipts and coverage --------------------------------------------------
+def _ending(state: EntryState | None, deadline: datetime) -> bytes:
+    """Who holds an APPLY of ``state`` ending at ``deadline``: the expiry index's value, for the gauges."""
+    pairs = sorted({(d.subscriber, d.mou_id) for d in state.applied() if d.valid_until == deadline} if state else ())
+    return json.dumps(pairs).encode()
 
-    async def _follow_receipts(self) -> None:
-        await self.receipts.follow(self._stopping)
 
-    def _local_states(self) -> list[EntryState]:
-        return [self._decode_state(bytes(key), raw) for key, raw in list(self.entries.items())
-                if raw and _is_entry(bytes(key))]
+def _bucket(subscriber: str, mou: str, stage: str) -> str:
+    return f"{subscriber}\x00{mou}\x00{stage}"
 
-    async def _update_coverage(self) -> None:
-        now = datetime.now(UTC)
-        states = self._local_states()
-        cov = self.receipts.coverage(states, now)
-        unlifted = unlifted_expiries(states, lambda d: self.receipts.status_of(d) is not None, now)
-        self.cfg.metrics.coverage(cov, unlifted, caught_up=self.receipts.caught_up.is_set(), entries=len(states),
-                                  routes=world_routes(self.cfg.world, now))
 
-    async def _coverage_page(self, web: Any, request: Any) -> Any:
-        cov = self.receipts.coverage(self._local_states(), datetime.now(UTC))
-        body = {"worker_partitions": sorted(tp.partition for tp in self.app.assignor.assigned_actives()
-                                            if tp.topic in self.list_topics),
-                "receipts_caught_up": self.receipts.caught_up.is_set(), **cov.as_json()}
-        return web.json(body)
-
-    async def _health_page(self, web: Any, request: Any) -> Any:
-        ready = not self.app.rebalancing and self.app.consumer is not None and bool(self.app.consumer.assignment())
-        body = {"status": "ok" if ready else "starting", "world_rev": self.world_rev,
-                "entries_held": len(self.entries), "expiries_pending": len(self.due)}
-        return web.json(body, status=200 if ready else 503)
+__all__ = ["Cause", "Fanout", "FanoutConfig"]

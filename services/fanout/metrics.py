@@ -1,63 +1,36 @@
-"""The fan-out's own metrics (faust's internals are exported by its own sensor).
+"""The fan-out's metrics, on one explicit registry (:meth:`FanoutMetrics.create`).
 
-Everything is built on one explicit registry (:meth:`FanoutMetrics.create`), the
-one faust's Prometheus sensor also uses, so ``/metrics`` on the web port shows both.
-Labels are bounded: agency, program, subscriber, MOU, action, cause, reason, stage.
+Labels are bounded: agency, program, subscriber, MOU, action, cause, reason, stage,
+status, result.  Counters with a ``reason`` are created for every known reason at
+start (value 0), so ``rate()`` and ``increase()`` see the first quarantined record, not
+only the second, and an alert on a reason exists before that reason ever happens.
 
-Counters with a ``reason`` are created for every known reason at start (value 0),
-so ``rate()`` and ``increase()`` see the first quarantined record, not only the
-second, and an alert on a reason exists before that reason ever happens.
+The gauges are set from counts the state partitions keep as they change
+(:class:`services.fanout.store.Counters`), never by walking the entries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.core.intake import REASONS
 from services.core.models import Action, Cause, Directive, ReceiptStatus
-from services.core.routing import EntryState, Outcome
+from services.core.routing import Outcome
 from services.core.world import World
-from services.fanout.coverage import Coverage, Outstanding
+from services.fanout.store import STAGE_RECEIPT, STAGE_TIME_LIFT
 
 # A LIFT for these causes ends a measure because its time ran out.
 TIME_CAUSES = frozenset({Cause.PERIOD_ENDED, Cause.EXPIRED})
+# The stages of concord_fanout_expired_unlifted: no LIFT issued yet, or issued and not acknowledged.
 STAGES = ("fanout", "receipt")
 
 
-def unlifted_expiries(states: Iterable[EntryState], answered: Callable[[str], bool],
-                      now: datetime) -> dict[tuple[str, str, str], Outstanding]:
-    """Measures whose period has ended but that an agency may still hold, by (subscriber, MOU, stage).
-
-    ``stage="fanout"``: the latest directive of a key is still an APPLY whose
-    ``valid_until`` has passed — the expiry timer has not issued its LIFT (age:
-    since the end of the period).  ``stage="receipt"``: the LIFT for a time-caused
-    end was issued but the agency has not signed a receipt for it (age: since the
-    LIFT was issued).  Subscribers answer "clear" after ``valid_until`` on their
-    own, so this is the audit's EXPIRED_APPLY seen live: the store still holds an
-    APPLY that should be gone.
-    """
-    out: dict[tuple[str, str, str], Outstanding] = {}
-    for state in states:
-        for d in state.directives.values():
-            if d.action is Action.APPLY and d.valid_until is not None and d.valid_until <= now:
-                stage, since = "fanout", d.valid_until
-            elif d.action is Action.LIFT and d.cause in TIME_CAUSES and not answered(d.directive_id):
-                stage, since = "receipt", d.issued_at
-            else:
-                continue
-            o = out.setdefault((d.subscriber, d.mou_id, stage), Outstanding())
-            o.count += 1
-            o.oldest_seconds = max(o.oldest_seconds, (now - since).total_seconds())
-    return out
-
-
-def world_routes(world: World, now: datetime) -> set[tuple[str, str]]:
+def world_routes(world: World, at: datetime) -> set[tuple[str, str]]:
     """(subscriber, MOU) pairs in force: their coverage gauges read 0, not "no data", when all is well."""
-    return {(agency, mou.mou_id) for mou in world.current_mous(now) for agency in mou.implementing_agencies()}
+    return {(agency, mou.mou_id) for mou in world.current_mous(at) for agency in mou.implementing_agencies()}
 
 
 @dataclass(frozen=True)
@@ -72,11 +45,18 @@ class FanoutMetrics:
     ignored: Counter
     outstanding: Gauge
     oldest_outstanding: Gauge
-    receipts: Gauge
+    receipts: Counter
+    receipts_refused: Counter
+    superseded: Counter
     receipts_caught_up: Gauge
     entries: Gauge
     expired_unlifted: Gauge
     expired_unlifted_age: Gauge
+    lag: Gauge
+    longest_pause: Gauge
+    reevaluated: Counter
+    reevaluating: Gauge
+    transactions: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> FanoutMetrics:
@@ -91,7 +71,8 @@ class FanoutMetrics:
             quarantine=Counter("concord_quarantine_total", "Records sent to quarantine, by reason",
                                ["component", "reason"], registry=r),
             processing_latency=Histogram(
-                "concord_fanout_processing_seconds", "From the record's broker timestamp to its directives",
+                "concord_fanout_processing_seconds",
+                "From the record's broker timestamp to the commit of its directives",
                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r),
             due=Gauge("concord_fanout_expiries_pending", "Entries with a period that will end", registry=r),
             ignored=Counter("concord_fanout_ignored_total",
@@ -101,8 +82,13 @@ class FanoutMetrics:
             oldest_outstanding=Gauge("concord_fanout_receipt_wait_seconds",
                                      "Age of the oldest directive still without a receipt", ["subscriber", "mou"],
                                      registry=r),
-            receipts=Gauge("concord_fanout_receipts", "Latest directives answered, by receipt status",
-                           ["status"], registry=r),
+            receipts=Counter("concord_fanout_receipts_total", "Signed receipts read, by status", ["status"],
+                             registry=r),
+            receipts_refused=Counter("concord_fanout_receipts_refused_total",
+                                     "Receipts ignored: bad signature, undecodable, or another agency's", registry=r),
+            superseded=Counter("concord_fanout_superseded_total",
+                               "Directives replaced by a newer one of their key before their receipt came",
+                               registry=r),
             receipts_caught_up=Gauge("concord_fanout_receipts_caught_up",
                                      "1 once the receipt topics have been read to their end since start: "
                                      "until then outstanding counts are too high", registry=r),
@@ -115,15 +101,30 @@ class FanoutMetrics:
                 "concord_fanout_expired_unlifted_seconds",
                 "How long the oldest expired-but-not-lifted measure has waited", ["subscriber", "mou", "stage"],
                 registry=r),
+            lag=Gauge("concord_fanout_lag_records", "List records not yet routed, by publishing agency", ["agency"],
+                      registry=r),
+            longest_pause=Gauge("concord_fanout_longest_pause_seconds",
+                                "The longest single round of work in the last 60 s (records, expiry, commit)",
+                                registry=r),
+            reevaluated=Counter("concord_fanout_reevaluated_total",
+                                "Entries re-evaluated after a change of the world or of the MOUs in force",
+                                registry=r),
+            reevaluating=Gauge("concord_fanout_reevaluating_partitions",
+                               "State partitions whose entries are being re-evaluated", registry=r),
+            transactions=Counter("concord_fanout_transactions_total", "Kafka transactions, by result", ["result"],
+                                 registry=r),
         )
         for reason in (*REASONS, Outcome.STALE_VERSION.value, Outcome.REPLAYED.value):
             m.quarantine.labels("fanout", reason)
         for outcome in Outcome:
             if outcome is not Outcome.APPLIED:
                 m.ignored.labels(outcome.value)
-        m.ignored.labels("GAP_FILLED")
         for cause in Cause:
             m.lifts.labels(cause.value)
+        for status in ReceiptStatus:
+            m.receipts.labels(status.value)
+        for result in ("committed", "aborted"):
+            m.transactions.labels(result)
         return m
 
     def event_in(self, agency: str, program: str) -> None:
@@ -137,34 +138,51 @@ class FanoutMetrics:
     def quarantined(self, reason: str) -> None:
         self.quarantine.labels("fanout", reason).inc()
 
-    def latency(self, broker_ts: float, now: datetime) -> None:
-        self.processing_latency.observe(max(0.0, now.timestamp() - broker_ts))
+    def set_gauges(self, *, world: World, entries: int, deadlines: int, outstanding: dict[str, int],
+                   oldest: dict[str, float], overdue: dict[tuple[str, str], tuple[int, float]],
+                   lag: dict[str, int], caught_up: bool, sweeping: int) -> None:
+        """Replace the gauges with the counts the state partitions keep.
 
-    def expiries_due(self, n: int) -> None:
-        self.due.set(n)
-
-    def coverage(self, cov: Coverage, unlifted: dict[tuple[str, str, str], Outstanding], *, caught_up: bool,
-                 entries: int, routes: Iterable[tuple[str, str]] = ()) -> None:
-        """Replace the coverage gauges with one computation's results.
-
-        Every route in force reads 0 when nothing is outstanding; a route that is no
-        longer in force and has nothing outstanding disappears.
+        ``outstanding`` and ``oldest`` are keyed ``subscriber\\0mou\\0stage``; ``overdue`` counts, per
+        (subscriber, MOU), APPLYs whose period ended and whose LIFT is not issued yet (the due part
+        of the expiry index, read every tick: anything left there means the fan-out is behind).
+        Every route in force reads 0 when nothing is outstanding; a route no longer in force with
+        nothing outstanding disappears.
         """
-        zero = Outstanding()
+        routes = world_routes(world, datetime.now(UTC))
+        per_route: dict[tuple[str, str], tuple[int, float]] = {}
+        unlifted: dict[tuple[str, str, str], tuple[int, float]] = {}
+        for bucket, n in outstanding.items():
+            subscriber, mou, stage = bucket.split("\x00")
+            age = oldest.get(bucket, 0.0)
+            count, older = per_route.get((subscriber, mou), (0, 0.0))
+            per_route[(subscriber, mou)] = (count + n, max(older, age))
+            if stage == STAGE_TIME_LIFT:
+                unlifted[(subscriber, mou, "receipt")] = (n, age)
+            elif stage != STAGE_RECEIPT:
+                raise ValueError(f"unknown stage {stage!r}")
+        for (subscriber, mou), figures in overdue.items():
+            unlifted[(subscriber, mou, "fanout")] = figures
         self.outstanding.clear()
         self.oldest_outstanding.clear()
-        for subscriber, mou in {*routes, *cov.outstanding}:
-            o = cov.outstanding.get((subscriber, mou), zero)
-            self.outstanding.labels(subscriber, mou).set(o.count)
-            self.oldest_outstanding.labels(subscriber, mou).set(o.oldest_seconds)
-        for status in ReceiptStatus:
-            self.receipts.labels(status.value).set(cov.by_status.get(status.value, 0))
+        for subscriber, mou in {*routes, *per_route}:
+            count, age = per_route.get((subscriber, mou), (0, 0.0))
+            self.outstanding.labels(subscriber, mou).set(count)
+            self.oldest_outstanding.labels(subscriber, mou).set(age)
         self.expired_unlifted.clear()
         self.expired_unlifted_age.clear()
-        keys = {*unlifted, *((s, m, stage) for s, m in routes for stage in STAGES)}
-        for subscriber, mou, stage in keys:
-            o = unlifted.get((subscriber, mou, stage), zero)
-            self.expired_unlifted.labels(subscriber, mou, stage).set(o.count)
-            self.expired_unlifted_age.labels(subscriber, mou, stage).set(o.oldest_seconds)
-        self.receipts_caught_up.set(1 if caught_up else 0)
+        for subscriber, mou in routes:
+            for stage in STAGES:
+                count, age = unlifted.get((subscriber, mou, stage), (0, 0.0))
+                self.expired_unlifted.labels(subscriber, mou, stage).set(count)
+                self.expired_unlifted_age.labels(subscriber, mou, stage).set(age)
+        for (subscriber, mou, stage), (count, age) in unlifted.items():
+            if (subscriber, mou) not in routes:
+                self.expired_unlifted.labels(subscriber, mou, stage).set(count)
+                self.expired_unlifted_age.labels(subscriber, mou, stage).set(age)
+        self.due.set(deadlines)
         self.entries.set(entries)
+        for agency, n in lag.items():
+            self.lag.labels(agency).set(n)
+        self.receipts_caught_up.set(1 if caught_up else 0)
+        self.reevaluating.set(sweeping)

@@ -39,7 +39,6 @@ DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAGS = ["concord"]
 SIGNATURE_REASONS = "UNSIGNED|TAMPERED|FORGED|UNKNOWN_KEY|WRONG_AGENCY|KEY_NOT_YET_VALID|KEY_EXPIRED|KEY_REVOKED"
 # The fan-out's source topics are <ns>.lists.<agency>: the agency is the last part of the name.
-LIST_TOPIC_AGENCY = r'"agency", "$1", "topic", ".*\\.lists\\.(.+)"'
 
 
 def query(expr: str, legend: str = "", *, instant: bool = False) -> gprom.Dataquery:
@@ -135,12 +134,19 @@ def exchange_overview() -> model.Dashboard:
          query("histogram_quantile(0.99, sum by (le, agency) (rate(concord_subscriber_end_to_end_seconds_bucket"
                "[$__rate_interval])))", "{{agency}} p99")], unit="s"))
     d = d.with_panel(lay.series(
+        "Fan-out work",
+        "The longest single round of work of each worker in the last minute (records, expiry, commit), and "
+        "entries re-evaluated per second after a change of the MOUs.",
+        [query("max(concord_fanout_longest_pause_seconds)", "longest pause (s)"),
+         query("sum(rate(concord_fanout_reevaluated_total[$__rate_interval]))", "re-evaluated/s"),
+         query('sum(rate(concord_fanout_transactions_total{result="aborted"}[$__rate_interval]))',
+               "aborted transactions/s")]))
+    d = d.with_panel(lay.series(
         "Consumer lag per agency",
         "Directives an agency's subscriber has not read yet; list records of a publishing agency the fan-out "
         "has not committed yet.",
         [query("max by (agency) (concord_subscriber_lag_records)", "{{agency}} (directives)"),
-         query("sum by (agency) (label_replace(concord_faust_topic_partition_end_offset - "
-               f"concord_faust_topic_partition_offset_commited, {LIST_TOPIC_AGENCY}))", "{{agency}} (list)")]))
+         query("sum by (agency) (concord_fanout_lag_records)", "{{agency}} (list)")]))
     d = d.with_row(lay.row("Enforcement"))
     d = d.with_panel(lay.series(
         "Quarantine by reason", "Records refused by the fan-out (per minute), by reason.",
@@ -301,8 +307,7 @@ def broker_view() -> model.Dashboard:
     d = d.with_panel(lay.series(
         "Consumer groups", "Groups known to the group coordinator, by protocol (the fan-out uses classic).",
         [query('sum by (protocol) (kafka_server_group_coordinator_groups{state="all"})', "{{protocol}}"),
-         query("sum by (agency) (label_replace(concord_faust_topic_partition_end_offset - "
-               f"concord_faust_topic_partition_offset_commited, {LIST_TOPIC_AGENCY}))", "fan-out lag {{agency}}")],
+         query("sum by (agency) (concord_fanout_lag_records)", "fan-out lag {{agency}}")],
         width=8))
     d = d.with_panel(lay.series(
         "JVM heap and GC", "Heap used by the broker, and the share of time in garbage collection.",

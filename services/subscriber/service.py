@@ -193,6 +193,7 @@ class SubscriberService:
         self._consumer = AIOKafkaConsumer(
             **self.access.aiokafka_kwargs(), enable_auto_commit=False, group_id=None,
             auto_offset_reset="earliest", max_poll_records=self.batch_size, fetch_max_wait_ms=100,
+            isolation_level="read_committed",  # the fan-out writes directives in Kafka transactions
         )
         self._producer = AIOKafkaProducer(**self.access.aiokafka_kwargs(), acks="all", enable_idempotence=True,
                                           linger_ms=5)
@@ -260,6 +261,8 @@ class SubscriberService:
             stamps: list[float] = []
             for tp, records in batches.items():
                 for rec in records:
+                    if self.schemas.kind_of(rec.value) == "heartbeat":
+                        continue  # the fan-out's sign of life, not a directive
                     batch.append(self._admit(tp, rec))
                     stamps.append(rec.timestamp / 1000)
             if batch:

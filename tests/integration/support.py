@@ -45,6 +45,8 @@ def directives(stack: LocalStack) -> list[Directive]:
     topics = {s.name: s.agency for s in stack.world.topic_specs(stack.namespace) if s.kind == "directives"}
     out = []
     for topic, rec in asyncio.run(read_all(stack.access("concord-admin"), topics)):
+        if default_registry().kind_of(rec.value) == "heartbeat":  # type: ignore[attr-defined]
+            continue  # the fan-out's sign of life, not a directive
         try:
             out.append(admit_directive(agency=str(topics[topic]), value=rec.value, headers=rec.headers,  # type: ignore[attr-defined]
                                        timestamp_ms=rec.timestamp, keyring=keyring,  # type: ignore[attr-defined]

@@ -57,7 +57,8 @@ def read_topic(cluster: KafkaCluster, topic: str, partitions: int = 3) -> list[A
     """Every record of ``topic`` from the beginning to its current end, read as concord-admin."""
 
     async def go() -> list[Any]:
-        consumer = AIOKafkaConsumer(**cluster.access("concord-admin").aiokafka_kwargs(), enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**cluster.access("concord-admin").aiokafka_kwargs(), enable_auto_commit=False,
+                                    isolation_level="read_committed")
         await consumer.start()
         try:
             tps = [TopicPartition(topic, p) for p in range(partitions)]

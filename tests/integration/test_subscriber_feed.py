@@ -120,7 +120,7 @@ def restricted(url: str, ident: str) -> bool:
 
 async def _read_all(access: Any, topic: str) -> list[Any]:
     consumer = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", isolation_level="read_committed")
     await consumer.start()
     try:
         await consumer._client.add_topic(topic)  # noqa: SLF001 - explicit assignment needs the metadata
@@ -138,7 +138,9 @@ async def _read_all(access: Any, topic: str) -> list[Any]:
 
 
 def read_all(ex: Exchange, kind: str) -> list[Any]:
-    return asyncio.run(_read_all(ex.cluster.access("concord-admin"), ex.topic(kind)))
+    """Every record of the agency's topic of ``kind`` but the fan-out's heartbeats."""
+    records = asyncio.run(_read_all(ex.cluster.access("concord-admin"), ex.topic(kind)))
+    return [r for r in records if default_registry().kind_of(r.value) != "heartbeat"]
 
 
 def receipts(ex: Exchange) -> list[Receipt]:

@@ -20,12 +20,9 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.core.models import SourceRecord
-from services.core.routing import Accepted, EntryState, on_record, on_tick
 from services.embedded.broker import EmbeddedKafka
 from services.embedded.libs import JMX_EXPORTER_JAR
-from services.fanout.coverage import Coverage, Outstanding
-from services.fanout.metrics import FanoutMetrics, unlifted_expiries, world_routes
+from services.fanout.metrics import FanoutMetrics
 from services.governance.drift import DriftMetrics
 from services.localstack import LocalStack
 from services.ops.adapter_metrics import inbox_registry
@@ -45,7 +42,7 @@ from tests.observability import (
     promtool_check_expressions,
     rule_queries,
 )
-from tests.unit.factories import NOW, encode, entry, person, real_world
+from tests.unit.factories import NOW, real_world
 
 pytestmark = pytest.mark.unit
 
@@ -150,57 +147,33 @@ def test_every_metric_a_dashboard_or_rule_names_is_defined_by_a_service() -> Non
             suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(fam.type, ("",))
             defined |= {fam.name + s for s in suffixes}
     used = {n for _, e in [*dashboard_queries(), *rule_queries()] for n in metric_names(e)}
-    ours = {n for n in used if n.startswith("concord_") and not n.startswith("concord_faust_")}
-    assert ours - defined == set()  # the broker's and faust's are checked against the live system
+    ours = {n for n in used if n.startswith("concord_")}
+    assert ours - defined == set()  # the broker's are checked against the live system
 
 
 # --- the metrics themselves ------------------------------------------------------------
 
 
-def _accepted(event, offset: int) -> Accepted:  # type: ignore[no-untyped-def]
-    record = encode(event)
-    source = SourceRecord(topic="concord.lists.court", partition=0, offset=offset, agency="court",
-                          key_id="court-k1", signature=b"\x01" * 64, record=record)
-    return Accepted(origin="court", event=event, source=source, digest=hashlib.sha256(record).digest())
-
-
-def _person_listed_until(until) -> EntryState:  # type: ignore[no-untyped-def]
-    ev = entry(subject=person(), effective_until=until.isoformat().replace("+00:00", "Z"))
-    tr = on_record(None, _accepted(ev, 0), WORLD, NOW)
-    assert tr.state is not None and tr.state.applied()
-    return tr.state
-
-
-def test_an_apply_past_its_end_is_expired_not_lifted_at_the_fanout_until_the_lift() -> None:
-    until = NOW + timedelta(hours=1)
-    state = _person_listed_until(until)
-    assert unlifted_expiries([state], lambda _d: False, NOW) == {}
-    later = until + timedelta(seconds=90)
-    found = unlifted_expiries([state], lambda _d: False, later)
-    assert {(s, stage) for s, _m, stage in found} == {(d.subscriber, "fanout") for d in state.applied()}
-    assert all(o.count == 1 and o.oldest_seconds == 90 for o in found.values())
-
-    lifted = on_tick(state, WORLD, later).state
-    assert lifted is not None and not lifted.applied()
-    waiting = unlifted_expiries([lifted], lambda _d: False, later + timedelta(seconds=5))
-    assert {stage for _s, _m, stage in waiting} == {"receipt"}
-    assert unlifted_expiries([lifted], lambda _d: True, later) == {}
-
-
 def test_coverage_gauges_read_zero_for_every_route_in_force() -> None:
     m = FanoutMetrics.create()
-    cov = Coverage(outstanding={("rail", "mou-judgment-defaulters"): Outstanding(2, 40.0)})
-    m.coverage(cov, {}, caught_up=True, entries=3, routes=world_routes(WORLD, NOW))
+    m.set_gauges(world=WORLD, entries=3, deadlines=1,
+                 outstanding={"rail\x00mou-judgment-defaulters\x00receipt": 2},
+                 oldest={"rail\x00mou-judgment-defaulters\x00receipt": 40.0}, overdue={}, lag={"court": 0},
+                 caught_up=True, sweeping=0)
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for fam in text_string_to_metric_families(exposition(m.registry).decode()) for s in fam.samples}
     assert samples[("concord_fanout_receipts_outstanding",
                     (("mou", "mou-judgment-defaulters"), ("subscriber", "rail")))] == 2
+    assert samples[("concord_fanout_receipt_wait_seconds",
+                    (("mou", "mou-judgment-defaulters"), ("subscriber", "rail")))] == 40
     assert samples[("concord_fanout_receipts_outstanding",
                     (("mou", "mou-judgment-defaulters"), ("subscriber", "aviation")))] == 0
-    assert samples[("concord_fanout_expired_unlifted",
-                    (("mou", "mou-judgment-defaulters"), ("stage", "receipt"), ("subscriber", "aviation")))] == 0
+    for stage in ("fanout", "receipt"):
+        assert samples[("concord_fanout_expired_unlifted",
+                        (("mou", "mou-judgment-defaulters"), ("stage", stage), ("subscriber", "aviation")))] == 0
     assert samples[("concord_fanout_receipts_caught_up", ())] == 1
     assert samples[("concord_quarantine_total", (("component", "fanout"), ("reason", "FORGED")))] == 0
+    assert samples[("concord_quarantine_total", (("component", "fanout"), ("reason", "WRONG_PARTITION")))] == 0
 
 
 def test_subscriber_metrics_exist_before_anything_happens() -> None:
