@@ -148,7 +148,7 @@ class Fanout:
         try:
             accepted = admit_list_record(
                 origin=origin, topic=msg.topic() or "", partition=partition, offset=msg.offset() or 0,
-                key=key, value=msg.value(), headers=msg.headers(), timestamp_ms=ts, keyring=self.cfg.keyring,
+                key=key, value=msg.value(), headers=_headers(msg), timestamp_ms=ts, keyring=self.cfg.keyring,
                 schemas=self.cfg.schemas, world=self.cfg.world,
                 key_partition=entry_partition(key, self.partitions) if key is not None else None,
             )
@@ -176,7 +176,7 @@ class Fanout:
             return
         _, ts = msg.timestamp()
         try:
-            self.cfg.keyring.verify(Domain.RECEIPT, value, SignedHeaders.from_kafka(msg.headers()),
+            self.cfg.keyring.verify(Domain.RECEIPT, value, SignedHeaders.from_kafka(_headers(msg)),
                                     expected_agency=agency, at=datetime.fromtimestamp(ts / 1000, UTC))
             receipt = self.cfg.schemas.decode_model(value, Receipt)
         except (SignatureInvalid, CodecError) as exc:
@@ -258,11 +258,10 @@ class Fanout:
         self._tx.produce(topic, key, value, partition, headers)
 
     def _quarantine(self, msg: Message, reason: str, detail: str) -> None:
-        _, ts = msg.timestamp()
         rec = QuarantineRecord(
             reason=reason, detail=detail[:2000], source_topic=msg.topic() or "", source_partition=msg.partition() or 0,
             source_offset=msg.offset() or 0, key=msg.key(), value=msg.value(),
-            headers=tuple(Header(key=k, value=bytes(v or b"")) for k, v in (msg.headers() or ())),
+            headers=tuple(Header(key=k, value=v) for k, v in _headers(msg)),
             quarantined_by=self.cfg.signer.agency, quarantined_at=self.cfg.clock(),
         )
         value = self.cfg.schemas.encode_model(rec)
@@ -292,11 +291,11 @@ class Fanout:
             for store in stores.values():
                 done += self._expire(store, now)
         for p in sorted(self._sweeping):
-            store = stores.get(p)
-            if store is None:
+            sweeping = stores.get(p)
+            if sweeping is None:
                 self._sweeping.discard(p)
                 continue
-            done += self._sweep(store, now)
+            done += self._sweep(sweeping, now)
         if t >= self._next_heartbeat:
             self._next_heartbeat = t + self.cfg.heartbeat_interval
             self._heartbeats(stores, now)
@@ -467,6 +466,13 @@ class Fanout:
             "entries": sum(s.counters.entries for s in stores.values()),
             "reevaluating_partitions": sorted(self._sweeping),
         }
+
+
+def _headers(msg: Message) -> list[tuple[str, bytes]]:
+    """A consumed record's headers as (name, bytes) pairs, whatever form the client gives them in."""
+    raw = msg.headers() or ()
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v.encode() if isinstance(v, str) else (v or b"")) for k, v in pairs]
 
 
 def _ending(state: EntryState | None, deadline: datetime) -> bytes:

@@ -199,10 +199,12 @@ class TransactionalEngine:
         self._begin()
         while True:
             try:
-                self.producer.produce(topic, value=value, key=key, partition=partition, headers=headers)
-                return
+                self.producer.produce(topic, value=value, key=key, partition=partition,
+                                      headers=headers)  # type: ignore[arg-type]  # bytes values are accepted
             except BufferError:
                 self.producer.poll(0.05)  # the local queue is full: let librdkafka send some
+            else:
+                return
 
     def _begin(self) -> None:
         if not self._open:
@@ -246,16 +248,12 @@ class TransactionalEngine:
     def _positions(self) -> list[TopicPartition]:
         """Every assigned partition's next offset: consumed ones after their last record, the others
         where they stand (committed again, so that a fenced worker's transaction fails)."""
-        out = []
-        for tp in self._assignment:
-            done = self._consumed.get((tp.topic, tp.partition))
-            if done is not None:
-                out.append(TopicPartition(tp.topic, tp.partition, done + 1))
+        out = [TopicPartition(tp.topic, tp.partition, done + 1) for tp in self._assignment
+               if (done := self._consumed.get((tp.topic, tp.partition))) is not None]
         if len(out) < len(self._assignment):
-            for tp in self.consumer.position([t for t in self._assignment
-                                              if (t.topic, t.partition) not in self._consumed]):
-                if tp.offset >= 0:
-                    out.append(TopicPartition(tp.topic, tp.partition, tp.offset))
+            rest = [t for t in self._assignment if (t.topic, t.partition) not in self._consumed]
+            out += [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in self.consumer.position(rest)
+                    if tp.offset >= 0]
         return out
 
     def _failed(self, exc: KafkaException) -> None:
@@ -268,7 +266,7 @@ class TransactionalEngine:
         try:
             self.producer.abort_transaction(30)
         except KafkaException as abort_exc:
-            log.error("abort failed too (%s): stopping this worker", abort_exc)
+            log.error("abort failed too (%s): stopping this worker", abort_exc)  # noqa: TRY400 - re-raised
             self._abandon()
             raise
         self._abandon()
@@ -369,10 +367,8 @@ class TransactionalEngine:
             shown = time.monotonic()
             while True:
                 msgs = reader.consume(5000, 0.5)
-                batch: list[tuple[bytes, bytes | None, int]] = []
-                for m in msgs:
-                    if m.error() is None and m.key() is not None:
-                        batch.append((m.key(), m.value(), m.offset()))
+                batch = [(key, m.value(), offset) for m in msgs
+                         if m.error() is None and (key := m.key()) is not None and (offset := m.offset()) is not None]
                 store.restore_batch(batch)
                 done += len(batch)
                 (pos,) = reader.position([tp])

@@ -68,7 +68,8 @@ def split_deadline_key(key: bytes) -> tuple[int, str]:
 
 
 def age_key(subscriber: str, mou: str, stage: str, issued_ms: float, directive_id: str) -> bytes:
-    return BY_AGE + _SEP.join((subscriber.encode(), mou.encode(), stage.encode(), ms(issued_ms) + directive_id.encode()))
+    parts = (subscriber.encode(), mou.encode(), stage.encode(), ms(issued_ms) + directive_id.encode())
+    return BY_AGE + _SEP.join(parts)
 
 
 def age_prefix(subscriber: str, mou: str, stage: str) -> bytes:
@@ -153,6 +154,7 @@ class PartitionStore:
         minus those the open transaction deleted or changed (they are seen again once it commits)."""
         n = 0
         for key, value in self._db.items(from_key=start or prefix):
+            assert isinstance(key, bytes)  # noqa: S101 - the store is opened in raw mode: keys are bytes
             if not key.startswith(prefix) or (stop is not None and key >= stop):
                 return
             if key in self._overlay:

@@ -21,7 +21,7 @@ def _say(message: str) -> None:
 
 def check_topics(fanout: Fanout, cfg: FanoutConfig) -> None:
     """Every topic the worker reads or writes exists with the partitions the world declares."""
-    want = {t: fanout.partitions for t in fanout.input_topics}
+    want = dict.fromkeys(fanout.input_topics, fanout.partitions)
     want[fanout.changelog_topic] = fanout.partitions
     for topic, count in fanout.directive_topics.values():
         want[topic] = count

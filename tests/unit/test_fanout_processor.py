@@ -28,7 +28,6 @@ from services.fanout.metrics import FanoutMetrics
 from services.fanout.store import PartitionStore
 from services.kafka_access import KafkaAccess
 from services.partitioning import entry_partition
-
 from tests.unit.factories import entry, keyring, make_ric, make_uscc, organization, person, real_world
 
 pytestmark = pytest.mark.unit
@@ -96,7 +95,7 @@ class Rig:
         self.offsets[(topic, p)] = n + 1
         return n
 
-    def listing(self, event: Any, *, key: bytes | None | str = "auto", partition: int | None = None) -> int:
+    def listing(self, event: Any, *, key: bytes | str | None = "auto", partition: int | None = None) -> int:
         record = SCHEMAS.encode_model(event)
         headers = COURT.sign(Domain.LIST_RECORD, record).as_kafka()
         k = event.entry_id.encode() if key == "auto" else key
@@ -309,7 +308,7 @@ def test_heartbeats_go_to_every_directive_partition_this_worker_writes(tmp_path:
     beats = r.tx.of("heartbeat")
     agencies = {a.agency_id for a in real_world().implementers()}
     assert {(t.rsplit(".", 1)[1], p) for t, _, _, p, _ in beats} == {(a, 1) for a in agencies}
-    t, k, v, p, h = beats[0]
+    _, k, v, _, h = beats[0]
     hb = SCHEMAS.decode_model(v, Heartbeat)
     assert (hb.partition, hb.issued_by, k) == (1, "w1", b"heartbeat/1")
     from services.core.signing import SignedHeaders
