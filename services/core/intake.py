@@ -9,6 +9,7 @@ that code and go on.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from services.core.models import Action, Directive, ListEntryEvent, SourceRecord
 from services.core.routing import Accepted
 from services.core.signing import Domain, Keyring, Reason, SignedHeaders, digest_of
 from services.core.validation import context_problems
+from services.core.verification import RoutingRefusal, verify_routing
 from services.core.world import World
 
 FANOUT_PRINCIPAL = "concord-fanout"
@@ -36,6 +38,7 @@ REASONS = (
     "WRONG_SUBSCRIBER",
     "MISSING_KEY",
     "WRONG_PARTITION",
+    *(r.value for r in RoutingRefusal if r.value not in ("SOURCE_MISMATCH",)),
 )
 
 
@@ -114,36 +117,38 @@ def admit_list_record(
 @dataclass(frozen=True, slots=True)
 class _CheckedSource:
     digest: bytes
-    entry_id: str
-    version: int
+    event: ListEntryEvent
     good_from: datetime
     good_until: datetime | None
 
 
 class SourceCache:
-    """Publisher signatures already verified, so that the directives forwarding one source record
-    (an organisation and its legal representative, several measures of one listing) cost one
-    Ed25519 check between them, not one each.
+    """Publisher records already verified and decoded, so that the directives forwarding one source
+    record (an organisation and its legal representative, several measures of one listing) cost one
+    signature check and one decode between them, not one each.
 
     A hit is keyed by the seal itself (the signature, or a batch member's root signature, root and
-    audit path) and still requires the record's bytes to hash to the
-    digest that was verified, the signing agency to be the directive's origin, and the key to have
-    been in force at the directive's time: only the repeated Ed25519 computation (and the decode
-    of identical bytes) is saved.  Bounded: forgets everything when full.
+    audit path) and still requires the record's bytes to hash to the digest that was verified, the
+    signing agency to be the directive's origin, and the key to have been in force at the
+    directive's time: only the repeated computation is saved.  Bounded, least recently used out:
+    the directives of one listing arrive close together.
     """
 
-    def __init__(self, keyring: Keyring, max_entries: int = 200_000) -> None:
+    def __init__(self, keyring: Keyring, max_entries: int = 8192) -> None:
         self._keys = {(k.agency, k.key_id): k for k in keyring.keys()}
         self._max = max_entries
-        self._checked: dict[tuple[str, str, bytes], _CheckedSource] = {}
+        self._checked: OrderedDict[tuple[str, str, bytes], _CheckedSource] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
     def get(self, agency: str, key_id: str, signature: bytes, digest: bytes, at: datetime) -> _CheckedSource | None:
-        hit = self._checked.get((agency, key_id, signature))
-        if hit is None or hit.digest != digest or at < hit.good_from or (hit.good_until is not None and at >= hit.good_until):
+        key = (agency, key_id, signature)
+        hit = self._checked.get(key)
+        if hit is None or hit.digest != digest or at < hit.good_from or (
+                hit.good_until is not None and at >= hit.good_until):
             self.misses += 1
             return None
+        self._checked.move_to_end(key)
         self.hits += 1
         return hit
 
@@ -152,10 +157,10 @@ class SourceCache:
         if meta is None:
             return
         ends = [t for t in (meta.valid_until, meta.revoked_at) if t is not None]
-        if len(self._checked) >= self._max:
-            self._checked.clear()
         self._checked[(agency, key_id, signature)] = _CheckedSource(
-            digest, event.entry_id, event.version, meta.valid_from, min(ends) if ends else None)
+            digest, event, meta.valid_from, min(ends) if ends else None)
+        if len(self._checked) > self._max:
+            self._checked.popitem(last=False)
 
 
 def admit_directive(
@@ -167,12 +172,15 @@ def admit_directive(
     keyring: Keyring,
     schemas: SchemaRegistry,
     sources: SourceCache | None = None,
+    world: World | None = None,
 ) -> Directive:
-    """A directive for ``agency``, with both signatures checked, or Refused.
+    """A directive for ``agency``, with both signatures checked and its routing re-derived, or Refused.
 
-    The fan-out's signature says the exchange issued it; the publisher's signature
-    on the forwarded source record says the listing is genuine and unaltered
-    (``sources`` remembers publisher signatures already verified, see :class:`SourceCache`).
+    The fan-out's signature says the exchange issued it; the publisher's signature on the
+    forwarded source record says the listing is genuine and unaltered (``sources`` remembers
+    records already verified, see :class:`SourceCache`); and with ``world`` (the MOUs, every
+    version) the directive must be exactly what routing makes of that record for its key when
+    it was issued (:func:`services.core.verification.verify_routing`).
     """
     if value is None:
         raise Refused("UNDECODABLE", "directive has no value")
@@ -186,24 +194,27 @@ def admit_directive(
         raise Refused("WRONG_SUBSCRIBER", f"directive is for {d.subscriber!r}, not {agency!r}")
     src = d.source
     if src is None:
-        if d.action is Action.APPLY:
-            raise Refused("SOURCE_MISMATCH", "an APPLY must carry the publisher's signed record")
-        return d
+        # Every directive carries the record it follows from: an APPLY to be checked against it, a
+        # LIFT to show the delisting, the later version or the period that ends it.
+        raise Refused("SOURCE_MISMATCH", f"a {d.action.value} must carry the publisher's signed record")
     # The source's digest is recomputed from its bytes: only the signature travels.
     digest = digest_of(src.record)
     hit = sources.get(src.agency, src.key_id, src.signature, digest, at) if sources is not None else None
     if hit is not None and src.agency == d.origin_agency:
-        entry_id, version = hit.entry_id, hit.version
+        event = hit.event
     else:
         _verify(keyring, Domain.LIST_RECORD, src.record,
                 SignedHeaders.from_seal(src.agency, src.key_id, digest, src.signature), d.origin_agency, at)
         event = _decode_event(schemas, src.record)
         if sources is not None:
             sources.put(src.agency, src.key_id, src.signature, digest, event)
-        entry_id, version = event.entry_id, event.version
-    if entry_id != d.entry_id or version != d.entry_version:
+    if event.entry_id != d.entry_id or event.version != d.entry_version:
         raise Refused(
             "SOURCE_MISMATCH",
-            f"directive names {d.entry_id} v{d.entry_version}, its source is {entry_id} v{version}",
+            f"directive names {d.entry_id} v{d.entry_version}, its source is {event.entry_id} v{event.version}",
         )
+    if world is not None:
+        refusal = verify_routing(d, event, world)
+        if refusal is not None:
+            raise Refused(refusal.reason.value, refusal.detail)
     return d

@@ -136,7 +136,7 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
         try:
             held.append(admit_directive(agency=directives[topic], value=rec.value,
                                         headers=rec.headers, timestamp_ms=rec.timestamp,
-                                        keyring=keyring, schemas=schemas))
+                                        keyring=keyring, schemas=schemas, world=world))
         except Refused:
             continue
     report.findings_topics = audit(events, held_from_directives(held), world, now)
