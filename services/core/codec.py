@@ -25,7 +25,15 @@ from fastavro.schema import to_parsing_canonical_form
 from pydantic import BaseModel, ValidationError
 
 from services.core.errors import NotSingleObject, UndecodableBody, UnknownFingerprint
-from services.core.models import Directive, Heartbeat, ListEntryEvent, QuarantineRecord, Receipt
+from services.core.models import (
+    Directive,
+    Heartbeat,
+    ListEntryEvent,
+    ListingCommitments,
+    QuarantineRecord,
+    Receipt,
+    SealedListing,
+)
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
@@ -77,6 +85,8 @@ SCHEMA_NAMES: dict[type[BaseModel], str] = {
     Receipt: "receipt",
     QuarantineRecord: "quarantine_record",
     Heartbeat: "heartbeat",
+    ListingCommitments: "listing_commitments",
+    SealedListing: "sealed_listing",
 }
 
 

@@ -163,8 +163,48 @@ class TargetSubject(_Frozen):
     identifiers: tuple[Identifier, ...]
 
 
+class Disclosure(_Frozen):
+    """One disclosable part of a list record (see :mod:`services.core.disclosure`)."""
+
+    salt: bytes
+    path: Annotated[str, StringConstraints(max_length=80)]
+    value: Annotated[str, StringConstraints(max_length=64 * 1024)]
+
+
+class ListingCommitments(_Frozen):
+    """What a publisher signs of one list record: the routing facts, and digests of its parts."""
+
+    event_id: str
+    event_type: EventType
+    entry_id: str
+    version: int
+    list_kind: ListKind
+    program: str
+    subject_kind: SubjectKind
+    subject_names: int
+    subject_identifiers: int
+    listed_on: date
+    effective_from: datetime
+    effective_until: datetime | None = None
+    publication_until: datetime | None = None
+    digest_alg: str = "sha-256"
+    digests: tuple[bytes, ...]
+
+    @property
+    def ends_entry(self) -> bool:
+        return self.event_type in (EventType.DELISTED, EventType.EXPIRED, EventType.RETRACTED)
+
+
+class SealedListing(_Frozen):
+    """A list record on a list topic: the signed commitments and every disclosure."""
+
+    commitments: bytes
+    disclosures: tuple[Disclosure, ...]
+
+
 class SourceRecord(_Frozen):
-    """The publisher's signed list record, forwarded byte for byte."""
+    """The publisher's signed list record, forwarded byte for byte: its signed commitments
+    (``record``) with the seal that signs them, and the disclosures this receiver may see."""
 
     topic: str
     partition: int
@@ -173,6 +213,7 @@ class SourceRecord(_Frozen):
     key_id: str
     signature: bytes
     record: bytes
+    disclosures: tuple[Disclosure, ...] = ()
 
 
 class Directive(_Frozen):

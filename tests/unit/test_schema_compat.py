@@ -48,7 +48,8 @@ def _compatible(reader: dict[str, Any], writer: dict[str, Any]) -> bool:
 
 
 def test_the_record_families_exist_with_a_first_version() -> None:
-    assert [f.name for f in FAMILIES] == ["directive", "heartbeat", "list_entry_event", "quarantine_record", "receipt"]
+    assert [f.name for f in FAMILIES] == ["directive", "heartbeat", "list_entry_event", "listing_commitments",
+                                          "quarantine_record", "receipt", "sealed_listing"]
     for family in FAMILIES:
         versions = _versions(family)
         assert versions, f"{family.name} has no schema version"
