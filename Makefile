@@ -66,8 +66,19 @@ dashboards: install ## regenerate deploy/grafana/dashboards/*.json from services
 observe: install prometheus ## Prometheus on the exchange `make run` started (run it in another terminal)
 	$(BIN)/python -m services.ops.observe
 
-bench: install kafka ## the exchange under load: BENCH_N listings (200,000), beside Kafka's producer tool and a passthrough
-	$(BIN)/python bench/bench_exchange.py --n $(or $(BENCH_N),200000)
+QUIX_VENV := .local/venv-quix
+QUIX_STAMP := $(QUIX_VENV)/.installed
+
+$(QUIX_STAMP): bench/quix-constraints.txt
+	$(PY) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install --quiet -c bench/quix-constraints.txt quixstreams
+	touch $(QUIX_STAMP)
+
+bench: install kafka $(QUIX_STAMP) ## the exchange under load: BENCH_N listings (200,000), beside Kafka's producer tool, a passthrough and the engine's floor
+	$(BIN)/python bench/bench_exchange.py --n $(or $(BENCH_N),200000) --quix-python $(QUIX_VENV)/bin/python
+
+bench-scale: install kafka ## the fan-out holding a million entries: memory, state on disk, latency, pauses, mass expiry, re-evaluation
+	$(BIN)/python bench/bench_scale.py --entries $(or $(SCALE_N),1000000)
 
 bench-records: install ## record path per core: encode+sign, verify+decode, beside raw fastavro and Ed25519
 	$(BIN)/python bench/bench_records.py
@@ -80,4 +91,4 @@ clean: ## remove the local state (broker data, keys, stores, Prometheus data); k
 		.local/*.json
 
 .PHONY: help install kafka prometheus run demo status lint test unit dashboards observe clean bench bench-records \
-	bench-subscriber
+	bench-subscriber bench-scale

@@ -1,0 +1,55 @@
+"""quix-streams doing nothing, statefully, exactly once: the engine the fan-out did not take.
+
+Run by bench_exchange.py with the interpreter of its own virtualenv (``make bench`` makes it:
+quix-streams pins older confluent-kafka and pydantic than Concord uses):
+
+    .local/venv-quix/bin/python bench/quix_floor.py '{"bootstrap": ..., "ca": ..., "user": ...,
+        "password": ..., "topics": [...], "out": ..., "group": ..., "state": ..., "records": N}'
+
+Per record: one state get and one set (RocksDB, changelogged), forward the bytes to ``out``,
+with ``processing_guarantee="exactly-once"``.  Prints one JSON line: records, seconds, rate.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from quixstreams import Application
+from quixstreams.kafka.configuration import ConnectionConfig
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    conn = ConnectionConfig(bootstrap_servers=cfg["bootstrap"], security_protocol="sasl_ssl",
+                            ssl_ca_location=cfg["ca"], sasl_mechanism="SCRAM-SHA-512",
+                            sasl_username=cfg["user"], sasl_password=cfg["password"])
+    app = Application(broker_address=conn, consumer_group=cfg["group"], auto_offset_reset="earliest",
+                      processing_guarantee="exactly-once", state_dir=cfg["state"], loglevel="WARNING")
+    out = app.topic(cfg["out"], key_serializer="bytes", value_serializer="bytes")
+    seen = {"n": 0, "first": 0.0, "last": 0.0}
+    total = int(cfg["records"])
+
+    def touch(value: bytes, state: object) -> bytes:
+        if seen["n"] == 0:
+            seen["first"] = time.monotonic()
+        state.get("seen")  # type: ignore[attr-defined]
+        state.set("seen", len(value))  # type: ignore[attr-defined]
+        seen["n"] += 1
+        if seen["n"] >= total:
+            seen["last"] = time.monotonic()
+            app.stop()
+        return value
+
+    for topic in cfg["topics"]:
+        sdf = app.dataframe(app.topic(topic, key_deserializer="bytes", value_deserializer="bytes"))
+        sdf = sdf.apply(touch, stateful=True)
+        sdf.to_topic(out)
+    app.run()
+    took = seen["last"] - seen["first"]
+    print(json.dumps({"records": seen["n"], "seconds": took, "rate": seen["n"] / max(took, 1e-9)}))
+
+
+if __name__ == "__main__":
+    main()
