@@ -124,6 +124,7 @@ def bounded_lines(stream: IO[bytes], limit: int) -> Iterator[tuple[int, bytes | 
                 rest = stream.readline(_SKIP_CHUNK)
                 size += len(rest)
                 if not rest or rest.endswith(b"\n"):
+                    size -= len(rest) - len(strip_line_end(rest))  # the line end is not part of the line
                     break
             yield n, TooLong(size, data[:PREVIEW])
             continue

@@ -139,7 +139,7 @@ def test_a_line_longer_than_the_limit_is_skipped_in_bounded_reads() -> None:
     stream = CountingStream([(b'{"a": "', 1), (b"x", 50_000_000), (b'"}\n', 1), (GOOD + b"\n", 1)])
     got = list(read_jsonl(io.BufferedReader(stream, buffer_size=8192), ReadLimits(max_line_bytes=limit)))
     assert [r.line for r in got] == [1, 2]
-    assert "line is 50,000,010 bytes, longer than the limit of 4,096 (--max-line-bytes)" in only_problem(got[0])
+    assert "line is 50,000,009 bytes, longer than the limit of 4,096 (--max-line-bytes)" in only_problem(got[0])
     assert got[0].text.startswith('{"a": "xxx') and len(got[0].text) <= 200
     assert got[1].raw == entry_dict()
     assert stream.largest <= (1 << 20) + 8192  # read in pieces of at most a MiB, never the line at once
