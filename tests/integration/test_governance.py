@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +36,6 @@ from services.kafka_access import KafkaAccess
 from services.keystore import ensure_keys, load_keyring, load_signer
 from services.subscriber.service import SubscriberService
 from services.subscriber.store import DirectiveStore
-
 from tests.conftest import KafkaCluster
 from tests.unit.factories import entry
 
@@ -80,7 +78,7 @@ def home(
     unique_ns: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> Iterator[Home]:
+) -> Home:
     path = tmp_path / "home"
     path.mkdir()
     (path / "concord.json").write_text(
@@ -102,7 +100,7 @@ def home(
     for name in [k for k in os.environ if k.startswith("CONCORD_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("CONCORD_HOME", str(path))
-    yield Home(path, unique_ns, world, kafka_cluster, capsys)
+    return Home(path, unique_ns, world, kafka_cluster, capsys)
 
 
 def _hand_acl(home: Home, rule: AclRule) -> None:
@@ -220,7 +218,7 @@ def test_drift_serves_its_gauges_on_a_metrics_port(home: Home) -> None:
     assert home.concord("acl", "apply")[0] == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
     env["CONCORD_HOME"] = str(home.path)
-    with subprocess.Popen(  # noqa: S603 - our own entry point
+    with subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -320,9 +318,10 @@ async def _can_read(access: KafkaAccess, topic: str, group: str) -> bool:
     try:
         await asyncio.wait_for(consumer.start(), WAIT_S)
         await asyncio.wait_for(consumer.getone(), WAIT_S)
-        return True
     except TopicAuthorizationFailedError:
         return False
+    else:
+        return True
     finally:
         await consumer.stop()
 
