@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeAlias
 
 from aiokafka.admin import AIOKafkaAdminClient
@@ -93,8 +94,23 @@ async def _with_admin(access: KafkaAccess, request: Request[Any]) -> Any:
 
 
 def _run(access: KafkaAccess, request: Request[Any], what: str) -> Any:
-    try:
+    """Send ``request`` from synchronous code, also when this thread already runs an event loop
+    (the governance commands are synchronous; a caller inside a loop gets a thread of its own)."""
+
+    def send() -> Any:
         return asyncio.run(_with_admin(access, request))
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        running = False
+    else:
+        running = True
+    try:
+        if not running:
+            return send()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="concord-quotas") as pool:
+            return pool.submit(send).result()
     except (KafkaError, OSError, TimeoutError) as exc:
         raise BrokerUnavailable(f"cannot {what}: {exc!r}") from None
 
