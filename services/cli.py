@@ -1,8 +1,9 @@
 """``concord``: the command line.
 
 Errors a user can act on are printed as one line naming the agency, record or
-setting involved, with exit status 2 (1 means "records were invalid"); a traceback
-is printed only with ``--debug``.
+setting involved, with exit status 2 (1 means "records were invalid"); a fault of
+Concord's own is one line too, with exit status 70.  A traceback is printed only
+with ``--debug``.
 """
 
 from __future__ import annotations
@@ -14,26 +15,33 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.core.errors import ConcordError, ConfigError
 
+if TYPE_CHECKING:  # imported lazily at run time, so that `concord --help` starts fast
+    from services.adapter.sources import ReadLimits
+    from services.core.world import World
+    from services.settings import Settings
+
 EXIT_INVALID = 1
 EXIT_ERROR = 2
+EXIT_INTERNAL = 70  # a fault of Concord's own (EX_SOFTWARE); --debug shows the traceback
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     from services.settings import Settings
 
     return Settings()
 
 
-def _world(settings):  # type: ignore[no-untyped-def]
+def _world(settings: Settings) -> World:
     from services.core.world import load_world
 
     return load_world(settings.world_dir)
 
 
-def _require_agency(world, agency: str, *, role: str) -> None:  # type: ignore[no-untyped-def]
+def _require_agency(world: World, agency: str, *, role: str) -> None:
     a = world.agencies.get(agency)
     if a is None:
         raise ConfigError(f"unknown agency {agency!r}; known: {', '.join(sorted(world.agencies))}")
@@ -46,13 +54,45 @@ def _require_agency(world, agency: str, *, role: str) -> None:  # type: ignore[n
 # --- validate / publish --------------------------------------------------------
 
 
+def _limits(settings: Settings, args: argparse.Namespace) -> ReadLimits:
+    return settings.read_limits(
+        max_line_bytes=args.max_line_bytes,
+        max_depth=args.max_depth,
+        max_file_bytes=getattr(args, "max_file_bytes", None),
+    )
+
+
+def _limit_flags(p: argparse.ArgumentParser, *, inbox: bool = False) -> None:
+    p.add_argument(
+        "--max-line-bytes",
+        type=int,
+        metavar="N",
+        help="refuse a line (CSV: a record) longer than N bytes unread (default 262144, CONCORD_MAX_LINE_BYTES)",
+    )
+    p.add_argument(
+        "--max-depth",
+        type=int,
+        metavar="N",
+        help="refuse JSON nested deeper than N objects and arrays (default 16, at most 200, CONCORD_MAX_JSON_DEPTH)",
+    )
+    if inbox:
+        p.add_argument(
+            "--max-file-bytes",
+            type=int,
+            metavar="N",
+            help="move a dropped file larger than N bytes to failed/ unread (default 8 GiB, CONCORD_MAX_FILE_BYTES)",
+        )
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from services.adapter import commands
 
     settings = _settings()
     world = _world(settings)
     _require_agency(world, args.agency, role="publishes")
-    return commands.validate(world=world, agency=args.agency, file=args.file, mapping=args.mapping)
+    return commands.validate(
+        world=world, agency=args.agency, file=args.file, mapping=args.mapping, limits=_limits(settings, args)
+    )
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
@@ -61,8 +101,16 @@ def cmd_publish(args: argparse.Namespace) -> int:
     settings = _settings()
     world = _world(settings)
     _require_agency(world, args.agency, role="publishes")
-    return commands.publish(settings=settings, world=world, agency=args.agency, file=args.file,
-                            mapping=args.mapping, ledger=args.ledger, signatures=args.signatures)
+    return commands.publish(
+        settings=settings,
+        world=world,
+        agency=args.agency,
+        file=args.file,
+        mapping=args.mapping,
+        ledger=args.ledger,
+        signatures=args.signatures,
+        limits=_limits(settings, args),
+    )
 
 
 def cmd_adapter_run(args: argparse.Namespace) -> int:
@@ -76,9 +124,17 @@ def cmd_adapter_run(args: argparse.Namespace) -> int:
 
         port = serve_inbox_metrics(args.agency, Path(args.inbox), args.metrics_port, args.metrics_host)
         print(f"serving /metrics on {args.metrics_host}:{port}", file=sys.stderr, flush=True)
-    return commands.run_inbox(settings=settings, world=world, agency=args.agency, inbox=args.inbox,
-                              mapping=args.mapping, ledger=args.ledger, poll=args.poll,
-                              signatures=args.signatures)
+    return commands.run_inbox(
+        settings=settings,
+        world=world,
+        agency=args.agency,
+        inbox=args.inbox,
+        mapping=args.mapping,
+        ledger=args.ledger,
+        poll=args.poll,
+        signatures=args.signatures,
+        limits=_limits(settings, args),
+    )
 
 
 # --- services ------------------------------------------------------------------
@@ -116,24 +172,28 @@ def cmd_subscriber_run(args: argparse.Namespace) -> int:
     ns = settings.effective_namespace()
     db = Path(args.db) if args.db else settings.home / "data" / f"{args.agency}.sqlite"
     svc = SubscriberService(
-        agency=args.agency, access=settings.access(args.agency), store=DirectiveStore(db, args.agency),
-        keyring=load_keyring(settings.keys_path), schemas=default_registry(),
+        agency=args.agency,
+        access=settings.access(args.agency),
+        store=DirectiveStore(db, args.agency),
+        keyring=load_keyring(settings.keys_path),
+        schemas=default_registry(),
         signer=load_signer(settings.keys_path, args.agency),
         directive_topic=world.topic_name("directives", args.agency, namespace=ns),
         receipts_topic=world.topic_name("receipts", args.agency, namespace=ns),
-        stale_after=args.stale_after, progress_threshold=args.progress_threshold,
+        stale_after=args.stale_after,
+        progress_threshold=args.progress_threshold,
     )
     run(svc, ServeOptions(host=args.host, port=args.port))
     return 0
 
 
-def _service_urls(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _service_urls(settings: Settings) -> dict[str, str]:
     run = settings.home / "run"
-    urls = {}
+    urls: dict[str, str] = {}
     for f in sorted(run.glob("subscriber-*.json")) if run.exists() else []:
         data = json.loads(f.read_text())
         if data.get("url"):
-            urls[f.stem.removeprefix("subscriber-")] = data["url"]
+            urls[f.stem.removeprefix("subscriber-")] = str(data["url"])
     return urls
 
 
@@ -170,9 +230,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     data = settings.home / "data"
     if args.stores and data.exists():
         stores = {p.stem: p for p in sorted(data.glob("*.sqlite")) if p.stem in world.agencies}
-    report = asyncio.run(run_audit(access=settings.access(args.principal), world=world,
-                                   namespace=settings.effective_namespace(), keyring=load_keyring(settings.keys_path),
-                                   schemas=default_registry(), stores=stores))
+    report = asyncio.run(
+        run_audit(
+            access=settings.access(args.principal),
+            world=world,
+            namespace=settings.effective_namespace(),
+            keyring=load_keyring(settings.keys_path),
+            schemas=default_registry(),
+            stores=stores,
+        )
+    )
     for line in report.lines():
         print(line)
     return 0 if report.clean else EXIT_INVALID
@@ -194,12 +261,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     mapping_help = "YAML mapping that reads FILE as CSV (see deploy/examples/court-mapping.yaml)"
     ledger_help = "what was already published (default <home>/adapter/<agency>.sqlite)"
-    signatures_help = ("batch: one signature per batch of records (up to 512, or 50 ms), each record carrying its "
-                       "Merkle audit path (default); single: one signature per record")
+    signatures_help = (
+        "batch: one signature per batch of records (up to 512, or 50 ms), each record carrying its "
+        "Merkle audit path (default); single: one signature per record"
+    )
     s = sub.add_parser("validate", help="check a JSON Lines (or CSV) file without publishing (no broker needed)")
     s.add_argument("--agency", required=True)
     s.add_argument("file")
     s.add_argument("--mapping", help=mapping_help)
+    _limit_flags(s)
     s.set_defaults(fn=cmd_validate)
 
     s = sub.add_parser("publish", help="validate, sign and publish a JSON Lines (or CSV) file, or - for stdin")
@@ -208,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mapping", help=mapping_help)
     s.add_argument("--ledger", help=ledger_help)
     s.add_argument("--signatures", choices=("batch", "single"), default="batch", help=signatures_help)
+    _limit_flags(s)
     s.set_defaults(fn=cmd_publish)
 
     s = sub.add_parser("adapter", help="the publishing agency's adapter")
@@ -221,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--metrics-port", type=int, help="serve Prometheus metrics of the inbox on /metrics")
     a.add_argument("--metrics-host", default="127.0.0.1")
     a.add_argument("--signatures", choices=("batch", "single"), default="batch", help=signatures_help)
+    _limit_flags(a, inbox=True)
     a.set_defaults(fn=cmd_adapter_run)
 
     s = sub.add_parser("check", help="ask an agency's running subscriber whether an ID is restricted")
@@ -235,8 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="is the broker, the fan-out and every subscriber healthy?")
     s.set_defaults(fn=cmd_status)
 
-    s = sub.add_parser("audit", help="prove from the logs that every required measure is held and every "
-                                     "lifted one lifted")
+    s = sub.add_parser(
+        "audit", help="prove from the logs that every required measure is held and every lifted one lifted"
+    )
     s.add_argument("--principal", default="concord-admin", help="who reads the logs (needs READ on them)")
     s.add_argument("--stores", action="store_true", help="also audit the local subscribers' stores")
     s.set_defaults(fn=cmd_audit)
@@ -249,9 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--state-dir", help="where its state partitions live (default <home>/fanout/<name>)")
     w.add_argument("--web-port", type=int, default=None, help="serve /metrics, /healthz and /coverage")
     w.add_argument("--loglevel", default="INFO")
-    w.add_argument("--signatures", choices=("batch", "single"), default="batch",
-                   help="batch: sign the directives of each send batch once, over their Merkle root (default); "
-                        "single: one signature per directive")
+    w.add_argument(
+        "--signatures",
+        choices=("batch", "single"),
+        default="batch",
+        help="batch: sign the directives of each send batch once, over their Merkle root (default); "
+        "single: one signature per directive",
+    )
     w.set_defaults(fn=cmd_fanout_worker)
 
     s = sub.add_parser("subscriber", help="an implementing agency's subscriber")
@@ -262,8 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--port", type=int, default=8080)
     r.add_argument("--db", help="SQLite store path (default <home>/data/<agency>.sqlite)")
     r.add_argument("--stale-after", type=float, default=30.0, help="seconds before health turns degraded")
-    r.add_argument("--progress-threshold", type=int, default=5000,
-                   help="show bootstrap progress when more directives than this are waiting at start")
+    r.add_argument(
+        "--progress-threshold",
+        type=int,
+        default=5000,
+        help="show bootstrap progress when more directives than this are waiting at start",
+    )
     r.set_defaults(fn=cmd_subscriber_run)
 
     s = sub.add_parser("run", help="set up and run the local exchange with the demo scenario")
@@ -289,6 +370,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INVALID if exc.__class__.__name__ == "RecordInvalid" else EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"concord: unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

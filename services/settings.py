@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.adapter.sources import ReadLimits
 from services.core.errors import ConfigError
 from services.kafka_access import KafkaAccess, SecurityProtocol
 
@@ -38,10 +39,24 @@ class Settings(BaseSettings):
     namespace: str = "concord"
     world_dir: Path = REPO_ROOT / "topics"
     keys_dir: Path | None = None
+    # What the adapter's readers accept (services.adapter.sources.ReadLimits has the defaults and why).
+    max_line_bytes: int = 256 * 1024
+    max_json_depth: int = 16
+    max_file_bytes: int = 8 * 1024**3
 
     @property
     def keys_path(self) -> Path:
         return self.keys_dir or self.home / "keys"
+
+    def read_limits(
+        self, *, max_line_bytes: int | None = None, max_depth: int | None = None, max_file_bytes: int | None = None
+    ) -> ReadLimits:
+        """The readers' limits: a command-line flag wins over the environment."""
+        return ReadLimits(
+            max_line_bytes=max_line_bytes or self.max_line_bytes,
+            max_depth=max_depth or self.max_json_depth,
+            max_file_bytes=max_file_bytes or self.max_file_bytes,
+        )
 
     @property
     def config_file(self) -> Path:

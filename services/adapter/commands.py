@@ -26,6 +26,7 @@ from services.adapter.inbox import Inbox, InboxRunner
 from services.adapter.jobs import open_publisher, publish_source, resolve_source, validate_source
 from services.adapter.ledger import default_ledger_path
 from services.adapter.publish import BatchPolicy, Report, RowProblem
+from services.adapter.sources import DEFAULT_LIMITS, ReadLimits
 from services.core.world import World
 
 EXIT_INVALID = 1
@@ -96,8 +97,8 @@ def _stop_on_signals(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
     return stop
 
 
-def validate(*, world: World, agency: str, file: str, mapping: str | None) -> int:
-    src = resolve_source(file, _mapping(mapping))
+def validate(*, world: World, agency: str, file: str, mapping: str | None, limits: ReadLimits = DEFAULT_LIMITS) -> int:
+    src = resolve_source(file, _mapping(mapping), limits)
     report = validate_source(src, agency=agency, world=world, on_reject=_print_reject)
     _say(f"{file}: {report.valid} valid, {len(report.rejected)} invalid")
     return EXIT_INVALID if report.rejected else 0
@@ -106,8 +107,9 @@ def validate(*, world: World, agency: str, file: str, mapping: str | None) -> in
 SIGNATURES = ("batch", "single")
 
 
-def _publisher_kwargs(settings: Any, world: World, agency: str, ledger: str | None,
-                      signatures: str = "batch") -> dict[str, Any]:
+def _publisher_kwargs(
+    settings: Any, world: World, agency: str, ledger: str | None, signatures: str = "batch"
+) -> dict[str, Any]:
     from services.core.codec import default_registry
     from services.keystore import load_signer
 
@@ -124,32 +126,62 @@ def _publisher_kwargs(settings: Any, world: World, agency: str, ledger: str | No
     }
 
 
-def publish(*, settings: Any, world: World, agency: str, file: str, mapping: str | None,
-            ledger: str | None, signatures: str = "batch") -> int:
-    src = resolve_source(file, _mapping(mapping))
+def publish(
+    *,
+    settings: Any,
+    world: World,
+    agency: str,
+    file: str,
+    mapping: str | None,
+    ledger: str | None,
+    signatures: str = "batch",
+    limits: ReadLimits = DEFAULT_LIMITS,
+) -> int:
+    src = resolve_source(file, _mapping(mapping), limits)
     kw = _publisher_kwargs(settings, world, agency, ledger, signatures)
     _quiet_repeats()
 
     async def go() -> Report:
         stop = _stop_on_signals(asyncio.get_running_loop())
         async with open_publisher(**kw) as pub:
-            return await publish_source(src, publisher=pub, world=world, rejects_path=src.rejects_path(),
-                                        on_reject=_print_reject, say=_say, stop=stop)
+            return await publish_source(
+                src,
+                publisher=pub,
+                world=world,
+                rejects_path=src.rejects_path(),
+                on_reject=_print_reject,
+                say=_say,
+                stop=stop,
+            )
 
     report = asyncio.run(go())
     where = f"; rejects in {report.rejects_path}" if report.rejects_path else ""
-    _say(f"{agency}: published {report.published} to {kw['topic']}, {report.already_published} already "
-         f"published, rejected {len(report.rejected)}{where}")
+    _say(
+        f"{agency}: published {report.published} to {kw['topic']}, {report.already_published} already "
+        f"published, rejected {len(report.rejected)}{where}"
+    )
     if report.interrupted and not src.is_stream:
-        _say(f"{agency}: interrupted after {report.rows} records of {file}; publish it again to send the rest "
-             "(records already sent are skipped)")
+        _say(
+            f"{agency}: interrupted after {report.rows} records of {file}; publish it again to send the rest "
+            "(records already sent are skipped)"
+        )
         return EXIT_INTERRUPTED
     return EXIT_INVALID if report.rejected else 0
 
 
-def run_inbox(*, settings: Any, world: World, agency: str, inbox: str, mapping: str | None, ledger: str | None,
-              poll: float, signatures: str = "batch") -> int:
-    box = Inbox(Path(inbox))
+def run_inbox(
+    *,
+    settings: Any,
+    world: World,
+    agency: str,
+    inbox: str,
+    mapping: str | None,
+    ledger: str | None,
+    poll: float,
+    signatures: str = "batch",
+    limits: ReadLimits = DEFAULT_LIMITS,
+) -> int:
+    box = Inbox(Path(inbox), limits)
     box.prepare()
     csv_mapping = _mapping(mapping)
     kw = _publisher_kwargs(settings, world, agency, ledger, signatures)

@@ -60,7 +60,6 @@ import csv
 import io
 import re
 import string
-import sys
 import types
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -72,7 +71,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel
 
-from services.adapter.sources import MAX_LINE_BYTES, Row
+from services.adapter.sources import DEFAULT_LIMITS, PREVIEW, ReadLimits, Row
 from services.core.errors import ConfigError, FieldProblem
 from services.core.models import ListEntryEvent
 
@@ -137,9 +136,10 @@ class CsvMapping:
                 out.setdefault(c, []).append(r.target)
         return out
 
-    def open(self, path: str) -> IO[str]:
-        """The CSV file (or standard input for ``-``) as text the way csv wants it."""
-        raw: IO[bytes] = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    def wrap(self, raw: IO[bytes]) -> io.TextIOWrapper:
+        """An open binary file as text the way csv wants it (bytes not in the encoding kept
+        as surrogates, so that the row holding them is refused, not the file).  Detach it
+        when done if ``raw`` must stay open."""
         return io.TextIOWrapper(raw, encoding=self.encoding, errors="surrogateescape", newline="")
 
 
@@ -199,8 +199,9 @@ class _MappingParser:
             for r in rules:
                 for c in r.columns:
                     if c not in declared:
-                        self.problems.append(f"{self.name}:{r.line}: {_where(r.target)}: column {c!r} is not "
-                                             f"in csv.columns")
+                        self.problems.append(
+                            f"{self.name}:{r.line}: {_where(r.target)}: column {c!r} is not in csv.columns"
+                        )
         if self.problems:
             self.fail()
         return mapping
@@ -241,7 +242,7 @@ class _MappingParser:
         out: dict[str, Any] = {}
         if entry is None:
             return out
-        knode, node = entry
+        _, node = entry
         if not isinstance(node, yaml.MappingNode):
             self.problem(node, "csv", "must be a mapping of options (" + ", ".join(_CSV_KEYS) + ")")
             return out
@@ -317,8 +318,7 @@ class _MappingParser:
             return None
         return tuple(path)
 
-    def rule(self, target: str, path: tuple[str | int, ...], knode: yaml.Node,
-             node: yaml.Node) -> FieldRule | None:
+    def rule(self, target: str, path: tuple[str | int, ...], knode: yaml.Node, node: yaml.Node) -> FieldRule | None:
         where = _where(target)
         line = knode.start_mark.line + 1
         if isinstance(node, yaml.ScalarNode):
@@ -376,12 +376,15 @@ class _MappingParser:
                     self.problem(znode, f"{where}.timezone", "only a datetime field takes a timezone")
                 tz = _timezone(name)
                 if tz is None:
-                    self.problem(znode, f"{where}.timezone",
-                                 f"unknown time zone {name!r} (use UTC, an offset like +08:00, or e.g. Asia/Shanghai)")
+                    self.problem(
+                        znode,
+                        f"{where}.timezone",
+                        f"unknown time zone {name!r} (use UTC, an offset like +08:00, or e.g. Asia/Shanghai)",
+                    )
                 kw["tz"] = tz
         fmt = kw.get("format")
         if ftype == "datetime" and fmt is not None and "%z" not in fmt and "tz" not in kw:
-            self.problem(node, where, "a datetime format without %z needs a timezone (e.g. timezone: \"+08:00\")")
+            self.problem(node, where, 'a datetime format without %z needs a timezone (e.g. timezone: "+08:00")')
         if "map" in spec:
             mnode = spec["map"][1]
             if src == "template":
@@ -391,8 +394,9 @@ class _MappingParser:
             elif not isinstance(mnode, yaml.MappingNode) or not mnode.value:
                 self.problem(mnode, f"{where}.map", "must be a non-empty mapping of cell value -> field value")
             else:
-                kw["values"] = {k: self.value(v, f"{where}.map.{k}")
-                                for k, (_, v) in self.items(mnode, f"{where}.map").items()}
+                kw["values"] = {
+                    k: self.value(v, f"{where}.map.{k}") for k, (_, v) in self.items(mnode, f"{where}.map").items()
+                }
         if "default" in spec:
             if src == "const":
                 pass  # reported above
@@ -437,7 +441,7 @@ def _check_format(fmt: str) -> str | None:
         return f"{fmt!r} has no % directive (e.g. %Y/%m/%d)"
     sample = datetime(2026, 3, 10, 8, 30, 15, tzinfo=UTC)
     try:
-        datetime.strptime(sample.strftime(fmt), fmt)
+        datetime.strptime(sample.strftime(fmt), fmt)  # noqa: DTZ007 - only whether the format parses
     except ValueError as exc:
         return f"not a usable strptime format: {exc}"
     return None
@@ -489,7 +493,8 @@ def _check_shape(path: tuple[str | int, ...]) -> str | None:
     i = 0
     while i < len(path):
         seg = path[i]
-        assert isinstance(seg, str)
+        if not isinstance(seg, str):
+            return f"{shown} is not a list"
         if not _is_model(tp):
             return f"{shown} is a single value; it has no field {seg!r}"
         fields = tp.model_fields
@@ -518,26 +523,58 @@ _CONST, _EMPTY, _FILLED = 0, 1, 2
 _MISSING = object()
 
 
-class _Tap:
-    """Hands lines to csv.reader while keeping them, so a row keeps its text and line."""
+class _RecordTooLong(Exception):
+    """Raised by :class:`_Tap` into csv.reader, which starts afresh on the next line."""
 
-    def __init__(self, stream: IO[str]) -> None:
-        self._it = iter(stream)
+    def __init__(self, size: int, head: str) -> None:
+        super().__init__(size)
+        self.size = size
+        self.head = head
+
+
+_LINE_ENDS = ("\r\n", "\n", "\r")
+
+
+class _Tap:
+    """Hands lines to csv.reader while keeping them, so a row keeps its text and line.
+
+    Never holds more than ``limit`` characters of a record: a longer physical line is
+    skipped in bounded pieces, and a quoted field running on over lines stops at the
+    limit too; either raises :class:`_RecordTooLong` through the reader.
+    """
+
+    def __init__(self, stream: IO[str], limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
         self.lines = 0
         self._held: list[str] = []
+        self._size = 0
 
     def __iter__(self) -> _Tap:
         return self
 
     def __next__(self) -> str:
-        line = next(self._it)
+        line = self._stream.readline(self._limit + 2)
+        if not line:
+            raise StopIteration
         self.lines += 1
+        if len(line) == self._limit + 2 and not line.endswith(_LINE_ENDS):
+            size = len(line)
+            while rest := self._stream.readline(1 << 20):
+                size += len(rest)
+                if rest.endswith(_LINE_ENDS):
+                    break
+            raise _RecordTooLong(self._size + size, "".join(self._held)[:PREVIEW] or line[:PREVIEW])
         self._held.append(line)
+        self._size += len(line)
+        if self._size > self._limit + 2:
+            raise _RecordTooLong(self._size, "".join(self._held)[:PREVIEW])
         return line
 
     def take(self) -> str:
         text = "".join(self._held)
         self._held.clear()
+        self._size = 0
         return text
 
 
@@ -550,9 +587,12 @@ def _printable(text: str, encoding: str) -> str:
     return raw.decode(encoding, "replace").rstrip("\r\n")
 
 
-def read_csv(stream: IO[str], mapping: CsvMapping, *, file: str) -> Iterator[Row]:
-    """Rows of a CSV export in the record shape; ``stream`` comes from :meth:`CsvMapping.open`."""
-    tap = _Tap(stream)
+def read_csv(stream: IO[str], mapping: CsvMapping, *, file: str, limits: ReadLimits = DEFAULT_LIMITS) -> Iterator[Row]:
+    """Rows of a CSV export in the record shape; ``stream`` comes from :meth:`CsvMapping.open`
+    or :meth:`CsvMapping.wrap`.  A record longer than ``limits.max_line_bytes`` is refused
+    without being held (see :class:`_Tap`)."""
+    limit = limits.max_line_bytes
+    tap = _Tap(stream, limit)
     reader = csv.reader(tap, delimiter=mapping.delimiter, quotechar=mapping.quotechar, strict=False)
     header: tuple[str, ...] | None = mapping.columns
     index: dict[str, int] = {}
@@ -564,6 +604,13 @@ def read_csv(stream: IO[str], mapping: CsvMapping, *, file: str) -> Iterator[Row
             cells = next(reader)
         except StopIteration:
             return
+        except _RecordTooLong as exc:
+            tap.take()
+            reason = f"record is {exc.size:,} characters, longer than the limit of {limit:,} (--max-line-bytes)"
+            if header is None:
+                raise MappingInvalid([f"{file}:{start}: the header line: {reason}"]) from None
+            yield Row.unreadable(start, reason, _printable(exc.head, mapping.encoding))
+            continue
         except csv.Error as exc:
             tap.take()
             yield Row.unreadable(start, f"unreadable CSV: {exc}")
@@ -579,8 +626,13 @@ def read_csv(stream: IO[str], mapping: CsvMapping, *, file: str) -> Iterator[Row
             index = _header_index(header, mapping, file, start)
             continue
         shown = _printable(text, mapping.encoding)
-        if len(text.encode("utf-8", "surrogateescape")) > MAX_LINE_BYTES:
-            yield Row.unreadable(start, f"record is larger than {MAX_LINE_BYTES // 1024} KiB", shown[:200])
+        size = len(text.encode("utf-8", "surrogateescape"))
+        if size > limit:
+            yield Row.unreadable(
+                start,
+                f"record is {size:,} bytes, longer than the limit of {limit:,} (--max-line-bytes)",
+                shown[:PREVIEW],
+            )
             continue
         if _has_surrogates(text):
             yield Row.unreadable(start, f"line is not valid {mapping.encoding}", shown)
@@ -626,14 +678,10 @@ def _leaf(rule: FieldRule, cells: Mapping[str, str], problems: list[FieldProblem
         return rule.const, _CONST
     if rule.template is not None:
         values = {c: cells[c] for c in rule.template_columns}
-        if any(v == "" for v in values.values()):
-            cell = ""
-        else:
-            cell = rule.template.format_map(values)
+        cell = "" if any(v == "" for v in values.values()) else rule.template.format_map(values)
         what = f"template {rule.template!r}"
     else:
-        assert rule.column is not None
-        cell = cells[rule.column]
+        cell = cells[rule.column or ""]
         what = f"column {rule.column}"
     if cell == "":
         if rule.default is not None:
@@ -664,7 +712,7 @@ def _convert(rule: FieldRule, value: str) -> Any:
         if rule.format is None:
             return value
         try:
-            return datetime.strptime(value, rule.format).date().isoformat()
+            return datetime.strptime(value, rule.format).date().isoformat()  # noqa: DTZ007 - a calendar date
         except ValueError:
             raise ValueError(f"does not match the date format {rule.format}") from None
     if rule.type == "datetime":
@@ -677,7 +725,7 @@ def _convert(rule: FieldRule, value: str) -> Any:
                 raise ValueError("is not an ISO 8601 date and time") from None
         else:
             try:
-                parsed = datetime.strptime(value, rule.format)
+                parsed = datetime.strptime(value, rule.format)  # noqa: DTZ007 - given rule.tz below
             except ValueError:
                 raise ValueError(f"does not match the datetime format {rule.format}") from None
         if parsed.tzinfo is None and rule.tz is not None:

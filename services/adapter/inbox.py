@@ -15,10 +15,23 @@ For each file, oldest first::
 
 ``accepted`` counts records newly published by this file, ``already_published``
 those the ledger already held (a file dropped twice publishes nothing new), and
-``rejected`` the refused rows.  A file that cannot be read at all (a CSV without a
-mapping, a header lacking mapped columns) goes to ``DIR/failed/`` with a result
-whose ``error`` says why.  When Kafka cannot be reached the file stays where it is
-and is tried again; the ledger makes the retry safe.
+``rejected`` the refused rows (each with its line and reason, as ``concord validate``
+prints them).  A file that cannot be read at all goes to ``DIR/failed/`` with its
+sidecar ``name.result.json`` whose ``error`` says why: a symbolic link, a FIFO or
+anything else that is not a regular file, a file larger than ``max_file_bytes``
+(:class:`~services.adapter.sources.ReadLimits`, 8 GiB by default), one the adapter
+may not read, a CSV without a mapping, a header lacking mapped columns.  No file
+holds back the files behind it: whatever goes wrong with one (short of Kafka being
+unreachable) sends it to ``failed/``, and one that cannot even be moved there is
+left alone and reported once.  When Kafka cannot be reached the file stays where it
+is and is tried again; the ledger makes the retry safe.
+
+Each file is opened once, without following symbolic links (``O_NOFOLLOW``, and
+``O_NONBLOCK`` so that a FIFO cannot hang the open), and checked on the open
+descriptor (``fstat``: a regular file, within the size limit); it is read from
+that descriptor only, never opened again by name, and reading stops if it grows
+past the limit meanwhile.  Lines are read in bounded pieces (see
+:mod:`services.adapter.sources`), so no line, however long, is held in memory.
 
 Which files are CSV is decided by name (``.csv``, read through ``--mapping``);
 anything else is JSON Lines.  The folder is polled (every 0.5 s by default): no
@@ -28,19 +41,27 @@ inotify dependency, and it works on network file systems.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import io
 import json
+import logging
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from services.adapter.csv_source import CsvMapping
 from services.adapter.jobs import Source, open_rows, resolve_source
 from services.adapter.publish import Publisher, Report, RowProblem, publish_rows, write_rejects
-from services.adapter.sources import is_csv
+from services.adapter.sources import DEFAULT_LIMITS, ReadLimits, is_csv
 from services.core.errors import BrokerUnavailable, ConfigError
 from services.core.world import World
+
+log = logging.getLogger(__name__)
 
 IGNORED_PREFIXES = (".",)
 IGNORED_SUFFIXES = (".part", ".tmp")
@@ -63,11 +84,97 @@ class FileResult:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+class _Capped(io.RawIOBase):
+    """A descriptor read up to ``cap`` bytes: a file that grows past it while being read
+    fails with EFBIG instead of being read on."""
+
+    def __init__(self, fd: int, cap: int) -> None:
+        self._fd = fd
+        self._left = cap
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]  # RawIOBase's buffer protocol
+        data = os.read(self._fd, len(buffer))
+        if len(data) > self._left:
+            raise OSError(errno.EFBIG, "the file grew past the size limit while it was being read")
+        self._left -= len(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A dropped file, opened and checked; ``identity`` is its (device, inode)."""
+
+    file: IO[bytes]
+    identity: tuple[int, int]
+
+
+def _unfit(st: os.stat_result, limits: ReadLimits) -> str | None:
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        return f"is {kind}: the inbox publishes only regular files"
+    if st.st_size > limits.max_file_bytes:
+        return (
+            f"is {st.st_size:,} bytes, more than the limit of {limits.max_file_bytes:,} (--max-file-bytes): "
+            "split the export"
+        )
+    return None
+
+
+def open_dropped(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> Opened:
+    """Open ``path`` once, without following a symbolic link, and check it on the descriptor:
+    a regular file of at most ``limits.max_file_bytes``.  ConfigError says why not."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(
+                "is a symbolic link: the inbox publishes only regular files renamed into it, "
+                "never what a link points to"
+            ) from None
+        raise ConfigError(f"cannot be opened: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        problem = _unfit(st, limits)
+        if problem is None:
+            os.set_blocking(fd, True)
+            handle = io.BufferedReader(_Capped(fd, limits.max_file_bytes), buffer_size=1 << 16)
+    except BaseException:
+        os.close(fd)
+        raise
+    if problem is not None:
+        os.close(fd)
+        raise ConfigError(problem)
+    return Opened(handle, (st.st_dev, st.st_ino))
+
+
 class Inbox:
     """The folder and its ``done/`` and ``failed/`` subfolders."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, limits: ReadLimits = DEFAULT_LIMITS) -> None:
         self.root = root
+        self.limits = limits
         self.done = root / "done"
         self.failed = root / "failed"
 
@@ -82,15 +189,19 @@ class Inbox:
         return not name.startswith(IGNORED_PREFIXES) and not name.endswith(IGNORED_SUFFIXES)
 
     def ready(self) -> list[Path]:
-        """Complete files waiting, oldest first."""
+        """Complete files waiting, oldest first: every entry but folders (a link, a FIFO
+        and the like are listed, to be refused and moved to ``failed/``)."""
         found = []
         with os.scandir(self.root) as it:
             for e in it:
-                if self.wanted(e.name) and e.is_file(follow_symlinks=False):
-                    try:
-                        found.append((e.stat().st_mtime, e.name, Path(e.path)))
-                    except FileNotFoundError:
-                        continue  # taken away between listing and stat
+                if not self.wanted(e.name) or e.name in ("done", "failed"):
+                    continue
+                try:
+                    if e.is_dir(follow_symlinks=False):
+                        continue
+                    found.append((e.stat(follow_symlinks=False).st_mtime, e.name, Path(e.path)))
+                except FileNotFoundError:
+                    continue  # taken away between listing and stat
         return [p for _, _, p in sorted(found)]
 
     def destination(self, folder: Path, name: str) -> Path:
@@ -106,10 +217,24 @@ class Inbox:
                 return folder / candidate
             n += 1
 
-    def finish(self, path: Path, *, failed: bool, result: Callable[[Path | None], FileResult],
-               rejected: list[RowProblem]) -> tuple[Path, FileResult]:
-        """Move ``path`` aside with its rejects and, last, its result file."""
+    def finish(
+        self,
+        path: Path,
+        *,
+        failed: bool,
+        result: Callable[[Path | None], FileResult],
+        rejected: list[RowProblem],
+        identity: tuple[int, int] | None = None,
+    ) -> tuple[Path, FileResult]:
+        """Move ``path`` aside with its rejects and, last, its result file.  With ``identity``,
+        only if the name still holds the file that was read (ConfigError otherwise)."""
         folder = self.failed if failed else self.done
+        if identity is not None:
+            st = path.lstat()
+            if (st.st_dev, st.st_ino) != identity:
+                raise ConfigError(
+                    f"{path.name} was replaced while it was being read; the new file is left for its own turn"
+                )
         target = self.destination(folder, path.name)
         rejects = None
         if rejected:
@@ -127,8 +252,17 @@ class Inbox:
 class InboxRunner:
     """Publishes every file that appears in an inbox until ``stop`` is set."""
 
-    def __init__(self, inbox: Inbox, *, publisher: Publisher, world: World, mapping: CsvMapping | None,
-                 say: Callable[[str], None] = lambda _m: None, poll: float = 0.5, retry_after: float = 5.0) -> None:
+    def __init__(
+        self,
+        inbox: Inbox,
+        *,
+        publisher: Publisher,
+        world: World,
+        mapping: CsvMapping | None,
+        say: Callable[[str], None] = lambda _m: None,
+        poll: float = 0.5,
+        retry_after: float = 5.0,
+    ) -> None:
         self.inbox = inbox
         self.publisher = publisher
         self.world = world
@@ -137,6 +271,7 @@ class InboxRunner:
         self.poll = poll
         self.retry_after = retry_after
         self.results: list[FileResult] = []
+        self._stuck: set[tuple[str, int, int]] = set()  # files that could not even be moved aside
 
     async def run(self, stop: asyncio.Event) -> None:
         self.inbox.prepare()
@@ -147,8 +282,9 @@ class InboxRunner:
             for path in self.inbox.ready():
                 if stop.is_set():
                     break
-                if not path.exists():
-                    continue  # taken away again before its turn
+                mark = self._mark(path)
+                if mark is None or mark in self._stuck:
+                    continue  # taken away again before its turn, or known to be stuck
                 try:
                     await self.process(path)
                 except BrokerUnavailable as exc:
@@ -156,38 +292,85 @@ class InboxRunner:
                     await self.publisher.settle()
                     wait = self.retry_after
                     break
-            try:
+                except Exception as exc:  # one file must never stop the files behind it
+                    self._stuck.add(mark)
+                    log.warning("inbox file %s could not be moved aside", path, exc_info=True)
+                    self.say(
+                        f"[{agency}] {path.name}: could not be moved aside ({exc}); left in place and "
+                        "skipped until it changes"
+                    )
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
-            except TimeoutError:
-                pass
         self.say(f"[{agency}] inbox stopped")
 
+    @staticmethod
+    def _mark(path: Path) -> tuple[str, int, int] | None:
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            return None
+        return path.name, st.st_ino, st.st_mtime_ns
+
     async def process(self, path: Path) -> FileResult:
-        """Publish one file and move it aside; BrokerUnavailable leaves it in place."""
+        """Publish one file and move it aside; BrokerUnavailable leaves it in place.
+
+        Anything else that goes wrong with the file sends it to ``failed/`` with the reason.
+        """
         pub = self.publisher
         name = path.name
         report = Report(file=name)
         error = None
+        identity = None
         try:
-            src: Source = resolve_source(str(path), self.mapping if is_csv(name) else None)
-            with open_rows(src) as rows:
-                await publish_rows(rows, publisher=pub, world=self.world, report=report, say=self.say)
-        except (ConfigError, OSError, UnicodeError) as exc:
-            await pub.flush()
-            error = str(exc)
+            opened = open_dropped(path, self.inbox.limits)
+        except ConfigError as exc:
+            error = f"{name} {exc}"
+        else:
+            identity = opened.identity
+            with opened.file:
+                error = await self._publish(opened.file, name, report)
 
         def result(rejects: Path | None) -> FileResult:
-            return FileResult(file=name, status="failed" if error else "done", accepted=report.published,
-                              rejected=len(report.rejected), already_published=report.already_published,
-                              rejects_path=str(rejects) if rejects else None,
-                              published_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                              agency=pub.agency, topic=pub.topic, error=error)
+            return FileResult(
+                file=name,
+                status="failed" if error else "done",
+                accepted=report.published,
+                rejected=len(report.rejected),
+                already_published=report.already_published,
+                rejects_path=str(rejects) if rejects else None,
+                published_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                agency=pub.agency,
+                topic=pub.topic,
+                error=error,
+            )
 
-        out, res = self.inbox.finish(path, failed=error is not None, result=result, rejected=report.rejected)
+        out, res = self.inbox.finish(
+            path, failed=error is not None, result=result, rejected=report.rejected, identity=identity
+        )
         self.results.append(res)
         if error:
             self.say(f"[{pub.agency}] {name}: could not be read: {error} -> {out}")
         else:
-            self.say(f"[{pub.agency}] {name}: {res.accepted} published, {res.already_published} already published, "
-                     f"{res.rejected} rejected -> {out}")
+            self.say(
+                f"[{pub.agency}] {name}: {res.accepted} published, {res.already_published} already published, "
+                f"{res.rejected} rejected -> {out}"
+            )
         return res
+
+    async def _publish(self, handle: IO[bytes], name: str, report: Report) -> str | None:
+        """Publish the rows of an opened file; the reason it could not be read, or None."""
+        pub = self.publisher
+        try:
+            src: Source = resolve_source(name, self.mapping if is_csv(name) else None, self.inbox.limits, handle=handle)
+            with open_rows(src) as rows:
+                await publish_rows(rows, publisher=pub, world=self.world, report=report, say=self.say)
+        except BrokerUnavailable:
+            raise
+        except (ConfigError, OSError, UnicodeError) as exc:
+            await pub.flush()
+            return str(exc)
+        except Exception as exc:  # a file that breaks the reader fails alone
+            log.exception("inbox file %s", name)
+            await pub.flush()
+            return f"unexpected error while reading it ({type(exc).__name__}: {exc})"
+        return None

@@ -9,6 +9,7 @@ the dotted path of the field, so a clerk can fix a row in one pass.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
@@ -173,18 +174,52 @@ def context_problems(ev: ListEntryEvent, *, agency: str, world: World) -> list[F
     return rule_problems(view, agency=agency, world=world)
 
 
+# C0 controls but tab, line feed and carriage return, and DEL: never part of a name, a number or a
+# reason, and a NUL ends a string in too many of the systems a directive reaches.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def control_problems(raw: Any) -> list[FieldProblem]:
+    """Every text (and key) of ``raw`` holding a control character, by field path."""
+    out: list[FieldProblem] = []
+    stack: list[tuple[Any, str]] = [(raw, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            m = _CONTROL.search(value)
+            if m:
+                out.append(
+                    FieldProblem(path, f"contains the control character U+{ord(m[0]):04X} at position {m.start() + 1}")
+                )
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                key = str(k)
+                if _CONTROL.search(key):
+                    out.append(FieldProblem(path, f"a field name contains a control character: {key!r}"))
+                    continue
+                stack.append((v, f"{path}.{key}" if path else key))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(value))
+    return sorted(out, key=lambda p: p.path)
+
+
 def validate_record(raw: Any, *, agency: str, world: World) -> ListEntryEvent:
     """A valid :class:`ListEntryEvent` from the adapter's JSON shape, or RecordInvalid."""
     if not isinstance(raw, dict):
         raise RecordInvalid([FieldProblem("", f"a record must be a JSON object, not {type(raw).__name__}")])
+    controls = control_problems(raw)
     try:
         ev = ListEntryEvent.model_validate(raw)
     except ValidationError as exc:
         structural = _pydantic_problems(exc)
         seen = {p.path for p in structural}
+        structural += [p for p in controls if p.path not in seen]
+        seen |= {p.path for p in controls}
         rules = [p for p in rule_problems(raw, agency=agency, world=world) if p.path not in seen]
         raise RecordInvalid(structural + rules) from None
-    problems = context_problems(ev, agency=agency, world=world)
+    problems = controls + [
+        p for p in context_problems(ev, agency=agency, world=world) if p.path not in {c.path for c in controls}
+    ]
     if problems:
         raise RecordInvalid(problems)
     return ev

@@ -4,7 +4,8 @@ Reads the live state as the admin, measures draining agencies, hands everything
 to :func:`services.core.governance_plan.make_plan`, and applies a plan in an order
 that never leaves a principal with less than it needs or more than it may have for
 longer than necessary: users, then topics, then new bindings (waiting until the
-broker enforces them), then removals (waiting until they are gone), then the ledger.
+broker enforces them), then removals (waiting until they are gone), then client
+quotas (:mod:`services.governance.quotas`), then the ledger.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # not in its __all__
 
 from services.core.errors import BrokerUnavailable
 from services.core.governance_plan import (
@@ -47,6 +48,7 @@ from services.governance.admin import (
 )
 from services.governance.drain import measure_drain
 from services.governance.ledger import ensure_ledger_topic, read_ledger, write_ledger
+from services.governance.quotas import alter_user_quotas, describe_user_quotas
 from services.kafka_access import KafkaAccess
 
 
@@ -58,16 +60,25 @@ class ApplyResult:
     topics_reconfigured: tuple[str, ...] = ()
     users_created: tuple[str, ...] = ()
     ledger_written: bool = False
+    quotas_changed: int = 0
 
     def changed(self) -> bool:
-        return bool(self.acls_added or self.acls_removed or self.topics_created or self.topics_reconfigured
-                    or self.users_created)
+        return bool(
+            self.acls_added
+            or self.acls_removed
+            or self.topics_created
+            or self.topics_reconfigured
+            or self.users_created
+            or self.quotas_changed
+        )
 
     def summary(self) -> str:
-        return (f"Applied: {self.acls_added} binding(s) added, {self.acls_removed} removed, "
-                f"{len(self.topics_created)} topic(s) created, {len(self.topics_reconfigured)} reconfigured, "
-                f"{len(self.users_created)} SCRAM user(s) created"
-                + ("; ledger recorded." if self.ledger_written else "; ledger unchanged."))
+        return (
+            f"Applied: {self.acls_added} binding(s) added, {self.acls_removed} removed, "
+            f"{len(self.topics_created)} topic(s) created, {len(self.topics_reconfigured)} reconfigured, "
+            f"{len(self.users_created)} SCRAM user(s) created, {self.quotas_changed} quota value(s) changed"
+            + ("; ledger recorded." if self.ledger_written else "; ledger unchanged.")
+        )
 
 
 @dataclass
@@ -97,6 +108,7 @@ class Governance:
             users=scram_users(self.admin),
             ledger=ledger,
             ledger_revision=revision,
+            quotas=describe_user_quotas(self.access),
         )
 
     def measure(self, agencies: Collection[str]) -> dict[str, DrainStatus]:
@@ -130,25 +142,29 @@ class Governance:
         set_topic_configs(self.admin, reconfigured)
         added = ensure_acls(self.admin, [c.rule for c in plan.additions])
         removed = delete_acls(self.admin, [c.rule for c in plan.removals])
+        quotas = alter_user_quotas(self.access, plan.quotas)
 
         # Recorded whenever this apply changed something (an audit trail of applies) or the
         # ledger's content differs; an apply that changes nothing writes nothing.
         ledger = plan.ledger(datetime.now(UTC), users, previous=live.ledger)
-        changed = bool(users or created or reconfigured or added or removed)
+        changed = bool(users or created or reconfigured or added or removed or quotas)
         written = changed or live.ledger is None or live.ledger.content() != ledger.content()
         if written:
             registry = self.world.topic_templates["registry"]
             ensure_ledger_topic(self.admin, self.namespace, registry.replication)
             write_ledger(self.access, ledger)
-        return ApplyResult(len(added), len(removed), tuple(created), tuple(sorted(reconfigured)),
-                           tuple(users), written)
+        return ApplyResult(
+            len(added), len(removed), tuple(created), tuple(sorted(reconfigured)), tuple(users), written, quotas
+        )
 
     def _create_topics(self, plan: Plan) -> list[str]:
         specs = [t.spec for t in plan.topics_to_create if t.spec is not None]
         if not specs:
             return []
-        new = [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication,
-                        config=s.kafka_config()) for s in specs]
+        new = [
+            NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication, config=s.kafka_config())
+            for s in specs
+        ]
         made = []
         for name, fut in self.admin.create_topics(new, request_timeout=TIMEOUT).items():
             try:

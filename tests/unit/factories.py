@@ -205,5 +205,10 @@ def real_world() -> World:
     return load_world(TOPICS)
 
 
+def declared_quotas(world: World) -> dict[str, dict[str, float]]:
+    """The quotas ``world`` declares, as the cluster holds them once applied."""
+    return {u: {k: v for k, (v, _) in keys.items()} for u, keys in world.quotas.desired(world.agencies).items()}
+
+
 def days(n: float) -> timedelta:
     return timedelta(days=n)

@@ -11,8 +11,7 @@ from prometheus_client import CollectorRegistry
 from services.core.access import AclRule, compile_acls, scram_users
 from services.core.governance_plan import LiveState, TopicState, desired_topics, make_plan
 from services.governance.drift import DriftMetrics, DriftReport
-
-from tests.unit.factories import real_world
+from tests.unit.factories import declared_quotas, real_world
 
 pytestmark = pytest.mark.unit
 
@@ -23,9 +22,10 @@ AT = datetime(2026, 3, 10, 12, tzinfo=UTC)
 def _live(*extra: AclRule, drop: int = 0) -> LiveState:
     world = real_world()
     acls = compile_acls(world, NS, AT)
-    topics = {s.name: TopicState(s.name, s.partitions, s.replication, s.kafka_config())
-              for s in desired_topics(world, NS)}
-    return LiveState((*acls[drop:], *extra), topics, frozenset(scram_users(world)))
+    topics = {
+        s.name: TopicState(s.name, s.partitions, s.replication, s.kafka_config()) for s in desired_topics(world, NS)
+    }
+    return LiveState((*acls[drop:], *extra), topics, frozenset(scram_users(world)), quotas=declared_quotas(world))
 
 
 def test_in_sync_reports_zero_everywhere() -> None:
@@ -34,8 +34,9 @@ def test_in_sync_reports_zero_everywhere() -> None:
     metrics = DriftMetrics.create(CollectorRegistry())
     metrics.observe(report, 1234.0)
     assert metrics.registry.get_sample_value("concord_acl_drift_missing", {"namespace": NS, "kind": "acl"}) == 0
-    assert metrics.registry.get_sample_value("concord_acl_drift_last_check_timestamp_seconds",
-                                             {"namespace": NS}) == 1234.0
+    assert (
+        metrics.registry.get_sample_value("concord_acl_drift_last_check_timestamp_seconds", {"namespace": NS}) == 1234.0
+    )
 
 
 def test_missing_extra_and_unmanaged_are_counted_apart(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from services.core.access import AclRule, compile_acls, feed_rules, scram_users
+from services.core.errors import WorldInvalid
 from services.core.governance_plan import (
     DrainStatus,
     FeedRecord,
@@ -30,9 +32,8 @@ from services.core.governance_plan import (
     live_fingerprint,
     make_plan,
 )
-from services.core.world import World, parse_world
-
-from tests.unit.factories import real_world
+from services.core.world import World, iter_problems, parse_world
+from tests.unit.factories import declared_quotas, real_world
 
 pytestmark = pytest.mark.unit
 
@@ -56,15 +57,23 @@ def _terminated_food_safety() -> World:
 
 
 def _topics(world: World) -> dict[str, TopicState]:
-    return {s.name: TopicState(s.name, s.partitions, s.replication, s.kafka_config())
-            for s in desired_topics(world, NS)}
+    return {
+        s.name: TopicState(s.name, s.partitions, s.replication, s.kafka_config()) for s in desired_topics(world, NS)
+    }
 
 
-def _in_sync(world: World | None = None, *extra: AclRule, ledger: Ledger | None = None,
-             revision: str | None = None) -> LiveState:
+def _in_sync(
+    world: World | None = None, *extra: AclRule, ledger: Ledger | None = None, revision: str | None = None
+) -> LiveState:
     world = world or real_world()
-    return LiveState(acls=(*compile_acls(world, NS, AT), *extra), topics=_topics(world),
-                     users=frozenset(scram_users(world)), ledger=ledger, ledger_revision=revision)
+    return LiveState(
+        acls=(*compile_acls(world, NS, AT), *extra),
+        topics=_topics(world),
+        users=frozenset(scram_users(world)),
+        ledger=ledger,
+        ledger_revision=revision,
+        quotas=declared_quotas(world),
+    )
 
 
 def _ledger_of(plan: Plan) -> Ledger:
@@ -94,12 +103,21 @@ def test_an_empty_cluster_gets_everything_grouped_by_agency_and_mou() -> None:
 
 def test_each_line_says_why() -> None:
     plan = make_plan(real_world(), NS, AT, LiveState(acls=(), topics={}, users=frozenset()))
-    read = next(c for c in plan.additions if c.rule.principal == "User:aviation" and c.rule.operation == "READ"
-                and c.rule.resource_type == "TOPIC" and "directives" in c.rule.resource_name)
+    read = next(
+        c
+        for c in plan.additions
+        if c.rule.principal == "User:aviation"
+        and c.rule.operation == "READ"
+        and c.rule.resource_type == "TOPIC"
+        and "directives" in c.rule.resource_name
+    )
     assert read.reason == "grant: mou-judgment-defaulters v1 aviation.no-air-tickets"
     text = plan.render()
-    assert re.search(r"\+ ALLOW READ TOPIC t1\.directives\.aviation +grant: mou-judgment-defaulters v1 "
-                     r"aviation\.no-air-tickets", text)
+    assert re.search(
+        r"\+ ALLOW READ TOPIC t1\.directives\.aviation +grant: mou-judgment-defaulters v1 "
+        r"aviation\.no-air-tickets",
+        text,
+    )
     lines = text.splitlines()
     aviation = lines.index("aviation")
     assert lines[aviation + 1].strip() in ("[Concord rules]", "[mou-judgment-defaulters v1]")
@@ -119,8 +137,9 @@ def test_a_binding_concord_granted_and_the_world_withdrew_names_its_old_grant() 
     plan = make_plan(world, NS, AT, live, {"securities": DrainStatus("securities", True, "drained: test")})
     removed = {c.rule: c for c in plan.removals}
     read = AclRule("User:securities", "TOPIC", "LITERAL", f"{NS}.directives.securities", "READ")
-    assert removed[read].reason.startswith("withdraw: no longer granted (was: mou-food-safety v1 "
-                                           "securities.license-restriction)")
+    assert removed[read].reason.startswith(
+        "withdraw: no longer granted (was: mou-food-safety v1 securities.license-restriction)"
+    )
     assert removed[read].reason.endswith("drained: test")
     assert removed[read].group == "mou-food-safety v1"
     finance = AclRule("User:finance", "TOPIC", "LITERAL", f"{NS}.directives.finance", "READ")
@@ -130,9 +149,10 @@ def test_a_binding_concord_granted_and_the_world_withdrew_names_its_old_grant() 
 def test_a_binding_removed_by_hand_since_the_last_apply_is_restored() -> None:
     before = make_plan(real_world(), NS, AT, _in_sync())
     full = _in_sync(ledger=_ledger_of(before))
-    gone = next(r for r in full.acls if r.principal == "User:rail" and r.operation == "READ"
-                and r.resource_type == "TOPIC")
-    live = LiveState(tuple(r for r in full.acls if r != gone), full.topics, full.users, full.ledger)
+    gone = next(
+        r for r in full.acls if r.principal == "User:rail" and r.operation == "READ" and r.resource_type == "TOPIC"
+    )
+    live = LiveState(tuple(r for r in full.acls if r != gone), full.topics, full.users, full.ledger, quotas=full.quotas)
     (add,) = make_plan(real_world(), NS, AT, live).additions
     assert add.rule == gone
     assert add.reason.startswith("restore (removed outside Concord since the last apply): mou-judgment-defaulters")
@@ -140,11 +160,13 @@ def test_a_binding_removed_by_hand_since_the_last_apply_is_restored() -> None:
 
 def test_an_agency_dropped_from_the_world_stays_managed_through_the_ledger() -> None:
     def drop_customs(docs: dict[str, Any]) -> None:
-        docs["agencies.yaml"]["agencies"] = [a for a in docs["agencies.yaml"]["agencies"]
-                                             if a["agency_id"] != "customs"]
+        docs["agencies.yaml"]["agencies"] = [
+            a for a in docs["agencies.yaml"]["agencies"] if a["agency_id"] != "customs"
+        ]
         del docs["mous/mou-a-grade-taxpayers.yaml"]
-        docs["programs.yaml"]["programs"] = [p for p in docs["programs.yaml"]["programs"]
-                                             if p["program_id"] != "tax.a-grade-taxpayers"]
+        docs["programs.yaml"]["programs"] = [
+            p for p in docs["programs.yaml"]["programs"] if p["program_id"] != "tax.a-grade-taxpayers"
+        ]
 
     world = _world_with(drop_customs)
     before = make_plan(real_world(), NS, AT, _in_sync())
@@ -203,8 +225,9 @@ def test_unmanaged_bindings_are_reported_and_never_planned_away() -> None:
 
 
 def test_deletions_are_capped() -> None:
-    extra = [AclRule("User:court", "TOPIC", "LITERAL", f"{NS}.directives.rail", op)
-             for op in ("READ", "DESCRIBE", "ALTER")]
+    extra = [
+        AclRule("User:court", "TOPIC", "LITERAL", f"{NS}.directives.rail", op) for op in ("READ", "DESCRIBE", "ALTER")
+    ]
     plan = make_plan(real_world(), NS, AT, _in_sync(None, *extra))
     check_deletions(plan, 3)
     with pytest.raises(TooManyDeletions, match="removes 3 bindings, more than the cap of 2"):
@@ -267,8 +290,13 @@ def test_unmeasured_drain_counts_as_not_drained() -> None:
 
 def test_once_drained_the_feed_is_withdrawn() -> None:
     world = _terminated_food_safety()
-    plan = make_plan(world, NS, AT, _in_sync(real_world()),
-                     {"securities": DrainStatus("securities", True, "drained: receipts cover it")})
+    plan = make_plan(
+        world,
+        NS,
+        AT,
+        _in_sync(real_world()),
+        {"securities": DrainStatus("securities", True, "drained: receipts cover it")},
+    )
     assert {c.rule for c in plan.removals} == set(feed_rules(world, NS, "securities"))
     assert not plan.draining
     assert plan.drains[0].withdrawn
@@ -276,9 +304,14 @@ def test_once_drained_the_feed_is_withdrawn() -> None:
 
 def test_an_operator_may_withdraw_before_draining() -> None:
     world = _terminated_food_safety()
-    plan = make_plan(world, NS, AT, _in_sync(real_world()),
-                     {"securities": DrainStatus("securities", False, "1 directive(s) still APPLY")},
-                     force_withdraw={"securities"})
+    plan = make_plan(
+        world,
+        NS,
+        AT,
+        _in_sync(real_world()),
+        {"securities": DrainStatus("securities", False, "1 directive(s) still APPLY")},
+        force_withdraw={"securities"},
+    )
     assert len(plan.removals) == 4
     assert plan.drains[0].detail.startswith("withdrawn by operator before draining")
 
@@ -341,8 +374,7 @@ def test_topic_differences_are_created_reconfigured_or_reported() -> None:
     live = LiveState(compile_acls(world, NS, AT), topics, frozenset(scram_users(world)))
     plan = make_plan(world, NS, AT, live)
     by = {(t.action, t.name): t for t in plan.topics}
-    assert set(by) == {("report", court), ("alter", rail), ("create", f"{NS}.quarantine"),
-                       ("report", f"{NS}.leftover")}
+    assert set(by) == {("report", court), ("alter", rail), ("create", f"{NS}.quarantine"), ("report", f"{NS}.leftover")}
     assert "has 6 partition(s), declared 3: not changed" in by[("report", court)].reason
     assert by[("alter", rail)].config == {"cleanup.policy": "compact"}
     assert "never deleted" in by[("report", f"{NS}.leftover")].reason
@@ -366,3 +398,72 @@ def test_the_ledger_round_trips_and_compares_by_content() -> None:
     assert again.binding(next(iter(ledger.bindings))) is not None
     later = plan.ledger(AT + timedelta(days=1), previous=ledger)
     assert later.content() == ledger.content() and later.users_created == ("ports",)
+
+
+# --------------------------------------------------------------------------- quotas
+
+
+def _quota_world(principals: str) -> World:
+    docs = real_world().to_documents()
+    topics = dict(docs["topics.yaml"])
+    topics["quotas"] = {
+        "defaults": {"producer_byte_rate": 1_048_576, "request_percentage": 50},
+        "principals": yaml.safe_load(principals),
+    }
+    return parse_world({**docs, "topics.yaml": topics})
+
+
+def test_quotas_are_planned_with_their_reasons_and_apply_only_to_managed_principals() -> None:
+    world = _quota_world("{court: {producer_byte_rate: 4194304}, concord-ops: {request_percentage: 25}}")
+    live = _in_sync(world)
+    live = LiveState(
+        live.acls,
+        live.topics,
+        live.users,
+        quotas={
+            "court": {"producer_byte_rate": 1_048_576.0, "request_percentage": 50.0, "consumer_byte_rate": 2048.0},
+            "concord-fanout": {"request_percentage": 10.0},
+            "stranger": {"producer_byte_rate": 1024.0},
+        },
+    )
+    plan = make_plan(world, NS, AT, live)
+    by = {(q.user, q.key): q for q in plan.quotas}
+    court = by[("court", "producer_byte_rate")]
+    assert (court.action, court.value, court.was) == ("set", 4_194_304, 1_048_576)
+    assert court.reason == "declared in topics.yaml quotas.principals.court"
+    assert by[("court", "consumer_byte_rate")].action == "remove"
+    assert by[("concord-fanout", "request_percentage")].action == "remove"  # never throttled
+    assert by[("concord-ops", "request_percentage")].value == 25
+    rail = by[("rail", "producer_byte_rate")]
+    assert (rail.action, rail.value, rail.reason) == ("set", 1_048_576, "declared in topics.yaml quotas.defaults")
+    assert not any(q.user == "stranger" for q in plan.quotas)  # not Concord's to touch
+    assert plan.has_changes()
+    text = plan.render()
+    assert "+ User:court producer_byte_rate = 4,194,304 (was 1,048,576)" in text
+    assert "- User:court consumer_byte_rate (was 2,048)" in text
+
+
+def test_declared_quotas_once_applied_plan_nothing() -> None:
+    plan = make_plan(real_world(), NS, AT, _in_sync())
+    assert plan.quotas == () and not plan.has_changes()
+
+
+@pytest.mark.parametrize(
+    ("principals", "problem"),
+    [
+        (
+            "{concord-fanout: {request_percentage: 10}}",
+            "quotas.principals.concord-fanout: concord-fanout is never throttled",
+        ),
+        ("{nobody: {request_percentage: 10}}", "quotas.principals.nobody: unknown principal 'nobody'"),
+        (
+            "{court: {producer_byte_rate: 10}}",
+            "quotas.principals.court.producer_byte_rate: Input should be greater than or equal to 1024",
+        ),
+        ("{court: {producer_rate: 2048}}", "quotas.principals.court.producer_rate: unknown key"),
+    ],
+)
+def test_quota_declarations_are_checked(principals: str, problem: str) -> None:
+    with pytest.raises(WorldInvalid) as err:
+        _quota_world(principals)
+    assert any(problem in line for line in iter_problems(err.value)), list(iter_problems(err.value))
