@@ -38,6 +38,7 @@ REASONS = (
     "WRONG_SUBSCRIBER",
     "MISSING_KEY",
     "WRONG_PARTITION",
+    "INVALID_TIMESTAMP",
     *(r.value for r in RoutingRefusal if r.value not in ("SOURCE_MISMATCH",)),
 )
 
@@ -50,9 +51,13 @@ class Refused(ConcordError):
 
 
 def _when(timestamp_ms: int | None) -> datetime:
+    """The time a record is judged at: its broker timestamp; a missing one is now."""
     if timestamp_ms is None or timestamp_ms < 0:
         return datetime.now(UTC)
-    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    try:
+        return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise Refused("INVALID_TIMESTAMP", f"record timestamp {timestamp_ms} ms is not a representable time") from None
 
 
 def _verify(keyring: Keyring, domain: Domain, value: bytes, headers: SignedHeaders | None,
