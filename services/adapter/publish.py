@@ -43,6 +43,7 @@ from aiokafka.errors import KafkaError
 from services.adapter.ledger import Acked, Ledger
 from services.adapter.sources import Row
 from services.core.codec import SchemaRegistry
+from services.core.disclosure import seal_record
 from services.core.errors import BrokerUnavailable, FieldProblem, RecordInvalid
 from services.core.models import ListEntryEvent
 from services.core.signing import Domain, Signer, digest_of
@@ -72,8 +73,9 @@ class _Waiting:
 
     event_id: str
     key: bytes
-    value: bytes
-    digest: bytes
+    value: bytes  # the sealed listing, as the topic carries it
+    signed: bytes  # the digest of its commitments: what the signature covers
+    digest: bytes  # the digest of the event itself: what the ledger knows it by
     report: Report
 
 
@@ -230,17 +232,18 @@ class Publisher:
             self._commit()
 
     def encode(self, ev: ListEntryEvent) -> bytes:
+        """The event's own encoding: the same bytes for the same event, whatever seals it."""
         return self.schemas.encode_model(ev)
 
     async def submit(self, row: Row, ev: ListEntryEvent, report: Report) -> None:
         """Publish ``ev`` unless the ledger already has it; refuse a changed event id."""
         self._raise_failure()
-        value = self.encode(ev)
-        too_big = size_problem(value)
+        digest = digest_of(self.encode(ev))
+        sealed = seal_record(ev, self.schemas)
+        too_big = size_problem(sealed.value)
         if too_big is not None:
             report.reject(row.line, [too_big], row.text)
             return
-        digest = digest_of(value)
         known = self._inflight.get(ev.event_id)
         when = "earlier in this run"
         if known is None:
@@ -256,11 +259,12 @@ class Publisher:
                 f"{ev.event_id!r} was published {when} with other content; an event id is never reused — "
                 "publish the change as a new version with its own event_id")], row.text)
             return
-        waiting = _Waiting(ev.event_id, ev.entry_id.encode(), value, digest, report)
+        waiting = _Waiting(ev.event_id, ev.entry_id.encode(), sealed.value, digest_of(sealed.commitments), digest,
+                           report)
         policy = self._batch_policy
         if policy is None:
             async with self._send_lock:
-                await self._send(waiting, self.signer.sign(Domain.LIST_RECORD, value).as_kafka())
+                await self._send(waiting, self.signer.sign(Domain.LIST_RECORD, sealed.commitments).as_kafka())
             self._inflight[ev.event_id] = digest
             return
         self._inflight[ev.event_id] = digest  # a repeat of it in the same batch is then seen
@@ -276,7 +280,7 @@ class Publisher:
         batch, self._batch = self._batch, []
         if not batch:
             return
-        signed = self.signer.sign_digests(Domain.LIST_RECORD, [w.digest for w in batch])
+        signed = self.signer.sign_digests(Domain.LIST_RECORD, [w.signed for w in batch])
         async with self._send_lock:  # batches leave in the order they were sealed
             for i, (w, headers) in enumerate(zip(batch, signed, strict=True)):
                 try:

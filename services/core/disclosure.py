@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from services.core.codec import SchemaRegistry
+from services.core.errors import CodecError, UndecodableBody
 from services.core.models import (
     Delisting,
     Disclosure,
@@ -48,6 +50,7 @@ from services.core.models import (
     ListingCommitments,
     Name,
     RelatedParty,
+    SealedListing,
     Subject,
     SubjectKind,
 )
@@ -265,3 +268,58 @@ def for_target(disclosures: Sequence[Disclosure], subject_ref: str, role_identif
 
 def _order(path: str) -> tuple[Any, ...]:
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"[\[\].]+", path) if t)
+
+
+def content_digest(commitments: ListingCommitments, disclosures: Iterable[Disclosure]) -> bytes:
+    """What a record says, whatever salts sealed it: two seals of one event give the same digest
+    (a re-sent listing is the same listing), a changed part a different one."""
+    facts = commitments.model_dump(mode="json", exclude={"digests"})
+    said = sorted((d.path, d.value) for d in disclosures)
+    return hashlib.sha256(canonical({"facts": facts, "parts": said}).encode()).digest()
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A list record as the publisher sends it: ``value`` on the topic, ``commitments`` signed."""
+
+    value: bytes
+    commitments: bytes
+    disclosures: tuple[Disclosure, ...]
+
+
+def seal_record(ev: ListEntryEvent, schemas: SchemaRegistry, *,
+                salt: Callable[[int], bytes] = secrets.token_bytes) -> Sealed:
+    """Seal ``ev`` and encode it for a list topic; the signature goes over ``commitments``."""
+    commitments, disclosures = seal(ev, salt=salt)
+    signed = schemas.encode_model(commitments)
+    value = schemas.encode_model(SealedListing(commitments=signed, disclosures=disclosures))
+    return Sealed(value, signed, disclosures)
+
+
+def unwrap(value: bytes, schemas: SchemaRegistry) -> SealedListing:
+    """A list topic's record, before anything in it is trusted: its signed bytes and disclosures.
+
+    Raises CodecError for anything else (a record that is not sealed is ``UNSEALED``)."""
+    if schemas.kind_of(value) == "list_entry_event":
+        raise Unsealed("a list record must be sealed (commitments and disclosures): publish it with concord publish")
+    return schemas.decode_model(value, SealedListing)
+
+
+class Unsealed(UndecodableBody):
+    reason = "UNSEALED"
+
+
+__all__ = [
+    "CodecError",
+    "DisclosureInvalid",
+    "Revealed",
+    "Sealed",
+    "Unsealed",
+    "check",
+    "content_digest",
+    "for_target",
+    "reveal",
+    "seal",
+    "seal_record",
+    "unwrap",
+]

@@ -14,9 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
+
 from services.core.codec import SchemaRegistry
+from services.core.disclosure import DisclosureInvalid, content_digest, reveal, unwrap
 from services.core.errors import CodecError, ConcordError, SignatureInvalid
-from services.core.models import Action, Directive, ListEntryEvent, SourceRecord
+from services.core.models import Directive, ListingCommitments, SourceRecord
 from services.core.routing import Accepted
 from services.core.signing import Domain, Keyring, Reason, SignedHeaders, digest_of
 from services.core.validation import context_problems
@@ -39,6 +42,7 @@ REASONS = (
     "MISSING_KEY",
     "WRONG_PARTITION",
     "INVALID_TIMESTAMP",
+    "UNSEALED",
     *(r.value for r in RoutingRefusal if r.value not in ("SOURCE_MISMATCH",)),
 )
 
@@ -68,9 +72,9 @@ def _verify(keyring: Keyring, domain: Domain, value: bytes, headers: SignedHeade
         raise Refused(str(exc.reason), exc.message) from None
 
 
-def _decode_event(schemas: SchemaRegistry, value: bytes) -> ListEntryEvent:
+def _decode_commitments(schemas: SchemaRegistry, value: bytes) -> ListingCommitments:
     try:
-        return schemas.decode_model(value, ListEntryEvent)
+        return schemas.decode_model(value, ListingCommitments)
     except CodecError as exc:
         raise Refused(exc.reason, exc.message) from None
 
@@ -98,9 +102,21 @@ def admit_list_record(
     """
     if value is None:
         raise Refused("UNDECODABLE", "record has no value")
-    signed = _verify(keyring, Domain.LIST_RECORD, value, SignedHeaders.from_kafka(headers), origin,
+    try:
+        sealed = unwrap(value, schemas)
+    except CodecError as exc:
+        raise Refused(exc.reason, exc.message) from None
+    signed = _verify(keyring, Domain.LIST_RECORD, sealed.commitments, SignedHeaders.from_kafka(headers), origin,
                      _when(timestamp_ms))
-    event = _decode_event(schemas, value)
+    commitments = _decode_commitments(schemas, sealed.commitments)
+    try:
+        event = reveal(commitments, sealed.disclosures).full_event()
+    except DisclosureInvalid as exc:
+        raise Refused(exc.reason, str(exc)) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Refused("INVALID_RECORD", f"the disclosed record does not read back: {where}: {first['msg']}") from None
     if key is None:
         raise Refused("MISSING_KEY", f"entry {event.entry_id} was published without its key (the entry id)")
     if key.decode("utf-8", "replace") != event.entry_id:
@@ -113,16 +129,19 @@ def admit_list_record(
     if problems:
         raise Refused("INVALID_RECORD", "; ".join(str(p) for p in problems))
     # The source carries the whole seal (a batch member's root signature, root and audit path), so
-    # that whoever receives the record forwarded can verify the publisher's signature on its own.
+    # that whoever receives the record forwarded can verify the publisher's signature on its own,
+    # and every disclosure: the fan-out forwards each agency only those its MOU allows.
     source = SourceRecord(topic=topic, partition=partition, offset=offset, agency=signed.agency,
-                          key_id=signed.key_id, signature=signed.seal(), record=value)
-    return Accepted(origin=origin, event=event, source=source, digest=signed.digest)
+                          key_id=signed.key_id, signature=signed.seal(), record=sealed.commitments,
+                          disclosures=sealed.disclosures)
+    return Accepted(origin=origin, event=event, source=source,
+                    digest=content_digest(commitments, sealed.disclosures))
 
 
 @dataclass(frozen=True, slots=True)
 class _CheckedSource:
     digest: bytes
-    event: ListEntryEvent
+    commitments: ListingCommitments
     good_from: datetime
     good_until: datetime | None
 
@@ -157,13 +176,13 @@ class SourceCache:
         self.hits += 1
         return hit
 
-    def put(self, agency: str, key_id: str, signature: bytes, digest: bytes, event: ListEntryEvent) -> None:
+    def put(self, agency: str, key_id: str, signature: bytes, digest: bytes, commitments: ListingCommitments) -> None:
         meta = self._keys.get((agency, key_id))
         if meta is None:
             return
         ends = [t for t in (meta.valid_until, meta.revoked_at) if t is not None]
         self._checked[(agency, key_id, signature)] = _CheckedSource(
-            digest, event, meta.valid_from, min(ends) if ends else None)
+            digest, commitments, meta.valid_from, min(ends) if ends else None)
         if len(self._checked) > self._max:
             self._checked.popitem(last=False)
 
@@ -206,18 +225,27 @@ def admit_directive(
     digest = digest_of(src.record)
     hit = sources.get(src.agency, src.key_id, src.signature, digest, at) if sources is not None else None
     if hit is not None and src.agency == d.origin_agency:
-        event = hit.event
+        commitments = hit.commitments
     else:
         _verify(keyring, Domain.LIST_RECORD, src.record,
                 SignedHeaders.from_seal(src.agency, src.key_id, digest, src.signature), d.origin_agency, at)
-        event = _decode_event(schemas, src.record)
+        commitments = _decode_commitments(schemas, src.record)
         if sources is not None:
-            sources.put(src.agency, src.key_id, src.signature, digest, event)
-    if event.entry_id != d.entry_id or event.version != d.entry_version:
+            sources.put(src.agency, src.key_id, src.signature, digest, commitments)
+    if commitments.entry_id != d.entry_id or commitments.version != d.entry_version:
         raise Refused(
             "SOURCE_MISMATCH",
-            f"directive names {d.entry_id} v{d.entry_version}, its source is {event.entry_id} v{event.version}",
+            f"directive names {d.entry_id} v{d.entry_version}, its source is {commitments.entry_id} "
+            f"v{commitments.version}",
         )
+    # Every disclosure must be one the publisher signed; the agency sees what they say, no more.
+    try:
+        event = reveal(commitments, src.disclosures).event()
+    except DisclosureInvalid as exc:
+        raise Refused(exc.reason, str(exc)) from None
+    except ValidationError as exc:
+        raise Refused("TAMPERED", f"a disclosed part does not read as what its path names: {exc.errors()[0]['msg']}"
+                      ) from None
     if world is not None:
         refusal = verify_routing(d, event, world)
         if refusal is not None:

@@ -33,12 +33,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from services.core.codec import default_registry
+from services.core.disclosure import for_target, reveal
 from services.core.models import (
     Action,
     Cause,
     Directive,
     Identifier,
     ListEntryEvent,
+    ListingCommitments,
     MeasureKind,
     Name,
     SourceRecord,
@@ -82,8 +84,10 @@ class EntryState(BaseModel):
 
     @cached_property
     def event(self) -> ListEntryEvent:
-        """The publisher's event, read back from its signed bytes when needed (a tick, an MOU change)."""
-        return default_registry().decode_model(self.source.record, ListEntryEvent)
+        """The publisher's event, read back from its signed commitments and every disclosure when
+        needed (a tick, an MOU change)."""
+        commitments = default_registry().decode_model(self.source.record, ListingCommitments)
+        return reveal(commitments, self.source.disclosures).full_event()
 
     def applied(self) -> list[Directive]:
         return [d for d in self.directives.values() if d.action is Action.APPLY]
@@ -102,20 +106,21 @@ class Transition(BaseModel):
     """What one record or tick did to an entry.
 
     ``changed`` holds the directives it issued as the state keeps them (without the publisher's
-    record); they are sent with ``source``, which :attr:`emitted` attaches.
+    record); each is sent with its entry of ``sources``: the publisher's signed commitments and
+    the disclosures its agency may see (:func:`sources_for`), which :attr:`emitted` attaches.
     """
 
     model_config = ConfigDict(frozen=True)
 
     state: EntryState | None
     changed: tuple[Directive, ...]
-    source: SourceRecord | None
+    sources: tuple[SourceRecord, ...]
     outcome: Outcome
 
     @cached_property
     def emitted(self) -> tuple[Directive, ...]:
         """The directives as they are sent: each carrying the publisher's record it follows from."""
-        return tuple(_with_source(d, self.source) for d in self.changed)
+        return tuple(_with_source(d, s) for d, s in zip(self.changed, self.sources, strict=True))
 
 
 class Accepted(BaseModel):
@@ -278,6 +283,19 @@ def _with_source(d: Directive, source: SourceRecord | None) -> Directive:
     return Directive.model_construct(**fields)
 
 
+def source_for(d: Directive, source: SourceRecord, world: World) -> SourceRecord:
+    """``source`` with only the disclosures ``d``'s agency may see: what its MOU version's
+    ``visible_fields`` name and what its target needs to be checked."""
+    visible = world.mou(d.mou_id, d.mou_version).visible_fields.get(d.subscriber, ())
+    party = None if d.subject_ref == SUBJECT_REF else (d.target.role or "", d.target.identifiers[0].value)
+    chosen = for_target(source.disclosures, d.subject_ref, party, visible)
+    return SourceRecord.model_construct(**{**source.__dict__, "disclosures": chosen})
+
+
+def sources_for(directives: tuple[Directive, ...], source: SourceRecord, world: World) -> tuple[SourceRecord, ...]:
+    return tuple(source_for(d, source, world) for d in directives)
+
+
 def _lift_cause(event: ListEntryEvent, reevaluation: bool, now: datetime) -> Cause:
     """Why a held APPLY is lifted: the publisher's own word first, then the entry's
     period; a directive that ends earlier because its MOU or measure ends was lifted
@@ -369,15 +387,18 @@ def on_record(state: EntryState | None, rec: Accepted, world: World, now: dateti
     if state is not None:
         last = state.offsets.get(_offset_key(rec.source))
         if last is not None and rec.source.offset <= last:
-            return Transition(state=state, changed=state.latest(), source=state.source, outcome=Outcome.RESYNC)
+            latest = state.latest()
+            return Transition(state=state, changed=latest, sources=sources_for(latest, state.source, world),
+                              outcome=Outcome.RESYNC)
         if ev.version < state.version:
-            return Transition(state=state, changed=(), source=state.source, outcome=Outcome.STALE_VERSION)
+            return Transition(state=state, changed=(), sources=(), outcome=Outcome.STALE_VERSION)
         if ev.version == state.version:
             outcome = Outcome.RESYNC if rec.digest == state.digest else Outcome.REPLAYED
             changed = state.latest() if outcome is Outcome.RESYNC else ()
-            return Transition(state=state, changed=changed, source=state.source, outcome=outcome)
+            return Transition(state=state, changed=changed, sources=sources_for(changed, state.source, world),
+                              outcome=outcome)
         if ev.event_id == state.event_id:
-            return Transition(state=state, changed=(), source=state.source, outcome=Outcome.REPLAYED)
+            return Transition(state=state, changed=(), sources=(), outcome=Outcome.REPLAYED)
     seq = (state.seq if state else 0) + 1
     held = state.directives if state else {}
     latest, emitted = _evaluate(
@@ -399,7 +420,9 @@ def on_record(state: EntryState | None, rec: Accepted, world: World, now: dateti
         world_rev=world_rev,
     )
     new.__dict__["event"] = ev  # the cached_property's slot: no need to decode what was just decoded
-    return Transition(state=new, changed=tuple(emitted), source=rec.source, outcome=Outcome.APPLIED)
+    changed = tuple(emitted)
+    return Transition(state=new, changed=changed, sources=sources_for(changed, rec.source, world),
+                      outcome=Outcome.APPLIED)
 
 
 def on_tick(state: EntryState, world: World, now: datetime, world_rev: str = "") -> Transition:
@@ -415,8 +438,10 @@ def on_tick(state: EntryState, world: World, now: datetime, world_rev: str = "")
     )
     if not emitted:
         if world_rev and world_rev != state.world_rev:
-            return Transition(state=state.model_copy(update={"world_rev": world_rev}), changed=(),
-                              source=state.source, outcome=Outcome.TICK)
-        return Transition(state=state, changed=(), source=state.source, outcome=Outcome.TICK)
+            return Transition(state=state.model_copy(update={"world_rev": world_rev}), changed=(), sources=(),
+                              outcome=Outcome.TICK)
+        return Transition(state=state, changed=(), sources=(), outcome=Outcome.TICK)
     new = state.model_copy(update={"seq": seq, "directives": latest, "world_rev": world_rev or state.world_rev})
-    return Transition(state=new, changed=tuple(emitted), source=state.source, outcome=Outcome.TICK)
+    changed = tuple(emitted)
+    return Transition(state=new, changed=changed, sources=sources_for(changed, state.source, world),
+                      outcome=Outcome.TICK)

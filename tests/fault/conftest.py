@@ -1,5 +1,5 @@
 """Fault tests share the integration tier's exchange fixtures."""
 
-from tests.integration.conftest import exchange, fanout_only, make_stack  # noqa: F401
+from tests.integration.conftest import exchange, fanout_only, make_stack
 
 __all__ = ["exchange", "fanout_only", "make_stack"]

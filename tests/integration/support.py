@@ -10,6 +10,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from services.core.codec import default_registry
+from services.core.disclosure import seal_record
 from services.core.intake import Refused, admit_directive
 from services.core.models import Directive, ListEntryEvent, QuarantineRecord
 from services.core.signing import Domain
@@ -19,7 +20,7 @@ from services.ops.audit import read_all
 
 
 def publish(stack: LocalStack, agency: str, records: Iterable[dict[str, Any] | ListEntryEvent]) -> int:
-    """Sign and produce as ``agency``, in order, in the adapter's wire form (keyed by entry id)."""
+    """Seal, sign and produce as ``agency``, in order, in the adapter's wire form (keyed by entry id)."""
     events = [r if isinstance(r, ListEntryEvent) else ListEntryEvent.model_validate(r) for r in records]
     signer = load_signer(stack.home / "keys", agency)
     topic = stack.world.topic_name("lists", agency, namespace=stack.namespace)
@@ -29,9 +30,9 @@ def publish(stack: LocalStack, agency: str, records: Iterable[dict[str, Any] | L
         await producer.start()
         try:
             for ev in events:
-                value = default_registry().encode_model(ev)
-                await producer.send_and_wait(topic, value=value, key=ev.entry_id.encode(),
-                                             headers=signer.sign(Domain.LIST_RECORD, value).as_kafka())
+                sealed = seal_record(ev, default_registry())
+                await producer.send_and_wait(topic, value=sealed.value, key=ev.entry_id.encode(),
+                                             headers=signer.sign(Domain.LIST_RECORD, sealed.commitments).as_kafka())
         finally:
             await producer.stop()
         return len(events)

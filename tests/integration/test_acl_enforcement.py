@@ -17,7 +17,6 @@ from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFai
 
 from services.cli import main
 from services.kafka_access import KafkaAccess
-
 from tests.conftest import KafkaCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

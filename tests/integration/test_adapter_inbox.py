@@ -40,7 +40,7 @@ def test_inbox_publishes_each_dropped_file_once(kafka_cluster: KafkaCluster, tmp
     inbox.mkdir()
     log = tmp_path / "adapter.log"
     with log.open("w") as out:
-        proc = subprocess.Popen(  # noqa: S603
+        proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "adapter", "run", "--agency", "court", "--inbox", str(inbox),
              "--mapping", str(EXAMPLES / "court-mapping.yaml"), "--poll", "0.2"],
             env=concord_env(stack.home), stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)

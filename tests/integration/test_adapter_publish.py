@@ -27,7 +27,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.core.codec import default_registry
-from services.core.models import ListEntryEvent
+from services.core.models import ListingCommitments, SealedListing
 from services.core.signing import Domain, SignedHeaders
 from services.keystore import load_keyring
 from services.localstack import LocalStack
@@ -84,10 +84,11 @@ def event_ids(cluster: KafkaCluster, stack: LocalStack, agency: str = "court") -
     registry = default_registry()
     seen: Counter[str] = Counter()
     for rec in read_topic(cluster, topic):
-        # what arrives is signed by the agency and decodes as a list record
-        keyring.verify(Domain.LIST_RECORD, rec.value, SignedHeaders.from_kafka(rec.headers), expected_agency=agency,
-                       at=datetime.now(UTC))
-        seen[registry.decode_model(rec.value, ListEntryEvent).event_id] += 1
+        # what arrives is sealed, its commitments signed by the agency, and reads as a list record
+        sealed = registry.decode_model(rec.value, SealedListing)
+        keyring.verify(Domain.LIST_RECORD, sealed.commitments, SignedHeaders.from_kafka(rec.headers),
+                       expected_agency=agency, at=datetime.now(UTC))
+        seen[registry.decode_model(sealed.commitments, ListingCommitments).event_id] += 1
     return seen
 
 
@@ -142,7 +143,7 @@ def test_csv_publish_is_idempotent(kafka_cluster: KafkaCluster, stack: LocalStac
 def test_stdin_is_published_as_lines_arrive(kafka_cluster: KafkaCluster, stack: LocalStack) -> None:
     lines = listings(2, "stream")
     topic = stack.world.topic_name("lists", "court", namespace=stack.namespace)
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "publish", "--agency", "court", "-"],  # noqa: S603
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "publish", "--agency", "court", "-"],
                             env=concord_env(stack.home), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     assert proc.stdin is not None and proc.stderr is not None
@@ -177,7 +178,7 @@ def test_publish_survives_a_broker_restart(kafka_cluster: KafkaCluster, stack: L
     restarting = threading.Event()
 
     with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "publish", "--agency", "court", "-"],  # noqa: S603
+        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "publish", "--agency", "court", "-"],
                                 env=concord_env(stack.home), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=err, text=True, cwd=REPO_ROOT)
 

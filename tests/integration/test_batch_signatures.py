@@ -17,7 +17,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.core.codec import default_registry
-from services.core.models import ListEntryEvent
+from services.core.disclosure import seal_record
+from services.core.models import ListEntryEvent, SealedListing
 from services.core.signing import H_PATH, H_ROOT, H_ROOT_SIG, H_SIG, Domain, SignedHeaders
 from services.keystore import load_signer
 from services.localstack import LocalStack
@@ -79,11 +80,13 @@ def test_a_tampered_member_is_quarantined_and_its_batch_mates_pass(fanout_only: 
     signer = load_signer(fanout_only.home / "keys", "court")
     events = [ListEntryEvent.model_validate(entry_dict(entry_id=f"seal-{i}", subject=organization(make_uscc(40 + i))))
               for i in range(3)]
-    values = [default_registry().encode_model(ev) for ev in events]
-    sealed = signer.sign_batch(Domain.LIST_RECORD, values)
-    altered = bytearray(values[1])
+    records = [seal_record(ev, default_registry()) for ev in events]
+    sealed = signer.sign_batch(Domain.LIST_RECORD, [r.commitments for r in records])
+    values = [r.value for r in records]
+    altered = bytearray(records[1].commitments)
     altered[-3] ^= 0x01  # after signing
-    values[1] = bytes(altered)
+    values[1] = default_registry().encode_model(
+        SealedListing(commitments=bytes(altered), disclosures=records[1].disclosures))
     topic = fanout_only.world.topic_name("lists", "court", namespace=fanout_only.namespace)
 
     async def send() -> None:

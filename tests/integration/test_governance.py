@@ -26,6 +26,7 @@ from aiokafka.errors import TopicAuthorizationFailedError
 from services.cli import main
 from services.core.access import ADMIN, FANOUT, AclRule
 from services.core.codec import default_registry
+from services.core.disclosure import seal_record
 from services.core.models import Directive, SourceRecord
 from services.core.routing import Accepted, on_record, on_tick
 from services.core.signing import Domain
@@ -330,8 +331,8 @@ def _listing(home: Home, world: World) -> tuple[object, list[Directive]]:
     """The court's example listing, routed by ``world``: the entry state and its directives."""
     court = load_signer(home.path / "keys", "court")
     event = entry()
-    record = default_registry().encode_model(event)
-    signed = court.sign(Domain.LIST_RECORD, record)
+    sealed = seal_record(event, default_registry())
+    signed = court.sign(Domain.LIST_RECORD, sealed.commitments)
     source = SourceRecord(
         topic=f"{home.ns}.lists.court",
         partition=0,
@@ -339,7 +340,8 @@ def _listing(home: Home, world: World) -> tuple[object, list[Directive]]:
         agency="court",
         key_id=court.key_id,
         signature=signed.signature,
-        record=record,
+        record=sealed.commitments,
+        disclosures=sealed.disclosures,
     )
     tr = on_record(
         None, Accepted(origin="court", event=event, source=source, digest=signed.digest), world, datetime.now(UTC)

@@ -21,7 +21,6 @@ from services.core.signing import Domain, Signer
 from services.core.world import load_world
 from services.governance.registry import follow_registry, publish_registry
 from services.keystore import ensure_keys, load_keyring, load_signer
-
 from tests.conftest import KafkaCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -29,7 +29,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.demo import delisting_record, fresh_subjects, listing_records
 from services.localstack import LocalStack, free_port
 from services.ops.observe import Prometheus
-
 from tests.conftest import KafkaCluster
 from tests.observability import SYNTHETIC, dashboard_queries, metric_names, promtool_check_expressions, rule_queries
 

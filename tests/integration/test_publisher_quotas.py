@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.core.access import ADMIN
 from services.core.codec import default_registry
+from services.core.disclosure import seal_record
 from services.core.models import ListEntryEvent
 from services.core.signing import Domain
 from services.core.world import load_world
@@ -109,8 +110,9 @@ class Flood:
                 if self.stop.is_set():
                     break
                 ev = ListEntryEvent.model_validate(entry_dict(entry_id=f"flood-{n}", subject=person(make_ric(n))))
-                value = default_registry().encode_model(ev)
-                headers = signer.sign(Domain.LIST_RECORD, value).as_kafka()
+                sealed = seal_record(ev, default_registry())
+                value = sealed.value
+                headers = signer.sign(Domain.LIST_RECORD, sealed.commitments).as_kafka()
                 size = len(value) + sum(len(k) + len(v) for k, v in headers) + len(ev.entry_id)
                 fut = await producer.send(topic, value=value, key=ev.entry_id.encode(), headers=headers)
                 fut.add_done_callback(

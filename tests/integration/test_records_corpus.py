@@ -3,11 +3,13 @@ exchange — nothing lost, nothing duplicated, every refusal with its own reason
 
 The court publishes N good listings with ``concord publish``.  Then a producer
 logged in as the court writes M bad records straight to the court's list topic,
-one for every refusal the fan-out can see: unsigned, tampered, forged, an unknown
-key, another agency's key, an expired / revoked / not yet valid key, bytes that
-are not an Avro record, an unknown schema, an undecodable body, a validly signed
-record that breaks the rules, a Kafka key that is not the entry id, a stale
-version and two kinds of replay.  An exact redelivery of a good record is thrown
+one for every refusal the fan-out can see: unsigned, tampered (the signed
+commitments, or a disclosure swapped for another person's identifier), forged, an
+unknown key, another agency's key, an expired / revoked / not yet valid key, bytes
+that are not an Avro record, an unknown schema, an undecodable body, a validly
+signed record that breaks the rules, a whole record signed without being sealed,
+a Kafka key that is not the entry id, no key at all, a partition its key does not
+map to, a stale version and two kinds of replay.  An exact redelivery of a good record is thrown
 in as well: it is neither bad nor new, and must change nothing.
 
 When the fan-out has committed its way to the end of the topic, exactly the
@@ -35,10 +37,20 @@ from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.core.codec import HEADER_LEN, MAGIC, default_registry
-from services.core.models import Action, Directive, ListEntryEvent, QuarantineRecord, Receipt, ReceiptStatus
+from services.core.disclosure import Sealed, seal_record
+from services.core.models import (
+    Action,
+    Directive,
+    ListEntryEvent,
+    QuarantineRecord,
+    Receipt,
+    ReceiptStatus,
+    SealedListing,
+)
 from services.core.signing import Domain, PublicKey, Signer
 from services.keystore import load_keyring, load_signer
 from services.localstack import LocalStack
+from services.partitioning import entry_partition
 from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack
 from tests.integration.test_adapter_publish import concord, read_topic, wait_for
@@ -50,6 +62,7 @@ PROGRAM = "court.judgment-defaulters"
 PERSONS = 10
 ORGS = 10
 N = PERSONS + ORGS
+PARTITIONS = 3  # of the court's list topic (topics/topics.yaml)
 
 
 @dataclass
@@ -119,25 +132,31 @@ def listing(entry_id: str, subject: dict[str, Any], now: datetime, *, version: i
     return rec
 
 
-def encode(rec: dict[str, Any]) -> bytes:
-    return default_registry().encode_model(ListEntryEvent.model_validate(rec))
+def sealed(rec: dict[str, Any]) -> Sealed:
+    """``rec`` as the adapter puts it on a list topic: sealed commitments and disclosures."""
+    return seal_record(ListEntryEvent.model_validate(rec), default_registry())
 
 
-def signed(signer: Signer, value: bytes) -> list[tuple[str, bytes]]:
-    return signer.sign(Domain.LIST_RECORD, value).as_kafka()
+def signed(signer: Signer, s: Sealed) -> list[tuple[str, bytes]]:
+    return signer.sign(Domain.LIST_RECORD, s.commitments).as_kafka()
+
+
+def envelope(commitments: bytes, disclosures: Any) -> bytes:
+    return default_registry().encode_model(SealedListing(commitments=commitments, disclosures=tuple(disclosures)))
 
 
 @dataclass(frozen=True)
 class Bad:
     reason: str
-    key: bytes
+    key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
     subject_id: str | None  # an id no good record uses: must stay clear everywhere
+    partition: int | None = None  # where to produce it, when not where its key maps
 
 
 def bad_records(c: Corpus, good: dict[str, dict[str, Any]], stale_entry: str, replay_entry: str) -> list[Bad]:
-    """One bad record per refusal reason, in the order they are produced."""
+    """One bad record per refusal reason (two for TAMPERED), in the order they are produced."""
     now = c.now
     out: list[Bad] = []
 
@@ -146,47 +165,68 @@ def bad_records(c: Corpus, good: dict[str, dict[str, Any]], stale_entry: str, re
         return ric, listing(f"bad-{n}", person(ric), now)
 
     def add(reason: str, n: int, value_of: Any = None, signer: Signer | None = None, *,
-            headers: list[tuple[str, bytes]] | None = None, key: bytes | None = None) -> None:
+            headers: list[tuple[str, bytes]] | None = None, key: bytes | str | None = "entry",
+            partition: int | None = None) -> None:
         ric, rec = fresh(n)
-        value = encode(rec) if value_of is None else value_of(rec)
-        hdrs = headers if headers is not None else (signed(signer, value) if signer is not None else [])
-        out.append(Bad(reason, key if key is not None else rec["entry_id"].encode(), value, hdrs, ric))
+        s = sealed(rec)
+        value = s.value if value_of is None else value_of(rec, s)
+        hdrs = headers if headers is not None else (signed(signer, s) if signer is not None else [])
+        k = rec["entry_id"].encode() if key == "entry" else key
+        out.append(Bad(reason, k if not isinstance(k, str) else k.encode(), value, hdrs, ric, partition))
 
     add("UNSIGNED", 1)
-    # TAMPERED: signed, then one byte of the body changed
+    # TAMPERED: signed, then one byte of the signed commitments changed ...
     ric, rec = fresh(2)
-    value = encode(rec)
-    hdrs = signed(c.court, value)
-    tampered = bytearray(value)
+    s = sealed(rec)
+    tampered = bytearray(s.commitments)
     tampered[-5] ^= 0x01
-    out.append(Bad("TAMPERED", rec["entry_id"].encode(), bytes(tampered), hdrs, ric))
+    out.append(Bad("TAMPERED", rec["entry_id"].encode(), envelope(bytes(tampered), s.disclosures),
+                   signed(c.court, s), ric))
+    # ... or, the commitments intact, a disclosure changed: another person's identifier in its place
+    ric, rec = fresh(14)
+    s = sealed(rec)
+    swapped = [d.model_copy(update={"value": d.value.replace(ric, make_ric(15, area="310101"))})
+               if d.path == "subject.identifiers[0]" else d for d in s.disclosures]
+    out.append(Bad("TAMPERED", rec["entry_id"].encode(), envelope(s.commitments, swapped), signed(c.court, s), ric))
     # FORGED: the court's key id and the right digest, but a signature by another key
     ric, rec = fresh(3)
-    value = encode(rec)
+    s = sealed(rec)
     forger = Signer("court", c.court.key_id, Ed25519PrivateKey.generate())
-    out.append(Bad("FORGED", rec["entry_id"].encode(), value, signed(forger, value), ric))
+    out.append(Bad("FORGED", rec["entry_id"].encode(), s.value, signed(forger, s), ric))
     add("UNKNOWN_KEY", 4, signer=Signer.generate("court", "court-nobody-knows"))
     add("WRONG_AGENCY", 5, signer=c.market)
     add("KEY_EXPIRED", 6, signer=c.expired)
     add("KEY_REVOKED", 7, signer=c.revoked)
     add("KEY_NOT_YET_VALID", 8, signer=c.not_yet_valid)
-    add("NOT_SINGLE_OBJECT", 9, lambda _r: b"case_no,version\ncourt-1,1\n", c.court)
-    add("UNKNOWN_FINGERPRINT", 10, lambda r: MAGIC + b"\x00" * 8 + encode(r)[HEADER_LEN:], c.court)
-    add("UNDECODABLE", 11, lambda r: encode(r)[:-40], c.court)
-    add("INVALID_RECORD", 12, lambda r: encode({**r, "basis": None}), c.court)  # a sanction without a decision
+    add("NOT_SINGLE_OBJECT", 9, lambda _r, _s: b"case_no,version\ncourt-1,1\n", c.court)
+    add("UNKNOWN_FINGERPRINT", 10, lambda _r, s: MAGIC + b"\x00" * 8 + s.value[HEADER_LEN:], c.court)
+    add("UNDECODABLE", 11, lambda _r, s: s.value[:-40], c.court)
+    # INVALID_RECORD: a sanction without a decision, sealed and signed as any other
+    ric, rec = fresh(12)
+    s = sealed({**rec, "basis": None})
+    out.append(Bad("INVALID_RECORD", rec["entry_id"].encode(), s.value, signed(c.court, s), ric))
     add("KEY_MISMATCH", 13, signer=c.court, key=b"some-other-entry")
+    add("MISSING_KEY", 16, signer=c.court, key=None)
+    # WRONG_PARTITION: keyed by its entry, but produced to a partition its key does not map to
+    ric, rec = fresh(17)
+    s = sealed(rec)
+    right = entry_partition(rec["entry_id"], PARTITIONS)
+    out.append(Bad("WRONG_PARTITION", rec["entry_id"].encode(), s.value, signed(c.court, s), ric,
+                   partition=(right + 1) % PARTITIONS))
+    # UNSEALED: a whole record signed as it is, which the fan-out could not forward in parts
+    ric, rec = fresh(18)
+    legacy = default_registry().encode_model(ListEntryEvent.model_validate(rec))
+    out.append(Bad("UNSEALED", rec["entry_id"].encode(), legacy, c.court.sign(Domain.LIST_RECORD, legacy).as_kafka(),
+                   ric))
     # STALE_VERSION: version 1 of an entry whose version 2 was already published
-    stale = {**good[stale_entry], "version": 1, "event_id": f"court:{stale_entry}:1"}
-    value = encode(stale)
-    out.append(Bad("STALE_VERSION", stale_entry.encode(), value, signed(c.court, value), None))
+    stale = sealed({**good[stale_entry], "version": 1, "event_id": f"court:{stale_entry}:1"})
+    out.append(Bad("STALE_VERSION", stale_entry.encode(), stale.value, signed(c.court, stale), None))
     # REPLAYED: the same version of an entry with other content ...
-    replay = {**good[replay_entry], "reason": "A different statement under a version already published"}
-    value = encode(replay)
-    out.append(Bad("REPLAYED", replay_entry.encode(), value, signed(c.court, value), None))
+    replay = sealed({**good[replay_entry], "reason": "A different statement under a version already published"})
+    out.append(Bad("REPLAYED", replay_entry.encode(), replay.value, signed(c.court, replay), None))
     # ... and an event id already used, under a newer version
-    reused = {**good[replay_entry], "version": 2, "reason": "Amended, but under the old event id"}
-    value = encode(reused)
-    out.append(Bad("REPLAYED", replay_entry.encode(), value, signed(c.court, value), None))
+    reused = sealed({**good[replay_entry], "version": 2, "reason": "Amended, but under the old event id"})
+    out.append(Bad("REPLAYED", replay_entry.encode(), reused.value, signed(c.court, reused), None))
     return out
 
 
@@ -253,8 +293,7 @@ def test_every_good_record_arrives_once_and_every_bad_one_is_quarantined_with_it
     assert {b.reason for b in bad} == {
         "UNSIGNED", "TAMPERED", "FORGED", "UNKNOWN_KEY", "WRONG_AGENCY", "KEY_EXPIRED", "KEY_REVOKED",
         "KEY_NOT_YET_VALID", "NOT_SINGLE_OBJECT", "UNKNOWN_FINGERPRINT", "UNDECODABLE", "INVALID_RECORD",
-        "KEY_MISMATCH", "STALE_VERSION", "REPLAYED"}
-    redelivery = encode(good["p-1"])
+        "KEY_MISMATCH", "MISSING_KEY", "WRONG_PARTITION", "UNSEALED", "STALE_VERSION", "REPLAYED"}
 
     async def produce() -> dict[tuple[int, int], str]:
         producer = AIOKafkaProducer(**kafka_cluster.access("court").aiokafka_kwargs(), acks="all",
@@ -263,9 +302,12 @@ def test_every_good_record_arrives_once_and_every_bad_one_is_quarantined_with_it
         try:
             where: dict[tuple[int, int], str] = {}
             for b in bad:
-                meta = await (await producer.send(list_topic, key=b.key, value=b.value, headers=b.headers))
+                meta = await (await producer.send(list_topic, key=b.key, value=b.value, headers=b.headers,
+                                                  partition=b.partition))
                 where[(meta.partition, meta.offset)] = b.reason
-            await (await producer.send(list_topic, key=b"p-1", value=redelivery, headers=signed(c.court, redelivery)))
+            # An exact redelivery of a good record (the adapter's bytes again): routed again, not refused.
+            first = next(r for r in read_topic(kafka_cluster, list_topic) if r.key == b"p-1")
+            await (await producer.send(list_topic, key=b"p-1", value=first.value, headers=list(first.headers)))
             return where
         finally:
             await producer.stop()

@@ -64,7 +64,7 @@ class Exchange:
 def start_subscriber(stack: LocalStack, name: str, db: Path, *extra: str) -> Service:
     port = free_port()
     return stack._spawn(name, ["subscriber", "run", "--agency", "aviation", "--port", str(port), "--db", str(db),
-                               *extra], url=f"http://127.0.0.1:{port}")  # noqa: SLF001 - the stack's own launcher
+                               *extra], url=f"http://127.0.0.1:{port}")
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, every: float = 0.25) -> Any:

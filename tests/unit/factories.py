@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from services.core.codec import default_registry
+from services.core.disclosure import seal_record
 from services.core.identifiers import org_code_check_char, ric_check_char, uscc_check_char
-from services.core.models import ListEntryEvent
+from services.core.models import ListEntryEvent, SourceRecord
 from services.core.signing import Domain, Keyring, PublicKey, SignedHeaders, Signer
 from services.core.world import World, load_world
 
@@ -172,6 +173,21 @@ def signed_record(
     signer = signer or Signer.generate("court", "court-k1")
     record = encode(event if event is not None else entry())
     return SignedRecord(record, signer.sign(domain, record), signer)
+
+
+def sealed(event: ListEntryEvent | None = None, *, signer: Signer | None = None) -> tuple[bytes, SignedHeaders]:
+    """``event`` as a list topic carries it: sealed (commitments and disclosures), the commitments
+    signed by ``signer`` (default: a fresh key of the court).  Returns the value and its headers."""
+    s = seal_record(event if event is not None else entry(), default_registry())
+    return s.value, (signer or Signer.generate("court", "court-k1")).sign(Domain.LIST_RECORD, s.commitments)
+
+
+def source_record(event: ListEntryEvent, offset: int = 0, *, origin: str = "court", partition: int = 0,
+                  signature: bytes = b"\x01" * 64) -> SourceRecord:
+    """The source a fan-out would forward for ``event`` (every disclosure; a placeholder seal)."""
+    s = seal_record(event, default_registry())
+    return SourceRecord(topic=f"concord.lists.{origin}", partition=partition, offset=offset, agency=origin,
+                        key_id=f"{origin}-k1", signature=signature, record=s.commitments, disclosures=s.disclosures)
 
 
 def public_key(

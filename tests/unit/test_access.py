@@ -20,7 +20,6 @@ from services.core.access import (
     scram_users,
 )
 from services.core.world import World, parse_world
-
 from tests.unit.factories import real_world
 
 pytestmark = pytest.mark.unit

@@ -20,7 +20,7 @@ from services.adapter.publish import Publisher
 from services.adapter.sources import ReadLimits, read_jsonl
 from services.core.codec import default_registry
 from services.core.errors import ConfigError
-from services.core.models import ListEntryEvent
+from services.core.models import ListingCommitments, SealedListing
 from tests.unit.factories import REPO_ROOT, real_world
 from tests.unit.test_adapter_ledger import TOPIC, FakeProducer, jsonl, publisher, records
 
@@ -252,5 +252,7 @@ async def test_list_records_are_keyed_by_their_entry_id(inbox: Inbox, ledger: Le
     producer = FakeProducer()
     async with publisher(producer, ledger) as pub:
         await runner(inbox, pub).process(inbox.root / "export.jsonl")
-    sent = {default_registry().decode_model(m["value"], ListEntryEvent).entry_id: m["key"] for m in producer.sent}
+    reg = default_registry()
+    sent = {reg.decode_model(reg.decode_model(m["value"], SealedListing).commitments, ListingCommitments).entry_id:
+            m["key"] for m in producer.sent}
     assert sent == {r["entry_id"]: r["entry_id"].encode() for r in recs}

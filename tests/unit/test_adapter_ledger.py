@@ -23,8 +23,9 @@ from services.adapter.ledger import Acked, Ledger
 from services.adapter.publish import Publisher, Report, publish_rows
 from services.adapter.sources import Row, read_jsonl
 from services.core.codec import default_registry
+from services.core.disclosure import reveal
 from services.core.errors import BrokerUnavailable
-from services.core.models import ListEntryEvent
+from services.core.models import ListEntryEvent, ListingCommitments, SealedListing
 from services.core.signing import Signer, digest_of
 from tests.unit.factories import entry_dict, make_ric, person, real_world
 
@@ -127,14 +128,17 @@ async def test_publishing_the_same_records_twice_publishes_nothing_new(ledger: L
     assert len(producer.sent) == 5
 
 
-async def test_ledger_digest_is_the_signed_digest_of_the_record_bytes(ledger: Ledger) -> None:
+async def test_ledger_knows_the_event_itself_and_the_signature_covers_its_commitments(ledger: Ledger) -> None:
     producer = FakeProducer()
     await publish(jsonl(records(1)), producer, ledger)
     (sent,) = producer.sent
     headers = dict(sent["headers"])
     got = ledger.get("court:e-0:1")
     assert got is not None
-    assert got.digest == digest_of(sent["value"]) == headers["concord-digest"]
+    sealed = default_registry().decode_model(sent["value"], SealedListing)
+    assert headers["concord-digest"] == digest_of(sealed.commitments)
+    event = reveal(default_registry().decode_model(sealed.commitments, ListingCommitments), sealed.disclosures)
+    assert got.digest == digest_of(default_registry().encode_model(event.full_event()))
 
 
 async def test_formatting_that_validation_normalises_is_not_a_change(ledger: Ledger) -> None:

@@ -16,7 +16,7 @@ from services.adapter.publish import BatchPolicy, Publisher, Report, publish_row
 from services.adapter.sources import read_jsonl
 from services.core.codec import default_registry
 from services.core.errors import BrokerUnavailable
-from services.core.models import ListEntryEvent
+from services.core.models import ListEntryEvent, SealedListing
 from services.core.signing import Domain, SignedHeaders, Signer
 from tests.unit.factories import keyring, real_world
 from tests.unit.test_adapter_ledger import TOPIC, FakeProducer, jsonl, records
@@ -52,7 +52,9 @@ def verified(sent: list[dict[str, Any]]) -> list[SignedHeaders]:
     for s in sent:
         h = SignedHeaders.from_kafka(s["headers"])
         assert h is not None and h.batch is not None
-        out.append(ring.verify(Domain.LIST_RECORD, s["value"], h, expected_agency="court", at=AT))
+        # A list record's signature covers its sealed commitments.
+        commitments = default_registry().decode_model(s["value"], SealedListing).commitments
+        out.append(ring.verify(Domain.LIST_RECORD, commitments, h, expected_agency="court", at=AT))
     return out
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from services.core import merkle
 from services.core.codec import default_registry
+from services.core.disclosure import seal_record
 from services.core.errors import SignatureInvalid
 from services.core.intake import Refused, SourceCache, admit_directive, admit_list_record
 from services.core.models import Directive, SourceRecord
@@ -28,9 +29,10 @@ from services.core.signing import (
     SignedHeaders,
     Signer,
     batch_signing_input,
+    digest_of,
     signing_input,
 )
-from tests.unit.factories import NOW, encode, entry, keyring, public_key, real_world
+from tests.unit.factories import NOW, entry, keyring, public_key, real_world
 from tests.unit.test_store import RAIL, directive
 
 pytestmark = pytest.mark.unit
@@ -39,7 +41,9 @@ AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 COURT = Signer.generate("court", "court-k1")
 MARKET = Signer.generate("market", "market-k1")
 FANOUT = Signer.generate("concord-fanout", "fanout-k1")
-RECORDS = [encode(entry(entry_id=f"court-2026-{i:06d}", event_id=f"court:court-2026-{i:06d}:1")) for i in range(7)]
+SEALED = [seal_record(entry(entry_id=f"court-2026-{i:06d}", event_id=f"court:court-2026-{i:06d}:1"), default_registry())
+          for i in range(7)]
+RECORDS = [s.commitments for s in SEALED]  # what a publisher signs of a list record
 BATCH = COURT.sign_batch(Domain.LIST_RECORD, RECORDS)
 
 
@@ -219,10 +223,11 @@ def test_any_single_byte_change_in_a_batch_seal_is_refused(data: st.DataObject) 
 def test_a_batch_signed_list_record_is_admitted_and_its_source_carries_the_seal() -> None:
     ring = keyring(COURT)
     acc = admit_list_record(origin="court", topic="t.lists.court", partition=0, offset=5, key=b"court-2026-000003",
-                            value=RECORDS[3], headers=BATCH[3].as_kafka(), timestamp_ms=int(AT.timestamp() * 1000),
+                            value=SEALED[3].value, headers=BATCH[3].as_kafka(), timestamp_ms=int(AT.timestamp() * 1000),
                             keyring=ring, schemas=default_registry(), world=real_world())
     assert acc.source.signature == BATCH[3].seal()
-    assert SignedHeaders.from_seal("court", COURT.key_id, acc.digest, acc.source.signature) == BATCH[3]
+    assert acc.source.record == RECORDS[3]
+    assert SignedHeaders.from_seal("court", COURT.key_id, digest_of(acc.source.record), acc.source.signature) == BATCH[3]
 
 
 def _with_source(d: Directive, record: bytes, seal: bytes) -> Directive:
@@ -230,10 +235,14 @@ def _with_source(d: Directive, record: bytes, seal: bytes) -> Directive:
                                                        key_id=COURT.key_id, signature=seal, record=record)})
 
 
+def _sealed(event_id: str = "court:court-2026-000123:1", entry_id: str = "court-2026-000123") -> bytes:
+    return seal_record(entry(entry_id=entry_id, event_id=event_id), default_registry()).commitments
+
+
 def test_batch_signed_directives_forwarding_batch_signed_sources_are_admitted() -> None:
     ring = Keyring([public_key(COURT), public_key(FANOUT)])
-    src = COURT.sign_batch(Domain.LIST_RECORD, [encode(entry())])[0]
-    record = encode(entry())
+    record = _sealed()
+    src = COURT.sign_batch(Domain.LIST_RECORD, [record])[0]
     ds = [_with_source(directive(), record, src.seal()), _with_source(directive(measure=RAIL), record, src.seal())]
     values = [default_registry().encode_model(d) for d in ds]
     signed = FANOUT.sign_batch(Domain.DIRECTIVE, values)
@@ -249,7 +258,7 @@ def test_batch_signed_directives_forwarding_batch_signed_sources_are_admitted() 
 @pytest.mark.parametrize("part", ["root", "path", "signature"])
 def test_a_directive_whose_forwarded_seal_was_altered_is_refused(part: str) -> None:
     ring = Keyring([public_key(COURT), public_key(FANOUT)])
-    records = [encode(entry()), encode(entry(entry_id="court-2026-000999", event_id="court:court-2026-000999:1"))]
+    records = [_sealed(), _sealed("court:court-2026-000999:1", "court-2026-000999")]
     src = COURT.sign_batch(Domain.LIST_RECORD, records)[0]
     assert src.batch is not None
     where = {"signature": 1, "root": 1 + 64, "path": 1 + 64 + 32 + 8}[part]

@@ -28,7 +28,7 @@ from services.fanout.metrics import FanoutMetrics
 from services.fanout.store import PartitionStore
 from services.kafka_access import KafkaAccess
 from services.partitioning import entry_partition
-from tests.unit.factories import entry, keyring, make_ric, make_uscc, organization, person, real_world
+from tests.unit.factories import entry, keyring, make_ric, make_uscc, organization, person, real_world, sealed
 
 pytestmark = pytest.mark.unit
 
@@ -96,8 +96,8 @@ class Rig:
         return n
 
     def listing(self, event: Any, *, key: bytes | str | None = "auto", partition: int | None = None) -> int:
-        record = SCHEMAS.encode_model(event)
-        headers = COURT.sign(Domain.LIST_RECORD, record).as_kafka()
+        record, signed = sealed(event, signer=COURT)
+        headers = signed.as_kafka()
         k = event.entry_id.encode() if key == "auto" else key
         p = entry_partition(event.entry_id, 3) if partition is None else partition
         topic = f"{NS}.lists.court"

@@ -20,7 +20,6 @@ from services.core.registry import (
 )
 from services.core.signing import Domain, Keyring, Signer
 from services.core.world import parse_world
-
 from tests.unit.factories import keyring, real_world
 
 pytestmark = pytest.mark.unit

@@ -9,10 +9,8 @@ tests/integration/test_metrics_exported.py.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +28,6 @@ from services.ops.dashboards import DASHBOARDS, DASHBOARDS_DIR, rendered, round_
 from services.ops.metrics import exposition
 from services.ops.observe import prometheus_config
 from services.subscriber.service import SubscriberMetrics
-
 from tests.observability import (
     ALERT_TESTS,
     ALERTS,

@@ -19,7 +19,6 @@ from services.core.models import (
     Identifier,
     ListEntryEvent,
     MeasureKind,
-    SourceRecord,
     SubjectKind,
     directive_key,
 )
@@ -52,6 +51,7 @@ from tests.unit.factories import (
     organization,
     person,
     real_world,
+    source_record,
 )
 
 pytestmark = pytest.mark.unit
@@ -75,17 +75,9 @@ REP2_REF = f"LEGAL_REPRESENTATIVE:CN_RIC:{REP2}"
 
 def accepted(event: ListEntryEvent, offset: int, *, origin: str = "court", digest: bytes | None = None,
              partition: int = 0) -> Accepted:
-    source = SourceRecord(
-        topic=f"concord.lists.{origin}",
-        partition=partition,
-        offset=offset,
-        agency=origin,
-        key_id=f"{origin}-k1",
-        signature=b"\x01" * 64,
-        record=encode(event),
-    )
+    source = source_record(event, offset, origin=origin, partition=partition)
     if digest is None:
-        digest = hashlib.sha256(source.record).digest()
+        digest = hashlib.sha256(encode(event)).digest()  # what the record says, whatever its salts
     return Accepted(origin=origin, event=event, source=source, digest=digest)
 
 
@@ -167,8 +159,16 @@ def test_listed_organization_with_legal_representative() -> None:
             "court", ENTRY_ID, 1, "court.judgment-defaulters")
         assert d.valid_from == EFFECTIVE_FROM
         assert d.valid_until == EFFECTIVE_UNTIL == LISTED.effective_until
-        assert d.source == rec.source
+        # The publisher's signed commitments, and of its disclosures only those this agency may see.
+        assert d.source is not None
+        assert d.source.model_copy(update={"disclosures": rec.source.disclosures}) == rec.source
+        assert set(d.source.disclosures) <= set(rec.source.disclosures)
         assert d.issued_at == NOW
+    finance = got[(FINANCE, SUBJECT_REF)]
+    assert finance.source is not None
+    assert not [x for x in finance.source.disclosures if x.path.startswith("subject.related_parties")]
+    assert {x.path for x in got[(AVIATION, REP_REF)].source.disclosures} >= {  # type: ignore[union-attr]
+        "subject.related_parties[0]", "subject.related_parties[0].identifiers[0]"}
 
     assert t.state is not None
     # The state keeps the publisher's record once, and each key's latest directive without a copy of it.
@@ -402,7 +402,7 @@ def test_directive_ids_are_deterministic() -> None:
     _, a = feed(SEQUENCE)
     _, b = feed(SEQUENCE)
     assert _ids(a) == _ids(b)
-    assert [t.emitted for t in a] == [t.emitted for t in b]
+    assert [t.changed for t in a] == [t.changed for t in b]  # the sources differ only in their salts
 
 
 def test_directive_ids_are_unique_across_a_history() -> None:
@@ -508,7 +508,9 @@ def test_removed_measure_is_lifted_on_tick() -> None:
     (d,) = t.emitted
     assert (d.action, d.cause, d.measure_id, d.subject_ref) == (Action.LIFT, Cause.MOU_CHANGED, FINANCE, SUBJECT_REF)
     # A LIFT carries the record it follows from too, so that the agency can check it against the MOUs.
-    assert d.source == state.source
+    assert d.source is not None
+    assert (d.source.record, d.source.signature) == (state.source.record, state.source.signature)
+    assert set(d.source.disclosures) <= set(state.source.disclosures)
     assert t.state is not None
     assert {x.measure_id for x in t.state.applied()} == {AVIATION, RAIL}
 

@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 import pytest
 
 from services.core.codec import default_registry
+from services.core.disclosure import seal_record
 from services.core.intake import Refused, SourceCache, admit_directive
 from services.core.models import Directive, SourceRecord
 from services.core.signing import Domain, Keyring, Signer
-from tests.unit.factories import NOW, public_key, signed_record
+from tests.unit.factories import NOW, entry, public_key
 from tests.unit.test_store import RAIL, directive
 
 pytestmark = pytest.mark.unit
@@ -21,9 +22,13 @@ COURT = Signer.generate("court", "court-k1")
 FANOUT = Signer.generate("concord-fanout", "fanout-k1")
 
 
+SEALED = seal_record(entry(), default_registry())
+
+
 def with_source(d: Directive, record: bytes, signature: bytes, agency: str = "court") -> Directive:
     return d.model_copy(update={"source": SourceRecord(topic="t.lists.court", partition=0, offset=0, agency=agency,
-                                                       key_id=COURT.key_id, signature=signature, record=record)})
+                                                       key_id=COURT.key_id, signature=signature, record=record,
+                                                       disclosures=SEALED.disclosures)})
 
 
 def admit(d: Directive, ring: Keyring, cache: SourceCache, at: datetime = NOW) -> Directive:
@@ -35,8 +40,8 @@ def admit(d: Directive, ring: Keyring, cache: SourceCache, at: datetime = NOW) -
 
 @pytest.fixture
 def source() -> tuple[bytes, bytes]:
-    s = signed_record(signer=COURT)
-    return s.record, s.headers.signature
+    """A listing's signed commitments and the court's signature over them."""
+    return SEALED.commitments, COURT.sign(Domain.LIST_RECORD, SEALED.commitments).signature
 
 
 def test_directives_forwarding_one_source_verify_it_once(source: tuple[bytes, bytes]) -> None:

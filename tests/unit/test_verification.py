@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from services.core.codec import default_registry
+from services.core.disclosure import seal_record
 from services.core.intake import Refused, admit_directive
 from services.core.models import Action, Cause, Directive, Identifier, ListEntryEvent, MeasureKind, SourceRecord
 from services.core.routing import Accepted, Transition, on_record, on_tick
@@ -28,19 +29,20 @@ from tests.unit.factories import (
 pytestmark = pytest.mark.unit
 
 WORLD = real_world()
+SCHEMAS = default_registry()
 COURT = Signer.generate("court", "court-k1")
 FANOUT = Signer.generate("concord-fanout", "fanout-k1")
 RING = keyring(COURT, FANOUT)
-SCHEMAS = default_registry()
 AIR = "aviation.no-air-tickets"
 
 
 def _route(event: ListEntryEvent, before: Transition | None = None, offset: int = 0) -> Transition:
-    record = encode(event)
-    seal = COURT.sign(Domain.LIST_RECORD, record).signature
+    sealed = seal_record(event, SCHEMAS)
+    seal = COURT.sign(Domain.LIST_RECORD, sealed.commitments).signature
     source = SourceRecord(topic="concord.lists.court", partition=0, offset=offset, agency="court",
-                          key_id="court-k1", signature=seal, record=record)
-    acc = Accepted(origin="court", event=event, source=source, digest=hashlib.sha256(record).digest())
+                          key_id="court-k1", signature=seal, record=sealed.commitments,
+                          disclosures=sealed.disclosures)
+    acc = Accepted(origin="court", event=event, source=source, digest=hashlib.sha256(encode(event)).digest())
     return on_record(before.state if before else None, acc, WORLD, NOW)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import pickle
 import shutil
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from services.core.world import (
 pytestmark = pytest.mark.unit
 
 TOPICS = Path(__file__).resolve().parents[2] / "topics"
-NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 JD = "mous/mou-judgment-defaulters.yaml"
 FS = "mous/mou-food-safety.yaml"
 AG = "mous/mou-a-grade-taxpayers.yaml"
@@ -65,7 +65,7 @@ def topics_copy(tmp_path: Path) -> Path:
 
 
 def utc(day: date, hour: int = 0, minute: int = 0, second: int = 0, micro: int = 0) -> datetime:
-    return datetime.combine(day, time(hour, minute, second, micro), tzinfo=timezone.utc)
+    return datetime.combine(day, time(hour, minute, second, micro), tzinfo=UTC)
 
 
 def invalid(docs: dict[str, Any]) -> str:
