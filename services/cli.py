@@ -145,7 +145,7 @@ def cmd_fanout_worker(args: argparse.Namespace) -> int:
     from services.core.intake import FANOUT_PRINCIPAL
     from services.fanout.app import FanoutConfig
     from services.fanout.worker import run_worker
-    from services.keystore import load_keyring, load_signer
+    from services.keystore import keyed_hash_secret, load_keyring, load_signer
 
     settings = _settings()
     logging.getLogger("concord").setLevel(args.loglevel.upper())
@@ -155,6 +155,7 @@ def cmd_fanout_worker(args: argparse.Namespace) -> int:
         keyring=load_keyring(settings.keys_path), schemas=default_registry(),
         signer=load_signer(settings.keys_path, FANOUT_PRINCIPAL), namespace=settings.effective_namespace(),
         name=args.name, state_dir=state_dir, web_port=args.web_port, batch_signatures=args.signatures == "batch",
+        key_secret=keyed_hash_secret(settings.keys_path, FANOUT_PRINCIPAL),
     )
     return run_worker(cfg)
 

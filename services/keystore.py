@@ -74,3 +74,24 @@ def ensure_keys(keys_dir: Path, agencies: list[str], *, validity_days: int = 365
                            now + timedelta(days=validity_days)))
     _write_keyring(keys_dir, ring)
     return ring
+
+
+def keyed_hash_secret(keys_dir: Path, owner: str) -> bytes:
+    """``owner``'s secret for pseudonyms (:mod:`services.core.pseudonyms`), made on first use.
+
+    Created private from its first byte (``O_EXCL``, mode 0600) under ``<keys>/<owner>/``.
+    """
+    folder = keys_dir / owner
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "keyed-hash.key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_bytes()
+        if len(secret) < 32:
+            raise ConfigError(f"{path} holds {len(secret)} bytes, not a 32-byte secret") from None
+        return secret
+    secret = os.urandom(32)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+    return secret

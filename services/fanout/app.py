@@ -39,6 +39,7 @@ from services.core.codec import SchemaRegistry
 from services.core.errors import CodecError, SignatureInvalid
 from services.core.intake import Refused, admit_list_record
 from services.core.models import Action, Cause, Directive, Header, Heartbeat, QuarantineRecord, Receipt, heartbeat_key
+from services.core.pseudonyms import pseudonym
 from services.core.routing import EntryState, Outcome, Transition, on_record, on_tick, world_epoch, world_revision
 from services.core.signing import Domain, Keyring, SignedHeaders, Signer
 from services.core.world import World
@@ -63,6 +64,8 @@ class FanoutConfig:
     keyring: Keyring
     schemas: SchemaRegistry
     signer: Signer
+    # Directive topic keys are pseudonyms of the directive keys, which name a subject's identifier.
+    key_secret: bytes
     namespace: str = "concord"
     name: str = "worker"
     state_dir: Path = Path(".local/fanout/worker")
@@ -221,7 +224,8 @@ class Fanout:
     def _send(self, d: Directive, store: PartitionStore, now: datetime) -> None:
         topic, count = self.directive_topics[d.subscriber]
         value = self.cfg.schemas.encode_model(d)
-        self.sealer.add(d.subscriber, topic, d.key.encode(), value, store.partition % count)
+        key = pseudonym(self.cfg.key_secret, d.key).encode()
+        self.sealer.add(d.subscriber, topic, key, value, store.partition % count)
         self.metrics.directive_out(d)
         stage = st.STAGE_TIME_LIFT if d.action is Action.LIFT and d.cause in TIME_CAUSES else st.STAGE_RECEIPT
         if store.get(st.OUTSTANDING + d.directive_id.encode()) is None:
@@ -269,7 +273,9 @@ class Fanout:
         assert self._tx is not None  # noqa: S101 - records are only handled inside a transaction
         self._tx.produce(self.quarantine_topic, msg.key(), value, 0, signed.as_kafka())
         self.metrics.quarantined(reason)
-        log.warning("quarantined %s[%s]@%s: %s: %s", msg.topic(), msg.partition(), msg.offset(), reason, detail)
+        # The detail can quote a record's content (an identifier that fails its check): it stays in the
+        # quarantine record, which only operators read, and out of the log.
+        log.warning("quarantined %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), reason)
 
     # --- Processor: due work ---------------------------------------------------------------
 

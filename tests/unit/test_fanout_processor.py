@@ -131,7 +131,7 @@ def _rig(tmp_path: Path, world: World | None = None, *, sweep_batch: int = 500,
          stores: dict[int, PartitionStore] | None = None, clock: Clock | None = None) -> Rig:
     clock = clock or Clock(T0)
     cfg = FanoutConfig(access=KafkaAccess(bootstrap="127.0.0.1:1"), world=world or real_world(), keyring=RING,
-                       schemas=SCHEMAS, signer=FANOUT, namespace=NS, name="w1", state_dir=tmp_path,
+                       schemas=SCHEMAS, signer=FANOUT, key_secret=b"k" * 32, namespace=NS, name="w1", state_dir=tmp_path,
                        metrics=FanoutMetrics.create(), clock=clock, sweep_batch=sweep_batch)
     fanout = Fanout(cfg)
     stores = stores if stores is not None else {p: PartitionStore(tmp_path / f"p{p}", p, cache_mb=0) for p in range(3)}
@@ -167,6 +167,10 @@ def test_a_listing_commits_its_directives_to_the_entry_partition_and_its_receipt
         ("finance", "finance.procurement-ban"), ("aviation", "aviation.no-air-tickets"),
         ("rail", "rail.no-high-speed-rail")}
     assert {part for t, _, _, part, _ in rig.tx.sent if ".directives." in t} == {p}
+    # Kafka keys are pseudonyms: a directive key names the subject's identifier, its topic key does not.
+    keys = [k for t, k, _, _, _ in rig.tx.sent if ".directives." in t]
+    assert keys and all(k is not None and len(k) == 32 and b"CN_" not in k for k in keys)
+    assert len(set(keys)) == len(keys)
     assert all(d.source is not None and d.source.partition == p for d in sent)
     state = rig.stores[p].get(st.entry_key("court/c-1"))
     assert state is not None
