@@ -127,7 +127,10 @@ _TOPIC_SCOPE: Mapping[TopicKind, Literal["publishers", "implementers"] | None] =
 CO_PARTITIONED: tuple[TopicKind, ...] = ("lists", "receipts", "fanout_state")
 
 #: Subject fields an MOU may make visible to an implementing agency.
-SUBJECT_FIELDS: tuple[str, ...] = ("kind", "names", "identifiers", "related_parties")
+#: Parts of a listing an MOU may make visible to an implementing agency: the subject's fields and,
+#: beside them, the listing's reason, legal basis and delisting (see services/core/disclosure.py).
+SUBJECT_FIELDS: tuple[str, ...] = ("kind", "names", "identifiers", "related_parties", "reason", "basis",
+                                   "delisting")
 
 # Agency ids end up in topic names, principals and consumer-group prefixes, so they stay
 # within the characters all three accept, and without dots (a dot separates the parts

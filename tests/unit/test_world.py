@@ -160,7 +160,7 @@ def test_demo_mous_are_complete(world: World) -> None:
         assert mou.valid_until is None and mou.terminated_on is None
     jd = world.mou("mou-judgment-defaulters", 1)
     assert jd.signatories == ("court", "aviation", "rail", "finance")
-    assert jd.fields_visible_to("aviation") == ("kind", "names", "identifiers")
+    assert jd.fields_visible_to("aviation") == ("kind", "names", "identifiers", "basis")
     assert jd.fields_visible_to("customs") == ()
     assert [m.measure_id for _, m in world.measures_for("finance", NOW)] == [
         "finance.procurement-ban", "finance.procurement-ban",
