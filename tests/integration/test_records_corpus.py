@@ -295,6 +295,8 @@ def test_every_good_record_arrives_once_and_every_bad_one_is_quarantined_with_it
         "KEY_NOT_YET_VALID", "NOT_SINGLE_OBJECT", "UNKNOWN_FINGERPRINT", "UNDECODABLE", "INVALID_RECORD",
         "KEY_MISMATCH", "MISSING_KEY", "WRONG_PARTITION", "UNSEALED", "STALE_VERSION", "REPLAYED"}
 
+    first = next(r for r in read_topic(kafka_cluster, list_topic) if r.key == b"p-1")
+
     async def produce() -> dict[tuple[int, int], str]:
         producer = AIOKafkaProducer(**kafka_cluster.access("court").aiokafka_kwargs(), acks="all",
                                     enable_idempotence=True)
@@ -306,7 +308,6 @@ def test_every_good_record_arrives_once_and_every_bad_one_is_quarantined_with_it
                                                   partition=b.partition))
                 where[(meta.partition, meta.offset)] = b.reason
             # An exact redelivery of a good record (the adapter's bytes again): routed again, not refused.
-            first = next(r for r in read_topic(kafka_cluster, list_topic) if r.key == b"p-1")
             await (await producer.send(list_topic, key=b"p-1", value=first.value, headers=list(first.headers)))
             return where
         finally:
