@@ -129,6 +129,8 @@ def compile_acls(world: World, namespace: str, at: datetime) -> list[AclRule]:
         a = agency.agency_id
         rules += _rules(a, "TOPIC", "LITERAL", world.topic_name("lists", a, namespace=namespace),
                         ("WRITE", "DESCRIBE"), _rule(f"publisher {a} writes its own list topic"))
+        rules += _rules(a, "TOPIC", "LITERAL", world.topic_name("notices", a, namespace=namespace),
+                        ("READ", "DESCRIBE"), _rule(f"publisher {a} reads what was done about its listings"))
     implementing: dict[str, list[Grant]] = {}
     for mou in world.current_mous(at):
         for m in mou.measures:
@@ -146,6 +148,8 @@ def compile_acls(world: World, namespace: str, at: datetime) -> list[AclRule]:
     why = _rule("the fan-out routes every list by the MOUs")
     rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.lists.", ("READ", "DESCRIBE"), why)
     rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.directives.", ("WRITE", "DESCRIBE"), why)
+    rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.notices.", ("WRITE", "DESCRIBE"),
+                    _rule("the fan-out tells each listing agency what was done about its listings"))
     rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.receipts.", ("READ", "DESCRIBE"),
                     _rule("the fan-out aggregates receipts"))
     rules += _rules(FANOUT, "TOPIC", "LITERAL", world.topic_name("quarantine", namespace=namespace),

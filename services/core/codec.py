@@ -30,6 +30,7 @@ from services.core.models import (
     Heartbeat,
     ListEntryEvent,
     ListingCommitments,
+    Notice,
     QuarantineRecord,
     Receipt,
     SealedListing,
@@ -87,6 +88,7 @@ SCHEMA_NAMES: dict[type[BaseModel], str] = {
     Heartbeat: "heartbeat",
     ListingCommitments: "listing_commitments",
     SealedListing: "sealed_listing",
+    Notice: "notice",
 }
 
 

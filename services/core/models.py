@@ -296,3 +296,25 @@ class Heartbeat(_Frozen):
 def heartbeat_key(partition: int) -> str:
     """The compaction key of a directive partition's heartbeat: only the latest is kept."""
     return f"heartbeat/{partition}"
+
+
+class Notice(_Frozen):
+    """What the exchange did about one listing, for its publishing agency (see schemas/notice)."""
+
+    notice_id: str
+    origin_agency: str
+    entry_id: str
+    entry_version: int
+    action: Action
+    cause: str
+    subject_ref: str
+    implementing_agency: str
+    measure_id: str
+    measure_kind: str
+    measure_text: str
+    legal_basis: str
+    mou_id: str
+    mou_version: int
+    valid_from: datetime
+    valid_until: datetime | None = None
+    issued_at: datetime

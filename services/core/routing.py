@@ -43,6 +43,7 @@ from services.core.models import (
     ListingCommitments,
     MeasureKind,
     Name,
+    Notice,
     SourceRecord,
     Subject,
     SubjectKind,
@@ -132,6 +133,13 @@ class Accepted(BaseModel):
     event: ListEntryEvent
     source: SourceRecord
     digest: bytes
+
+
+def listing_end(event: ListEntryEvent) -> datetime | None:
+    """When a listing stops applying: its ``effective_until``, or its ``publication_until`` if sooner
+    (nothing of a listing may be acted on once it may no longer be published)."""
+    ends = [e for e in (event.effective_until, event.publication_until) if e is not None]
+    return min(ends) if ends else None
 
 
 def _as_utc_datetime(d: date | None) -> datetime | None:
@@ -244,7 +252,8 @@ def desired_directives(origin: str, event: ListEntryEvent, world: World, now: da
     """Keys and material fields of every APPLY this event calls for at ``now``."""
     if event.ends_entry:
         return {}
-    if event.effective_until is not None and event.effective_until <= now:
+    period_end = listing_end(event)
+    if period_end is not None and period_end <= now:
         return {}
     want: dict[str, dict[str, Any]] = {}
     made: dict[tuple[str, tuple[str, ...] | None], TargetSubject] = {}
@@ -252,7 +261,7 @@ def desired_directives(origin: str, event: ListEntryEvent, world: World, now: da
         mou, measure = route.mou, route.measure
         mou_start, mou_end = route.window
         valid_from = max(event.effective_from, mou_start)
-        ends = [e for e in (event.effective_until, mou_end) if e is not None]
+        ends = [e for e in (period_end, mou_end) if e is not None]
         valid_until = min(ends) if ends else None
         for ref, target in _targets(event.subject, route, made).items():
             key = directive_key(origin, event.entry_id, measure.measure_id, ref)
@@ -296,13 +305,31 @@ def sources_for(directives: tuple[Directive, ...], source: SourceRecord, world: 
     return tuple(source_for(d, source, world) for d in directives)
 
 
+def notice_for(d: Directive, world: World) -> Notice:
+    """What the listing agency is told about ``d``: the measure, its legal basis, where and until when."""
+    # The measure as its MOU version states it, or as the latest version that still has it (a
+    # version rewritten in place may have dropped it: the LIFT that follows still needs saying).
+    versions = [world.mou(d.mou_id, d.mou_version), *reversed(world.mou_versions(d.mou_id))]
+    measure = next((m for v in versions for m in v.measures if m.measure_id == d.measure_id), None)
+    text = measure.text if measure else "a measure no longer in the memorandum"
+    basis = measure.legal_basis if measure else f"{d.mou_id} v{d.mou_version}"
+    return Notice(
+        notice_id=d.directive_id, origin_agency=d.origin_agency, entry_id=d.entry_id, entry_version=d.entry_version,
+        action=d.action, cause=d.cause.value, subject_ref=d.subject_ref, implementing_agency=d.subscriber,
+        measure_id=d.measure_id, measure_kind=d.measure_kind.value, measure_text=text,
+        legal_basis=basis, mou_id=d.mou_id, mou_version=d.mou_version, valid_from=d.valid_from,
+        valid_until=d.valid_until, issued_at=d.issued_at,
+    )
+
+
 def _lift_cause(event: ListEntryEvent, reevaluation: bool, now: datetime) -> Cause:
     """Why a held APPLY is lifted: the publisher's own word first, then the entry's
     period; a directive that ends earlier because its MOU or measure ends was lifted
     by an MOU change."""
     if not reevaluation and event.ends_entry:
         return Cause(event.event_type.value)
-    if event.effective_until is not None and event.effective_until <= now:
+    end = listing_end(event)
+    if end is not None and end <= now:
         return Cause.PERIOD_ENDED
     return Cause.MOU_CHANGED if reevaluation else Cause.AMENDED
 
@@ -387,8 +414,8 @@ def on_record(state: EntryState | None, rec: Accepted, world: World, now: dateti
     if state is not None:
         last = state.offsets.get(_offset_key(rec.source))
         if last is not None and rec.source.offset <= last:
-            latest = state.latest()
-            return Transition(state=state, changed=latest, sources=sources_for(latest, state.source, world),
+            again = state.latest()
+            return Transition(state=state, changed=again, sources=sources_for(again, state.source, world),
                               outcome=Outcome.RESYNC)
         if ev.version < state.version:
             return Transition(state=state, changed=(), sources=(), outcome=Outcome.STALE_VERSION)

@@ -71,6 +71,7 @@ class Domain(StrEnum):
     RECEIPT = "concord/v1/receipt"
     REGISTRY = "concord/v1/registry"
     HEARTBEAT = "concord/v1/heartbeat"
+    NOTICE = "concord/v1/notice"
 
 
 class Reason(StrEnum):

@@ -83,6 +83,7 @@ __all__ = [
     "Program",
     "QuotaValues",
     "Quotas",
+    "Retention",
     "SubjectKind",
     "TopicKind",
     "TopicOverride",
@@ -98,7 +99,7 @@ __all__ = [
 SubjectKind = Literal["PERSON", "ORGANIZATION"]
 ListKind = Literal["SANCTION", "INCENTIVE"]
 MeasureKind = Literal["PUNISH", "INCENT"]
-TopicKind = Literal["lists", "directives", "receipts", "quarantine", "registry", "fanout_state"]
+TopicKind = Literal["lists", "directives", "receipts", "quarantine", "registry", "fanout_state", "notices"]
 CleanupPolicy = Literal["delete", "compact"]
 
 AGENCY_FILE = "agencies.yaml"
@@ -112,7 +113,9 @@ LIST_KIND_MEASURE: Mapping[str, MeasureKind] = {"SANCTION": "PUNISH", "INCENTIVE
 MEASURE_KINDS: tuple[MeasureKind, ...] = ("PUNISH", "INCENT")
 
 #: Topic kinds in the order specs are expanded, and whom each is declared for.
-TOPIC_KINDS: tuple[TopicKind, ...] = ("lists", "directives", "receipts", "quarantine", "registry", "fanout_state")
+TOPIC_KINDS: tuple[TopicKind, ...] = (
+    "lists", "directives", "receipts", "quarantine", "registry", "fanout_state", "notices",
+)
 _TOPIC_SCOPE: Mapping[TopicKind, Literal["publishers", "implementers"] | None] = {
     "lists": "publishers",
     "directives": "implementers",
@@ -120,6 +123,7 @@ _TOPIC_SCOPE: Mapping[TopicKind, Literal["publishers", "implementers"] | None] =
     "quarantine": None,
     "registry": None,
     "fanout_state": None,
+    "notices": "publishers",
 }
 
 #: Topic kinds the fan-out reads or keeps by state partition: one worker owns partition p of
@@ -526,6 +530,25 @@ class Quotas(_Frozen):
         return {user: keys for user, keys in out.items() if keys}
 
 
+Days = Annotated[int, Field(ge=1, le=36_500)]
+
+
+class Retention(_Frozen):
+    """The ``retention`` section of ``topics.yaml``: how long Concord keeps what it holds about a
+    listed subject once it no longer acts on it, per class of data, enforced by the service that
+    holds it.  Topics' own retentions (receipts, quarantine) are their ``retention_ms``.
+
+    ``publication_until`` of a listing ends it sooner: no measure applies after it, and once it
+    has passed (and everything is lifted) the entry's data leaves the fan-out and the
+    subscribers without waiting for these periods.
+    """
+
+    ended_entries_days: Days = 30  # fan-out: an entry whose every measure is lifted; tombstones for its keys
+    lifted_directives_days: Days = 30  # subscribers: a lifted directive and its history
+    adapter_files_days: Days = 30  # adapters: done/ and rejects files
+    query_log_days: Days = 180  # subscribers: who asked about whom
+
+
 class World(_Frozen):
     """The whole declared world. Build it with :func:`load_world` or :func:`parse_world`.
 
@@ -538,6 +561,7 @@ class World(_Frozen):
     mous: tuple[Mou, ...]
     topic_templates: FrozenMapping[TopicKind, TopicTemplate]
     quotas: Quotas = Quotas()
+    retention: Retention = Retention()
 
     def publishers(self) -> tuple[Agency, ...]:
         """Agencies that publish list entries, sorted by id."""
@@ -648,6 +672,8 @@ class World(_Frozen):
         }
         if not self.quotas.is_empty():
             docs[TOPIC_FILE]["quotas"] = self.quotas.model_dump(mode="json", exclude_none=True)
+        if self.retention != Retention():
+            docs[TOPIC_FILE]["retention"] = self.retention.model_dump(mode="json")
         for mou_id in dict.fromkeys(m.mou_id for m in self.mous):
             docs[f"{MOU_DIR}/{mou_id}.yaml"] = {
                 "mou_id": mou_id,
@@ -902,6 +928,7 @@ class _Parser:
         programs_doc = self.validate(_ProgramsDoc, docs[PROGRAM_FILE], PROGRAM_FILE)
         templates = self.parse_topics(docs[TOPIC_FILE])
         quotas = self.parse_quotas(docs[TOPIC_FILE])
+        retention = self.parse_retention(docs[TOPIC_FILE])
         mou_sources: list[_MouSource] = []
         for name in sorted(n for n in docs if n.startswith(f"{MOU_DIR}/")):
             mou_sources.extend(self.parse_mou_file(name, docs[name]))
@@ -923,6 +950,7 @@ class _Parser:
             mous=tuple(mous),
             topic_templates=templates,
             quotas=quotas,
+            retention=retention,
         )
 
     # -- shapes
@@ -951,6 +979,12 @@ class _Parser:
         if section is None:
             return Quotas()
         return self.validate(Quotas, section, TOPIC_FILE, ("quotas",)) or Quotas()
+
+    def parse_retention(self, data: Any) -> Retention:
+        section = data.get("retention") if isinstance(data, Mapping) else None
+        if section is None:
+            return Retention()
+        return self.validate(Retention, section, TOPIC_FILE, ("retention",)) or Retention()
 
     def check_quotas(self, quotas: Quotas, agencies: Mapping[str, Agency]) -> None:
         for name in quotas.principals:
@@ -1354,6 +1388,7 @@ class _MouDoc(_Frozen):
 class _TopicsDoc(_Frozen):
     topics: dict[TopicKind, dict[str, Any]]
     quotas: Any = None  # checked by _Parser.parse_quotas
+    retention: Any = None  # checked by _Parser.parse_retention
 
 
 def iter_problems(error: WorldInvalid) -> Iterator[str]:

@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,16 @@ from services.core.errors import CodecError, SignatureInvalid
 from services.core.intake import Refused, admit_list_record
 from services.core.models import Action, Cause, Directive, Header, Heartbeat, QuarantineRecord, Receipt, heartbeat_key
 from services.core.pseudonyms import pseudonym
-from services.core.routing import EntryState, Outcome, Transition, on_record, on_tick, world_epoch, world_revision
+from services.core.routing import (
+    EntryState,
+    Outcome,
+    Transition,
+    notice_for,
+    on_record,
+    on_tick,
+    world_epoch,
+    world_revision,
+)
 from services.core.signing import Domain, Keyring, SignedHeaders, Signer
 from services.core.world import World
 from services.fanout import store as st
@@ -114,6 +123,10 @@ class Fanout:
         self.metrics = cfg.metrics
         self.sealer = DirectiveSealer(signer=cfg.signer, produce=self._produce_directive,
                                       batch=cfg.batch_signatures, max_records=cfg.batch_max)
+        self.notices = DirectiveSealer(signer=cfg.signer, produce=self._produce_directive, batch=cfg.batch_signatures,
+                                       max_records=cfg.batch_max, domain=Domain.NOTICE)
+        self.notice_topics = {s.agency: (s.name, s.partitions) for s in specs
+                              if s.kind == "notices" and s.agency is not None}
         self._tx: Transaction | None = None
         self._done: list[_Done] = []
         self._next_tick = 0.0
@@ -215,11 +228,55 @@ class Fanout:
             if new is not None:
                 store.put(st.deadline_key(new.timestamp() * 1000, table_key), _ending(after, new))
                 store.count(deadlines=1)
+        was = self._purge_at(before)
+        will = self._purge_at(after)
+        if was != will:
+            if was is not None:
+                store.delete(st.purge_key(was.timestamp() * 1000, table_key))
+            if will is not None:
+                store.put(st.purge_key(will.timestamp() * 1000, table_key), b"")
         for d in tr.emitted:
             previous = before.directives.get(d.key) if before is not None else None
             if previous is not None and previous.directive_id != d.directive_id:
                 self._answered(store, previous.directive_id)
             self._send(d, store, now)
+
+    def _purge_at(self, state: EntryState | None) -> datetime | None:
+        """When an ended entry's data must leave (None while anything is applied): the retention of
+        ended entries after its last LIFT, or at once when its publication period is over."""
+        if state is None or state.applied():
+            return None
+        ended = max((d.issued_at for d in state.directives.values()), default=None)
+        if ended is None:
+            ended = state.event.effective_from
+        purge = ended + timedelta(days=self.cfg.world.retention.ended_entries_days)
+        published = state.event.publication_until
+        if published is not None and published < purge:
+            purge = max(published, ended)
+        return purge
+
+    def _purge(self, store: PartitionStore, now: datetime) -> int:
+        """Drop the state of entries whose time has come, and tombstone their directive keys so that
+        compaction removes the LIFTs from the directive topics (and subscribers their copies)."""
+        stop = st.PURGE + st.ms(now.timestamp() * 1000 + 1)
+        due = [k for k, _ in store.scan(st.PURGE, stop=stop, limit=self.cfg.expiry_batch)]
+        assert self._tx is not None  # noqa: S101 - due work runs inside a transaction
+        for key in due:
+            table_key = key[len(st.PURGE) + 9:].decode()
+            store.delete(key)
+            state = self._load(store, table_key)
+            if state is None or state.applied():
+                continue
+            for d in state.directives.values():
+                topic, count = self.directive_topics[d.subscriber]
+                self._tx.produce(topic, pseudonym(self.cfg.key_secret, d.key).encode(), None,
+                                 store.partition % count)
+                self._answered(store, d.directive_id)
+            store.delete(st.entry_key(table_key))
+            store.count(entries=-1)
+            self.metrics.purged.labels("fanout", "ended_entries").inc()
+        self.metrics.last_purge.labels("fanout").set(time.time())
+        return len(due)
 
     def _send(self, d: Directive, store: PartitionStore, now: datetime) -> None:
         topic, count = self.directive_topics[d.subscriber]
@@ -227,6 +284,10 @@ class Fanout:
         key = pseudonym(self.cfg.key_secret, d.key).encode()
         self.sealer.add(d.subscriber, topic, key, value, store.partition % count)
         self.metrics.directive_out(d)
+        notices = self.notice_topics.get(d.origin_agency)
+        if notices is not None:
+            notice = self.cfg.schemas.encode_model(notice_for(d, self.cfg.world))
+            self.notices.add(d.origin_agency, notices[0], key, notice, store.partition % notices[1])
         stage = st.STAGE_TIME_LIFT if d.action is Action.LIFT and d.cause in TIME_CAUSES else st.STAGE_RECEIPT
         if store.get(st.OUTSTANDING + d.directive_id.encode()) is None:
             age = st.age_key(d.subscriber, d.mou_id, stage, d.issued_at.timestamp() * 1000, d.directive_id)
@@ -296,6 +357,7 @@ class Fanout:
             self._check_epoch(stores, now, t)
             for store in stores.values():
                 done += self._expire(store, now)
+                done += self._purge(store, now)
         for p in sorted(self._sweeping):
             sweeping = stores.get(p)
             if sweeping is None:
@@ -384,6 +446,7 @@ class Fanout:
     def before_commit(self, tx: Transaction) -> None:
         self._tx = tx
         self.sealer.seal_all()
+        self.notices.seal_all()
 
     def after_commit(self) -> None:
         now = time.time()
@@ -394,6 +457,7 @@ class Fanout:
 
     def after_abort(self) -> None:
         self.sealer.discard()
+        self.notices.discard()
         self._done.clear()
         self._sweeping.clear()
         self._epoch = ""

@@ -57,6 +57,8 @@ class FanoutMetrics:
     reevaluated: Counter
     reevaluating: Gauge
     transactions: Counter
+    purged: Counter
+    last_purge: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> FanoutMetrics:
@@ -113,6 +115,10 @@ class FanoutMetrics:
                                "State partitions whose entries are being re-evaluated", registry=r),
             transactions=Counter("concord_fanout_transactions_total", "Kafka transactions, by result", ["result"],
                                  registry=r),
+            purged=Counter("concord_purged_total", "Records of ended listings purged by retention, by class",
+                           ["component", "data_class"], registry=r),
+            last_purge=Gauge("concord_purge_last_run_timestamp_seconds", "When the retention purge last ran",
+                             ["component"], registry=r),
         )
         for reason in (*REASONS, Outcome.STALE_VERSION.value, Outcome.REPLAYED.value):
             m.quarantine.labels("fanout", reason)
@@ -125,6 +131,7 @@ class FanoutMetrics:
             m.receipts.labels(status.value)
         for result in ("committed", "aborted"):
             m.transactions.labels(result)
+        m.purged.labels("fanout", "ended_entries")
         return m
 
     def event_in(self, agency: str, program: str) -> None:

@@ -25,8 +25,10 @@ Produce = Callable[[str, bytes, bytes, int, list[tuple[str, bytes]]], None]
 class DirectiveSealer:
     """Signs and produces directives, per agency in batches (or one by one with ``batch=False``)."""
 
-    def __init__(self, *, signer: Signer, produce: Produce, batch: bool = True, max_records: int = 512) -> None:
+    def __init__(self, *, signer: Signer, produce: Produce, batch: bool = True, max_records: int = 512,
+                 domain: Domain = Domain.DIRECTIVE) -> None:
         self.signer = signer
+        self.domain = domain
         self.batch = batch
         self.max_records = max_records
         self._produce = produce
@@ -36,7 +38,7 @@ class DirectiveSealer:
 
     def add(self, agency: str, topic: str, key: bytes, value: bytes, partition: int) -> None:
         if not self.batch:
-            self._produce(topic, key, value, partition, self.signer.sign(Domain.DIRECTIVE, value).as_kafka())
+            self._produce(topic, key, value, partition, self.signer.sign(self.domain, value).as_kafka())
             self.sent += 1
             return
         waiting = self._waiting.setdefault(agency, [])
@@ -60,7 +62,7 @@ class DirectiveSealer:
         batch = self._waiting.pop(agency, None)
         if not batch:
             return
-        signed = self.signer.sign_digests(Domain.DIRECTIVE, [item[4] for item in batch])
+        signed = self.signer.sign_digests(self.domain, [item[4] for item in batch])
         for (topic, key, value, partition, _), headers in zip(batch, signed, strict=True):
             self._produce(topic, key, value, partition, headers.as_kafka())
         self.batches += 1

@@ -5,6 +5,7 @@ of the (co-partitioned) list topics.  Its keys:
 
     e/<origin>/<entry_id>                  the entry's :class:`~services.core.routing.EntryState` (JSON)
     d/<deadline ms, 8 bytes>/<entry key>   the expiry index: the earliest end of an APPLY the entry holds
+    x/<purge ms, 8 bytes>/<entry key>      ended entries (nothing applied), by when their data must go
     o/<directive id>                       a directive still without a receipt -> its ``t/`` key
     t/<subscriber>\\0<mou>\\0<stage>\\0<issued ms, 8 bytes><directive id>
                                            the same, ordered by age within (subscriber, MOU, stage)
@@ -38,7 +39,7 @@ log = logging.getLogger("concord.fanout.store")
 
 ENTRY = b"e/"
 DEADLINE = b"d/"
-OUTSTANDING = b"o/"
+PURGE = b"x/"  # x/<purge ms, 8 bytes>/<entry key>: an ended entry, dropped then
 BY_AGE = b"t/"
 META = b"m/"
 # Kept in RocksDB only, never in the changelog: how far into the changelog this copy is.
@@ -60,6 +61,13 @@ def entry_key(table_key: str) -> bytes:
 
 def deadline_key(deadline_ms: float, table_key: str) -> bytes:
     return DEADLINE + ms(deadline_ms) + b"/" + table_key.encode()
+
+
+def purge_key(purge_ms: float, table_key: str) -> bytes:
+    return PURGE + ms(purge_ms) + b"/" + table_key.encode()
+
+
+OUTSTANDING = b"o/"
 
 
 def split_deadline_key(key: bytes) -> tuple[int, str]:

@@ -19,8 +19,17 @@ import pytest
 from confluent_kafka import Message
 
 from services.core.codec import default_registry
-from services.core.models import Action, Cause, Directive, Heartbeat, QuarantineRecord, Receipt, ReceiptStatus
-from services.core.signing import Domain, Signer
+from services.core.models import (
+    Action,
+    Cause,
+    Directive,
+    Heartbeat,
+    Notice,
+    QuarantineRecord,
+    Receipt,
+    ReceiptStatus,
+)
+from services.core.signing import Domain, SignedHeaders, Signer
 from services.core.world import World, parse_world
 from services.fanout import store as st
 from services.fanout.app import Fanout, FanoutConfig
@@ -118,6 +127,8 @@ class Rig:
         self.fanout.handle(msg, self.stores[p], self.tx)
 
     def work(self) -> int:
+        """One round of due work now, whatever its pacing (the loop runs it every tick)."""
+        self.fanout._next_tick = 0.0  # noqa: SLF001
         self.fanout.has_work(self.stores)
         return self.fanout.work(self.stores, self.tx)
 
@@ -131,8 +142,8 @@ def _rig(tmp_path: Path, world: World | None = None, *, sweep_batch: int = 500,
          stores: dict[int, PartitionStore] | None = None, clock: Clock | None = None) -> Rig:
     clock = clock or Clock(T0)
     cfg = FanoutConfig(access=KafkaAccess(bootstrap="127.0.0.1:1"), world=world or real_world(), keyring=RING,
-                       schemas=SCHEMAS, signer=FANOUT, key_secret=b"k" * 32, namespace=NS, name="w1", state_dir=tmp_path,
-                       metrics=FanoutMetrics.create(), clock=clock, sweep_batch=sweep_batch)
+                       schemas=SCHEMAS, signer=FANOUT, key_secret=b"k" * 32, namespace=NS, name="w1",
+                       state_dir=tmp_path, metrics=FanoutMetrics.create(), clock=clock, sweep_batch=sweep_batch)
     fanout = Fanout(cfg)
     stores = stores if stores is not None else {p: PartitionStore(tmp_path / f"p{p}", p, cache_mb=0) for p in range(3)}
     fanout.assigned(stores)
@@ -315,8 +326,6 @@ def test_heartbeats_go_to_every_directive_partition_this_worker_writes(tmp_path:
     _, k, v, _, h = beats[0]
     hb = SCHEMAS.decode_model(v, Heartbeat)
     assert (hb.partition, hb.issued_by, k) == (1, "w1", b"heartbeat/1")
-    from services.core.signing import SignedHeaders
-
     RING.verify(Domain.HEARTBEAT, v, SignedHeaders.from_kafka(h), expected_agency="concord-fanout", at=T0)
     r.stores[1].close()
 
@@ -333,3 +342,62 @@ def test_a_new_version_supersedes_the_pending_directive_of_its_key(rig: Rig) -> 
     outstanding = [k for k, _ in rig.stores[p].scan(st.OUTSTANDING)]
     lifts = [d for d in rig.tx.directives() if d.action is Action.LIFT]
     assert sorted(outstanding) == sorted(st.OUTSTANDING + d.directive_id.encode() for d in lifts)
+
+
+def test_each_directive_is_told_to_the_listing_agency_as_a_signed_notice(rig: Rig) -> None:
+    rig.listing(_company(6))
+    rig.commit()
+    notices = rig.tx.of("notice")
+    assert {t for t, *_ in notices} == {f"{NS}.notices.court"}
+    got = {SCHEMAS.decode_model(v, Notice).measure_id: (k, v, h) for _, k, v, _, h in notices}
+    directives = {d.measure_id: d for d in rig.tx.directives()}
+    assert set(got) == set(directives)
+    key, value, headers = got["finance.procurement-ban"]
+    notice = SCHEMAS.decode_model(value, Notice)
+    assert (notice.notice_id, notice.implementing_agency, notice.action) == (
+        directives["finance.procurement-ban"].directive_id, "finance", Action.APPLY)
+    assert notice.legal_basis.startswith("Government Procurement Law")
+    assert key == next(k for t, k, _, _, _ in rig.tx.sent if ".directives.finance" in t)  # the same pseudonym
+    RING.verify(Domain.NOTICE, value, SignedHeaders.from_kafka(headers), expected_agency="concord-fanout", at=T0)
+
+
+def test_an_ended_entry_leaves_the_state_after_its_retention_with_tombstones_for_its_keys(rig: Rig) -> None:
+    p = rig.listing(_person(7))
+    rig.commit()
+    applied = rig.tx.directives()
+    delisted = entry(entry_id="p-7", subject=person(make_ric(7)), version=2, event_type="DELISTED",
+                     delisting={"reason": "PERFORMED"})
+    rig.listing(delisted)
+    rig.commit()
+    for d in applied:
+        rig.receipt(d, AVIATION if d.subscriber == "aviation" else RAIL)
+    rig.commit()
+    assert rig.stores[p].get(st.entry_key("court/p-7")) is not None
+    rig.clock.at = T0 + timedelta(days=real_world().retention.ended_entries_days, seconds=1)
+    rig.tx = Tx()
+    rig.work()
+    rig.commit()
+    assert rig.stores[p].get(st.entry_key("court/p-7")) is None
+    assert not list(rig.stores[p].scan(st.PURGE)) and not list(rig.stores[p].scan(st.OUTSTANDING))
+    assert rig.stores[p].counters.entries == 0
+    tombstones = [(t, k) for t, k, v, _, _ in rig.tx.sent if ".directives." in t and v is None]
+    assert sorted(t for t, _ in tombstones) == [f"{NS}.directives.aviation", f"{NS}.directives.rail"]
+    assert all(k is not None and b"CN_" not in k for _, k in tombstones)
+
+
+def test_a_listing_past_its_publication_applies_nothing_and_leaves_at_once(rig: Rig) -> None:
+    ended = T0 + timedelta(hours=1)
+    ev = entry(entry_id="p-8", subject=person(make_ric(8)), effective_until=(T0 + timedelta(days=400)).isoformat(),
+               publication_until=ended.isoformat())
+    p = rig.listing(ev)
+    rig.commit()
+    assert {d.valid_until for d in rig.tx.directives()} == {ended}  # capped by the publication period
+    rig.clock.at = ended + timedelta(seconds=1)
+    rig.tx = Tx()
+    rig.work()
+    rig.commit()
+    assert {d.cause for d in rig.tx.directives()} == {Cause.PERIOD_ENDED}
+    rig.tx = Tx()
+    rig.work()
+    rig.commit()
+    assert rig.stores[p].get(st.entry_key("court/p-8")) is None

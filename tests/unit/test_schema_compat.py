@@ -48,7 +48,7 @@ def _compatible(reader: dict[str, Any], writer: dict[str, Any]) -> bool:
 
 
 def test_the_record_families_exist_with_a_first_version() -> None:
-    assert [f.name for f in FAMILIES] == ["directive", "heartbeat", "list_entry_event", "listing_commitments",
+    assert [f.name for f in FAMILIES] == ["directive", "heartbeat", "list_entry_event", "listing_commitments", "notice",
                                           "quarantine_record", "receipt", "sealed_listing"]
     for family in FAMILIES:
         versions = _versions(family)

@@ -185,6 +185,7 @@ def test_topic_names_default_namespace(world: World) -> None:
         "concord.receipts.aviation", "concord.receipts.customs", "concord.receipts.finance",
         "concord.receipts.rail", "concord.receipts.securities",
         "concord.quarantine", "concord.registry", "concord.fanout.state",
+        "concord.notices.court", "concord.notices.market", "concord.notices.tax",
     ]
     assert world.topic_name("lists", "court") == "concord.lists.court"
     assert world.topic_name("directives", "aviation") == "concord.directives.aviation"
@@ -193,7 +194,7 @@ def test_topic_names_default_namespace(world: World) -> None:
 
 def test_topic_names_other_namespace(world: World) -> None:
     specs = world.topic_specs("t-4f2a")
-    assert len(specs) == 16
+    assert len(specs) == 19
     assert all(s.name.startswith("t-4f2a.") for s in specs)
     assert world.topic_name("receipts", "rail", namespace="t-4f2a") == "t-4f2a.receipts.rail"
     assert world.topic_name("quarantine", namespace="t-4f2a") == "t-4f2a.quarantine"
