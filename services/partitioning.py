@@ -1,0 +1,24 @@
+"""Which partition a key lands on: Kafka's default partitioner, in one place.
+
+Kafka's Java producer (and librdkafka's ``murmur2_random``, and aiokafka's default)
+place a keyed record on ``toPositive(murmur2(key)) % partitions``.  Concord relies on
+that placement across topics: a receipt goes to the receipts partition with the
+number of its entry's list partition, because list records are keyed by entry id and
+the fan-out co-partitions what it keeps per entry with them.  Whoever writes such a
+record names the partition itself, with :func:`partition_for`, rather than trusting
+that every client library's default agrees.
+"""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import murmur2
+
+__all__ = ["partition_for"]
+
+
+def partition_for(key: str | bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` among ``partitions``."""
+    if partitions < 1:
+        raise ValueError(f"a topic has at least one partition, not {partitions}")
+    raw = key.encode() if isinstance(key, str) else key
+    return (murmur2(raw) & 0x7FFFFFFF) % partitions
