@@ -30,6 +30,7 @@ caller of :func:`validate_ric` leaves ``today`` unset.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import date
 from typing import Final
@@ -40,11 +41,13 @@ __all__ = [
     "GB2260_PROVINCE_CODES",
     "OPAQUE_MAX_LENGTH",
     "RIC_PROVINCE_CODES",
+    "SCHEME_PATTERN",
     "USCC_ALPHABET",
     "USCC_DIVISION_PREFIXES",
     "USCC_ENTITY_TYPES",
     "normalize_identifier",
     "org_code_check_char",
+    "query_identifier",
     "ric_check_char",
     "uscc_check_char",
     "validate_identifier",
@@ -337,13 +340,45 @@ def validate_identifier(scheme: str, value: str) -> str | None:
 def normalize_identifier(scheme: str, value: str) -> str:
     """Canonical form of ``value`` for storage and lookups.
 
-    Surrounding whitespace is never significant.  For ``CN_USCC`` and
-    ``CN_RIC`` letters are folded to upper case, because both standards
-    define upper case only and clerks often type ``x`` for the RIC check
-    character.  Other schemes may be case-sensitive, so they are only
-    stripped.  The result is not validated.
+    Unicode compatibility forms are folded (NFKC: full-width digits and letters,
+    as East Asian input methods type them, become ASCII), and surrounding
+    whitespace is never significant.  For ``CN_USCC`` and ``CN_RIC`` all
+    whitespace goes and letters are folded to upper case, because both standards
+    define upper case only, without spaces, and clerks often type ``x`` for the
+    RIC check character or group the digits.  Other schemes may be
+    case-sensitive, so they are only folded and stripped.  The result is not
+    validated.
     """
-    stripped = value.strip()
+    folded = unicodedata.normalize("NFKC", value) if not value.isascii() else value
     if scheme in (CN_USCC, CN_RIC):
-        return stripped.upper()
-    return stripped
+        return "".join(folded.split()).upper()
+    return folded.strip()
+
+
+SCHEME_PATTERN: Final = "^[A-Z][A-Z0-9_]{1,31}$"
+_CHECKED_SHAPE_LEN: Final = 18
+
+
+def query_identifier(value: str, scheme: str | None) -> tuple[str, str | None]:
+    """An identifier someone asks about, as it is looked up: ``(normalised, problem)``.
+
+    ``problem`` is None when the value may be looked up, else why not (the caller
+    answers 422, never "clear": a mistyped number is not a person without measures).
+    With a scheme, the value is normalised and validated under it.  Without one, a
+    value that normalises to 18 letters and digits has the shape of both checked
+    schemes and must pass the checks of one of them; any other value is validated
+    as opaque.
+    """
+    if scheme is not None:
+        if not re.fullmatch(SCHEME_PATTERN, scheme):
+            return value, f"scheme {scheme!r} is not a scheme name (upper-case letters, digits, _)"
+        normal = normalize_identifier(scheme, value)
+        return normal, validate_identifier(scheme, normal)
+    compact = normalize_identifier(CN_RIC, value)
+    if len(compact) == _CHECKED_SHAPE_LEN and compact.isascii() and compact.isalnum():
+        ric, uscc = validate_ric(compact), validate_uscc(compact)
+        if ric is None or uscc is None:
+            return compact, None
+        return compact, f"neither a valid {CN_RIC} ({ric}) nor a valid {CN_USCC} ({uscc})"
+    normal = normalize_identifier("", value)
+    return normal, _validate_opaque(normal)
