@@ -33,9 +33,9 @@ from services.core.identifiers import normalize_identifier
 from services.core.models import Action, Directive, MeasureKind, Receipt, ReceiptStatus
 from services.subscriber.index import CheckIndex, Restriction, iso
 
-__all__ = ["DirectiveStore", "Incoming", "Rejected", "Restriction", "punitive"]
+__all__ = ["DirectiveStore", "Incoming", "Passed", "Rejected", "Restriction", "punitive"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS directives (
@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_entry ON history(entry_id);
 CREATE TABLE IF NOT EXISTS offsets (topic TEXT, partition INTEGER, offset INTEGER, PRIMARY KEY (topic, partition));
 CREATE TABLE IF NOT EXISTS outbox (
-    n INTEGER PRIMARY KEY AUTOINCREMENT, receipt TEXT NOT NULL, sent INTEGER NOT NULL DEFAULT 0
+    n INTEGER PRIMARY KEY AUTOINCREMENT, receipt TEXT NOT NULL, sent INTEGER NOT NULL DEFAULT 0, entry_id TEXT
 );
 CREATE TABLE IF NOT EXISTS rejected (
     directive_id TEXT PRIMARY KEY, reason TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
@@ -94,13 +94,35 @@ class Incoming:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A directive refused on intake: only the refusal is recorded, and a REJECTED receipt sent."""
+    """A directive refused on intake: only the refusal is recorded, and a REJECTED receipt sent.
+
+    ``entry_id`` is the entry the refused directive names, when it can be read: its receipt goes
+    to that entry's receipts partition."""
 
     directive_id: str
     reason: str
     topic: str
     partition: int
     offset: int
+    entry_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Passed:
+    """A record that is no directive (a heartbeat): it only moves the stored position past it."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A receipt waiting in the outbox, with the entry that chooses its receipts partition."""
+
+    n: int
+    receipt: Receipt
+    entry_id: str | None
 
 
 class DirectiveStore:
@@ -126,6 +148,8 @@ class DirectiveStore:
             cols = {row[1] for row in self._db.execute("PRAGMA table_info(directives)")}
             if "idents" not in cols:  # a store written before identifiers had their own column
                 self._db.execute("ALTER TABLE directives ADD COLUMN idents TEXT NOT NULL DEFAULT ''")
+            if "entry_id" not in {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}:
+                self._db.execute("ALTER TABLE outbox ADD COLUMN entry_id TEXT")
             rows = self._db.execute("SELECT rowid, target FROM directives WHERE idents = ''").fetchall()
             self._db.execute("BEGIN IMMEDIATE")
             for rowid, target in rows:
@@ -164,9 +188,10 @@ class DirectiveStore:
         with self._lock:
             return {(t, p): o for t, p, o in self._db.execute("SELECT topic, partition, offset FROM offsets")}
 
-    def apply(self, batch: Iterable[Incoming | Rejected], now: datetime) -> list[Receipt]:
+    def apply(self, batch: Iterable[Incoming | Rejected | Passed], now: datetime) -> list[Receipt]:
         """Apply a batch in one transaction; return the receipts it queued."""
         receipts: list[Receipt] = []
+        entries: list[str | None] = []
         ops: list[tuple[int, str | Directive, list[tuple[str, str]]]] = []
         positions: dict[tuple[str, int], int] = {}
         with self._lock:
@@ -174,15 +199,17 @@ class DirectiveStore:
             cur.execute("BEGIN IMMEDIATE")
             try:
                 for item in batch:
-                    rc = self._apply_one(cur, item, now, ops)
-                    if rc is not None:
-                        receipts.append(rc)
+                    if not isinstance(item, Passed):
+                        rc = self._apply_one(cur, item, now, ops)
+                        if rc is not None:
+                            receipts.append(rc)
+                            entries.append(item.directive.entry_id if isinstance(item, Incoming) else item.entry_id)
                     tp = (item.topic, item.partition)
                     if positions.get(tp, -1) < item.offset:
                         positions[tp] = item.offset
                 if receipts:
-                    cur.executemany("INSERT INTO outbox (receipt) VALUES (?)",
-                                    [(rc.model_dump_json(),) for rc in receipts])
+                    cur.executemany("INSERT INTO outbox (receipt, entry_id) VALUES (?, ?)",
+                                    [(rc.model_dump_json(), e) for rc, e in zip(receipts, entries, strict=True)])
                 cur.executemany(
                     "INSERT INTO offsets VALUES (?, ?, ?) ON CONFLICT(topic, partition) DO UPDATE SET "
                     "offset = excluded.offset WHERE excluded.offset > offsets.offset",
@@ -251,10 +278,11 @@ class DirectiveStore:
 
     # --- receipts outbox --------------------------------------------------------
 
-    def pending_receipts(self, limit: int = 500) -> list[tuple[int, Receipt]]:
+    def pending_receipts(self, limit: int = 500) -> list[Pending]:
         with self._lock:
-            rows = self._db.execute("SELECT n, receipt FROM outbox WHERE sent = 0 ORDER BY n LIMIT ?", (limit,))
-            return [(n, Receipt.model_validate_json(r)) for n, r in rows.fetchall()]
+            rows = self._db.execute("SELECT n, receipt, entry_id FROM outbox WHERE sent = 0 ORDER BY n LIMIT ?",
+                                    (limit,))
+            return [Pending(n, Receipt.model_validate_json(r), e) for n, r, e in rows.fetchall()]
 
     def pending_count(self) -> int:
         with self._lock:

@@ -22,7 +22,7 @@ from services.core.models import (
     SubjectKind,
     TargetSubject,
 )
-from services.subscriber.store import DirectiveStore, Incoming, Rejected, punitive
+from services.subscriber.store import DirectiveStore, Incoming, Passed, Rejected, punitive
 from tests.unit.factories import (
     EFFECTIVE_FROM,
     EFFECTIVE_UNTIL,
@@ -239,7 +239,7 @@ def test_directive_not_newer_than_held_is_ignored(store: DirectiveStore, feed: F
     late_lift = directive(action=Action.LIFT, seq=old_seq, cause=Cause.AMENDED)
     assert store.apply([feed(late_lift)], NOW) == []
     assert _measures(store, KNOWN_RIC) == [AVIATION]
-    assert [rc.seq for _, rc in store.pending_receipts()] == [3]
+    assert [p.receipt.seq for p in store.pending_receipts()] == [3]
 
 
 def test_replayed_directive_is_ignored(store: DirectiveStore, feed: Feed) -> None:
@@ -278,11 +278,12 @@ def test_receipts_wait_in_the_outbox_until_sent(store: DirectiveStore, feed: Fee
     a, b = directive(), directive(measure=RAIL)
     store.apply([feed(a), feed(b)], NOW)
     pending = store.pending_receipts()
-    assert [rc.directive_id for _, rc in pending] == [a.directive_id, b.directive_id]
-    assert [n for n, _ in store.pending_receipts(limit=1)] == [pending[0][0]]
-    store.mark_sent([pending[0][0]])
-    assert [rc.directive_id for _, rc in store.pending_receipts()] == [b.directive_id]
-    store.mark_sent([n for n, _ in store.pending_receipts()])
+    assert [p.receipt.directive_id for p in pending] == [a.directive_id, b.directive_id]
+    assert [p.entry_id for p in pending] == [a.entry_id, b.entry_id]  # chooses the receipts partition
+    assert [p.n for p in store.pending_receipts(limit=1)] == [pending[0].n]
+    store.mark_sent([pending[0].n])
+    assert [p.receipt.directive_id for p in store.pending_receipts()] == [b.directive_id]
+    store.mark_sent([p.n for p in store.pending_receipts()])
     assert store.pending_receipts() == []
     store.mark_sent([])
 
@@ -294,6 +295,13 @@ def test_positions_record_the_highest_offset_per_partition(store: DirectiveStore
     # A batch re-read from an earlier position never moves the position back.
     store.apply([Incoming(directive(), TOPIC, 0, 0)], NOW)
     assert store.positions()[(TOPIC, 0)] == 1
+
+
+def test_a_heartbeat_only_moves_the_position(store: DirectiveStore, feed: Feed) -> None:
+    store.apply([feed(directive()), Passed(TOPIC, 0, 7)], NOW)
+    assert store.positions() == {(TOPIC, 0): 7}
+    assert [p.receipt.directive_id for p in store.pending_receipts()] == [directive().directive_id]
+    assert store.active_count() == 1
 
 
 def test_ignored_directives_still_advance_the_position(store: DirectiveStore, feed: Feed) -> None:
@@ -338,7 +346,7 @@ def test_rejected_directive_gets_a_rejected_receipt_and_stores_nothing(store: Di
     assert "FORGED" in (rc.reason or "")
     assert store.active_count() == 0
     assert store.check(KNOWN_RIC, at=T_IN) == []
-    assert [r.status for _, r in store.pending_receipts()] == [ReceiptStatus.REJECTED]
+    assert [p.receipt.status for p in store.pending_receipts()] == [ReceiptStatus.REJECTED]
     assert store.positions() == {(TOPIC, 0): 0}
 
 
