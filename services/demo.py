@@ -17,16 +17,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
 from services.core.identifiers import ric_check_char, uscc_check_char
 from services.localstack import LocalStack, ensure_credentials, principals
 from services.settings import REPO_ROOT
+from services.subscriber.client import CheckClient, EntryNotFound, SubscriberError
+from services.subscriber.identity import SubscriberHome
 
 FINANCE_BAN = "finance.procurement-ban"
 AIR = "aviation.no-air-tickets"
@@ -105,28 +105,25 @@ class Expect:
         return self.observed == self.expected
 
 
-def _ask(url: str, e: Expect) -> str | None:
+def _ask(client: CheckClient, e: Expect) -> str | None:
+    """What the agency answers, as the auditor client of the local setup asks it (``unknown`` included)."""
     try:
         if e.entry is not None:
-            r = httpx.get(f"{url}/v1/entries/{e.entry}", timeout=5)
-            if r.status_code != 200:
+            try:
+                rows = [d for d in client.entry(e.entry)["directives"] if d["action"] == "LIFT"]
+            except EntryNotFound:
                 return "no history"
-            rows = [d for d in r.json()["directives"] if d["action"] == "LIFT"]
             return f"LIFT {rows[-1]['cause']}" if rows else "no LIFT"
-        params = {"id": e.ident, **({"measure": e.measure} if e.measure else {})}
-        r = httpx.get(f"{url}/v1/check", params=params, timeout=5)
-        if r.status_code != 200:
-            return None
-        return "restricted" if r.json()["restricted"] else "clear"
-    except httpx.HTTPError:
+        return client.check(e.ident, measure=e.measure, allow_unknown=True).status
+    except SubscriberError:
         return None
 
 
-def _await(expects: list[Expect], urls: dict[str, str], timeout: float) -> None:
+def _await(expects: list[Expect], clients: Mapping[str, CheckClient], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         for e in expects:
-            e.observed = _ask(urls[e.agency], e)
+            e.observed = _ask(clients[e.agency], e)
         if all(e.ok for e in expects) or time.monotonic() > deadline:
             return
         time.sleep(0.25)
@@ -136,7 +133,7 @@ R, C = "restricted", "clear"
 
 
 def run_scenario(
-    urls: dict[str, str],
+    clients: Mapping[str, CheckClient],
     publish: Callable[[str, Path], int],
     workdir: Path,
     *,
@@ -145,7 +142,8 @@ def run_scenario(
     rng: random.Random | None = None,
     say: Callable[[str], None] = print,
 ) -> list[Expect]:
-    """Play the scenario against running subscribers; return every expectation with what was seen."""
+    """Play the scenario against running subscribers (a client per agency); return every expectation with
+    what was seen."""
     rng = rng or random.Random()
     s = fresh_subjects(rng)
     run = f"{datetime.now(UTC):%H%M%S}{rng.randint(0, 9999):04d}"
@@ -167,10 +165,10 @@ def run_scenario(
         Expect("listed", "rail", "person", s.person, RAIL, R),
     ]
     if rc == 0:
-        _await(listed, urls, timeout)
+        _await(listed, clients, timeout)
     results += listed
     not_for_company = Expect("listed", "aviation", "company", s.company, None, C)
-    _await([not_for_company], urls, 0)
+    _await([not_for_company], clients, 0)
     results.append(not_for_company)
 
     f2 = workdir / f"court-delisting-{run}.jsonl"
@@ -183,7 +181,7 @@ def run_scenario(
         Expect("delisted", "rail", "legal rep", s.legal_rep, None, C),
     ]
     if rc == 0:
-        _await(delisted, urls, timeout)
+        _await(delisted, clients, timeout)
     results += delisted
 
     wait = (person_until - datetime.now(UTC)).total_seconds()
@@ -195,7 +193,7 @@ def run_scenario(
                Expect("period ended", "rail", "person", s.person, None, C),
                Expect("period ended", "aviation", "person", s.person, AIR, "LIFT PERIOD_ENDED", entry=person_entry),
                Expect("period ended", "rail", "person", s.person, RAIL, "LIFT PERIOD_ENDED", entry=person_entry)]
-    _await(expired, urls, timeout)
+    _await(expired, clients, timeout)
     results += expired
     return results
 
@@ -255,15 +253,22 @@ def run_local(*, stay: bool, home: Path) -> int:
             stack.start_drift()
         stack.wait_healthy()
         urls = stack.subscriber_urls()
-        results = run_scenario(urls, cli_publisher(home), home / "demo", say=lambda m: print(f"concord: {m}"))
+        clients = {agency: stack.check_client(agency) for agency in urls}
+        try:
+            results = run_scenario(clients, cli_publisher(home), home / "demo", say=lambda m: print(f"concord: {m}"))
+        finally:
+            for c in clients.values():
+                c.close()
         print()
         print(table(results))
         ok = all(e.ok for e in results)
         if stay:
             print("\nConcord is running. Try:")
             print(f"  .venv/bin/concord status\n  .venv/bin/concord check --agency aviation {results[3].ident}")
-            for agency, url in sorted(urls.items()):
-                print(f"  {agency:10} {url}/v1/check?id=...   {url}/docs")
+            for implementer, url in sorted(urls.items()):
+                sub = SubscriberHome.of(home, implementer)
+                print(f"  {implementer:10} {url}/v1/check?id=...   {url}/docs   (clients: {sub.clients})")
+            print(f"  .venv/bin/concord subscriber queries --agency aviation --id {results[3].ident}")
             print(f"Drop JSON Lines files into {home / 'inbox'}/<agency>/ to publish them "
                   f"(see `concord adapter run`).")
             print("`make observe` in another terminal starts Prometheus on this exchange.")

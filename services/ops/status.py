@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 
 import httpx
 from confluent_kafka import ConsumerGroupState, KafkaException
@@ -52,9 +53,12 @@ def gather_status(settings: Settings) -> tuple[bool, list[str]]:
         lines.append("subscribers DOWN      none registered under " + str(run))
     for f in found:
         agency = f.stem.removeprefix("subscriber-")
-        url = json.loads(f.read_text()).get("url")
+        info = json.loads(f.read_text())
+        url = info.get("url")
         try:
-            r = httpx.get(f"{url}/healthz", timeout=3)
+            # The check API is TLS with the agency's own CA; /healthz needs no client identity.
+            verify = ssl.create_default_context(cafile=info["ca"]) if info.get("ca") else True
+            r = httpx.get(f"{url}/healthz", timeout=3, verify=verify)
             h = r.json()
             good = r.status_code == 200
             lines.append(f"subscriber  {'ok' if good else h.get('status', '?').upper():9} {agency:10} {url} "
