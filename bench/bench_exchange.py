@@ -59,6 +59,7 @@ import os
 import random
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -368,6 +369,7 @@ class Exchange:
     profile_dir: Path | None
     children: dict[str, Child] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
+    cas: dict[str, Path] = field(default_factory=dict)
 
     @property
     def ns(self) -> str:
@@ -394,9 +396,11 @@ class Exchange:
 
     def start_subscriber(self, agency: str) -> Child:
         port = free_port()
-        self.urls[agency] = f"http://127.0.0.1:{port}"
+        self.urls[agency] = f"https://127.0.0.1:{port}"
+        self.cas[agency] = self.stack.subscriber_home(agency).ca  # its check API is TLS with the agency's CA
+        heartbeats = [] if self.stack.fanout_heartbeats else ["--no-heartbeats"]
         return self.spawn(f"subscriber-{agency}", concord(
-            "subscriber", "run", "--agency", agency, "--port", str(port),
+            "subscriber", "run", "--agency", agency, "--port", str(port), *heartbeats,
             "--db", str(self.db(agency)), "--progress-threshold", str(10**9)), profiled=True)
 
     def db(self, agency: str) -> Path:
@@ -689,7 +693,8 @@ def latency_fresh(ex: Exchange, gen: Generator, asked: float, start: float, seco
     for name, url in ex.urls.items():
         while True:
             try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                verify = ssl.create_default_context(cafile=str(ex.cas[name])) if name in ex.cas else True
+                if httpx.get(f"{url}/healthz", timeout=2, verify=verify).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

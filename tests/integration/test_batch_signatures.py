@@ -59,12 +59,9 @@ def test_adapter_and_fanout_seal_in_batches_and_subscribers_verify_them(exchange
     air = exchange.world.topic_name("directives", "aviation", namespace=exchange.namespace)
     assert all(H_ROOT_SIG in h for h in _headers_of(exchange, air))
 
-    urls = exchange.subscriber_urls()
-    import httpx
-
     def restricted() -> list[bool]:
-        return [httpx.get(f"{urls['aviation']}/v1/check", params={"id": make_ric(100 + i)}, timeout=5).json()
-                ["restricted"] for i in range(6)]
+        with exchange.check_client("aviation") as c:
+            return [c.check(make_ric(100 + i)).status == "restricted" for i in range(6)]
 
     wait_for(restricted, all, what="aviation answering restricted for every person")
     # an agency's batch never holds another agency's directives

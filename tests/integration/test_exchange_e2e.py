@@ -26,9 +26,11 @@ def _concord(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_listing_delisting_and_expiry_reach_every_agency(exchange: LocalStack) -> None:
-    urls = exchange.subscriber_urls()
-    results = run_scenario(urls, cli_publisher(exchange.home), exchange.home / "demo", person_period=12,
+    clients = {agency: exchange.check_client(agency) for agency in exchange.subscriber_urls()}
+    results = run_scenario(clients, cli_publisher(exchange.home), exchange.home / "demo", person_period=12,
                            timeout=45, say=lambda _m: None)
+    for c in clients.values():
+        c.close()
     assert all(e.ok for e in results), table(results)
     steps = {e.step for e in results}
     assert steps == {"listed", "delisted", "period ended"}
@@ -39,7 +41,7 @@ def test_listing_delisting_and_expiry_reach_every_agency(exchange: LocalStack) -
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
     assert answer["id"] == legal_rep
-    assert answer["restricted"] is False  # delisted: lifted
+    assert (answer["status"], answer["restricted"]) == ("clear", False)  # delisted: lifted
     assert answer["as_of"] is not None
 
     status = _concord(exchange.home, "status")
