@@ -32,6 +32,7 @@ from services.core.identifiers import (
     USCC_ENTITY_TYPES,
     normalize_identifier,
     org_code_check_char,
+    query_identifier,
     ric_check_char,
     uscc_check_char,
     validate_identifier,
@@ -429,3 +430,39 @@ def test_normalize_is_idempotent_and_keeps_valid_values_valid(scheme: str, value
     assert normalize_identifier(scheme, once) == once
     if scheme in (CN_USCC, CN_RIC) and validate_identifier(scheme, value) is None:
         assert once == value
+
+
+# --------------------------------------------------------------------------- identifiers asked about
+
+
+@pytest.mark.parametrize(
+    ("value", "scheme", "normal"),
+    [
+        ("360426199101010071", None, "360426199101010071"),
+        (" 11010519491231002x ", None, "11010519491231002X"),
+        ("1101 0519 4912 3100 2X", "CN_RIC", "11010519491231002X"),
+        ("３６０４２６１９９１０１０１００７１", None, "360426199101010071"),  # full-width digits (NFKC)
+        ("91110000600037341l", None, "91110000600037341L"),
+        ("91110000600037341L", "CN_USCC", "91110000600037341L"),
+        ("  Passport E1234  ", None, "Passport E1234"),  # opaque: only stripped, case kept
+        ("ＡＢＣ", "PASSPORT", "ABC"),
+    ],
+)
+def test_a_question_is_normalised(value: str, scheme: str | None, normal: str) -> None:
+    assert query_identifier(value, scheme) == (normal, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "scheme", "problem"),
+    [
+        ("360426199101010072", None, "neither a valid CN_RIC"),
+        ("360426199101010071", "CN_USCC", "administrative division code"),
+        ("91110000600037341L", "CN_RIC", ""),
+        ("a\x00b", None, "control character"),
+        ("x", "cn_ric", "not a scheme name"),
+        ("   ", None, "blank"),
+    ],
+)
+def test_a_malformed_question_is_refused_with_its_reason(value: str, scheme: str | None, problem: str) -> None:
+    _, reason = query_identifier(value, scheme)
+    assert reason is not None and problem in reason
