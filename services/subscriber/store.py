@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from services.core.identifiers import normalize_identifier
 from services.core.models import Action, Directive, MeasureKind, Receipt, ReceiptStatus
@@ -63,9 +64,9 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
-_INSERT = ("INSERT INTO directives (key, seq, directive_id, action, measure_id, measure_kind, mou_id, mou_version, "
-           "origin_agency, entry_id, entry_version, valid_from, valid_until, target, idents) "
-           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_INSERT = ("INSERT INTO directives (rowid, key, seq, directive_id, action, measure_id, measure_kind, mou_id, "
+           "mou_version, origin_agency, entry_id, entry_version, valid_from, valid_until, target, idents) "
+           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 _UPDATE = ("UPDATE directives SET seq=?, directive_id=?, action=?, measure_kind=?, mou_id=?, mou_version=?, "
            "entry_version=?, valid_from=?, valid_until=?, target=?, idents=? WHERE rowid=?")
 _HISTORY = "INSERT OR IGNORE INTO history VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
@@ -135,6 +136,7 @@ class DirectiveStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._migrate()
+        self._next_rowid = int(self._db.execute("SELECT coalesce(max(rowid), 0) + 1 FROM directives").fetchone()[0])
         self._index = CheckIndex()
         self._load_index()
 
@@ -189,24 +191,87 @@ class DirectiveStore:
             return {(t, p): o for t, p, o in self._db.execute("SELECT topic, partition, offset FROM offsets")}
 
     def apply(self, batch: Iterable[Incoming | Rejected | Passed], now: datetime) -> list[Receipt]:
-        """Apply a batch in one transaction; return the receipts it queued."""
+        """Apply a batch in one transaction; return the receipts it queued.
+
+        The rows held for the batch's keys are read in one query and every write is one
+        ``executemany`` per table (new rows get their row ids from the store, so that the
+        index can be keyed by them without a round trip per row): a bootstrap writes a
+        million directives, and per-row statements were a quarter of its time.
+        """
+        ts = now.timestamp()
+        items = list(batch)
         receipts: list[Receipt] = []
         entries: list[str | None] = []
         ops: list[tuple[int, str | Directive, list[tuple[str, str]]]] = []
         positions: dict[tuple[str, int], int] = {}
+        inserts: list[tuple[object, ...]] = []
+        updates: list[tuple[object, ...]] = []
+        history: list[tuple[object, ...]] = []
         with self._lock:
+            next_rowid = self._next_rowid
             cur = self._db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                for item in batch:
-                    if not isinstance(item, Passed):
-                        rc = self._apply_one(cur, item, now, ops)
-                        if rc is not None:
-                            receipts.append(rc)
-                            entries.append(item.directive.entry_id if isinstance(item, Incoming) else item.entry_id)
+                held = self._held(cur, [i.directive.key for i in items if isinstance(i, Incoming)])
+                for item in items:
                     tp = (item.topic, item.partition)
                     if positions.get(tp, -1) < item.offset:
                         positions[tp] = item.offset
+                    if isinstance(item, Passed):
+                        continue
+                    if isinstance(item, Rejected):
+                        # Only the refusal is kept (never the directive): a redelivered one is refused once.
+                        cur.execute("INSERT OR IGNORE INTO rejected VALUES (?,?,?,?,?,?)",
+                                    (item.directive_id, item.reason, item.topic, item.partition, item.offset, ts))
+                        if cur.rowcount:
+                            receipts.append(Receipt(directive_id=item.directive_id, agency=self.agency,
+                                                    status=ReceiptStatus.REJECTED, reason=item.reason,
+                                                    recorded_at=now))
+                            entries.append(item.entry_id)
+                        continue
+                    d = item.directive
+                    key = d.key
+                    row = held.get(key)
+                    if row is not None and row[1] >= d.seq:
+                        continue  # already hold this or something newer: nothing to do, nothing to report
+                    apply = d.action is Action.APPLY
+                    identifiers = [(i.scheme, normalize_identifier(i.scheme, i.value)) for i in d.target.identifiers]
+                    idents = "\n".join(f"{sc}\t{v}" for sc, v in identifiers)
+                    vf = d.valid_from.timestamp()
+                    vu = d.valid_until.timestamp() if d.valid_until else None
+                    target = d.target.model_dump_json()
+                    if row is None:
+                        rowid = next_rowid
+                        next_rowid += 1
+                        inserts.append((rowid, key, d.seq, d.directive_id, d.action.value, d.measure_id,
+                                        d.measure_kind.value, d.mou_id, d.mou_version, d.origin_agency, d.entry_id,
+                                        d.entry_version, vf, vu, target, idents))
+                        held[key] = [rowid, d.seq, d.action.value, idents]
+                    else:
+                        rowid = row[0]
+                        updates.append((d.seq, d.directive_id, d.action.value, d.measure_kind.value, d.mou_id,
+                                        d.mou_version, d.entry_version, vf, vu, target, idents, rowid))
+                        if row[2] == Action.APPLY.value:
+                            ops.append((rowid, row[3], []))
+                        row[1:] = [d.seq, d.action.value, idents]
+                    status = ReceiptStatus.APPLIED if apply else ReceiptStatus.LIFTED
+                    history.append((d.directive_id, key, d.origin_agency, d.entry_id, d.seq, d.action.value,
+                                    d.cause.value, d.measure_id, d.mou_id, d.mou_version, d.entry_version,
+                                    d.issued_at.timestamp(), ts, status.value, None, item.topic, item.partition,
+                                    item.offset))
+                    if apply:
+                        ops.append((rowid, d, identifiers))
+                    # Built from a verified directive: every field is already of its type.
+                    receipts.append(Receipt.model_construct(
+                        directive_id=d.directive_id, agency=self.agency, status=status, reason=None,
+                        directive_key=key, seq=d.seq, recorded_at=now))
+                    entries.append(d.entry_id)
+                if inserts:
+                    cur.executemany(_INSERT, inserts)
+                if updates:
+                    cur.executemany(_UPDATE, updates)
+                if history:
+                    cur.executemany(_HISTORY, history)
                 if receipts:
                     cur.executemany("INSERT INTO outbox (receipt, entry_id) VALUES (?, ?)",
                                     [(rc.model_dump_json(), e) for rc, e in zip(receipts, entries, strict=True)])
@@ -215,12 +280,13 @@ class DirectiveStore:
                     "offset = excluded.offset WHERE excluded.offset > offsets.offset",
                     [(t, p, o) for (t, p), o in positions.items()],
                 )
-                cur.execute("INSERT INTO meta VALUES ('last_applied_at', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
-                            (now.isoformat(),))
+                cur.execute("INSERT INTO meta VALUES ('last_applied_at', ?) ON CONFLICT(k) DO UPDATE SET "
+                            "v = excluded.v", (now.isoformat(),))
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+            self._next_rowid = next_rowid
             # The index follows only what was committed, in the order it was applied.
             for rowid, what, identifiers in ops:
                 if not isinstance(what, Directive):
@@ -234,47 +300,19 @@ class DirectiveStore:
                                 identifiers=identifiers)
         return receipts
 
-    def _apply_one(self, cur: sqlite3.Cursor, item: Incoming | Rejected, now: datetime,
-                   ops: list[tuple[int, str | Directive, list[tuple[str, str]]]]) -> Receipt | None:
-        ts = now.timestamp()
-        if isinstance(item, Rejected):
-            # Only the refusal is kept (never the directive): a redelivered one is refused once.
-            cur.execute("INSERT OR IGNORE INTO rejected VALUES (?,?,?,?,?,?)",
-                        (item.directive_id, item.reason, item.topic, item.partition, item.offset, ts))
-            if cur.rowcount == 0:
-                return None
-            return Receipt(directive_id=item.directive_id, agency=self.agency, status=ReceiptStatus.REJECTED,
-                           reason=item.reason, recorded_at=now)
-        d = item.directive
-        key = d.key
-        held = cur.execute("SELECT rowid, seq, action, idents FROM directives WHERE key = ?", (key,)).fetchone()
-        if held is not None and held[1] >= d.seq:
-            return None  # already hold this or something newer: nothing to do, nothing to report
-        status = ReceiptStatus.APPLIED if d.action is Action.APPLY else ReceiptStatus.LIFTED
-        identifiers = [(i.scheme, normalize_identifier(i.scheme, i.value)) for i in d.target.identifiers]
-        idents = "\n".join(f"{s}\t{v}" for s, v in identifiers)
-        vf = d.valid_from.timestamp()
-        vu = d.valid_until.timestamp() if d.valid_until else None
-        target = d.target.model_dump_json()
-        if held is None:
-            cur.execute(_INSERT, (key, d.seq, d.directive_id, d.action.value, d.measure_id, d.measure_kind.value,
-                                  d.mou_id, d.mou_version, d.origin_agency, d.entry_id, d.entry_version, vf, vu,
-                                  target, idents))
-            rowid = int(cur.lastrowid or 0)
-        else:
-            rowid = held[0]
-            cur.execute(_UPDATE, (d.seq, d.directive_id, d.action.value, d.measure_kind.value, d.mou_id,
-                                  d.mou_version, d.entry_version, vf, vu, target, idents, rowid))
-            if held[2] == Action.APPLY.value:
-                ops.append((rowid, held[3], []))
-        cur.execute(_HISTORY, (d.directive_id, key, d.origin_agency, d.entry_id, d.seq, d.action.value,
-                               d.cause.value, d.measure_id, d.mou_id, d.mou_version, d.entry_version,
-                               d.issued_at.timestamp(), ts, status.value, None, item.topic, item.partition,
-                               item.offset))
-        if d.action is Action.APPLY:
-            ops.append((rowid, d, identifiers))
-        return Receipt(directive_id=d.directive_id, agency=self.agency, status=status, directive_key=key,
-                       seq=d.seq, recorded_at=now)
+    @staticmethod
+    def _held(cur: sqlite3.Cursor, keys: list[str]) -> dict[str, list[Any]]:
+        """``key -> [rowid, seq, action, idents]`` of the rows held for these keys."""
+        held: dict[str, list[Any]] = {}
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), 900):
+            chunk = unique[i:i + 900]
+            marks = ",".join("?" * len(chunk))
+            for key, rowid, seq, action, idents in cur.execute(
+                    f"SELECT key, rowid, seq, action, idents FROM directives WHERE key IN ({marks})",  # noqa: S608 - placeholders only
+                    chunk):
+                held[key] = [rowid, seq, action, idents]
+        return held
 
     # --- receipts outbox --------------------------------------------------------
 

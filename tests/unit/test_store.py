@@ -384,3 +384,15 @@ def test_a_redelivered_refused_directive_is_refused_once(tmp_path: Path) -> None
     assert [r.status.value for r in first] == ["REJECTED"]
     assert again == []
     assert store.active_count() == 0
+
+
+def test_one_batch_holding_several_versions_of_a_key_applies_them_in_order(store: DirectiveStore,
+                                                                          feed: Feed) -> None:
+    first, lift, again = directive(seq=1), directive(seq=2, action=Action.LIFT), directive(seq=3)
+    receipts = store.apply([feed(first), feed(lift), feed(first), feed(again)], NOW)
+    assert [(r.seq, r.status) for r in receipts] == [(1, ReceiptStatus.APPLIED), (2, ReceiptStatus.LIFTED),
+                                                      (3, ReceiptStatus.APPLIED)]
+    assert _measures(store, KNOWN_RIC) == [AVIATION] and store.active_count() == 1
+    assert [h["seq"] for h in store.history(first.entry_id)] == [1, 2, 3]
+    store.apply([feed(directive(seq=4, action=Action.LIFT))], NOW)
+    assert _measures(store, KNOWN_RIC) == [] and store.active_count() == 0
