@@ -14,26 +14,32 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.core.errors import ConcordError, ConfigError
+
+if TYPE_CHECKING:
+    from services.core.world import World
+    from services.settings import Settings
+    from services.subscriber.identity import SubscriberHome
 
 EXIT_INVALID = 1
 EXIT_ERROR = 2
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     from services.settings import Settings
 
     return Settings()
 
 
-def _world(settings):  # type: ignore[no-untyped-def]
+def _world(settings: Settings) -> World:
     from services.core.world import load_world
 
     return load_world(settings.world_dir)
 
 
-def _require_agency(world, agency: str, *, role: str) -> None:  # type: ignore[no-untyped-def]
+def _require_agency(world: World, agency: str, *, role: str) -> None:
     a = world.agencies.get(agency)
     if a is None:
         raise ConfigError(f"unknown agency {agency!r}; known: {', '.join(sorted(world.agencies))}")
@@ -61,8 +67,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
     settings = _settings()
     world = _world(settings)
     _require_agency(world, args.agency, role="publishes")
-    return commands.publish(settings=settings, world=world, agency=args.agency, file=args.file,
-                            mapping=args.mapping, ledger=args.ledger, signatures=args.signatures)
+    return commands.publish(
+        settings=settings,
+        world=world,
+        agency=args.agency,
+        file=args.file,
+        mapping=args.mapping,
+        ledger=args.ledger,
+        signatures=args.signatures,
+    )
 
 
 def cmd_adapter_run(args: argparse.Namespace) -> int:
@@ -76,9 +89,16 @@ def cmd_adapter_run(args: argparse.Namespace) -> int:
 
         port = serve_inbox_metrics(args.agency, Path(args.inbox), args.metrics_port, args.metrics_host)
         print(f"serving /metrics on {args.metrics_host}:{port}", file=sys.stderr, flush=True)
-    return commands.run_inbox(settings=settings, world=world, agency=args.agency, inbox=args.inbox,
-                              mapping=args.mapping, ledger=args.ledger, poll=args.poll,
-                              signatures=args.signatures)
+    return commands.run_inbox(
+        settings=settings,
+        world=world,
+        agency=args.agency,
+        inbox=args.inbox,
+        mapping=args.mapping,
+        ledger=args.ledger,
+        poll=args.poll,
+        signatures=args.signatures,
+    )
 
 
 # --- services ------------------------------------------------------------------
@@ -94,27 +114,30 @@ def cmd_fanout_worker(args: argparse.Namespace) -> int:
 
     settings = _settings()
     cfg = FanoutConfig(
-        access=settings.access(FANOUT_PRINCIPAL), world=_world(settings),
-        keyring=load_keyring(settings.keys_path), schemas=default_registry(),
-        signer=load_signer(settings.keys_path, FANOUT_PRINCIPAL), namespace=settings.effective_namespace(),
-        web_port=args.web_port, batch_signatures=args.signatures == "batch",
+        access=settings.access(FANOUT_PRINCIPAL),
+        world=_world(settings),
+        keyring=load_keyring(settings.keys_path),
+        schemas=default_registry(),
+        signer=load_signer(settings.keys_path, FANOUT_PRINCIPAL),
+        namespace=settings.effective_namespace(),
+        web_port=args.web_port,
+        batch_signatures=args.signatures == "batch",
     )
     fanout = Fanout(cfg)
     worker = faust.Worker(fanout.app, loglevel=args.loglevel, quiet=True)
     # faust's terminal spinner sets the root logger to DEBUG when the level is WARNING or above, so
     # every debug call of aiokafka and faust builds a record: a service has no terminal to spin on.
     worker.spinner = None
-    worker.execute_from_commandline()
-    return 0
+    worker.execute_from_commandline()  # exits the process when the worker stops
 
 
-def _subscriber_home(settings, agency: str):  # type: ignore[no-untyped-def]
+def _subscriber_home(settings: Settings, agency: str) -> SubscriberHome:
     from services.subscriber.identity import SubscriberHome
 
     return SubscriberHome.of(settings.home, agency)
 
 
-def _query_log_path(settings, args: argparse.Namespace) -> Path:  # type: ignore[no-untyped-def]
+def _query_log_path(settings: Settings, args: argparse.Namespace) -> Path:
     return Path(args.query_log) if args.query_log else settings.home / "data" / f"{args.agency}-queries.sqlite"
 
 
@@ -143,17 +166,32 @@ def cmd_subscriber_run(args: argparse.Namespace) -> int:
     querylog = QueryLog(_query_log_path(settings, args), key, retention_s=args.query_log_retention * 86400)
     db = Path(args.db) if args.db else settings.home / "data" / f"{args.agency}.sqlite"
     svc = SubscriberService(
-        agency=args.agency, access=settings.access(args.agency), store=DirectiveStore(db, args.agency),
-        keyring=load_keyring(settings.keys_path), schemas=default_registry(),
+        agency=args.agency,
+        access=settings.access(args.agency),
+        store=DirectiveStore(db, args.agency),
+        keyring=load_keyring(settings.keys_path),
+        schemas=default_registry(),
         signer=load_signer(settings.keys_path, args.agency),
         directive_topic=world.topic_name("directives", args.agency, namespace=ns),
         receipts_topic=world.topic_name("receipts", args.agency, namespace=ns),
-        stale_after=args.stale_after, require_heartbeats=not args.no_heartbeats,
+        stale_after=args.stale_after,
+        require_heartbeats=not args.no_heartbeats,
         progress_threshold=args.progress_threshold,
     )
     limits = RequestLimits(max_body=args.max_body, body_timeout=args.request_timeout)
-    run(svc, clients, querylog, ServeOptions(certfile=certfile, client_ca=client_ca, host=args.host, port=args.port,
-                                             metrics_port=args.metrics_port, limits=limits))
+    run(
+        svc,
+        clients,
+        querylog,
+        ServeOptions(
+            certfile=certfile,
+            client_ca=client_ca,
+            host=args.host,
+            port=args.port,
+            metrics_port=args.metrics_port,
+            limits=limits,
+        ),
+    )
     return 0
 
 
@@ -180,11 +218,25 @@ def cmd_subscriber_queries(args: argparse.Namespace) -> int:
     for r in rows:
         when = datetime.fromtimestamp(r.at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         if args.json:
-            print(json.dumps({"at": when, "client": r.client, "scope": r.scope, "route": r.route, "scheme": r.scheme,
-                              "measure": r.measure, "answer": r.answer, "measures": list(r.measures)}))
+            print(
+                json.dumps(
+                    {
+                        "at": when,
+                        "client": r.client,
+                        "scope": r.scope,
+                        "route": r.route,
+                        "scheme": r.scheme,
+                        "measure": r.measure,
+                        "answer": r.answer,
+                        "measures": list(r.measures),
+                    }
+                )
+            )
         else:
-            print(f"{when}  {r.client:16} {r.scope:22} {r.route:8} {r.answer:10} "
-                  f"{','.join(r.measures) or '-'}{'  measure=' + r.measure if r.measure else ''}")
+            print(
+                f"{when}  {r.client:16} {r.scope:22} {r.route:8} {r.answer:10} "
+                f"{','.join(r.measures) or '-'}{'  measure=' + r.measure if r.measure else ''}"
+            )
     if not args.json:
         print(f"{len(rows)} quer{'y' if len(rows) == 1 else 'ies'} about this identifier", file=sys.stderr)
     return 0
@@ -195,11 +247,11 @@ def cmd_subscriber_client_key(args: argparse.Namespace) -> int:
 
     key, hashed = new_api_key(args.name)
     print(f"give the client this key (shown once): {key}", file=sys.stderr)
-    print(f"api_key: \"{hashed}\"")
+    print(f'api_key: "{hashed}"')
     return 0
 
 
-def _service_urls(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _service_urls(settings: Settings) -> dict[str, str]:
     run = settings.home / "run"
     urls = {}
     for f in sorted(run.glob("subscriber-*.json")) if run.exists() else []:
@@ -253,9 +305,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     data = settings.home / "data"
     if args.stores and data.exists():
         stores = {p.stem: p for p in sorted(data.glob("*.sqlite")) if p.stem in world.agencies}
-    report = asyncio.run(run_audit(access=settings.access(args.principal), world=world,
-                                   namespace=settings.effective_namespace(), keyring=load_keyring(settings.keys_path),
-                                   schemas=default_registry(), stores=stores))
+    report = asyncio.run(
+        run_audit(
+            access=settings.access(args.principal),
+            world=world,
+            namespace=settings.effective_namespace(),
+            keyring=load_keyring(settings.keys_path),
+            schemas=default_registry(),
+            stores=stores,
+        )
+    )
     for line in report.lines():
         print(line)
     return 0 if report.clean else EXIT_INVALID
@@ -282,8 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     mapping_help = "YAML mapping that reads FILE as CSV (see deploy/examples/court-mapping.yaml)"
     ledger_help = "what was already published (default <home>/adapter/<agency>.sqlite)"
-    signatures_help = ("batch: one signature per batch of records (up to 512, or 50 ms), each record carrying its "
-                       "Merkle audit path (default); single: one signature per record")
+    signatures_help = (
+        "batch: one signature per batch of records (up to 512, or 50 ms), each record carrying its "
+        "Merkle audit path (default); single: one signature per record"
+    )
     s = sub.add_parser("validate", help="check a JSON Lines (or CSV) file without publishing (no broker needed)")
     s.add_argument("--agency", required=True)
     s.add_argument("file")
@@ -321,15 +382,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cert", help="this client's key and certificate, PEM (default: the local setup's operator)")
     s.add_argument("--api-key-file", help="a file holding this client's API key (or set CONCORD_API_KEY)")
     s.add_argument("--ca", help="the CA that issued the subscriber's certificate (default: the local agency CA)")
-    s.add_argument("--allow-unknown", action="store_true",
-                   help="print an `unknown` answer instead of failing (the subscriber is not known to be current)")
+    s.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="print an `unknown` answer instead of failing (the subscriber is not known to be current)",
+    )
     s.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("status", help="is the broker, the fan-out and every subscriber healthy?")
     s.set_defaults(fn=cmd_status)
 
-    s = sub.add_parser("audit", help="prove from the logs that every required measure is held and every "
-                                     "lifted one lifted")
+    s = sub.add_parser(
+        "audit", help="prove from the logs that every required measure is held and every lifted one lifted"
+    )
     s.add_argument("--principal", default="concord-admin", help="who reads the logs (needs READ on them)")
     s.add_argument("--stores", action="store_true", help="also audit the local subscribers' stores")
     s.set_defaults(fn=cmd_audit)
@@ -339,9 +404,13 @@ def build_parser() -> argparse.ArgumentParser:
     w = fs.add_parser("worker", help="run a fan-out worker")
     w.add_argument("--web-port", type=int, default=None)
     w.add_argument("--loglevel", default="INFO")
-    w.add_argument("--signatures", choices=("batch", "single"), default="batch",
-                   help="batch: sign the directives of each send batch once, over their Merkle root (default); "
-                        "single: one signature per directive")
+    w.add_argument(
+        "--signatures",
+        choices=("batch", "single"),
+        default="batch",
+        help="batch: sign the directives of each send batch once, over their Merkle root (default); "
+        "single: one signature per directive",
+    )
     w.set_defaults(fn=cmd_fanout_worker)
 
     s = sub.add_parser("subscriber", help="an implementing agency's subscriber")
@@ -352,35 +421,51 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--port", type=int, default=8443, help="the check API (TLS)")
     r.add_argument("--metrics-port", type=int, help="also serve /metrics in plain HTTP on this port (Prometheus)")
     r.add_argument("--db", help="SQLite store path (default <home>/data/<agency>.sqlite)")
-    r.add_argument("--stale-after", type=float, default=30.0,
-                   help="seconds without a confirmed round trip to the broker, or without a fan-out heartbeat on "
-                        "every partition, after which answers are `unknown` and /healthz 503")
-    r.add_argument("--no-heartbeats", action="store_true",
-                   help="do not require the fan-out's heartbeats (a fan-out that does not write them): a silent "
-                        "fan-out then goes unnoticed")
-    r.add_argument("--progress-threshold", type=int, default=5000,
-                   help="show bootstrap progress when more directives than this are waiting at start")
+    r.add_argument(
+        "--stale-after",
+        type=float,
+        default=30.0,
+        help="seconds without a confirmed round trip to the broker, or without a fan-out heartbeat on "
+        "every partition, after which answers are `unknown` and /healthz 503",
+    )
+    r.add_argument(
+        "--no-heartbeats",
+        action="store_true",
+        help="do not require the fan-out's heartbeats (a fan-out that does not write them): a silent "
+        "fan-out then goes unnoticed",
+    )
+    r.add_argument(
+        "--progress-threshold",
+        type=int,
+        default=5000,
+        help="show bootstrap progress when more directives than this are waiting at start",
+    )
     r.add_argument("--clients", help="the clients file (default <home>/subscribers/<agency>/clients.yaml)")
-    r.add_argument("--tls-cert", help="the API's key and certificate, PEM (default <home>/subscribers/<agency>/"
-                                      "server.pem)")
-    r.add_argument("--client-ca", help="the CA of the clients' certificates (default <home>/subscribers/<agency>/"
-                                       "ca.pem)")
+    r.add_argument(
+        "--tls-cert", help="the API's key and certificate, PEM (default <home>/subscribers/<agency>/server.pem)"
+    )
+    r.add_argument(
+        "--client-ca", help="the CA of the clients' certificates (default <home>/subscribers/<agency>/ca.pem)"
+    )
     r.add_argument("--max-body", type=int, default=256 * 1024, help="largest request body accepted, in bytes")
     r.add_argument("--request-timeout", type=float, default=10.0, help="seconds a request body may take to arrive")
     _query_log_args(r)
     r.add_argument("--query-log-retention", type=float, default=180.0, help="days a query is kept in the log")
     r.set_defaults(fn=cmd_subscriber_run)
 
-    q = ss.add_parser("queries", help="who asked this agency's subscriber about an identifier, when, and what "
-                                      "they were told")
+    q = ss.add_parser(
+        "queries", help="who asked this agency's subscriber about an identifier, when, and what they were told"
+    )
     q.add_argument("--agency", required=True)
     q.add_argument("--id", required=True, help="the identifier (normalised as a check normalises it)")
     q.add_argument("--json", action="store_true", help="one JSON object per query")
     _query_log_args(q)
     q.set_defaults(fn=cmd_subscriber_queries)
 
-    k = ss.add_parser("client-key", help="a new API key for a client: the key (give it to the client) and the hash "
-                                         "for the clients file")
+    k = ss.add_parser(
+        "client-key",
+        help="a new API key for a client: the key (give it to the client) and the hash for the clients file",
+    )
     k.add_argument("--name", required=True, help="the client's name in the clients file")
     k.set_defaults(fn=cmd_subscriber_client_key)
 

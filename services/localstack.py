@@ -101,8 +101,12 @@ class LocalStack:
 
     @classmethod
     def at(cls, home: Path, namespace: str = "concord", world_dir: Path | None = None) -> LocalStack:
-        return cls(home=home.resolve(), world=load_world(world_dir or REPO_ROOT / "topics"), namespace=namespace,
-                   world_dir=world_dir)
+        return cls(
+            home=home.resolve(),
+            world=load_world(world_dir or REPO_ROOT / "topics"),
+            namespace=namespace,
+            world_dir=world_dir,
+        )
 
     def use_world(self, world_dir: Path) -> None:
         """Services started from now on read the declared world from ``world_dir``."""
@@ -113,15 +117,20 @@ class LocalStack:
 
     def write_config(self, bootstrap: str, ca_file: Path | None) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        cfg = {"bootstrap": bootstrap, "ca_file": str(ca_file) if ca_file else None, "namespace": self.namespace,
-               "security_protocol": "SASL_SSL"}
+        cfg = {
+            "bootstrap": bootstrap,
+            "ca_file": str(ca_file) if ca_file else None,
+            "namespace": self.namespace,
+            "security_protocol": "SASL_SSL",
+        }
         (self.home / "concord.json").write_text(json.dumps(cfg, indent=2))
 
     def access(self, principal: str) -> KafkaAccess:
         cfg = json.loads((self.home / "concord.json").read_text())
         creds = json.loads((self.home / "credentials.json").read_text())
-        return KafkaAccess(bootstrap=cfg["bootstrap"], ca_file=Path(cfg["ca_file"]) if cfg["ca_file"] else None
-                           ).as_principal(principal, creds[principal])
+        return KafkaAccess(
+            bootstrap=cfg["bootstrap"], ca_file=Path(cfg["ca_file"]) if cfg["ca_file"] else None
+        ).as_principal(principal, creds[principal])
 
     def ensure_keys(self) -> None:
         ensure_keys(self.home / "keys", [*sorted(self.world.agencies), FANOUT, ADMIN])
@@ -138,8 +147,14 @@ class LocalStack:
         """The fan-out's ticks topic: co-partitioned with the list topics, short-lived."""
         lists = [s for s in self.world.topic_specs(self.namespace) if s.kind == "lists"]
         base = lists[0]
-        return base.model_copy(update={"name": f"{self.namespace}-fanout-ticks", "agency": None,
-                                       "retention_ms": 24 * 3600 * 1000, "config": {}})
+        return base.model_copy(
+            update={
+                "name": f"{self.namespace}-fanout-ticks",
+                "agency": None,
+                "retention_ms": 24 * 3600 * 1000,
+                "config": {},
+            }
+        )
 
     # --- services ---------------------------------------------------------------
 
@@ -176,14 +191,23 @@ class LocalStack:
         found = sorted(folder.glob("*.json")) if folder.exists() else []
         return {f.stem: json.loads(f.read_text())[0]["targets"][0] for f in found}
 
-    def _spawn(self, name: str, args: list[str], url: str | None = None,
-               metrics_port: int | None = None, ca: Path | None = None) -> Service:
+    def _spawn(
+        self,
+        name: str,
+        args: list[str],
+        url: str | None = None,
+        metrics_port: int | None = None,
+        ca: Path | None = None,
+    ) -> Service:
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{name}.log"
         out = log.open("ab")
         proc = subprocess.Popen(  # noqa: S603 - our own entry point
-            [sys.executable, "-m", "services.cli", *args], env=self._env(), stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "services.cli", *args],
+            env=self._env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=self.home,  # anything a service writes beside itself (faust's data dir) stays in the home
         )
@@ -199,8 +223,9 @@ class LocalStack:
 
     def start_fanout(self, name: str = "fanout", port: int | None = None) -> Service:
         port = port or free_port()
-        return self._spawn(name, ["fanout", "worker", "--web-port", str(port)], url=f"http://127.0.0.1:{port}",
-                           metrics_port=port)
+        return self._spawn(
+            name, ["fanout", "worker", "--web-port", str(port)], url=f"http://127.0.0.1:{port}", metrics_port=port
+        )
 
     def subscriber_home(self, agency: str) -> SubscriberHome:
         """The agency's subscriber identity material, issued on first use (its CA, server
@@ -209,8 +234,9 @@ class LocalStack:
         home.ensure(agency)
         return home
 
-    def start_subscriber(self, agency: str, port: int | None = None, *extra: str, name: str | None = None,
-                         db: Path | None = None) -> Service:
+    def start_subscriber(
+        self, agency: str, port: int | None = None, *extra: str, name: str | None = None, db: Path | None = None
+    ) -> Service:
         """``concord subscriber run`` for ``agency``: its API over TLS on ``port``, /metrics in plain
         HTTP on a port of its own (the scrape target)."""
         port = port or free_port()
@@ -219,9 +245,23 @@ class LocalStack:
         heartbeats = [] if self.fanout_heartbeats else ["--no-heartbeats"]
         return self._spawn(
             name or f"subscriber-{agency}",
-            ["subscriber", "run", "--agency", agency, "--port", str(port), "--metrics-port", str(metrics_port),
-             "--db", str(db or self.home / "data" / f"{agency}.sqlite"), *heartbeats, *extra],
-            url=f"https://127.0.0.1:{port}", metrics_port=metrics_port, ca=home.ca,
+            [
+                "subscriber",
+                "run",
+                "--agency",
+                agency,
+                "--port",
+                str(port),
+                "--metrics-port",
+                str(metrics_port),
+                "--db",
+                str(db or self.home / "data" / f"{agency}.sqlite"),
+                *heartbeats,
+                *extra,
+            ],
+            url=f"https://127.0.0.1:{port}",
+            metrics_port=metrics_port,
+            ca=home.ca,
         )
 
     def check_client(self, agency: str, client: str = "auditor", **kw: Any) -> CheckClient:
@@ -230,8 +270,11 @@ class LocalStack:
 
         home = self.subscriber_home(agency)
         key = home.client_key(client)
-        identity = (Identity(ca=home.ca, api_key=key.read_text().strip()) if key.exists()
-                    else Identity(ca=home.ca, cert=home.client_cert(client)))
+        identity = (
+            Identity(ca=home.ca, api_key=key.read_text().strip())
+            if key.exists()
+            else Identity(ca=home.ca, cert=home.client_cert(client))
+        )
         return CheckClient(self.subscriber_urls()[agency], identity, agency=agency, **kw)
 
     def start_adapter(self, agency: str, inbox: Path | None = None, port: int | None = None) -> Service:
@@ -239,18 +282,25 @@ class LocalStack:
         port = port or free_port()
         inbox = inbox or self.home / "inbox" / agency
         inbox.mkdir(parents=True, exist_ok=True)
-        return self._spawn(f"adapter-{agency}", ["adapter", "run", "--agency", agency, "--inbox", str(inbox),
-                                                  "--metrics-port", str(port)], metrics_port=port)
+        return self._spawn(
+            f"adapter-{agency}",
+            ["adapter", "run", "--agency", agency, "--inbox", str(inbox), "--metrics-port", str(port)],
+            metrics_port=port,
+        )
 
     def start_drift(self, interval: float = 60.0, port: int | None = None) -> Service:
         """``concord acl drift`` checking every ``interval`` seconds, its gauges on /metrics."""
         port = port or free_port()
-        return self._spawn("drift", ["acl", "drift", "--metrics-port", str(port), "--interval", str(interval)],
-                           metrics_port=port)
+        return self._spawn(
+            "drift", ["acl", "drift", "--metrics-port", str(port), "--interval", str(interval)], metrics_port=port
+        )
 
     def subscriber_urls(self) -> dict[str, str]:
-        return {s.name.removeprefix("subscriber-"): s.url for s in self.services
-                if s.url and s.name.startswith("subscriber-")}
+        return {
+            s.name.removeprefix("subscriber-"): s.url
+            for s in self.services
+            if s.url and s.name.startswith("subscriber-")
+        }
 
     def start_all(self) -> None:
         self.start_fanout()

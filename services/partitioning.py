@@ -21,4 +21,4 @@ def partition_for(key: str | bytes, partitions: int) -> int:
     if partitions < 1:
         raise ValueError(f"a topic has at least one partition, not {partitions}")
     raw = key.encode() if isinstance(key, str) else key
-    return (murmur2(raw) & 0x7FFFFFFF) % partitions
+    return (int(murmur2(raw)) & 0x7FFFFFFF) % partitions

@@ -38,13 +38,22 @@ def is_heartbeat(schemas: SchemaRegistry, value: bytes | None) -> bool:
     return writer.name == HEARTBEAT
 
 
-def admit_heartbeat(*, agency: str, partition: int, value: bytes, headers: Iterable[tuple[str, bytes]] | None,
-                    timestamp_ms: int, keyring: Keyring, schemas: SchemaRegistry) -> Heartbeat:
+def admit_heartbeat(
+    *,
+    agency: str,
+    partition: int,
+    value: bytes,
+    headers: Iterable[tuple[str, bytes]] | None,
+    timestamp_ms: int,
+    keyring: Keyring,
+    schemas: SchemaRegistry,
+) -> Heartbeat:
     """The heartbeat read from ``agency``'s directive ``partition``, verified, or Refused."""
     at = datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, UTC)
     try:
-        keyring.verify(Domain.HEARTBEAT, value, SignedHeaders.from_kafka(headers), expected_agency=FANOUT_PRINCIPAL,
-                       at=at)
+        keyring.verify(
+            Domain.HEARTBEAT, value, SignedHeaders.from_kafka(headers), expected_agency=FANOUT_PRINCIPAL, at=at
+        )
     except SignatureInvalid as exc:
         raise Refused(str(exc.reason), exc.message) from None
     try:

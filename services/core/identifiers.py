@@ -108,8 +108,7 @@ _USCC_TYPES_LATER: Final[dict[str, frozenset[str]]] = {
     "Q": frozenset("1239"),
 }
 USCC_ENTITY_TYPES: Final[dict[str, frozenset[str]]] = {
-    authority: _USCC_TYPES_PUBLISHED.get(authority, frozenset())
-    | _USCC_TYPES_LATER.get(authority, frozenset())
+    authority: _USCC_TYPES_PUBLISHED.get(authority, frozenset()) | _USCC_TYPES_LATER.get(authority, frozenset())
     for authority in sorted({*_USCC_TYPES_PUBLISHED, *_USCC_TYPES_LATER})
 }
 
@@ -180,7 +179,7 @@ def uscc_check_char(first17: str) -> str:
     return USCC_ALPHABET[(31 - total % 31) % 31]
 
 
-def validate_uscc(value: str) -> str | None:
+def validate_uscc(value: object) -> str | None:
     """Check a Unified Social Credit Code (GB 32100-2015).
 
     Checks, in order, so the first reason is the most basic one: length,
@@ -219,10 +218,7 @@ def validate_uscc(value: str) -> str | None:
     org_body, org_check = value[8:16], value[16]
     expected_org = org_code_check_char(org_body)
     if org_check != expected_org:
-        return (
-            f"embedded organisation code check character (position 17) should be "
-            f"{expected_org!r}, not {org_check!r}"
-        )
+        return f"embedded organisation code check character (position 17) should be {expected_org!r}, not {org_check!r}"
 
     expected = uscc_check_char(value[:17])
     if value[17] != expected:
@@ -250,7 +246,7 @@ def ric_check_char(first17: str) -> str:
     return _RIC_CHECK[total % 11]
 
 
-def validate_ric(value: str, *, today: date | None = None) -> str | None:
+def validate_ric(value: object, *, today: date | None = None) -> str | None:
     """Check a citizen identity number (GB 11643-1999), 18-character form.
 
     Beyond the MOD 11-2 check character this refuses numbers whose address
@@ -291,7 +287,7 @@ def validate_ric(value: str, *, today: date | None = None) -> str | None:
         return f"birth date {raw_birth!r} at positions 7-14 is not a calendar date"
     if year < _RIC_MIN_YEAR:
         return f"birth year {year} is before {_RIC_MIN_YEAR}"
-    if birth > (today if today is not None else date.today()):
+    if birth > (today if today is not None else date.today()):  # noqa: DTZ011 - a birth date is a local calendar date
         return f"birth date {birth.isoformat()} is in the future"
 
     expected = ric_check_char(value[:17])
@@ -303,7 +299,7 @@ def validate_ric(value: str, *, today: date | None = None) -> str | None:
 # --------------------------------------------------------------------------- dispatch
 
 
-def _validate_opaque(value: str) -> str | None:
+def _validate_opaque(value: object) -> str | None:
     """Minimal rules for schemes the broker does not know the structure of."""
     if not isinstance(value, str):
         return "must be a string"

@@ -93,7 +93,7 @@ def ensure_ca(directory: Path, common_name: str = "Concord local CA") -> tuple[P
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -176,7 +176,7 @@ def _issue(directory: Path, common_name: str, usage: x509.ObjectIdentifier, out:
         ensure_ca(directory)
     ca_cert, ca_key = load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(
@@ -208,9 +208,7 @@ def _issue(directory: Path, common_name: str, usage: x509.ObjectIdentifier, out:
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
     if hosts:
         builder = builder.add_extension(_san(hosts), critical=False)

@@ -29,8 +29,9 @@ def gather_status(settings: Settings) -> tuple[bool, list[str]]:
         members = len(desc.members)
         live = desc.state == ConsumerGroupState.STABLE and members > 0
         ok &= live
-        lines.append(f"fanout      {'ok' if live else 'DOWN':9} group {group}: {desc.state.name.lower()}, "
-                     f"{members} worker(s)")
+        lines.append(
+            f"fanout      {'ok' if live else 'DOWN':9} group {group}: {desc.state.name.lower()}, {members} worker(s)"
+        )
     except KafkaException as exc:
         ok = False
         lines.append(f"fanout      DOWN      group {group}: {exc}")
@@ -41,8 +42,10 @@ def gather_status(settings: Settings) -> tuple[bool, list[str]]:
         try:
             r = httpx.get(f"{url}/healthz", timeout=3)
             h = r.json()
-            lines.append(f"fanout web  {'ok' if r.status_code == 200 else h.get('status', '?').upper():9} {url} "
-                         f"{h.get('entries_held', 0)} entries held, {h.get('expiries_pending', 0)} expiries pending")
+            lines.append(
+                f"fanout web  {'ok' if r.status_code == 200 else h.get('status', '?').upper():9} {url} "
+                f"{h.get('entries_held', 0)} entries held, {h.get('expiries_pending', 0)} expiries pending"
+            )
             ok &= r.status_code == 200
         except (httpx.HTTPError, ValueError) as exc:
             ok = False
@@ -61,8 +64,10 @@ def gather_status(settings: Settings) -> tuple[bool, list[str]]:
             r = httpx.get(f"{url}/healthz", timeout=3, verify=verify)
             h = r.json()
             good = r.status_code == 200
-            lines.append(f"subscriber  {'ok' if good else h.get('status', '?').upper():9} {agency:10} {url} "
-                         f"{h.get('active_directives', 0)} active, lag {h.get('lag')}")
+            lines.append(
+                f"subscriber  {'ok' if good else h.get('status', '?').upper():9} {agency:10} {url} "
+                f"{h.get('active_directives', 0)} active, lag {h.get('lag')}"
+            )
         except (httpx.HTTPError, ValueError) as exc:
             good = False
             lines.append(f"subscriber  DOWN      {agency:10} {url}: {exc.__class__.__name__}")

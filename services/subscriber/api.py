@@ -52,7 +52,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from services.core.identifiers import query_identifier
 from services.ops.metrics import CONTENT_TYPE_LATEST, exposition
-from services.subscriber.clients import Client, Clients, Scope as ClientScope
+from services.subscriber.clients import Client, Clients
+from services.subscriber.clients import Scope as ClientScope
 from services.subscriber.querylog import QueryLog
 from services.subscriber.service import SubscriberService
 from services.subscriber.types import (
@@ -102,8 +103,9 @@ class Answers:
         self.log = log
         self.counted = svc.checks
 
-    def refusals(self, values: list[str], scheme: str | None, where: tuple[str, ...], client: Client,
-                 measure: str | None) -> tuple[list[str], list[dict[str, Any]]]:
+    def refusals(
+        self, values: list[str], scheme: str | None, where: tuple[str, ...], client: Client, measure: str | None
+    ) -> tuple[list[str], list[dict[str, Any]]]:
         """The normalised values, and a 422 problem for each malformed one (logged as ``invalid``)."""
         normal: list[str] = []
         problems: list[dict[str, Any]] = []
@@ -114,13 +116,15 @@ class Answers:
             if problem is not None:
                 loc = [*where, i] if where[-1] == "ids" else list(where)
                 problems.append({"type": "invalid_identifier", "loc": loc, "msg": problem, "input": value})
-                self.log.record(now, client.name, client.scope, "check", self.log.subject(n), scheme, measure,
-                                "invalid")
+                self.log.record(
+                    now, client.name, client.scope, "check", self.log.subject(n), scheme, measure, "invalid"
+                )
                 self.counted["invalid"].inc()
         return normal, problems
 
-    def one(self, value: str, scheme: str | None, measure: str | None, at: float, now: float, current: bool,
-            client: Client) -> str:
+    def one(
+        self, value: str, scheme: str | None, measure: str | None, at: float, now: float, current: bool, client: Client
+    ) -> str:
         hits = self.svc.store.check(value, scheme=scheme, measure=measure, at=at)
         if not current:
             status = "unknown"
@@ -131,17 +135,28 @@ class Answers:
                     status = "restricted"
                     break
         self.counted[status].inc()
-        self.log.record(now, client.name, client.scope, "check", self.log.subject(value), scheme, measure, status,
-                        ",".join(h.measure_id for h in hits))
+        self.log.record(
+            now,
+            client.name,
+            client.scope,
+            "check",
+            self.log.subject(value),
+            scheme,
+            measure,
+            status,
+            ",".join(h.measure_id for h in hits),
+        )
         if client.details:
             measures = ",".join(h.json_text() for h in hits)
         else:
             measures = ",".join(f'{{"measure_id":{_js(h.measure_id)},"kind":"{h.kind}"}}' for h in hits)
         as_of = self.svc.as_of()
-        return (f'{{"id":{_js(value)},"scheme":{"null" if scheme is None else _js(scheme)},'
-                f'"status":"{status}","restricted":{"false" if status == "clear" else "true"},'
-                f'"measures":[{measures}],'
-                f'"as_of":{"null" if as_of is None else _js(as_of)}}}')
+        return (
+            f'{{"id":{_js(value)},"scheme":{"null" if scheme is None else _js(scheme)},'
+            f'"status":"{status}","restricted":{"false" if status == "clear" else "true"},'
+            f'"measures":[{measures}],'
+            f'"as_of":{"null" if as_of is None else _js(as_of)}}}'
+        )
 
     def single(self, value: str, scheme: str | None, measure: str | None, at: float, client: Client) -> str:
         now = time.time()
@@ -162,11 +177,27 @@ def _client(request: Request) -> Client:
 
 def _check_body(scheme: str | None, measure: str | None) -> None:
     if scheme is not None and len(scheme) > MAX_SCHEME:
-        raise RequestValidationError([{"type": "string_too_long", "loc": ("body", "scheme"),
-                                       "msg": f"at most {MAX_SCHEME} characters", "input": scheme}])
+        raise RequestValidationError(
+            [
+                {
+                    "type": "string_too_long",
+                    "loc": ("body", "scheme"),
+                    "msg": f"at most {MAX_SCHEME} characters",
+                    "input": scheme,
+                }
+            ]
+        )
     if measure is not None and len(measure) > MAX_MEASURE:
-        raise RequestValidationError([{"type": "string_too_long", "loc": ("body", "measure"),
-                                       "msg": f"at most {MAX_MEASURE} characters", "input": measure}])
+        raise RequestValidationError(
+            [
+                {
+                    "type": "string_too_long",
+                    "loc": ("body", "measure"),
+                    "msg": f"at most {MAX_MEASURE} characters",
+                    "input": measure,
+                }
+            ]
+        )
 
 
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -182,18 +213,27 @@ def build_api(svc: SubscriberService, answers: Answers) -> FastAPI:
         title=f"Concord subscriber — {svc.agency}",
         version="2",
         description="Is this subject restricted for this measure now? Answers from the agency's verified store, "
-                    "to the clients the agency declared (client certificate or API key), each query logged.",
+        "to the clients the agency declared (client certificate or API key), each query logged.",
     )
 
-    @app.get("/v1/check", response_model=CheckResult, responses={
-        **AUTH_RESPONSES,
-        414: {"model": Problem, "description": "the query string is too long"},
-        422: {"description": "a parameter is missing, too long, given twice, `at` is not a time with a zone, "
-                            "or the identifier is malformed (the reason says why)"}})
+    @app.get(
+        "/v1/check",
+        response_model=CheckResult,
+        responses={
+            **AUTH_RESPONSES,
+            414: {"model": Problem, "description": "the query string is too long"},
+            422: {
+                "description": "a parameter is missing, too long, given twice, `at` is not a time with a zone, "
+                "or the identifier is malformed (the reason says why)"
+            },
+        },
+    )
     async def check(
         request: Request,
-        id: Annotated[str, Query(min_length=1, max_length=MAX_ID, description="identifier value")],  # noqa: A002
-        scheme: Annotated[str | None, Query(max_length=MAX_SCHEME, description="identifier scheme, e.g. CN_RIC")] = None,
+        id: Annotated[str, Query(min_length=1, max_length=MAX_ID, description="identifier value")],
+        scheme: Annotated[
+            str | None, Query(max_length=MAX_SCHEME, description="identifier scheme, e.g. CN_RIC")
+        ] = None,
         measure: Annotated[str | None, Query(max_length=MAX_MEASURE, description="only this measure")] = None,
         at: Annotated[Instant | None, Query(description="RFC 3339 time with zone; default now")] = None,
     ) -> Response:
@@ -205,13 +245,20 @@ def build_api(svc: SubscriberService, answers: Answers) -> FastAPI:
             raise RequestValidationError(problems)
         return Response(answers.single(value, scheme, measure, when, client), media_type=JSON)
 
-    @app.post("/v1/check", response_model=BulkCheckResult, responses={
-        **AUTH_RESPONSES,
-        400: {"model": Problem, "description": "the body is not JSON"},
-        408: {"model": Problem, "description": "the body did not arrive in time"},
-        413: {"model": Problem, "description": "the body is larger than the subscriber accepts"},
-        422: {"description": f"not a bulk question (at most {MAX_BULK} ids), or malformed identifiers (each "
-                            "with its reason)"}})
+    @app.post(
+        "/v1/check",
+        response_model=BulkCheckResult,
+        responses={
+            **AUTH_RESPONSES,
+            400: {"model": Problem, "description": "the body is not JSON"},
+            408: {"model": Problem, "description": "the body did not arrive in time"},
+            413: {"model": Problem, "description": "the body is larger than the subscriber accepts"},
+            422: {
+                "description": f"not a bulk question (at most {MAX_BULK} ids), or malformed identifiers (each "
+                "with its reason)"
+            },
+        },
+    )
     async def check_bulk(request: Request, req: BulkCheckRequest) -> Response:
         client = _client(request)
         _check_body(req.scheme, req.measure)
@@ -221,22 +268,39 @@ def build_api(svc: SubscriberService, answers: Answers) -> FastAPI:
             raise RequestValidationError(problems)
         return Response(answers.many(values, req.scheme, req.measure, when, client), media_type=JSON)
 
-    @app.get("/v1/entries/{entry_id:path}", response_model=EntryHistory, responses={
-        **AUTH_RESPONSES, 404: {"model": Problem, "description": "no directive for this entry in the store"}})
+    @app.get(
+        "/v1/entries/{entry_id:path}",
+        response_model=EntryHistory,
+        responses={
+            **AUTH_RESPONSES,
+            404: {"model": Problem, "description": "no directive for this entry in the store"},
+        },
+    )
     async def entry(request: Request, entry_id: str) -> EntryHistory:
         """Every directive applied for an entry (``origin/entry_id`` narrows to one publishing agency).
 
         Needs the ``entries`` scope (auditors)."""
         client = _client(request)
         rows = svc.store.history(entry_id)
-        answers.log.record(time.time(), client.name, client.scope, "entries", answers.log.subject(entry_id), None,
-                           None, "found" if rows else "none")
+        answers.log.record(
+            time.time(),
+            client.name,
+            client.scope,
+            "entries",
+            answers.log.subject(entry_id),
+            None,
+            None,
+            "found" if rows else "none",
+        )
         if not rows:
             raise HTTPException(status_code=404, detail=f"no directive for entry {entry_id!r} in this store")
         return EntryHistory.model_validate({"entry_id": entry_id, "directives": rows})
 
-    @app.get("/healthz", response_model=Health,
-             responses={503: {"model": Health, "description": "starting, or not current (degraded)"}})
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "starting, or not current (degraded)"}},
+    )
     async def healthz() -> Response:
         h = svc.health()
         code = 200 if h.status == "ok" else 503
@@ -252,10 +316,15 @@ def build_api(svc: SubscriberService, answers: Answers) -> FastAPI:
         if app.openapi_schema is None:
             doc = plain_openapi()
             doc.setdefault("components", {})["securitySchemes"] = {
-                "clientCertificate": {"type": "mutualTLS",
-                                      "description": "a certificate issued by the agency's CA to a declared client"},
-                "apiKey": {"type": "http", "scheme": "bearer",
-                           "description": "`<client name>.<secret>`, as issued by the agency"},
+                "clientCertificate": {
+                    "type": "mutualTLS",
+                    "description": "a certificate issued by the agency's CA to a declared client",
+                },
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "`<client name>.<secret>`, as issued by the agency",
+                },
             }
             for path, ops in doc["paths"].items():
                 if path.startswith("/v1/"):
@@ -272,8 +341,15 @@ class CheckApp:
     """The ASGI application uvicorn serves: identity, rate, scope and size first, then the
     check fast path in front of :func:`build_api`."""
 
-    def __init__(self, svc: SubscriberService, clients: Clients, log: QueryLog,
-                 limits: RequestLimits | None = None, *, fast: bool = True) -> None:
+    def __init__(
+        self,
+        svc: SubscriberService,
+        clients: Clients,
+        log: QueryLog,
+        limits: RequestLimits | None = None,
+        *,
+        fast: bool = True,
+    ) -> None:
         self.svc = svc
         self.clients = clients
         self.limits = limits or RequestLimits()
@@ -287,18 +363,31 @@ class CheckApp:
             return
         client = await self._identify(scope)
         if client is None:
-            await _respond(send, '{"detail":"a client identity is required: a client certificate issued by the '
-                                 'agency, or an API key (Authorization: Bearer <name>.<secret>)"}', 401,
-                           [(b"www-authenticate", b'Bearer realm="concord"')])
+            await _respond(
+                send,
+                '{"detail":"a client identity is required: a client certificate issued by the '
+                'agency, or an API key (Authorization: Bearer <name>.<secret>)"}',
+                401,
+                [(b"www-authenticate", b'Bearer realm="concord"')],
+            )
             return
         retry = self.clients.admit(client)
         if retry is not None:
-            await _respond(send, f'{{"detail":"client {client.name} is over its rate"}}', 429,
-                           [(b"retry-after", str(int(retry)).encode())])
+            await _respond(
+                send,
+                f'{{"detail":"client {client.name} is over its rate"}}',
+                429,
+                [(b"retry-after", str(int(retry)).encode())],
+            )
             return
         path = scope["path"]
-        needed = (ClientScope.CHECK if path == "/v1/check" else
-                  ClientScope.ENTRIES if path.startswith("/v1/entries/") else None)
+        needed = (
+            ClientScope.CHECK
+            if path == "/v1/check"
+            else ClientScope.ENTRIES
+            if path.startswith("/v1/entries/")
+            else None
+        )
         if needed is not None and needed not in client.scopes:
             await _respond(send, f'{{"detail":"client {client.name} lacks the {needed} scope"}}', 403)
             return
@@ -379,15 +468,22 @@ class CheckApp:
         params: dict[str, str] = {}
         for k, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
             if k in params and k in ("id", "scheme", "measure", "at"):
-                problem = {"type": "repeated_parameter", "loc": ["query", k], "msg": f"give `{k}` only once",
-                           "input": v}
+                problem = {
+                    "type": "repeated_parameter",
+                    "loc": ["query", k],
+                    "msg": f"give `{k}` only once",
+                    "input": v,
+                }
                 return json.dumps({"detail": [problem]}), 422
             params[k] = v
         value, scheme, measure = params.get("id"), params.get("scheme"), params.get("measure")
         if value is None or "at" in params:
             return None
-        if not 0 < len(value) <= MAX_ID or (scheme is not None and len(scheme) > MAX_SCHEME) or (
-                measure is not None and len(measure) > MAX_MEASURE):
+        if (
+            not 0 < len(value) <= MAX_ID
+            or (scheme is not None and len(scheme) > MAX_SCHEME)
+            or (measure is not None and len(measure) > MAX_MEASURE)
+        ):
             return None
         scheme = scheme or None
         normal, invalid = query_identifier(value, scheme)
@@ -405,7 +501,8 @@ class CheckApp:
         except ValidationError:
             return None
         if (req.scheme is not None and len(req.scheme) > MAX_SCHEME) or (
-                req.measure is not None and len(req.measure) > MAX_MEASURE):
+            req.measure is not None and len(req.measure) > MAX_MEASURE
+        ):
             return None
         try:
             at = at_seconds(req.at, ("body", "at"))
@@ -439,7 +536,15 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 async def _respond(send: Send, text: str, status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = text.encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *(headers or ())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or ()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -105,8 +105,9 @@ class NotAuthorized(QuestionRejected):
 class RateLimited(QuestionRejected):
     retriable: ClassVar[bool] = True
 
-    def __init__(self, message: str, *, agency: str | None, url: str, status: int | None = None,
-                 retry_after: float = 1.0) -> None:
+    def __init__(
+        self, message: str, *, agency: str | None, url: str, status: int | None = None, retry_after: float = 1.0
+    ) -> None:
         super().__init__(message, agency=agency, url=url, status=status)
         self.retry_after = retry_after
 
@@ -187,8 +188,12 @@ class _Base:
     def _current(self, results: list[CheckResult], allow_unknown: bool | None) -> list[CheckResult]:
         allow = self.allow_unknown if allow_unknown is None else allow_unknown
         if not allow and any(r.status == "unknown" for r in results):
-            raise SubscriberNotCurrent("answered unknown: its store is not known to be current (see its /healthz)",
-                                       agency=self.agency, url=self.base_url, results=results)
+            raise SubscriberNotCurrent(
+                "answered unknown: its store is not known to be current (see its /healthz)",
+                agency=self.agency,
+                url=self.base_url,
+                results=results,
+            )
         return results
 
     def _error(self, cls: type[SubscriberError], message: str, status: int | None = None) -> SubscriberError:
@@ -207,8 +212,9 @@ class _Base:
                     wait = float(r.headers.get("retry-after", "1"))
                 except ValueError:
                     wait = 1.0
-                raise RateLimited(f"answered 429: {detail}", agency=self.agency, url=self.base_url, status=429,
-                                  retry_after=wait)
+                raise RateLimited(
+                    f"answered 429: {detail}", agency=self.agency, url=self.base_url, status=429, retry_after=wait
+                )
             if r.status_code in (401, 403):
                 raise self._error(NotAuthorized, f"answered {r.status_code}: {detail}", r.status_code)
             cls = QuestionRejected if 400 <= r.status_code < 500 else SubscriberFailed
@@ -216,20 +222,33 @@ class _Base:
         try:
             return model.model_validate_json(r.content)
         except ValidationError as exc:
-            raise self._error(SubscriberFailed, f"answer is not a {model.__name__}: {exc.errors()[0]['msg']}",
-                              r.status_code) from None
+            raise self._error(
+                SubscriberFailed, f"answer is not a {model.__name__}: {exc.errors()[0]['msg']}", r.status_code
+            ) from None
 
 
 class CheckClient(_Base):
     """Synchronous client (one ``httpx.Client``, connections kept alive)."""
 
-    def __init__(self, base_url: str, identity: Identity | None = None, timeout: float = 5.0, *,
-                 agency: str | None = None, allow_unknown: bool = False,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        identity: Identity | None = None,
+        timeout: float = 5.0,
+        *,
+        agency: str | None = None,
+        allow_unknown: bool = False,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         super().__init__(base_url, agency, allow_unknown)
         identity = identity or Identity()
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
-                                  verify=identity.ssl_context(), headers=identity.headers())
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            verify=identity.ssl_context(),
+            headers=identity.headers(),
+        )
 
     def __enter__(self) -> Self:
         return self
@@ -246,16 +265,30 @@ class CheckClient(_Base):
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
 
-    def check(self, id: str, scheme: str | None = None, measure: str | None = None,  # noqa: A002
-              at: datetime | str | None = None, *, allow_unknown: bool | None = None) -> CheckResult:
+    def check(
+        self,
+        id: str,
+        scheme: str | None = None,
+        measure: str | None = None,
+        at: datetime | str | None = None,
+        *,
+        allow_unknown: bool | None = None,
+    ) -> CheckResult:
         """Is ``id`` restricted (for ``measure``, at ``at``; default: any measure, now)?
 
         Raises :class:`SubscriberNotCurrent` on an ``unknown`` answer unless ``allow_unknown``."""
         r = self._send("GET", "/v1/check", params=_params(id, scheme, measure, at))
         return self._current([self._read(r, CheckResult)], allow_unknown)[0]
 
-    def check_many(self, ids: Iterable[str], scheme: str | None = None, measure: str | None = None,
-                   at: datetime | str | None = None, *, allow_unknown: bool | None = None) -> list[CheckResult]:
+    def check_many(
+        self,
+        ids: Iterable[str],
+        scheme: str | None = None,
+        measure: str | None = None,
+        at: datetime | str | None = None,
+        *,
+        allow_unknown: bool | None = None,
+    ) -> list[CheckResult]:
         """One answer per id, in order (sent in requests of up to 1,000 ids)."""
         out: list[CheckResult] = []
         for chunk in _chunks(ids):
@@ -275,19 +308,32 @@ class CheckClient(_Base):
 class AsyncCheckClient(_Base):
     """Asynchronous client (one ``httpx.AsyncClient``); the same methods, awaited."""
 
-    def __init__(self, base_url: str, identity: Identity | None = None, timeout: float = 5.0, *,
-                 agency: str | None = None, allow_unknown: bool = False,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        identity: Identity | None = None,
+        timeout: float = 5.0,
+        *,
+        agency: str | None = None,
+        allow_unknown: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         super().__init__(base_url, agency, allow_unknown)
         identity = identity or Identity()
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, transport=transport,
-                                       verify=identity.ssl_context(), headers=identity.headers())
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            verify=identity.ssl_context(),
+            headers=identity.headers(),
+        )
 
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -299,14 +345,27 @@ class AsyncCheckClient(_Base):
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
 
-    async def check(self, id: str, scheme: str | None = None, measure: str | None = None,  # noqa: A002
-                    at: datetime | str | None = None, *, allow_unknown: bool | None = None) -> CheckResult:
+    async def check(
+        self,
+        id: str,
+        scheme: str | None = None,
+        measure: str | None = None,
+        at: datetime | str | None = None,
+        *,
+        allow_unknown: bool | None = None,
+    ) -> CheckResult:
         r = await self._send("GET", "/v1/check", params=_params(id, scheme, measure, at))
         return self._current([self._read(r, CheckResult)], allow_unknown)[0]
 
-    async def check_many(self, ids: Iterable[str], scheme: str | None = None, measure: str | None = None,
-                         at: datetime | str | None = None, *,
-                         allow_unknown: bool | None = None) -> list[CheckResult]:
+    async def check_many(
+        self,
+        ids: Iterable[str],
+        scheme: str | None = None,
+        measure: str | None = None,
+        at: datetime | str | None = None,
+        *,
+        allow_unknown: bool | None = None,
+    ) -> list[CheckResult]:
         out: list[CheckResult] = []
         for chunk in _chunks(ids):
             r = await self._send("POST", "/v1/check", json=_bulk(chunk, scheme, measure, at))

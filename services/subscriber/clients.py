@@ -54,8 +54,8 @@ from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-from services.core.errors import ConfigError
-from services.core.world import WorldInvalid, _read_yaml  # the world's YAML reader: keeps lines for messages
+from services.core.errors import ConfigError, WorldInvalid
+from services.core.world import _read_yaml  # the world's YAML reader: keeps lines for messages
 
 __all__ = ["Client", "ClientSpec", "Clients", "Scope", "api_key_hash", "load_clients", "new_api_key"]
 
@@ -94,8 +94,9 @@ class ClientSpec(BaseModel):
     @classmethod
     def _hash(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("$argon2id$"):
-            raise ValueError("must be the Argon2id hash of the key's secret (`concord subscriber client-key`), "
-                             "never the key itself")
+            raise ValueError(
+                "must be the Argon2id hash of the key's secret (`concord subscriber client-key`), never the key itself"
+            )
         return value
 
     @model_validator(mode="after")
@@ -112,8 +113,10 @@ class ClientsFile(BaseModel):
 
     @model_validator(mode="after")
     def _unique(self) -> ClientsFile:
-        for what, values in (("name", [c.name for c in self.clients]),
-                             ("certificate", [c.certificate for c in self.clients if c.certificate])):
+        for what, values in (
+            ("name", [c.name for c in self.clients]),
+            ("certificate", [c.certificate for c in self.clients if c.certificate]),
+        ):
             seen: set[str] = set()
             for i, v in enumerate(values):
                 if v in seen:
@@ -177,9 +180,11 @@ class Clients:
     def __init__(self, specs: tuple[ClientSpec, ...] | list[ClientSpec]) -> None:
         self._by_name: dict[str, ClientSpec] = {c.name: c for c in specs}
         self._clients: dict[str, Client] = {
-            c.name: Client(c.name, frozenset(c.scopes), tuple(parse_many(c.rate))) for c in specs}
+            c.name: Client(c.name, frozenset(c.scopes), tuple(parse_many(c.rate))) for c in specs
+        }
         self._by_cert: dict[str, Client] = {
-            c.certificate: self._clients[c.name] for c in specs if c.certificate is not None}
+            c.certificate: self._clients[c.name] for c in specs if c.certificate is not None
+        }
         self._pepper = secrets.token_bytes(32)
         self._verified: dict[bytes, tuple[bytes, Client]] = {}
         self._failed: dict[bytes, float] = {}

@@ -83,8 +83,9 @@ class SubscriberHome:
                 _write_private(self.client_key(name), key.encode())
                 entry["api_key"] = hashed
             entries.append(entry)
-        text = ("# Who may ask this subscriber (see services/subscriber/clients.py for the format).\n"
-                + yaml.safe_dump({"clients": entries}, sort_keys=False))
+        text = "# Who may ask this subscriber (see services/subscriber/clients.py for the format).\n" + yaml.safe_dump(
+            {"clients": entries}, sort_keys=False
+        )
         _write_private(self.clients, text.encode())
 
 

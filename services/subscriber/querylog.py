@@ -84,8 +84,7 @@ class QueryRow:
 
 
 class QueryLog:
-    def __init__(self, path: Path, key: bytes, *, retention_s: float | None = None,
-                 flush_every: float = 0.25) -> None:
+    def __init__(self, path: Path, key: bytes, *, retention_s: float | None = None, flush_every: float = 0.25) -> None:
         """``retention_s`` sets the retention (kept in the log); None keeps the log's own."""
         self.path = path
         self._key = key
@@ -96,8 +95,10 @@ class QueryLog:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         if retention_s is not None:
-            self._db.execute("INSERT INTO meta VALUES ('retention_s', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
-                             (str(float(retention_s)),))
+            self._db.execute(
+                "INSERT INTO meta VALUES ('retention_s', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                (str(float(retention_s)),),
+            )
         else:
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('retention_s', ?)", (str(DEFAULT_RETENTION_S),))
         row = self._db.execute("SELECT v FROM meta WHERE k = 'retention_s'").fetchone()
@@ -115,8 +116,18 @@ class QueryLog:
         """The keyed hash a normalised identifier (or entry id) is logged under."""
         return hmac.digest(self._key, normalised.encode("utf-8", "surrogatepass"), hashlib.sha256)
 
-    def record(self, at: float, client: str, scope: str, route: str, subject: bytes, scheme: str | None,
-               measure: str | None, answer: str, measures: str = "") -> None:
+    def record(
+        self,
+        at: float,
+        client: str,
+        scope: str,
+        route: str,
+        subject: bytes,
+        scheme: str | None,
+        measure: str | None,
+        answer: str,
+        measures: str = "",
+    ) -> None:
         """Queue one row (``measures``: the measure ids answered, comma-separated)."""
         self._queue.append((at, client, scope, route, subject, scheme, measure, answer, measures))
 
@@ -179,9 +190,13 @@ class QueryLog:
         with self._lock:
             rows = self._db.execute(
                 f"SELECT at, client, scope, route, scheme, measure, answer, measures FROM queries "  # noqa: S608 - placeholders only
-                f"WHERE subject IN ({marks}) ORDER BY at, rowid", subjects).fetchall()
-        return [QueryRow(at, client, scope, route, scheme, measure, answer, tuple(m for m in measures.split(",") if m))
-                for at, client, scope, route, scheme, measure, answer, measures in rows]
+                f"WHERE subject IN ({marks}) ORDER BY at, rowid",
+                subjects,
+            ).fetchall()
+        return [
+            QueryRow(at, client, scope, route, scheme, measure, answer, tuple(m for m in measures.split(",") if m))
+            for at, client, scope, route, scheme, measure, answer, measures in rows
+        ]
 
     def count(self) -> int:
         with self._lock:

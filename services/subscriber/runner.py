@@ -43,9 +43,16 @@ class ServeOptions:
 
 def uvicorn_config(app: CheckApp, opts: ServeOptions) -> uvicorn.Config:
     ctx = server_context(opts.certfile, opts.client_ca)
-    return uvicorn.Config(app, host=opts.host, port=opts.port, log_level="warning", access_log=False,
-                          lifespan="off", http=TLSHttpProtocol,
-                          ssl_context_factory=lambda _config, _default: ctx)
+    return uvicorn.Config(
+        app,
+        host=opts.host,
+        port=opts.port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        http=TLSHttpProtocol,
+        ssl_context_factory=lambda _config, _default: ctx,
+    )
 
 
 async def serve(svc: SubscriberService, clients: Clients, querylog: QueryLog, opts: ServeOptions) -> None:

@@ -77,34 +77,63 @@ class SubscriberMetrics:
         lbl = {"agency": agency}
         m = cls(
             registry=r,
-            applied=Counter("concord_subscriber_directives_total", "Directives applied, by action",
-                            ["agency", "action"], registry=r),
-            rejected=Counter("concord_subscriber_rejected_total", "Directives refused, by reason",
-                             ["agency", "reason"], registry=r),
-            checks=Counter("concord_subscriber_checks_total", "Check questions answered", ["agency", "result"],
-                           registry=r),
+            applied=Counter(
+                "concord_subscriber_directives_total", "Directives applied, by action", ["agency", "action"], registry=r
+            ),
+            rejected=Counter(
+                "concord_subscriber_rejected_total", "Directives refused, by reason", ["agency", "reason"], registry=r
+            ),
+            checks=Counter(
+                "concord_subscriber_checks_total", "Check questions answered", ["agency", "result"], registry=r
+            ),
             lag=Gauge("concord_subscriber_lag_records", "Directives not yet read", list(lbl), registry=r),
-            active=Gauge("concord_subscriber_active_directives", "Directives in force in the store", list(lbl),
-                         registry=r),
-            apply_latency=Histogram("concord_subscriber_end_to_end_seconds",
-                                    "From the directive's broker timestamp to its application", ["agency"],
-                                    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r),
-            freshness=Gauge("concord_subscriber_freshness_seconds",
-                            "Seconds since the store last confirmed it had read its whole directive feed "
-                            "(since start, while it never has)", list(lbl), registry=r),
-            outbox=Gauge("concord_subscriber_receipts_outbox", "Receipts stored but not yet sent", list(lbl),
-                         registry=r),
-            connected=Gauge("concord_subscriber_connected", "1 while the directive feed is connected to Kafka",
-                            list(lbl), registry=r),
-            current=Gauge("concord_subscriber_current", "1 while checks answer restricted or clear; 0 while they "
-                          "answer unknown (bootstrapping, feed not confirmed, fan-out heartbeat missing)", list(lbl),
-                          registry=r),
-            heartbeat_age=Gauge("concord_subscriber_heartbeat_age_seconds",
-                                "Age, by the broker's stamp, of the oldest latest fan-out heartbeat over the "
-                                "directive partitions (+Inf while a partition has none)", list(lbl), registry=r),
-            clock_offset=Gauge("concord_subscriber_clock_offset_seconds",
-                               "This host's clock minus the broker's, estimated from heartbeats stamped with "
-                               "LogAppendTime (NaN until measured)", list(lbl), registry=r),
+            active=Gauge(
+                "concord_subscriber_active_directives", "Directives in force in the store", list(lbl), registry=r
+            ),
+            apply_latency=Histogram(
+                "concord_subscriber_end_to_end_seconds",
+                "From the directive's broker timestamp to its application",
+                ["agency"],
+                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                registry=r,
+            ),
+            freshness=Gauge(
+                "concord_subscriber_freshness_seconds",
+                "Seconds since the store last confirmed it had read its whole directive feed "
+                "(since start, while it never has)",
+                list(lbl),
+                registry=r,
+            ),
+            outbox=Gauge(
+                "concord_subscriber_receipts_outbox", "Receipts stored but not yet sent", list(lbl), registry=r
+            ),
+            connected=Gauge(
+                "concord_subscriber_connected",
+                "1 while the directive feed is connected to Kafka",
+                list(lbl),
+                registry=r,
+            ),
+            current=Gauge(
+                "concord_subscriber_current",
+                "1 while checks answer restricted or clear; 0 while they "
+                "answer unknown (bootstrapping, feed not confirmed, fan-out heartbeat missing)",
+                list(lbl),
+                registry=r,
+            ),
+            heartbeat_age=Gauge(
+                "concord_subscriber_heartbeat_age_seconds",
+                "Age, by the broker's stamp, of the oldest latest fan-out heartbeat over the "
+                "directive partitions (+Inf while a partition has none)",
+                list(lbl),
+                registry=r,
+            ),
+            clock_offset=Gauge(
+                "concord_subscriber_clock_offset_seconds",
+                "This host's clock minus the broker's, estimated from heartbeats stamped with "
+                "LogAppendTime (NaN until measured)",
+                list(lbl),
+                registry=r,
+            ),
         )
         for action in Action:
             m.applied.labels(agency, action.value)
@@ -122,26 +151,35 @@ class SubscriberMetrics:
         started = svc.clock()
 
         def freshness() -> float:
-            since = svc._confirmed_at if svc._confirmed_at is not None else started  # noqa: SLF001
+            since = svc._confirmed_at if svc._confirmed_at is not None else started
             return max(0.0, svc.clock() - since)
 
         def heartbeat_age() -> float:
-            beats = [svc._heartbeats.get(p) for p in svc._partitions]  # noqa: SLF001
+            beats = [svc._heartbeats.get(p) for p in svc._partitions]
             if not beats or None in beats:
                 return float("inf")
             return max(0.0, svc.clock() - min(b for b in beats if b is not None))
 
         self.freshness.labels(svc.agency).set_function(freshness)
         self.outbox.labels(svc.agency).set_function(lambda: float(svc.store.pending_count()))
-        self.connected.labels(svc.agency).set_function(lambda: 1.0 if svc._connected else 0.0)  # noqa: SLF001
+        self.connected.labels(svc.agency).set_function(lambda: 1.0 if svc._connected else 0.0)
         self.current.labels(svc.agency).set_function(lambda: 1.0 if svc.current(svc.clock()) else 0.0)
         self.heartbeat_age.labels(svc.agency).set_function(heartbeat_age)
         self.clock_offset.labels(svc.agency).set_function(svc.clock_offset)
 
 
-def assess_health(*, agency: str, now: float, connected: bool, confirmed_at: float | None,
-                  heartbeats: Mapping[int, float | None] | None, lag: int | None, stale_after: float, active: int,
-                  last_applied_at: str | None) -> Health:
+def assess_health(
+    *,
+    agency: str,
+    now: float,
+    connected: bool,
+    confirmed_at: float | None,
+    heartbeats: Mapping[int, float | None] | None,
+    lag: int | None,
+    stale_after: float,
+    active: int,
+    last_applied_at: str | None,
+) -> Health:
     """How current the store's answers are, as ``/healthz`` reports it and checks answer.
 
     *starting* until a round trip to the broker has confirmed once that the store holds
@@ -156,22 +194,30 @@ def assess_health(*, agency: str, now: float, connected: bool, confirmed_at: flo
     if heartbeats:
         ages = [now - ts if ts is not None else float("inf") for ts in heartbeats.values()]
         oldest = max(ages)
-    common = {"agency": agency, "active_directives": active, "lag": lag, "as_of": as_of,
-              "last_applied_at": last_applied_at,
-              "heartbeat_age": round(oldest, 3) if oldest is not None and oldest != float("inf") else None}
+    ok = Health(
+        status="ok",
+        agency=agency,
+        active_directives=active,
+        lag=lag,
+        as_of=as_of,
+        last_applied_at=last_applied_at,
+        heartbeat_age=round(oldest, 3) if oldest is not None and oldest != float("inf") else None,
+    )
     if confirmed_at is None:
         detail = "reading the directive feed" if connected else "connecting to the exchange"
-        return Health(status="starting", detail=detail, **common)
+        return ok.model_copy(update={"status": "starting", "detail": detail})
     stale = now - confirmed_at
     if stale > stale_after:
-        return Health(status="degraded", detail=f"feed not confirmed by the broker for {stale:.0f}s", **common)
+        return ok.model_copy(
+            update={"status": "degraded", "detail": f"feed not confirmed by the broker for {stale:.0f}s"}
+        )
     if heartbeats is not None:
         silent = sorted(p for p, ts in heartbeats.items() if ts is None or now - ts > stale_after)
         if silent or not heartbeats:
             which = ", ".join(map(str, silent)) if silent else "any"
-            return Health(status="degraded", detail=f"no fan-out heartbeat within {stale_after:.0f}s on partition "
-                                                    f"{which}", **common)
-    return Health(status="ok", **common)
+            detail = f"no fan-out heartbeat within {stale_after:.0f}s on partition {which}"
+            return ok.model_copy(update={"status": "degraded", "detail": detail})
+    return ok
 
 
 def iso_or_none(ts: float | None) -> str | None:
@@ -226,10 +272,11 @@ class SubscriberService:
         while True:
             try:
                 await self._connect()
-                return
             except (KafkaError, OSError) as exc:
                 await self._close_clients()
                 log.warning("%s: cannot reach the exchange (%s); retrying in %.0fs", self.agency, exc, delay)
+            else:
+                return
             if self._stopping.is_set():
                 raise asyncio.CancelledError
             await asyncio.sleep(delay)
@@ -239,17 +286,22 @@ class SubscriberService:
         # read_committed: the fan-out writes directives in Kafka transactions with the entry's
         # state and its source offset; what an aborted transaction wrote never reaches the store.
         self._consumer = AIOKafkaConsumer(
-            **self.access.aiokafka_kwargs(), enable_auto_commit=False, group_id=None,
-            auto_offset_reset="earliest", max_poll_records=self.batch_size, fetch_max_wait_ms=100,
+            **self.access.aiokafka_kwargs(),
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+            max_poll_records=self.batch_size,
+            fetch_max_wait_ms=100,
             isolation_level="read_committed",
         )
-        self._producer = AIOKafkaProducer(**self.access.aiokafka_kwargs(), acks="all", enable_idempotence=True,
-                                          linger_ms=5)
+        self._producer = AIOKafkaProducer(
+            **self.access.aiokafka_kwargs(), acks="all", enable_idempotence=True, linger_ms=5
+        )
         await self._consumer.start()
         await self._producer.start()
         # Explicit assignment needs the partition count; aiokafka's consumer has no public
         # call that waits for one topic's metadata, so ask its client to track the topic.
-        await self._consumer._client.add_topic(self.directive_topic)  # noqa: SLF001
+        await self._consumer._client.add_topic(self.directive_topic)
         parts = self._consumer.partitions_for_topic(self.directive_topic)
         if not parts:
             await self._close_clients()
@@ -293,7 +345,8 @@ class SubscriberService:
             await asyncio.gather(*others, return_exceptions=True)
 
     async def _feed_loop(self) -> None:
-        assert self._consumer is not None
+        if self._consumer is None:
+            raise RuntimeError("the directive feed is not connected (start() first)")
         consumer = self._consumer
         tps = list(consumer.assignment())
         ends = await consumer.end_offsets(tps)
@@ -332,13 +385,16 @@ class SubscriberService:
                 t = time.monotonic()
                 if self._confirmed_at is not None:
                     took = t - started
-                    self._say(f"bootstrap: done, {done:,} records in {took:.1f}s "
-                              f"({done / max(took, 1e-6):,.0f}/s); {self.store.active_count():,} active")
+                    self._say(
+                        f"bootstrap: done, {done:,} records in {took:.1f}s "
+                        f"({done / max(took, 1e-6):,.0f}/s); {self.store.active_count():,} active"
+                    )
                     show = False
                 elif t - shown >= 1.0:
                     shown = t
-                    self._say(f"bootstrap: {min(done, total):,}/{total:,} directives "
-                              f"({done / max(t - started, 1e-6):,.0f}/s)")
+                    self._say(
+                        f"bootstrap: {min(done, total):,}/{total:,} directives ({done / max(t - started, 1e-6):,.0f}/s)"
+                    )
             # Let the API answer between batches, however long the backlog.
             await asyncio.sleep(0)
 
@@ -371,15 +427,22 @@ class SubscriberService:
 
     # --- per record -------------------------------------------------------------
 
-    def _admit(self, tp: TopicPartition, rec: ConsumerRecord[bytes, bytes], received: float,
-               highwater: int | None) -> Incoming | Rejected | Passed:
+    def _admit(
+        self, tp: TopicPartition, rec: ConsumerRecord[bytes, bytes], received: float, highwater: int | None
+    ) -> Incoming | Rejected | Passed:
         value = rec.value
         offset = rec.offset
-        if is_heartbeat(self.schemas, value):
-            assert value is not None
+        if value is not None and is_heartbeat(self.schemas, value):
             try:
-                admit_heartbeat(agency=self.agency, partition=tp.partition, value=value, headers=rec.headers,
-                                timestamp_ms=rec.timestamp, keyring=self.keyring, schemas=self.schemas)
+                admit_heartbeat(
+                    agency=self.agency,
+                    partition=tp.partition,
+                    value=value,
+                    headers=rec.headers,
+                    timestamp_ms=rec.timestamp,
+                    keyring=self.keyring,
+                    schemas=self.schemas,
+                )
             except Refused as r:
                 self.metrics.rejected.labels(self.agency, r.reason).inc()
                 log.warning("%s: refused heartbeat at %s[%d]@%d: %s", self.agency, tp.topic, tp.partition, offset, r)
@@ -392,8 +455,15 @@ class SubscriberService:
                     self._offsets.append((received, received - broker_ts))
             return Passed(tp.topic, tp.partition, offset)
         try:
-            d = admit_directive(agency=self.agency, value=value, headers=rec.headers, timestamp_ms=rec.timestamp,
-                                keyring=self.keyring, schemas=self.schemas, sources=self._sources)
+            d = admit_directive(
+                agency=self.agency,
+                value=value,
+                headers=rec.headers,
+                timestamp_ms=rec.timestamp,
+                keyring=self.keyring,
+                schemas=self.schemas,
+                sources=self._sources,
+            )
             return Incoming(d, tp.topic, tp.partition, offset)
         except Refused as r:
             self.metrics.rejected.labels(self.agency, r.reason).inc()
@@ -404,11 +474,9 @@ class SubscriberService:
     def _claimed(self, value: bytes | None, tp: TopicPartition, offset: int) -> tuple[str, str | None]:
         """The id and entry a refused directive claims, for its REJECTED receipt."""
         if value:
-            try:
+            with contextlib.suppress(CodecError):
                 d = self.schemas.decode_model(value, Directive)
                 return d.directive_id, d.entry_id
-            except CodecError:
-                pass
         return f"unreadable:{tp.topic}:{tp.partition}:{offset}", None
 
     # --- receipts ---------------------------------------------------------------
@@ -431,7 +499,8 @@ class SubscriberService:
 
     async def _flush_receipts(self) -> None:
         """Send what the outbox holds, each receipt to its entry's partition (see services.partitioning)."""
-        assert self._producer is not None
+        if self._producer is None:
+            raise RuntimeError("the directive feed is not connected (start() first)")
         if self._receipt_partitions is None:
             parts = await self._producer.partitions_for(self.receipts_topic)
             self._receipt_partitions = len(parts)
@@ -446,14 +515,21 @@ class SubscriberService:
                 value = self.schemas.encode_model(receipt)
                 signed = self.signer.sign(Domain.RECEIPT, value)
                 key = (receipt.directive_key or receipt.directive_id).encode()
-                futures.append(await self._producer.send(
-                    self.receipts_topic, value=value, key=key, headers=signed.as_kafka(),
-                    partition=partition_for(p.entry_id or receipt.directive_id, partitions)))
+                futures.append(
+                    await self._producer.send(
+                        self.receipts_topic,
+                        value=value,
+                        key=key,
+                        headers=signed.as_kafka(),
+                        partition=partition_for(p.entry_id or receipt.directive_id, partitions),
+                    )
+                )
             await asyncio.gather(*futures)
             self.store.mark_sent([p.n for p in pending])
 
     async def _update_lag(self) -> None:
-        assert self._consumer is not None
+        if self._consumer is None:
+            raise RuntimeError("the directive feed is not connected (start() first)")
         lag = 0
         for tp in self._consumer.assignment():
             hw = self._consumer.highwater(tp)
@@ -520,7 +596,14 @@ class SubscriberService:
         beats: dict[int, float | None] | None = None
         if self.require_heartbeats:
             beats = {p: self._heartbeats.get(p) for p in self._partitions}
-        return assess_health(agency=self.agency, now=self.clock(), connected=self._connected,
-                             confirmed_at=self._confirmed_at, heartbeats=beats, lag=self._lag,
-                             stale_after=self.stale_after, active=self.store.active_count(),
-                             last_applied_at=self.store.last_applied_at())
+        return assess_health(
+            agency=self.agency,
+            now=self.clock(),
+            connected=self._connected,
+            confirmed_at=self._confirmed_at,
+            heartbeats=beats,
+            lag=self._lag,
+            stale_after=self.stale_after,
+            active=self.store.active_count(),
+            last_applied_at=self.store.last_applied_at(),
+        )

@@ -64,11 +64,15 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
-_INSERT = ("INSERT INTO directives (rowid, key, seq, directive_id, action, measure_id, measure_kind, mou_id, "
-           "mou_version, origin_agency, entry_id, entry_version, valid_from, valid_until, target, idents) "
-           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-_UPDATE = ("UPDATE directives SET seq=?, directive_id=?, action=?, measure_kind=?, mou_id=?, mou_version=?, "
-           "entry_version=?, valid_from=?, valid_until=?, target=?, idents=? WHERE rowid=?")
+_INSERT = (
+    "INSERT INTO directives (rowid, key, seq, directive_id, action, measure_id, measure_kind, mou_id, "
+    "mou_version, origin_agency, entry_id, entry_version, valid_from, valid_until, target, idents) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_UPDATE = (
+    "UPDATE directives SET seq=?, directive_id=?, action=?, measure_kind=?, mou_id=?, mou_version=?, "
+    "entry_version=?, valid_from=?, valid_until=?, target=?, idents=? WHERE rowid=?"
+)
 _HISTORY = "INSERT OR IGNORE INTO history VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 
 
@@ -169,11 +173,21 @@ class DirectiveStore:
         )
         put = self._index.put
         for rowid, measure, kind, mou, entry, origin, vf, vu, idents in rows:
-            put(rowid, measure_id=measure, kind=kind, mou_id=mou, origin_agency=origin, entry_id=entry,
-                valid_from=vf, valid_until=vu, identifiers=decode_idents(idents))
+            put(
+                rowid,
+                measure_id=measure,
+                kind=kind,
+                mou_id=mou,
+                origin_agency=origin,
+                entry_id=entry,
+                valid_from=vf,
+                valid_until=vu,
+                identifiers=decode_idents(idents),
+            )
 
-    def check(self, value: str, *, scheme: str | None = None, measure: str | None = None,
-              at: float) -> list[Restriction]:
+    def check(
+        self, value: str, *, scheme: str | None = None, measure: str | None = None, at: float
+    ) -> list[Restriction]:
         """Restrictions in force at ``at`` for one identifier value."""
         return self._index.check(value, scheme=scheme, measure=measure, at=at)
 
@@ -221,12 +235,20 @@ class DirectiveStore:
                         continue
                     if isinstance(item, Rejected):
                         # Only the refusal is kept (never the directive): a redelivered one is refused once.
-                        cur.execute("INSERT OR IGNORE INTO rejected VALUES (?,?,?,?,?,?)",
-                                    (item.directive_id, item.reason, item.topic, item.partition, item.offset, ts))
+                        cur.execute(
+                            "INSERT OR IGNORE INTO rejected VALUES (?,?,?,?,?,?)",
+                            (item.directive_id, item.reason, item.topic, item.partition, item.offset, ts),
+                        )
                         if cur.rowcount:
-                            receipts.append(Receipt(directive_id=item.directive_id, agency=self.agency,
-                                                    status=ReceiptStatus.REJECTED, reason=item.reason,
-                                                    recorded_at=now))
+                            receipts.append(
+                                Receipt(
+                                    directive_id=item.directive_id,
+                                    agency=self.agency,
+                                    status=ReceiptStatus.REJECTED,
+                                    reason=item.reason,
+                                    recorded_at=now,
+                                )
+                            )
                             entries.append(item.entry_id)
                         continue
                     d = item.directive
@@ -243,28 +265,85 @@ class DirectiveStore:
                     if row is None:
                         rowid = next_rowid
                         next_rowid += 1
-                        inserts.append((rowid, key, d.seq, d.directive_id, d.action.value, d.measure_id,
-                                        d.measure_kind.value, d.mou_id, d.mou_version, d.origin_agency, d.entry_id,
-                                        d.entry_version, vf, vu, target, idents))
+                        inserts.append(
+                            (
+                                rowid,
+                                key,
+                                d.seq,
+                                d.directive_id,
+                                d.action.value,
+                                d.measure_id,
+                                d.measure_kind.value,
+                                d.mou_id,
+                                d.mou_version,
+                                d.origin_agency,
+                                d.entry_id,
+                                d.entry_version,
+                                vf,
+                                vu,
+                                target,
+                                idents,
+                            )
+                        )
                         held[key] = [rowid, d.seq, d.action.value, idents]
                     else:
                         rowid = row[0]
-                        updates.append((d.seq, d.directive_id, d.action.value, d.measure_kind.value, d.mou_id,
-                                        d.mou_version, d.entry_version, vf, vu, target, idents, rowid))
+                        updates.append(
+                            (
+                                d.seq,
+                                d.directive_id,
+                                d.action.value,
+                                d.measure_kind.value,
+                                d.mou_id,
+                                d.mou_version,
+                                d.entry_version,
+                                vf,
+                                vu,
+                                target,
+                                idents,
+                                rowid,
+                            )
+                        )
                         if row[2] == Action.APPLY.value:
                             ops.append((rowid, row[3], []))
                         row[1:] = [d.seq, d.action.value, idents]
                     status = ReceiptStatus.APPLIED if apply else ReceiptStatus.LIFTED
-                    history.append((d.directive_id, key, d.origin_agency, d.entry_id, d.seq, d.action.value,
-                                    d.cause.value, d.measure_id, d.mou_id, d.mou_version, d.entry_version,
-                                    d.issued_at.timestamp(), ts, status.value, None, item.topic, item.partition,
-                                    item.offset))
+                    history.append(
+                        (
+                            d.directive_id,
+                            key,
+                            d.origin_agency,
+                            d.entry_id,
+                            d.seq,
+                            d.action.value,
+                            d.cause.value,
+                            d.measure_id,
+                            d.mou_id,
+                            d.mou_version,
+                            d.entry_version,
+                            d.issued_at.timestamp(),
+                            ts,
+                            status.value,
+                            None,
+                            item.topic,
+                            item.partition,
+                            item.offset,
+                        )
+                    )
                     if apply:
                         ops.append((rowid, d, identifiers))
                     # Built from a verified directive: every field is already of its type.
-                    receipts.append(Receipt.model_construct(
-                        directive_id=d.directive_id, agency=self.agency, status=status, reason=None,
-                        directive_key=key, seq=d.seq, recorded_at=now))
+                    receipts.append(
+                        Receipt.model_construct(
+                            directive_id=d.directive_id,
+                            agency=self.agency,
+                            status=status,
+                            reason=None,
+                            directive_key=key,
+                            seq=d.seq,
+                            recorded_at=now,
+                        )
+                    )
                     entries.append(d.entry_id)
                 if inserts:
                     cur.executemany(_INSERT, inserts)
@@ -273,15 +352,19 @@ class DirectiveStore:
                 if history:
                     cur.executemany(_HISTORY, history)
                 if receipts:
-                    cur.executemany("INSERT INTO outbox (receipt, entry_id) VALUES (?, ?)",
-                                    [(rc.model_dump_json(), e) for rc, e in zip(receipts, entries, strict=True)])
+                    cur.executemany(
+                        "INSERT INTO outbox (receipt, entry_id) VALUES (?, ?)",
+                        [(rc.model_dump_json(), e) for rc, e in zip(receipts, entries, strict=True)],
+                    )
                 cur.executemany(
                     "INSERT INTO offsets VALUES (?, ?, ?) ON CONFLICT(topic, partition) DO UPDATE SET "
                     "offset = excluded.offset WHERE excluded.offset > offsets.offset",
                     [(t, p, o) for (t, p), o in positions.items()],
                 )
-                cur.execute("INSERT INTO meta VALUES ('last_applied_at', ?) ON CONFLICT(k) DO UPDATE SET "
-                            "v = excluded.v", (now.isoformat(),))
+                cur.execute(
+                    "INSERT INTO meta VALUES ('last_applied_at', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                    (now.isoformat(),),
+                )
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -293,11 +376,17 @@ class DirectiveStore:
                     self._index.drop(rowid, (v for _, v in decode_idents(what)))
                     continue
                 d = what
-                self._index.put(rowid, measure_id=d.measure_id, kind=d.measure_kind.value, mou_id=d.mou_id,
-                                origin_agency=d.origin_agency, entry_id=d.entry_id,
-                                valid_from=d.valid_from.timestamp(),
-                                valid_until=d.valid_until.timestamp() if d.valid_until else None,
-                                identifiers=identifiers)
+                self._index.put(
+                    rowid,
+                    measure_id=d.measure_id,
+                    kind=d.measure_kind.value,
+                    mou_id=d.mou_id,
+                    origin_agency=d.origin_agency,
+                    entry_id=d.entry_id,
+                    valid_from=d.valid_from.timestamp(),
+                    valid_until=d.valid_until.timestamp() if d.valid_until else None,
+                    identifiers=identifiers,
+                )
         return receipts
 
     @staticmethod
@@ -306,11 +395,12 @@ class DirectiveStore:
         held: dict[str, list[Any]] = {}
         unique = list(dict.fromkeys(keys))
         for i in range(0, len(unique), 900):
-            chunk = unique[i:i + 900]
+            chunk = unique[i : i + 900]
             marks = ",".join("?" * len(chunk))
             for key, rowid, seq, action, idents in cur.execute(
-                    f"SELECT key, rowid, seq, action, idents FROM directives WHERE key IN ({marks})",  # noqa: S608 - placeholders only
-                    chunk):
+                f"SELECT key, rowid, seq, action, idents FROM directives WHERE key IN ({marks})",  # noqa: S608 - placeholders only
+                chunk,
+            ):
                 held[key] = [rowid, seq, action, idents]
         return held
 
@@ -318,8 +408,9 @@ class DirectiveStore:
 
     def pending_receipts(self, limit: int = 500) -> list[Pending]:
         with self._lock:
-            rows = self._db.execute("SELECT n, receipt, entry_id FROM outbox WHERE sent = 0 ORDER BY n LIMIT ?",
-                                    (limit,))
+            rows = self._db.execute(
+                "SELECT n, receipt, entry_id FROM outbox WHERE sent = 0 ORDER BY n LIMIT ?", (limit,)
+            )
             return [Pending(n, Receipt.model_validate_json(r), e) for n, r, e in rows.fetchall()]
 
     def pending_count(self) -> int:
@@ -337,20 +428,38 @@ class DirectiveStore:
     def history(self, entry_id: str) -> list[dict[str, object]]:
         """The directives applied for an entry, oldest first; ``origin/entry`` narrows to one origin."""
         origin, _, bare = entry_id.rpartition("/")
-        q = ("SELECT directive_id, key, origin_agency, entry_id, seq, action, cause, measure_id, mou_id, "
-             "mou_version, entry_version, issued_at, applied_at, status, topic, partition, offset FROM history "
-             "WHERE entry_id = ?" + (" AND origin_agency = ?" if origin else "") + " ORDER BY applied_at, seq")
+        q = (
+            "SELECT directive_id, key, origin_agency, entry_id, seq, action, cause, measure_id, mou_id, "  # noqa: S608 - a fixed clause; values bound
+            "mou_version, entry_version, issued_at, applied_at, status, topic, partition, offset FROM history "
+            "WHERE entry_id = ?" + (" AND origin_agency = ?" if origin else "") + " ORDER BY applied_at, seq"
+        )
         args = (bare, origin) if origin else (bare,)
         with self._lock:
             rows = self._db.execute(q, args).fetchall()
-        cols = ("directive_id", "key", "origin_agency", "entry_id", "seq", "action", "cause", "measure_id",
-                "mou_id", "mou_version", "entry_version", "issued_at", "applied_at", "status", "topic",
-                "partition", "offset")
+        cols = (
+            "directive_id",
+            "key",
+            "origin_agency",
+            "entry_id",
+            "seq",
+            "action",
+            "cause",
+            "measure_id",
+            "mou_id",
+            "mou_version",
+            "entry_version",
+            "issued_at",
+            "applied_at",
+            "status",
+            "topic",
+            "partition",
+            "offset",
+        )
         out = []
         for row in rows:
             rec = dict(zip(cols, row, strict=True))
-            rec["issued_at"] = iso(float(rec["issued_at"]))  # type: ignore[arg-type]
-            rec["applied_at"] = iso(float(rec["applied_at"]))  # type: ignore[arg-type]
+            rec["issued_at"] = iso(float(rec["issued_at"]))
+            rec["applied_at"] = iso(float(rec["applied_at"]))
             out.append(rec)
         return out
 

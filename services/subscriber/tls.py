@@ -51,8 +51,14 @@ def peer_identity(transport: asyncio.BaseTransport) -> dict[str, Any] | None:
         names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         name = str(names[0].value) if names else None
         chain = [ssl.DER_cert_to_PEM_cert(der)]
-    return {"client_cert_name": name, "client_cert_chain": chain, "client_cert_error": None,
-            "tls_version": obj.version(), "cipher_suite": None, "server_cert": None}
+    return {
+        "client_cert_name": name,
+        "client_cert_chain": chain,
+        "client_cert_error": None,
+        "tls_version": obj.version(),
+        "cipher_suite": None,
+        "server_cert": None,
+    }
 
 
 class TLSHttpProtocol(HttpToolsProtocol):
@@ -67,4 +73,5 @@ class TLSHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._tls is not None:
-            self.scope["extensions"] = {"tls": self._tls}
+            extensions: dict[str, Any] = {"tls": self._tls}
+            self.scope["extensions"] = extensions

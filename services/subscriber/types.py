@@ -37,8 +37,7 @@ def parse_instant(value: object) -> datetime:
     return datetime.fromisoformat(f"{day}T{clock}{micros}{'+00:00' if zone in 'Zz' else zone}")
 
 
-Instant = Annotated[datetime, BeforeValidator(parse_instant),
-                    WithJsonSchema({"type": "string", "format": "date-time"})]
+Instant = Annotated[datetime, BeforeValidator(parse_instant), WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 class MeasureHit(BaseModel):
@@ -65,11 +64,14 @@ class CheckResult(BaseModel):
 
     id: str = Field(description="the identifier as asked, normalised (NFKC, case, whitespace)")
     scheme: str | None = None
-    status: Status = Field(description="restricted: a PUNISH measure applies at the given time; clear: none does; "
-                                       "unknown: the store is not known to be current (bootstrapping, the feed "
-                                       "not confirmed by the broker, or no fan-out heartbeat) — never read as clear")
-    restricted: bool = Field(description="status != 'clear', for callers that read only this: an unknown answer "
-                                         "is never a clear one")
+    status: Status = Field(
+        description="restricted: a PUNISH measure applies at the given time; clear: none does; "
+        "unknown: the store is not known to be current (bootstrapping, the feed "
+        "not confirmed by the broker, or no fan-out heartbeat) — never read as clear"
+    )
+    restricted: bool = Field(
+        description="status != 'clear', for callers that read only this: an unknown answer is never a clear one"
+    )
     measures: list[MeasureHit]
     as_of: str | None = Field(description="when the store last confirmed it had read its whole feed")
 
@@ -98,8 +100,10 @@ class Health(BaseModel):
     lag: int | None
     as_of: str | None
     last_applied_at: str | None
-    heartbeat_age: float | None = Field(default=None, description="seconds since the oldest partition's latest "
-                                                                   "fan-out heartbeat (null: none, or not required)")
+    heartbeat_age: float | None = Field(
+        default=None,
+        description="seconds since the oldest partition's latest fan-out heartbeat (null: none, or not required)",
+    )
     detail: str | None = None
 
 
@@ -138,4 +142,3 @@ class Problem(BaseModel):
     """An error answer that is not a request validation error."""
 
     detail: str
-

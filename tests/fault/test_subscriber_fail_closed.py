@@ -50,20 +50,32 @@ class Heartbeats:
         self.topic = stack.world.topic_name("directives", agency, namespace=stack.namespace)
         self.agency = agency
         self.every = every
-        self.producer = Producer({**stack.access("concord-fanout").confluent_config(), "linger.ms": 0,
-                                  "message.timeout.ms": 5000})
+        self.producer = Producer(
+            {**stack.access("concord-fanout").confluent_config(), "linger.ms": 0, "message.timeout.ms": 5000}
+        )
         self.paused = threading.Event()
         self.stopped = threading.Event()
         self.sent = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def beat(self, partition: int, *, agency: str | None = None, signer: Any = None) -> None:
-        value = default_registry().encode_model(Heartbeat(
-            subscriber=agency or self.agency, partition=partition, issued_by="test-fanout",
-            issued_at=datetime.now(UTC), interval_ms=int(self.every * 1000)))
+        value = default_registry().encode_model(
+            Heartbeat(
+                subscriber=agency or self.agency,
+                partition=partition,
+                issued_by="test-fanout",
+                issued_at=datetime.now(UTC),
+                interval_ms=int(self.every * 1000),
+            )
+        )
         signed = (signer or self.signer).sign(Domain.HEARTBEAT, value)
-        self.producer.produce(self.topic, value=value, key=heartbeat_key(partition).encode(), partition=partition,
-                              headers=signed.as_kafka())
+        self.producer.produce(
+            self.topic,
+            value=value,
+            key=heartbeat_key(partition).encode(),
+            partition=partition,
+            headers=signed.as_kafka(),
+        )
 
     def _run(self) -> None:
         while not self.stopped.is_set():
@@ -95,8 +107,9 @@ class Own:
 def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Own]:
     root = tmp_path_factory.mktemp("fail-closed")
     passwords = {user: secrets.token_urlsafe(18) for user in TEST_USERS}
-    broker = EmbeddedKafka(root / "kafka", passwords, libs_dir=ensure_kafka_libs(REPO_ROOT), tie_to_parent=True,
-                           jmx_exporter=False)
+    broker = EmbeddedKafka(
+        root / "kafka", passwords, libs_dir=ensure_kafka_libs(REPO_ROOT), tie_to_parent=True, jmx_exporter=False
+    )
     broker.start()
     try:
         cluster = KafkaCluster(broker.bootstrap, broker.ca_file, passwords, embedded=broker)
@@ -231,8 +244,13 @@ def _auditor(own: Own) -> Identity:
 
 def receipts(own: Own) -> list[Receipt]:
     topic = own.stack.world.topic_name("receipts", "aviation", namespace=own.stack.namespace)
-    consumer = Consumer({**own.stack.access("concord-admin").confluent_config(), "group.id": "t-" + secrets.token_hex(4),
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            **own.stack.access("concord-admin").confluent_config(),
+            "group.id": "t-" + secrets.token_hex(4),
+            "enable.auto.commit": False,
+        }
+    )
     try:
         parts = [TopicPartition(topic, p, 0) for p in range(PARTITIONS)]
         ends = [consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]

@@ -69,10 +69,18 @@ def _extra_court_keys(keys_dir: Path, now: datetime) -> tuple[Signer, Signer, Si
     revoked = Signer.generate("court", "court-revoked")
     future = Signer.generate("court", "court-not-yet-valid")
     ring = load_keyring(keys_dir)
-    ring.add(PublicKey("court", expired.key_id, expired.public_bytes(), now - timedelta(days=30),
-                       now - timedelta(days=1)))
-    ring.add(PublicKey("court", revoked.key_id, revoked.public_bytes(), now - timedelta(days=30),
-                       revoked_at=now - timedelta(hours=1)))
+    ring.add(
+        PublicKey("court", expired.key_id, expired.public_bytes(), now - timedelta(days=30), now - timedelta(days=1))
+    )
+    ring.add(
+        PublicKey(
+            "court",
+            revoked.key_id,
+            revoked.public_bytes(),
+            now - timedelta(days=30),
+            revoked_at=now - timedelta(hours=1),
+        )
+    )
     ring.add(PublicKey("court", future.key_id, future.public_bytes(), now + timedelta(days=1)))
     (keys_dir / "keyring.json").write_text(json.dumps([k.to_json() for k in ring.keys()], indent=2))  # noqa: SIM118 - a Keyring, not a dict
     return expired, revoked, future
@@ -104,15 +112,25 @@ def _iso(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
-def listing(entry_id: str, subject: dict[str, Any], now: datetime, *, version: int = 1,
-            **overrides: Any) -> dict[str, Any]:
+def listing(
+    entry_id: str, subject: dict[str, Any], now: datetime, *, version: int = 1, **overrides: Any
+) -> dict[str, Any]:
     rec: dict[str, Any] = {
-        "event_id": f"court:{entry_id}:{version}", "event_type": "LISTED", "entry_id": entry_id,
-        "version": version, "list_kind": "SANCTION", "program": PROGRAM, "subject": subject,
-        "basis": {"decision_no": f"(2026) Zhi {entry_id}", "issued_by": "Beijing No.1 Intermediate People's Court",
-                  "decided_on": (now - timedelta(days=10)).date().isoformat()},
+        "event_id": f"court:{entry_id}:{version}",
+        "event_type": "LISTED",
+        "entry_id": entry_id,
+        "version": version,
+        "list_kind": "SANCTION",
+        "program": PROGRAM,
+        "subject": subject,
+        "basis": {
+            "decision_no": f"(2026) Zhi {entry_id}",
+            "issued_by": "Beijing No.1 Intermediate People's Court",
+            "decided_on": (now - timedelta(days=10)).date().isoformat(),
+        },
         "reason": "Failed to perform an effective judgment despite the ability to perform",
-        "listed_on": now.date().isoformat(), "effective_from": _iso(now - timedelta(days=1)),
+        "listed_on": now.date().isoformat(),
+        "effective_from": _iso(now - timedelta(days=1)),
         "effective_until": _iso(now + timedelta(days=365)),
     }
     rec.update(overrides)
@@ -145,8 +163,15 @@ def bad_records(c: Corpus, good: dict[str, dict[str, Any]], stale_entry: str, re
         ric = make_ric(n, area="310101")  # Shanghai: no good record lives there
         return ric, listing(f"bad-{n}", person(ric), now)
 
-    def add(reason: str, n: int, value_of: Any = None, signer: Signer | None = None, *,
-            headers: list[tuple[str, bytes]] | None = None, key: bytes | None = None) -> None:
+    def add(
+        reason: str,
+        n: int,
+        value_of: Any = None,
+        signer: Signer | None = None,
+        *,
+        headers: list[tuple[str, bytes]] | None = None,
+        key: bytes | None = None,
+    ) -> None:
         ric, rec = fresh(n)
         value = encode(rec) if value_of is None else value_of(rec)
         hdrs = headers if headers is not None else (signed(signer, value) if signer is not None else [])
@@ -231,7 +256,8 @@ def _check(stack: LocalStack, agency: str, ids: list[str]) -> dict[str, str]:
 
 
 def test_every_good_record_arrives_once_and_every_bad_one_is_quarantined_with_its_reason(
-        kafka_cluster: KafkaCluster, corpus: Corpus, tmp_path: Path) -> None:
+    kafka_cluster: KafkaCluster, corpus: Corpus, tmp_path: Path
+) -> None:
     c = corpus
     stack = c.stack
     ns = stack.namespace
@@ -256,14 +282,28 @@ def test_every_good_record_arrives_once_and_every_bad_one_is_quarantined_with_it
     # --- M bad ones (and one exact redelivery), straight onto the court's topic
     bad = bad_records(c, good, stale_entry, replay_entry)
     assert {b.reason for b in bad} == {
-        "UNSIGNED", "TAMPERED", "FORGED", "UNKNOWN_KEY", "WRONG_AGENCY", "KEY_EXPIRED", "KEY_REVOKED",
-        "KEY_NOT_YET_VALID", "NOT_SINGLE_OBJECT", "UNKNOWN_FINGERPRINT", "UNDECODABLE", "INVALID_RECORD",
-        "KEY_MISMATCH", "STALE_VERSION", "REPLAYED"}
+        "UNSIGNED",
+        "TAMPERED",
+        "FORGED",
+        "UNKNOWN_KEY",
+        "WRONG_AGENCY",
+        "KEY_EXPIRED",
+        "KEY_REVOKED",
+        "KEY_NOT_YET_VALID",
+        "NOT_SINGLE_OBJECT",
+        "UNKNOWN_FINGERPRINT",
+        "UNDECODABLE",
+        "INVALID_RECORD",
+        "KEY_MISMATCH",
+        "STALE_VERSION",
+        "REPLAYED",
+    }
     redelivery = encode(good["p-1"])
 
     async def produce() -> dict[tuple[int, int], str]:
-        producer = AIOKafkaProducer(**kafka_cluster.access("court").aiokafka_kwargs(), acks="all",
-                                    enable_idempotence=True)
+        producer = AIOKafkaProducer(
+            **kafka_cluster.access("court").aiokafka_kwargs(), acks="all", enable_idempotence=True
+        )
         await producer.start()
         try:
             where: dict[tuple[int, int], str] = {}
@@ -280,12 +320,16 @@ def test_every_good_record_arrives_once_and_every_bad_one_is_quarantined_with_it
 
     # --- wait until the fan-out has processed (and committed) the whole topic
     partitions = stack.world.topic_spec("lists", "court", namespace=ns).partitions
-    wait_for(lambda: asyncio.run(_committed_to_end(kafka_cluster, f"{ns}-fanout", list_topic, partitions)),
-             120, "fan-out committed to the end of the court's list topic")
+    wait_for(
+        lambda: asyncio.run(_committed_to_end(kafka_cluster, f"{ns}-fanout", list_topic, partitions)),
+        120,
+        "fan-out committed to the end of the court's list topic",
+    )
 
     # --- quarantine: exactly the bad records, each with its reason
-    quarantined = _decode(read_topic(kafka_cluster, stack.world.topic_name("quarantine", namespace=ns), 1),
-                          QuarantineRecord)
+    quarantined = _decode(
+        read_topic(kafka_cluster, stack.world.topic_name("quarantine", namespace=ns), 1), QuarantineRecord
+    )
     got = {(q.source_partition, q.source_offset): q.reason for _, q in quarantined}
     assert len(quarantined) == len(got), "a record was quarantined twice"
     assert {q.source_topic for _, q in quarantined} == {list_topic}

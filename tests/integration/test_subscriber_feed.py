@@ -77,8 +77,11 @@ def client(stack: LocalStack, url: str, who: str = "auditor", **kw: Any) -> Chec
     """A check client of the subscriber at ``url``, as the local client system ``who``."""
     home = stack.subscriber_home("aviation")
     key = home.client_key(who)
-    identity = (Identity(ca=home.ca, api_key=key.read_text().strip()) if key.exists()
-                else Identity(ca=home.ca, cert=home.client_cert(who)))
+    identity = (
+        Identity(ca=home.ca, api_key=key.read_text().strip())
+        if key.exists()
+        else Identity(ca=home.ca, cert=home.client_cert(who))
+    )
     return CheckClient(url, identity, agency="aviation", **kw)
 
 
@@ -101,8 +104,11 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, every: 
 
 
 def wait_ok(stack: LocalStack, url: str, timeout: float = 60.0) -> None:
-    wait_for(f"{url} healthy", lambda: httpx.get(f"{url}/healthz", timeout=2, verify=verify(stack)).status_code == 200,
-             timeout)
+    wait_for(
+        f"{url} healthy",
+        lambda: httpx.get(f"{url}/healthz", timeout=2, verify=verify(stack)).status_code == 200,
+        timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +145,9 @@ def restricted(ex: Exchange, ident: str, url: str | None = None) -> bool:
 
 
 async def _read_all(access: Any, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        **access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         await consumer._client.add_topic(topic)
@@ -166,8 +173,13 @@ def receipts(ex: Exchange) -> list[Receipt]:
     ring = load_keyring(ex.stack.home / "keys")
     out = []
     for rec in read_all(ex, "receipts"):
-        ring.verify(Domain.RECEIPT, rec.value, SignedHeaders.from_kafka(rec.headers), expected_agency="aviation",
-                    at=datetime.now(UTC))
+        ring.verify(
+            Domain.RECEIPT,
+            rec.value,
+            SignedHeaders.from_kafka(rec.headers),
+            expected_agency="aviation",
+            at=datetime.now(UTC),
+        )
         out.append(default_registry().decode_model(rec.value, Receipt))
     return out
 
@@ -225,8 +237,9 @@ def test_apply_and_lift_are_stored_answered_and_receipted(ex: Exchange) -> None:
     assert (got[applied["directive_id"]], got[lift["directive_id"]]) == ("APPLIED", "LIFTED")
     # Each receipt is on the partition of its entry's list records (Kafka's default partitioner on the entry id).
     ours = {applied["directive_id"], lift["directive_id"]}
-    placed = {default_registry().decode_model(r.value, Receipt).directive_id: r.partition
-              for r in read_all(ex, "receipts")}
+    placed = {
+        default_registry().decode_model(r.value, Receipt).directive_id: r.partition for r in read_all(ex, "receipts")
+    }
     assert {placed[d] for d in ours} == {partition_for(f"demo-{run}-c", 3)}
 
 
@@ -238,23 +251,28 @@ def test_tampered_and_forged_directives_are_rejected_and_nothing_is_stored(ex: E
     wait_for("person restricted", lambda: restricted(ex, s.person))
     entry = f"court/demo-{run}-p"
     (genuine_row,) = history(ex, entry)
-    real = next(r for r in read_all(ex, "directives")
-                if default_registry().decode_model(r.value, Directive).directive_id == genuine_row["directive_id"])
+    real = next(
+        r
+        for r in read_all(ex, "directives")
+        if default_registry().decode_model(r.value, Directive).directive_id == genuine_row["directive_id"]
+    )
 
     # Tampered: one byte of the target identifier changed, the fan-out's headers kept.
     at = real.value.rindex(s.person.encode())
     tampered_id = s.person[:-2] + ("0" if s.person[-2] != "0" else "1") + s.person[-1]
-    value = real.value[:at] + tampered_id.encode() + real.value[at + len(s.person):]
+    value = real.value[:at] + tampered_id.encode() + real.value[at + len(s.person) :]
     assert sum(a != b for a, b in zip(value, real.value, strict=True)) == 1
     produce_as_fanout(ex, value, list(real.headers), real.key)
 
     # Forged: a well-formed directive for a new subject, signed with the court's key (not the fan-out's).
     genuine = default_registry().decode_model(real.value, Directive)
     victim = other_ric(s.person)
-    forged = genuine.model_copy(update={
-        "directive_id": secrets.token_hex(16),
-        "target": genuine.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=victim),)}),
-    })
+    forged = genuine.model_copy(
+        update={
+            "directive_id": secrets.token_hex(16),
+            "target": genuine.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=victim),)}),
+        }
+    )
     forged_value = default_registry().encode_model(forged)
     court = load_signer(ex.stack.home / "keys", "court")
     produce_as_fanout(ex, forged_value, court.sign(Domain.DIRECTIVE, forged_value).as_kafka(), forged.key.encode())
@@ -313,10 +331,12 @@ def test_wiped_subscriber_bootstraps_from_the_topic_and_answers_the_same(ex: Exc
     wait_for("person restricted", lambda: restricted(ex, s.person))
     idents = [s.company, s.legal_rep, s.person] + [
         d.target.identifiers[0].value
-        for d in (default_registry().decode_model(r.value, Directive) for r in read_all(ex, "directives"))]
+        for d in (default_registry().decode_model(r.value, Directive) for r in read_all(ex, "directives"))
+    ]
 
-    fresh = start_subscriber(ex.stack, "subscriber-aviation-fresh", ex.stack.home / "data" / "fresh.sqlite",
-                             "--progress-threshold", "0")
+    fresh = start_subscriber(
+        ex.stack, "subscriber-aviation-fresh", ex.stack.home / "data" / "fresh.sqlite", "--progress-threshold", "0"
+    )
     assert fresh.url
     seen = []
     deadline = time.monotonic() + 60
@@ -335,8 +355,10 @@ def test_wiped_subscriber_bootstraps_from_the_topic_and_answers_the_same(ex: Exc
 
     def answers(url: str) -> list[tuple[str, str, list[tuple[str, str | None, str | None]]]]:
         with client(ex.stack, url) as c:
-            return [(r.id, r.status, sorted((m.measure_id, m.entry_id, m.valid_until) for m in r.measures))
-                    for r in c.check_many(idents)]
+            return [
+                (r.id, r.status, sorted((m.measure_id, m.entry_id, m.valid_until) for m in r.measures))
+                for r in c.check_many(idents)
+            ]
 
     assert answers(fresh.url) == answers(ex.url)
     assert sum(r == "restricted" for _, r, _ in answers(fresh.url)) >= 2
@@ -355,8 +377,10 @@ def _raw_post(ex: Exchange, head: bytes, body: bytes = b"", *, read: bool = True
     ctx = ssl.create_default_context(cafile=str(home.ca))
     ctx.load_cert_chain(str(home.client_cert("auditor")))
     host, port = ex.url.removeprefix("https://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as raw, \
-            ctx.wrap_socket(raw, server_hostname=host) as tls:
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=host) as tls,
+    ):
         tls.sendall(head)
         with contextlib.suppress(OSError):  # the server may close before the whole body is written
             tls.sendall(body)
@@ -371,12 +395,22 @@ def test_a_huge_body_is_refused_without_disturbing_the_feed(ex: Exchange) -> Non
     def flood() -> None:
         # 10 MB bodies, declared and chunked, again and again while a listing goes through.
         while not stop.is_set():
-            answers.append(_raw_post(ex, b"POST /v1/check HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\n"
-                                         b"Content-Length: " + str(ten_mb).encode() + b"\r\n\r\n"))
+            answers.append(
+                _raw_post(
+                    ex,
+                    b"POST /v1/check HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: " + str(ten_mb).encode() + b"\r\n\r\n",
+                )
+            )
             chunk = b"a" * (1024 * 1024)
-            answers.append(_raw_post(ex, b"POST /v1/check HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\n"
-                                         b"Transfer-Encoding: chunked\r\n\r\n",
-                                     b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(10))))
+            answers.append(
+                _raw_post(
+                    ex,
+                    b"POST /v1/check HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n",
+                    b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(10)),
+                )
+            )
 
     thread = threading.Thread(target=flood, daemon=True)
     thread.start()
@@ -396,24 +430,48 @@ def test_queries_lists_exactly_the_queries_about_an_id(ex: Exchange) -> None:
     s, _, _ = publish_listing(ex)
     wait_for("person restricted", lambda: restricted(ex, s.person))
     asked = s.person
-    with client(ex.stack, ex.url, "counter") as counter, client(ex.stack, ex.url, "counter-key") as keyed, \
-            client(ex.stack, ex.url, "auditor") as auditor:
+    with (
+        client(ex.stack, ex.url, "counter") as counter,
+        client(ex.stack, ex.url, "counter-key") as keyed,
+        client(ex.stack, ex.url, "auditor") as auditor,
+    ):
         counter.check(asked)
         counter.check(s.legal_rep)  # about someone else
         keyed.check_many([s.company, asked.lower(), "nobody"])
         auditor.check(f" {asked} ", measure=AIR)
         auditor.check(s.company)
     time.sleep(1.0)  # the query log writes in batches, every quarter of a second
-    out = subprocess.run([sys.executable, "-m", "services.cli", "subscriber", "queries", "--agency", "aviation",
-                          "--id", asked.lower(), "--json"], capture_output=True, text=True, check=False,
-                         env={**{k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")},
-                              "CONCORD_HOME": str(ex.stack.home)}, timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "subscriber",
+            "queries",
+            "--agency",
+            "aviation",
+            "--id",
+            asked.lower(),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")},
+            "CONCORD_HOME": str(ex.stack.home),
+        },
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     # restricted() above asked as the auditor too: every query about the person, and only those.
     mine = [(r["client"], r["route"], r["measure"], r["answer"]) for r in rows]
-    assert mine[-3:] == [("counter", "check", None, "restricted"), ("counter-key", "check", None, "restricted"),
-                         ("auditor", "check", AIR, "restricted")]
+    assert mine[-3:] == [
+        ("counter", "check", None, "restricted"),
+        ("counter-key", "check", None, "restricted"),
+        ("auditor", "check", AIR, "restricted"),
+    ]
     assert all(c == "auditor" and m == AIR for c, _, m, _ in mine[:-3])
     assert all(AIR in r["measures"] for r in rows)
     log = (ex.stack.home / "data" / "aviation-queries.sqlite").read_bytes()

@@ -76,8 +76,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     for current in (True, False):
         port = _free_port()
         app = CheckApp(offline_service(store, current=current), load_clients(home.clients), log)
-        server = uvicorn.Server(uvicorn_config(app, ServeOptions(certfile=home.server, client_ca=home.ca,
-                                                                 port=port)))
+        server = uvicorn.Server(uvicorn_config(app, ServeOptions(certfile=home.server, client_ca=home.ca, port=port)))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         servers.append(server)
@@ -149,12 +148,17 @@ def test_unreachable_subscriber_is_retriable() -> None:
     assert caught.value.retriable and url in str(caught.value) and "'rail'" in str(caught.value)
 
 
-@pytest.mark.parametrize(("status", "body"), [(200, b'{"unexpected": true}'), (502, b"bad gateway")],
-                         ids=["not-a-check-result", "server-error"])
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(200, b'{"unexpected": true}'), (502, b"bad gateway")],
+    ids=["not-a-check-result", "server-error"],
+)
 def test_answer_that_is_not_the_api_is_a_retriable_failure(status: int, body: bytes) -> None:
     transport = httpx.MockTransport(lambda _request: httpx.Response(status, content=body))
-    with CheckClient("http://proxy.invalid", agency="finance", transport=transport) as c, \
-            pytest.raises(SubscriberFailed) as caught:
+    with (
+        CheckClient("http://proxy.invalid", agency="finance", transport=transport) as c,
+        pytest.raises(SubscriberFailed) as caught,
+    ):
         c.check(KNOWN_RIC)
     assert caught.value.retriable and "'finance'" in str(caught.value)
 
@@ -184,7 +188,8 @@ def test_each_identity_of_the_clients_file(served: Served, url: str) -> None:
     with CheckClient(url, served.identity("counter")) as c:  # a certificate, scope check
         answer = c.check(KNOWN_RIC, measure=AVIATION)
         assert [m.model_dump(exclude_none=True) for m in answer.measures] == [
-            {"measure_id": AVIATION, "kind": "PUNISH"}]
+            {"measure_id": AVIATION, "kind": "PUNISH"}
+        ]
         with pytest.raises(NotAuthorized) as caught:
             c.entry(f"court/{ENTRY_ID}")
         assert caught.value.status == 403
@@ -202,6 +207,5 @@ def test_without_an_identity_the_subscriber_answers_nothing(served: Served, url:
     with CheckClient(url, Identity(ca=served.home.ca, cert=stranger)) as c, pytest.raises(SubscriberUnavailable):
         c.check(KNOWN_RIC)
     # Nor does a client that does not trust the agency's CA.
-    with CheckClient(url, Identity(cert=served.home.client_cert("auditor"))) as c, \
-            pytest.raises(SubscriberUnavailable):
+    with CheckClient(url, Identity(cert=served.home.client_cert("auditor"))) as c, pytest.raises(SubscriberUnavailable):
         c.check(KNOWN_RIC)

@@ -16,24 +16,40 @@ pytestmark = pytest.mark.unit
 
 FANOUT = Signer.generate("concord-fanout", "fanout-1")
 COURT = Signer.generate("court", "court-1")
-RING = Keyring([PublicKey(s.agency, s.key_id, s.public_bytes(), datetime(2020, 1, 1, tzinfo=UTC))
-                for s in (FANOUT, COURT)])
+RING = Keyring(
+    [PublicKey(s.agency, s.key_id, s.public_bytes(), datetime(2020, 1, 1, tzinfo=UTC)) for s in (FANOUT, COURT)]
+)
 TS = int(datetime(2026, 3, 10, tzinfo=UTC).timestamp() * 1000)
 
 
 def beat(partition: int = 1, subscriber: str = "aviation") -> bytes:
-    return default_registry().encode_model(Heartbeat(subscriber=subscriber, partition=partition, issued_by="w1",
-                                                     issued_at=datetime(2026, 3, 10, tzinfo=UTC), interval_ms=5000))
+    return default_registry().encode_model(
+        Heartbeat(
+            subscriber=subscriber,
+            partition=partition,
+            issued_by="w1",
+            issued_at=datetime(2026, 3, 10, tzinfo=UTC),
+            interval_ms=5000,
+        )
+    )
 
 
 def admit(value: bytes, headers: list[tuple[str, bytes]], partition: int = 1) -> Heartbeat:
-    return admit_heartbeat(agency="aviation", partition=partition, value=value, headers=headers, timestamp_ms=TS,
-                           keyring=RING, schemas=default_registry())
+    return admit_heartbeat(
+        agency="aviation",
+        partition=partition,
+        value=value,
+        headers=headers,
+        timestamp_ms=TS,
+        keyring=RING,
+        schemas=default_registry(),
+    )
 
 
 def test_a_heartbeat_is_recognised_by_its_schema_alone() -> None:
-    receipt = default_registry().encode_model(Receipt(directive_id="d", agency="aviation",
-                                                      status=ReceiptStatus.APPLIED, recorded_at=datetime.now(UTC)))
+    receipt = default_registry().encode_model(
+        Receipt(directive_id="d", agency="aviation", status=ReceiptStatus.APPLIED, recorded_at=datetime.now(UTC))
+    )
     assert is_heartbeat(default_registry(), beat())
     assert not is_heartbeat(default_registry(), receipt)
     assert not is_heartbeat(default_registry(), b"garbage") and not is_heartbeat(default_registry(), None)

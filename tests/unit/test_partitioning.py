@@ -10,9 +10,14 @@ from services.partitioning import partition_for
 pytestmark = pytest.mark.unit
 
 # Utils.murmur2 of the Java client (its UtilsTest), as signed 32-bit ints.
-JAVA_MURMUR2 = [(b"21", -973932308), (b"foobar", -790332482), (b"a-little-bit-long-string", -985981536),
-                (b"a-little-bit-longer-string", -1486304829),
-                (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971), (b"abc", 479470107)]
+JAVA_MURMUR2 = [
+    (b"21", -973932308),
+    (b"foobar", -790332482),
+    (b"a-little-bit-long-string", -985981536),
+    (b"a-little-bit-longer-string", -1486304829),
+    (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+    (b"abc", 479470107),
+]
 
 
 @pytest.mark.parametrize(("key", "java"), JAVA_MURMUR2)

@@ -133,13 +133,23 @@ def test_applied_directive_is_found(store: DirectiveStore, feed: Feed) -> None:
     receipts = store.apply([feed(d)], NOW)
     (hit,) = store.check(KNOWN_RIC, at=T_IN)
     assert (hit.measure_id, hit.kind, hit.mou_id, hit.entry_id, hit.origin_agency) == (
-        AVIATION, "PUNISH", "mou-judgment-defaulters", ENTRY_ID, "court")
+        AVIATION,
+        "PUNISH",
+        "mou-judgment-defaulters",
+        ENTRY_ID,
+        "court",
+    )
     assert (hit.valid_from, hit.valid_until) == (T_FROM, T_UNTIL)
     assert punitive([hit])
     assert store.active_count() == 1
     (rc,) = receipts
     assert (rc.directive_id, rc.agency, rc.status, rc.directive_key, rc.seq) == (
-        d.directive_id, "aviation", ReceiptStatus.APPLIED, d.key, 1)
+        d.directive_id,
+        "aviation",
+        ReceiptStatus.APPLIED,
+        d.key,
+        1,
+    )
 
 
 @pytest.mark.parametrize(
@@ -315,12 +325,15 @@ def test_reopening_restores_index_positions_and_outbox(path: Path) -> None:
     first = DirectiveStore(path, "aviation")
     feed = Feed()
     try:
-        first.apply([
-            feed(directive()),
-            feed(directive(measure=RAIL)),
-            feed(directive(action=Action.LIFT, seq=2, measure=RAIL)),
-            feed(directive(entry_id="court-2026-9", ids=(("CN_RIC", KNOWN_RIC_X),), valid_until=None)),
-        ], NOW)
+        first.apply(
+            [
+                feed(directive()),
+                feed(directive(measure=RAIL)),
+                feed(directive(action=Action.LIFT, seq=2, measure=RAIL)),
+                feed(directive(entry_id="court-2026-9", ids=(("CN_RIC", KNOWN_RIC_X),), valid_until=None)),
+            ],
+            NOW,
+        )
         before = (first.positions(), first.pending_receipts(), first.last_applied_at())
     finally:
         first.close()
@@ -386,12 +399,14 @@ def test_a_redelivered_refused_directive_is_refused_once(tmp_path: Path) -> None
     assert store.active_count() == 0
 
 
-def test_one_batch_holding_several_versions_of_a_key_applies_them_in_order(store: DirectiveStore,
-                                                                          feed: Feed) -> None:
+def test_one_batch_holding_several_versions_of_a_key_applies_them_in_order(store: DirectiveStore, feed: Feed) -> None:
     first, lift, again = directive(seq=1), directive(seq=2, action=Action.LIFT), directive(seq=3)
     receipts = store.apply([feed(first), feed(lift), feed(first), feed(again)], NOW)
-    assert [(r.seq, r.status) for r in receipts] == [(1, ReceiptStatus.APPLIED), (2, ReceiptStatus.LIFTED),
-                                                      (3, ReceiptStatus.APPLIED)]
+    assert [(r.seq, r.status) for r in receipts] == [
+        (1, ReceiptStatus.APPLIED),
+        (2, ReceiptStatus.LIFTED),
+        (3, ReceiptStatus.APPLIED),
+    ]
     assert _measures(store, KNOWN_RIC) == [AVIATION] and store.active_count() == 1
     assert [h["seq"] for h in store.history(first.entry_id)] == [1, 2, 3]
     store.apply([feed(directive(seq=4, action=Action.LIFT))], NOW)

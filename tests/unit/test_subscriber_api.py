@@ -18,7 +18,6 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from services.core.codec import default_registry
-from services.core.identifiers import ric_check_char
 from services.core.models import Action, MeasureKind
 from services.core.signing import Keyring, Signer
 from services.kafka_access import KafkaAccess
@@ -54,24 +53,34 @@ def client_specs() -> list[ClientSpec]:
 
 def fill(store: DirectiveStore) -> None:
     feed = Feed()
-    store.apply([
-        feed(directive()),
-        feed(directive(measure=RAIL, valid_until=None)),
-        feed(directive(measure=GREEN, kind=MeasureKind.INCENT, entry_id="tax-2026-7",
-                       ids=(("CN_USCC", KNOWN_USCC),))),
-        feed(directive(entry_id="court-2026-9", ids=(("CN_RIC", KNOWN_RIC_X),))),
-        feed(directive(entry_id="court-2026-9", action=Action.LIFT, seq=2, ids=(("CN_RIC", KNOWN_RIC_X),))),
-    ], NOW)
+    store.apply(
+        [
+            feed(directive()),
+            feed(directive(measure=RAIL, valid_until=None)),
+            feed(
+                directive(measure=GREEN, kind=MeasureKind.INCENT, entry_id="tax-2026-7", ids=(("CN_USCC", KNOWN_USCC),))
+            ),
+            feed(directive(entry_id="court-2026-9", ids=(("CN_RIC", KNOWN_RIC_X),))),
+            feed(directive(entry_id="court-2026-9", action=Action.LIFT, seq=2, ids=(("CN_RIC", KNOWN_RIC_X),))),
+        ],
+        NOW,
+    )
 
 
 def offline_service(store: DirectiveStore, *, current: bool = True) -> SubscriberService:
     """A subscriber whose feed is never started: the API answers from the store alone; ``current``
     makes it one whose feed was just confirmed (heartbeats not required)."""
     svc = SubscriberService(
-        agency="aviation", access=KafkaAccess(bootstrap="127.0.0.1:9"), store=store, keyring=Keyring(),
-        schemas=default_registry(), signer=Signer.generate("aviation", "aviation-test"),
-        directive_topic="t.directives.aviation", receipts_topic="t.receipts.aviation",
-        require_heartbeats=False, stale_after=3600.0,
+        agency="aviation",
+        access=KafkaAccess(bootstrap="127.0.0.1:9"),
+        store=store,
+        keyring=Keyring(),
+        schemas=default_registry(),
+        signer=Signer.generate("aviation", "aviation-test"),
+        directive_topic="t.directives.aviation",
+        receipts_topic="t.receipts.aviation",
+        require_heartbeats=False,
+        stale_after=3600.0,
     )
     if current:
         svc.confirm(time.time())
@@ -107,8 +116,9 @@ def clients() -> Clients:
     return Clients(client_specs())
 
 
-def app_for(svc: SubscriberService, clients: Clients, log: QueryLog, *, fast: bool = True,
-            limits: RequestLimits | None = None) -> CheckApp:
+def app_for(
+    svc: SubscriberService, clients: Clients, log: QueryLog, *, fast: bool = True, limits: RequestLimits | None = None
+) -> CheckApp:
     return CheckApp(svc, clients, log, limits, fast=fast)
 
 
@@ -123,8 +133,9 @@ async def http(svc: SubscriberService, clients: Clients, querylog: QueryLog) -> 
         yield c
 
 
-async def via_fastapi(svc: SubscriberService, clients: Clients, log: QueryLog, method: str, url: str,
-                      **kw: Any) -> httpx.Response:
+async def via_fastapi(
+    svc: SubscriberService, clients: Clients, log: QueryLog, method: str, url: str, **kw: Any
+) -> httpx.Response:
     """The same request, answered by the FastAPI routes alone (no fast path)."""
     transport = httpx.ASGITransport(app=app_for(svc, clients, log, fast=False))
     async with httpx.AsyncClient(transport=transport, base_url="http://sub", **as_client(AUDITOR)) as c:
@@ -142,14 +153,25 @@ async def via_fastapi(svc: SubscriberService, clients: Clients, log: QueryLog, m
         {"id": KNOWN_USCC},
         {"id": KNOWN_RIC_X},
         {"id": "nobody"},
-        {"id": "naïve \"quoted\" \\ id"},
+        {"id": 'naïve "quoted" \\ id'},
         {"id": KNOWN_RIC, "unknown": "ignored"},
     ],
-    ids=["plain", "spaces", "measure", "scheme-measure", "empty-scheme", "incentive", "lifted", "unknown",
-         "escaping", "extra-param"],
+    ids=[
+        "plain",
+        "spaces",
+        "measure",
+        "scheme-measure",
+        "empty-scheme",
+        "incentive",
+        "lifted",
+        "unknown",
+        "escaping",
+        "extra-param",
+    ],
 )
-async def test_fast_path_answers_what_fastapi_answers(svc: SubscriberService, clients: Clients, querylog: QueryLog,
-                                                      http: httpx.AsyncClient, params: dict[str, str]) -> None:
+async def test_fast_path_answers_what_fastapi_answers(
+    svc: SubscriberService, clients: Clients, querylog: QueryLog, http: httpx.AsyncClient, params: dict[str, str]
+) -> None:
     fast = await http.get("/v1/check", params=params)
     slow = await via_fastapi(svc, clients, querylog, "GET", "/v1/check", params=params)
     assert fast.status_code == slow.status_code == 200
@@ -198,11 +220,24 @@ async def test_validity_is_enforced_at_the_time_asked(http: httpx.AsyncClient) -
         ({"id": "nobody", "scheme": "cn ric"}, ["query", "id"]),
         ({"id": "a\x00b"}, ["query", "id"]),
     ],
-    ids=["no-id", "empty-id", "long-id", "long-scheme", "long-measure", "naive-at", "bad-at", "bad-check-char",
-         "bad-ric", "ric-as-uscc", "bad-scheme", "control-char"],
+    ids=[
+        "no-id",
+        "empty-id",
+        "long-id",
+        "long-scheme",
+        "long-measure",
+        "naive-at",
+        "bad-at",
+        "bad-check-char",
+        "bad-ric",
+        "ric-as-uscc",
+        "bad-scheme",
+        "control-char",
+    ],
 )
-async def test_bad_questions_get_fastapi_validation_errors(http: httpx.AsyncClient, params: dict[str, str],
-                                                           loc: list[str]) -> None:
+async def test_bad_questions_get_fastapi_validation_errors(
+    http: httpx.AsyncClient, params: dict[str, str], loc: list[str]
+) -> None:
     r = await http.get("/v1/check", params=params)
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == loc
@@ -218,8 +253,9 @@ async def test_a_parameter_given_twice_is_refused(http: httpx.AsyncClient, param
     assert r.json()["detail"][0]["loc"] == ["query", param]
 
 
-async def test_bulk_check(svc: SubscriberService, clients: Clients, querylog: QueryLog,
-                          http: httpx.AsyncClient) -> None:
+async def test_bulk_check(
+    svc: SubscriberService, clients: Clients, querylog: QueryLog, http: httpx.AsyncClient
+) -> None:
     body = {"ids": [KNOWN_RIC, "nobody", KNOWN_USCC], "measure": AVIATION}
     fast = await http.post("/v1/check", json=body)
     slow = await via_fastapi(svc, clients, querylog, "POST", "/v1/check", json=body)
@@ -241,9 +277,14 @@ async def test_bulk_check(svc: SubscriberService, clients: Clients, querylog: Qu
     ],
     ids=["empty", "extra-field", "naive-at", "truncated", "long-id", "malformed-id"],
 )
-async def test_bad_bulk_questions_get_fastapi_errors(svc: SubscriberService, clients: Clients, querylog: QueryLog,
-                                                     http: httpx.AsyncClient, body: bytes,
-                                                     headers: dict[str, str]) -> None:
+async def test_bad_bulk_questions_get_fastapi_errors(
+    svc: SubscriberService,
+    clients: Clients,
+    querylog: QueryLog,
+    http: httpx.AsyncClient,
+    body: bytes,
+    headers: dict[str, str],
+) -> None:
     fast = await http.post("/v1/check", content=body, headers=headers)
     slow = await via_fastapi(svc, clients, querylog, "POST", "/v1/check", content=body, headers=headers)
     assert fast.status_code == slow.status_code == 422
@@ -254,15 +295,15 @@ async def test_entry_history(http: httpx.AsyncClient) -> None:
     r = await http.get("/v1/entries/court/court-2026-9")
     assert r.status_code == 200
     history = EntryHistory.model_validate_json(r.content)
-    assert [(d.action, d.status, d.seq) for d in history.directives] == [("APPLY", "APPLIED", 1),
-                                                                          ("LIFT", "LIFTED", 2)]
+    assert [(d.action, d.status, d.seq) for d in history.directives] == [("APPLY", "APPLIED", 1), ("LIFT", "LIFTED", 2)]
     assert (await http.get("/v1/entries/court-2026-9")).json() == {**r.json(), "entry_id": "court-2026-9"}
     missing = await http.get("/v1/entries/market/court-2026-9")
     assert missing.status_code == 404 and "court-2026-9" in missing.json()["detail"]
 
 
-async def test_health_of_a_subscriber_that_never_reached_the_exchange(store: DirectiveStore, clients: Clients,
-                                                                      querylog: QueryLog) -> None:
+async def test_health_of_a_subscriber_that_never_reached_the_exchange(
+    store: DirectiveStore, clients: Clients, querylog: QueryLog
+) -> None:
     transport = httpx.ASGITransport(app=app_for(offline_service(store, current=False), clients, querylog))
     async with httpx.AsyncClient(transport=transport, base_url="http://sub") as c:
         r = await c.get("/healthz")  # no client identity needed: it names nobody
@@ -284,15 +325,22 @@ async def test_metrics_count_answers(http: httpx.AsyncClient) -> None:
 # --------------------------------------------------------------------------- known callers only
 
 
-async def test_a_request_without_a_client_identity_is_refused(svc: SubscriberService, clients: Clients,
-                                                              querylog: QueryLog) -> None:
+async def test_a_request_without_a_client_identity_is_refused(
+    svc: SubscriberService, clients: Clients, querylog: QueryLog
+) -> None:
     transport = httpx.ASGITransport(app=app_for(svc, clients, querylog))
     async with httpx.AsyncClient(transport=transport, base_url="http://sub") as c:
-        for method, url, kw in (("GET", "/v1/check", {"params": {"id": KNOWN_RIC}}),
-                                ("POST", "/v1/check", {"json": {"ids": [KNOWN_RIC]}}),
-                                ("GET", "/v1/entries/court/court-2026-9", {})):
-            for headers in ({}, {"authorization": f"Bearer auditor.{SECRET}x"}, {"authorization": "Bearer nobody.x"},
-                            {"authorization": f"Basic {AUDITOR}"}):
+        for method, url, kw in (
+            ("GET", "/v1/check", {"params": {"id": KNOWN_RIC}}),
+            ("POST", "/v1/check", {"json": {"ids": [KNOWN_RIC]}}),
+            ("GET", "/v1/entries/court/court-2026-9", {}),
+        ):
+            for headers in (
+                {},
+                {"authorization": f"Bearer auditor.{SECRET}x"},
+                {"authorization": "Bearer nobody.x"},
+                {"authorization": f"Basic {AUDITOR}"},
+            ):
                 r = await c.request(method, url, headers=headers, **kw)
                 assert r.status_code == 401, (method, url, headers)
                 assert r.headers["www-authenticate"].startswith("Bearer")
@@ -301,8 +349,9 @@ async def test_a_request_without_a_client_identity_is_refused(svc: SubscriberSer
     assert querylog.count() == 0  # nobody was answered
 
 
-async def test_a_client_without_the_entries_scope_cannot_read_entries(svc: SubscriberService, clients: Clients,
-                                                                      querylog: QueryLog) -> None:
+async def test_a_client_without_the_entries_scope_cannot_read_entries(
+    svc: SubscriberService, clients: Clients, querylog: QueryLog
+) -> None:
     transport = httpx.ASGITransport(app=app_for(svc, clients, querylog))
     async with httpx.AsyncClient(transport=transport, base_url="http://sub", **as_client(COUNTER)) as c:
         r = await c.get("/v1/entries/court/court-2026-9")
@@ -310,8 +359,7 @@ async def test_a_client_without_the_entries_scope_cannot_read_entries(svc: Subsc
         assert (await c.get("/v1/check", params={"id": KNOWN_RIC})).status_code == 200
 
 
-async def test_a_counter_gets_the_minimal_answer(svc: SubscriberService, clients: Clients,
-                                                 querylog: QueryLog) -> None:
+async def test_a_counter_gets_the_minimal_answer(svc: SubscriberService, clients: Clients, querylog: QueryLog) -> None:
     for fast in (True, False):
         transport = httpx.ASGITransport(app=app_for(svc, clients, querylog, fast=fast))
         async with httpx.AsyncClient(transport=transport, base_url="http://sub", **as_client(COUNTER)) as c:
@@ -335,8 +383,9 @@ async def test_a_client_over_its_rate_gets_429_with_retry_after(svc: SubscriberS
         assert (await c.get("/v1/check", params={"id": "nobody"})).status_code == 200  # others are not slowed
 
 
-async def test_a_certificate_identifies_its_client(svc: SubscriberService, clients: Clients,
-                                                   querylog: QueryLog) -> None:
+async def test_a_certificate_identifies_its_client(
+    svc: SubscriberService, clients: Clients, querylog: QueryLog
+) -> None:
     app = app_for(svc, clients, querylog)
 
     def presenting(name: str | None) -> Any:
@@ -344,6 +393,7 @@ async def test_a_certificate_identifies_its_client(svc: SubscriberService, clien
             # What services.subscriber.tls puts in the scope once the handshake verified the chain.
             scope["extensions"] = {"tls": {"client_cert_name": name, "client_cert_chain": []}}
             await app(scope, receive, send)
+
         return tls
 
     for name, code in (("desk-01", 200), ("someone-else", 401), (None, 401)):
@@ -353,8 +403,7 @@ async def test_a_certificate_identifies_its_client(svc: SubscriberService, clien
     assert [r.client for r in querylog.about([KNOWN_RIC])] == ["desk"]
 
 
-async def call(app: CheckApp, scope_extra: dict[str, Any], chunks: list[bytes]) -> tuple[int, dict[bytes, bytes],
-                                                                                      int]:
+async def call(app: CheckApp, scope_extra: dict[str, Any], chunks: list[bytes]) -> tuple[int, dict[bytes, bytes], int]:
     """Drive the app with raw ASGI messages; return status, headers and how many body chunks it read."""
     sent: list[Message] = []
     read = 0
@@ -368,20 +417,30 @@ async def call(app: CheckApp, scope_extra: dict[str, Any], chunks: list[bytes]) 
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/v1/check", "query_string": b"",
-                             "headers": [(b"authorization", f"Bearer {AUDITOR}".encode()),
-                                         (b"content-type", b"application/json")], **scope_extra}
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/check",
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {AUDITOR}".encode()), (b"content-type", b"application/json")],
+        **scope_extra,
+    }
     await app(scope, receive, send)
     start = sent[0]
     return start["status"], dict(start["headers"]), read
 
 
-async def test_a_body_over_the_cap_is_refused_before_it_is_read(svc: SubscriberService, clients: Clients,
-                                                                querylog: QueryLog) -> None:
+async def test_a_body_over_the_cap_is_refused_before_it_is_read(
+    svc: SubscriberService, clients: Clients, querylog: QueryLog
+) -> None:
     app = app_for(svc, clients, querylog, limits=RequestLimits(max_body=1000))
     big = [b"x" * 600] * 20
-    declared = {"headers": [(b"authorization", f"Bearer {AUDITOR}".encode()),
-                            (b"content-length", str(10 * 1024 * 1024).encode())]}
+    declared = {
+        "headers": [
+            (b"authorization", f"Bearer {AUDITOR}".encode()),
+            (b"content-length", str(10 * 1024 * 1024).encode()),
+        ]
+    }
     status, headers, read = await call(app, declared, big)
     assert (status, headers[b"connection"], read) == (413, b"close", 0)  # not a byte of it read
     status, headers, read = await call(app, {}, big)  # chunked: refused as soon as it passes the cap
@@ -390,8 +449,9 @@ async def test_a_body_over_the_cap_is_refused_before_it_is_read(svc: SubscriberS
     assert status == 200
 
 
-async def test_a_body_that_does_not_arrive_in_time_is_refused(svc: SubscriberService, clients: Clients,
-                                                              querylog: QueryLog) -> None:
+async def test_a_body_that_does_not_arrive_in_time_is_refused(
+    svc: SubscriberService, clients: Clients, querylog: QueryLog
+) -> None:
     import asyncio
 
     app = app_for(svc, clients, querylog, limits=RequestLimits(body_timeout=0.2))
@@ -404,8 +464,13 @@ async def test_a_body_that_does_not_arrive_in_time_is_refused(svc: SubscriberSer
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/check", "query_string": b"",
-             "headers": [(b"authorization", f"Bearer {AUDITOR}".encode())]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/check",
+        "query_string": b"",
+        "headers": [(b"authorization", f"Bearer {AUDITOR}".encode())],
+    }
     await app(scope, receive, send)
     assert sent[0]["status"] == 408
 
@@ -420,14 +485,16 @@ async def test_too_many_ids_and_too_long_a_query_are_refused(http: httpx.AsyncCl
 # --------------------------------------------------------------------------- fail closed
 
 
-async def test_answers_are_unknown_until_the_store_is_current(store: DirectiveStore, clients: Clients,
-                                                              querylog: QueryLog) -> None:
+async def test_answers_are_unknown_until_the_store_is_current(
+    store: DirectiveStore, clients: Clients, querylog: QueryLog
+) -> None:
     svc = offline_service(store, current=False)
     now = [time.time()]
     svc.clock = lambda: now[0]
     svc.stale_after = 5.0
     transport = httpx.ASGITransport(app=app_for(svc, clients, querylog))
     async with httpx.AsyncClient(transport=transport, base_url="http://sub", **as_client(AUDITOR)) as c:
+
         async def statuses() -> list[tuple[str, bool]]:
             one = [(await c.get("/v1/check", params={"id": i})).json() for i in ("nobody", KNOWN_RIC)]
             many = (await c.post("/v1/check", json={"ids": ["nobody", KNOWN_RIC]})).json()["results"]
@@ -462,7 +529,8 @@ def test_heartbeats_are_required_on_every_partition(store: DirectiveStore) -> No
 
 
 async def test_every_question_is_in_the_query_log_and_no_identifier_in_clear(
-        svc: SubscriberService, clients: Clients, querylog: QueryLog, http: httpx.AsyncClient) -> None:
+    svc: SubscriberService, clients: Clients, querylog: QueryLog, http: httpx.AsyncClient
+) -> None:
     lower = KNOWN_RIC_X.lower()
     await http.get("/v1/check", params={"id": KNOWN_RIC, "measure": AVIATION})
     await http.get("/v1/check", params={"id": f" {lower} "})  # found under its normal form
@@ -473,8 +541,10 @@ async def test_every_question_is_in_the_query_log_and_no_identifier_in_clear(
     async with httpx.AsyncClient(transport=transport, base_url="http://sub", **as_client(COUNTER)) as c:
         await c.get("/v1/check", params={"id": KNOWN_RIC})
     querylog.flush()
-    about = [(r.client, r.scope, r.route, r.measure, r.answer, tuple(sorted(r.measures)))
-             for r in querylog.about([KNOWN_RIC])]
+    about = [
+        (r.client, r.scope, r.route, r.measure, r.answer, tuple(sorted(r.measures)))
+        for r in querylog.about([KNOWN_RIC])
+    ]
     assert about == [
         ("auditor", "check,details,entries", "check", AVIATION, "restricted", (AVIATION,)),
         ("auditor", "check,details,entries", "check", None, "restricted", (AVIATION, RAIL)),
@@ -483,7 +553,7 @@ async def test_every_question_is_in_the_query_log_and_no_identifier_in_clear(
     assert [r.answer for r in querylog.about([KNOWN_RIC_X])] == ["clear"]  # its only directive was lifted
     assert [r.answer for r in querylog.about([WRONG_RIC])] == ["invalid"]
     assert [r.route for r in querylog.about(["court/court-2026-9"])] == ["entries"]
-    raw = querylog.path.read_bytes() + Path(f"{querylog.path}-wal").read_bytes()
+    raw = querylog.path.read_bytes() + Path(f"{querylog.path}-wal").read_bytes()  # noqa: ASYNC240 - the test's files
     for ident in (KNOWN_RIC, KNOWN_RIC_X, lower, "nobody", WRONG_RIC, "court-2026-9"):
         assert ident.encode() not in raw
 
@@ -510,10 +580,25 @@ def test_the_query_log_is_append_only_and_kept_for_its_retention(tmp_path: Path)
 # --------------------------------------------------------------------------- health on a fake clock
 
 
-def health_at(now: float, confirmed_at: float | None, *, connected: bool = True, stale_after: float = 30.0,
-              heartbeats: dict[int, float | None] | None = None) -> Health:
-    return assess_health(agency="aviation", now=now, connected=connected, confirmed_at=confirmed_at,
-                         heartbeats=heartbeats, lag=0, stale_after=stale_after, active=7, last_applied_at=None)
+def health_at(
+    now: float,
+    confirmed_at: float | None,
+    *,
+    connected: bool = True,
+    stale_after: float = 30.0,
+    heartbeats: dict[int, float | None] | None = None,
+) -> Health:
+    return assess_health(
+        agency="aviation",
+        now=now,
+        connected=connected,
+        confirmed_at=confirmed_at,
+        heartbeats=heartbeats,
+        lag=0,
+        stale_after=stale_after,
+        active=7,
+        last_applied_at=None,
+    )
 
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()
@@ -532,12 +617,26 @@ T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()
         (T0, T0, True, {0: T0, 1: T0 - 31}, "degraded", "no fan-out heartbeat within 30s on partition 1"),
         (T0, T0, True, {0: None, 1: None}, "degraded", "no fan-out heartbeat within 30s on partition 0, 1"),
     ],
-    ids=["connecting", "reading", "fresh", "at-threshold", "just-stale", "long-stale", "heartbeats", "silent-one",
-         "never-heard"],
+    ids=[
+        "connecting",
+        "reading",
+        "fresh",
+        "at-threshold",
+        "just-stale",
+        "long-stale",
+        "heartbeats",
+        "silent-one",
+        "never-heard",
+    ],
 )
-def test_health_turns_degraded_when_the_feed_is_stale(now: float, confirmed_at: float | None, connected: bool,
-                                                      heartbeats: dict[int, float | None] | None, status: str,
-                                                      detail: str | None) -> None:
+def test_health_turns_degraded_when_the_feed_is_stale(
+    now: float,
+    confirmed_at: float | None,
+    connected: bool,
+    heartbeats: dict[int, float | None] | None,
+    status: str,
+    detail: str | None,
+) -> None:
     h = health_at(now, confirmed_at, connected=connected, heartbeats=heartbeats)
     assert (h.status, h.detail) == (status, detail)
     assert h.as_of == (None if confirmed_at is None else "2026-03-10T12:00:00Z")

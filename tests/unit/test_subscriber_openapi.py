@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -19,7 +19,6 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-
 
 from services.subscriber.api import CheckApp
 from services.subscriber.clients import Clients
@@ -31,11 +30,38 @@ pytestmark = pytest.mark.unit
 
 # A generated question may be invalid by being too long as a whole: refusing it with 414 is a
 # refusal too (schemathesis' default list of refusal codes does not name it).
-CONFIG = schemathesis.Config.from_dict({"checks": {"negative_data_rejection": {"expected-statuses": [
-    "400", "401", "403", "404", "405", "406", "409", "413", "414", "415", "422", "428", "429", "5xx"]}}})
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "checks": {
+            "negative_data_rejection": {
+                "expected-statuses": [
+                    "400",
+                    "401",
+                    "403",
+                    "404",
+                    "405",
+                    "406",
+                    "409",
+                    "413",
+                    "414",
+                    "415",
+                    "422",
+                    "428",
+                    "429",
+                    "5xx",
+                ]
+            }
+        }
+    }
+)
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          negative_data_rejection]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +72,9 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesi
     svc = offline_service(store)  # a current subscriber: /healthz answers 200, as_of is set
     log = QueryLog(root / "queries.sqlite", b"k" * 32)
     try:
-        yield schemathesis.openapi.from_asgi("/openapi.json", CheckApp(svc, Clients(client_specs()), log),
-                                             config=CONFIG)
+        yield schemathesis.openapi.from_asgi(
+            "/openapi.json", CheckApp(svc, Clients(client_specs()), log), config=CONFIG
+        )
     finally:
         log.close()
         store.close()
@@ -68,8 +95,9 @@ RUNS = [
 
 
 @pytest.mark.parametrize(("method", "path", "mode"), RUNS, ids=[f"{m} {p} {g.value}" for m, p, g in RUNS])
-def test_no_server_error_and_answers_conform(api_schema: schemathesis.BaseSchema, method: str, path: str,
-                                             mode: GenerationMode) -> None:
+def test_no_server_error_and_answers_conform(
+    api_schema: schemathesis.BaseSchema, method: str, path: str, mode: GenerationMode
+) -> None:
     operation = api_schema[path][method]
 
     @given(case=operation.as_strategy(generation_mode=mode))
