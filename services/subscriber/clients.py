@@ -226,6 +226,9 @@ class Clients:
         if not dot or spec is None or spec.api_key is None:
             return None
         async with self._verifying:
+            known = self.remembered_key(presented)  # verified meanwhile, for a request of the same client
+            if known is not None:
+                return known
             ok = await asyncio.to_thread(_verify, spec.api_key, secret)
         if not ok:
             if len(self._failed) > 10_000:

@@ -50,6 +50,7 @@ def uvicorn_config(app: CheckApp, opts: ServeOptions) -> uvicorn.Config:
         log_level="warning",
         access_log=False,
         lifespan="off",
+        proxy_headers=False,  # clients connect directly: their address is the connection's, not a header's
         http=TLSHttpProtocol,
         ssl_context_factory=lambda _config, _default: ctx,
     )
