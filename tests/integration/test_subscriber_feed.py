@@ -478,6 +478,59 @@ def test_queries_lists_exactly_the_queries_about_an_id(ex: Exchange) -> None:
     assert asked.encode() not in log and s.company.encode() not in log
 
 
+def test_only_committed_directives_are_applied(ex: Exchange) -> None:
+    """read_committed: a directive of an aborted transaction never reaches the store; one of a
+    committed transaction does, and the transaction markers do not keep the feed from being current."""
+    s, run, _ = publish_listing(ex)
+    wait_for("person restricted", lambda: restricted(ex, s.person))
+    (row,) = history(ex, f"court/demo-{run}-p")
+    real = next(
+        r
+        for r in read_all(ex, "directives")
+        if r.value and default_registry().decode_model(r.value, Directive).directive_id == row["directive_id"]
+    )
+    genuine = default_registry().decode_model(real.value, Directive)
+    fanout = load_signer(ex.stack.home / "keys", "concord-fanout")
+    aborted_ric = other_ric(s.person)
+    committed_ric = other_ric(aborted_ric)
+
+    def variant(ric: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        d = genuine.model_copy(
+            update={
+                "directive_id": secrets.token_hex(16),
+                "subject_ref": f"TEST:{ric}",
+                "target": genuine.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=ric),)}),
+            }
+        )
+        value = default_registry().encode_model(d)
+        return d.key.encode(), value, fanout.sign(Domain.DIRECTIVE, value).as_kafka()
+
+    async def go() -> None:
+        # The admin writes (the fan-out's principal has no transactional id granted yet); the fan-out signs.
+        producer = AIOKafkaProducer(
+            **ex.cluster.access("concord-admin").aiokafka_kwargs(),
+            transactional_id=f"t-{secrets.token_hex(4)}",
+            enable_idempotence=True,
+        )
+        await producer.start()
+        try:
+            key, value, headers = variant(aborted_ric)
+            await producer.begin_transaction()
+            await producer.send_and_wait(ex.topic("directives"), value=value, key=key, headers=headers)
+            await producer.abort_transaction()
+            key, value, headers = variant(committed_ric)
+            await producer.begin_transaction()
+            await producer.send_and_wait(ex.topic("directives"), value=value, key=key, headers=headers)
+            await producer.commit_transaction()
+        finally:
+            await producer.stop()
+
+    asyncio.run(go())
+    wait_for("the committed directive applied", lambda: restricted(ex, committed_ric))
+    assert not restricted(ex, aborted_ric)
+    wait_ok(ex.stack, ex.url)  # the feed is confirmed current past the transaction markers
+
+
 # --------------------------------------------------------------------------- (f) validity, fan-out stopped
 
 
