@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # imported lazily at run time, so that `concord --help` start
     from services.adapter.sources import ReadLimits
     from services.core.world import World
     from services.settings import Settings
+    from services.subscriber.identity import SubscriberHome
 
 EXIT_INVALID = 1
 EXIT_ERROR = 2
@@ -160,9 +161,22 @@ def cmd_fanout_worker(args: argparse.Namespace) -> int:
     return run_worker(cfg)
 
 
+def _subscriber_home(settings: Settings, agency: str) -> SubscriberHome:
+    from services.subscriber.identity import SubscriberHome
+
+    return SubscriberHome.of(settings.home, agency)
+
+
+def _query_log_path(settings: Settings, args: argparse.Namespace) -> Path:
+    return Path(args.query_log) if args.query_log else settings.home / "data" / f"{args.agency}-queries.sqlite"
+
+
 def cmd_subscriber_run(args: argparse.Namespace) -> int:
     from services.core.codec import default_registry
     from services.keystore import load_keyring, load_signer
+    from services.subscriber.api import RequestLimits
+    from services.subscriber.clients import load_clients
+    from services.subscriber.querylog import QueryLog, ensure_key
     from services.subscriber.runner import ServeOptions, run
     from services.subscriber.service import SubscriberService
     from services.subscriber.store import DirectiveStore
@@ -171,6 +185,16 @@ def cmd_subscriber_run(args: argparse.Namespace) -> int:
     world = _world(settings)
     _require_agency(world, args.agency, role="implements")
     ns = settings.effective_namespace()
+    home = _subscriber_home(settings, args.agency)
+    clients = load_clients(Path(args.clients) if args.clients else home.clients)
+    certfile = Path(args.tls_cert) if args.tls_cert else home.server
+    client_ca = Path(args.client_ca) if args.client_ca else home.ca
+    for what, path in (("--tls-cert", certfile), ("--client-ca", client_ca)):
+        if not path.exists():
+            raise ConfigError(f"{what}: {path} does not exist (the local setup issues it: `make run`)")
+    key = ensure_key(Path(args.query_log_key) if args.query_log_key else home.query_log_key)
+    retention_days = args.query_log_retention or world.retention.query_log_days
+    querylog = QueryLog(_query_log_path(settings, args), key, retention_s=retention_days * 86400)
     db = Path(args.db) if args.db else settings.home / "data" / f"{args.agency}.sqlite"
     svc = SubscriberService(
         agency=args.agency,
@@ -183,8 +207,79 @@ def cmd_subscriber_run(args: argparse.Namespace) -> int:
         receipts_topic=world.topic_name("receipts", args.agency, namespace=ns),
         stale_after=args.stale_after,
         progress_threshold=args.progress_threshold,
+        world=world,
+        lifted_retention_days=world.retention.lifted_directives_days,
     )
-    run(svc, ServeOptions(host=args.host, port=args.port))
+    limits = RequestLimits(max_body=args.max_body, body_timeout=args.request_timeout)
+    run(
+        svc,
+        clients,
+        querylog,
+        ServeOptions(
+            certfile=certfile,
+            client_ca=client_ca,
+            host=args.host,
+            port=args.port,
+            metrics_port=args.metrics_port,
+            limits=limits,
+        ),
+    )
+    return 0
+
+
+def cmd_subscriber_queries(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from services.core.identifiers import query_identifier
+    from services.subscriber.querylog import QueryLog
+
+    settings = _settings()
+    home = _subscriber_home(settings, args.agency)
+    key_path = Path(args.query_log_key) if args.query_log_key else home.query_log_key
+    log_path = _query_log_path(settings, args)
+    for what, path in (("query-log key", key_path), ("query log", log_path)):
+        if not path.exists():
+            raise ConfigError(f"no {what} at {path} (has the subscriber of {args.agency!r} run here?)")
+    log = QueryLog(log_path, key_path.read_bytes())
+    try:
+        # The value as a check would have looked it up: with each scheme the question may have named.
+        values = {query_identifier(args.id, scheme)[0] for scheme in (None, "CN_RIC", "CN_USCC")} | {args.id}
+        rows = log.about(values)
+    finally:
+        log.close()
+    for r in rows:
+        when = datetime.fromtimestamp(r.at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "at": when,
+                        "client": r.client,
+                        "scope": r.scope,
+                        "route": r.route,
+                        "scheme": r.scheme,
+                        "measure": r.measure,
+                        "answer": r.answer,
+                        "measures": list(r.measures),
+                    }
+                )
+            )
+        else:
+            print(
+                f"{when}  {r.client:16} {r.scope:22} {r.route:8} {r.answer:10} "
+                f"{','.join(r.measures) or '-'}{'  measure=' + r.measure if r.measure else ''}"
+            )
+    if not args.json:
+        print(f"{len(rows)} quer{'y' if len(rows) == 1 else 'ies'} about this identifier", file=sys.stderr)
+    return 0
+
+
+def cmd_subscriber_client_key(args: argparse.Namespace) -> int:
+    from services.subscriber.clients import new_api_key
+
+    key, hashed = new_api_key(args.name)
+    print(f"give the client this key (shown once): {key}", file=sys.stderr)
+    print(f'api_key: "{hashed}"')
     return 0
 
 
@@ -199,15 +294,26 @@ def _service_urls(settings: Settings) -> dict[str, str]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from services.subscriber.client import CheckClient
+    import os
+
+    from services.subscriber.client import CheckClient, Identity
 
     settings = _settings()
     url = args.url or _service_urls(settings).get(args.agency)
     if not url:
         raise ConfigError(f"no running subscriber for {args.agency!r} (start `make run`, or pass --url)")
-    with CheckClient(url, timeout=10, agency=args.agency) as client:
+    home = _subscriber_home(settings, args.agency)
+    api_key = os.environ.get("CONCORD_API_KEY")
+    if args.api_key_file:
+        api_key = Path(args.api_key_file).read_text().strip()
+    cert = Path(args.cert) if args.cert else (None if api_key else home.client_cert("operator"))
+    ca = Path(args.ca) if args.ca else home.ca
+    if cert is not None and not cert.exists():
+        raise ConfigError(f"no client certificate at {cert}: pass --cert, --api-key-file or set CONCORD_API_KEY")
+    identity = Identity(ca=ca if ca.exists() else None, cert=cert, api_key=api_key)
+    with CheckClient(url, identity, timeout=10, agency=args.agency, allow_unknown=args.allow_unknown) as client:
         answer = client.check(args.id, scheme=args.scheme, measure=args.measure, at=args.at)
-    print(json.dumps(answer.model_dump(mode="json"), ensure_ascii=False, indent=2))
+    print(json.dumps(answer.model_dump(mode="json", exclude_none=True), ensure_ascii=False, indent=2))
     return 0
 
 
@@ -253,6 +359,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # --- parser --------------------------------------------------------------------
+
+
+def _query_log_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--query-log", help="the query log (default <home>/data/<agency>-queries.sqlite)")
+    p.add_argument("--query-log-key", help="its HMAC key (default <home>/subscribers/<agency>/query-log.key)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,6 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scheme")
     s.add_argument("--at", help="ISO 8601 time with zone")
     s.add_argument("--url", help="subscriber URL (default: the local one)")
+    s.add_argument("--cert", help="this client's key and certificate, PEM (default: the local setup's operator)")
+    s.add_argument("--api-key-file", help="a file holding this client's API key (or set CONCORD_API_KEY)")
+    s.add_argument("--ca", help="the CA that issued the subscriber's certificate (default: the local agency CA)")
+    s.add_argument(
+        "--allow-unknown",
+        action="store_true",
+        help="print an `unknown` answer instead of failing (the subscriber is not known to be current)",
+    )
     s.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("status", help="is the broker, the fan-out and every subscriber healthy?")
@@ -337,16 +456,51 @@ def build_parser() -> argparse.ArgumentParser:
     r = ss.add_parser("run", help="follow the agency's directives and serve the check API")
     r.add_argument("--agency", required=True)
     r.add_argument("--host", default="127.0.0.1")
-    r.add_argument("--port", type=int, default=8080)
+    r.add_argument("--port", type=int, default=8443, help="the check API (TLS)")
+    r.add_argument("--metrics-port", type=int, help="also serve /metrics in plain HTTP on this port (Prometheus)")
     r.add_argument("--db", help="SQLite store path (default <home>/data/<agency>.sqlite)")
-    r.add_argument("--stale-after", type=float, default=30.0, help="seconds before health turns degraded")
+    r.add_argument(
+        "--stale-after",
+        type=float,
+        default=30.0,
+        help="seconds without a confirmed round trip to the broker, or without a fan-out heartbeat on "
+        "every partition, after which answers are `unknown` and /healthz 503",
+    )
     r.add_argument(
         "--progress-threshold",
         type=int,
         default=5000,
         help="show bootstrap progress when more directives than this are waiting at start",
     )
+    r.add_argument("--clients", help="the clients file (default <home>/subscribers/<agency>/clients.yaml)")
+    r.add_argument(
+        "--tls-cert", help="the API's key and certificate, PEM (default <home>/subscribers/<agency>/server.pem)"
+    )
+    r.add_argument(
+        "--client-ca", help="the CA of the clients' certificates (default <home>/subscribers/<agency>/ca.pem)"
+    )
+    r.add_argument("--max-body", type=int, default=256 * 1024, help="largest request body accepted, in bytes")
+    r.add_argument("--request-timeout", type=float, default=10.0, help="seconds a request body may take to arrive")
+    _query_log_args(r)
+    r.add_argument("--query-log-retention", type=float,
+                   help="days a query is kept in the log (default: retention.query_log_days of topics.yaml)")
     r.set_defaults(fn=cmd_subscriber_run)
+
+    q = ss.add_parser(
+        "queries", help="who asked this agency's subscriber about an identifier, when, and what they were told"
+    )
+    q.add_argument("--agency", required=True)
+    q.add_argument("--id", required=True, help="the identifier (normalised as a check normalises it)")
+    q.add_argument("--json", action="store_true", help="one JSON object per query")
+    _query_log_args(q)
+    q.set_defaults(fn=cmd_subscriber_queries)
+
+    k = ss.add_parser(
+        "client-key",
+        help="a new API key for a client: the key (give it to the client) and the hash for the clients file",
+    )
+    k.add_argument("--name", required=True, help="the client's name in the clients file")
+    k.set_defaults(fn=cmd_subscriber_client_key)
 
     s = sub.add_parser("run", help="set up and run the local exchange with the demo scenario")
     s.add_argument("--once", action="store_true", help="exit after the scenario (make demo)")

@@ -17,16 +17,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
 from services.core.identifiers import ric_check_char, uscc_check_char
 from services.localstack import LocalStack, ensure_credentials, principals
 from services.settings import REPO_ROOT
+from services.subscriber.client import CheckClient, EntryNotFound, SubscriberError
+from services.subscriber.identity import SubscriberHome
 
 FINANCE_BAN = "finance.procurement-ban"
 AIR = "aviation.no-air-tickets"
@@ -59,31 +59,71 @@ def _iso(t: datetime) -> str:
 
 
 def listing_records(s: Subjects, run: str, now: datetime, person_until: datetime) -> list[dict[str, object]]:
-    basis = {"decision_no": f"(2026) Jing 01 Zhi {run[-4:]}", "issued_by": "Beijing No.1 Intermediate People's Court",
-             "decided_on": (now - timedelta(days=10)).date().isoformat()}
-    common = {"list_kind": "SANCTION", "program": "court.judgment-defaulters", "basis": basis,
-              "reason": "Failed to perform an effective judgment despite the ability to perform",
-              "listed_on": now.date().isoformat(), "effective_from": _iso(now - timedelta(minutes=1))}
+    basis = {
+        "decision_no": f"(2026) Jing 01 Zhi {run[-4:]}",
+        "issued_by": "Beijing No.1 Intermediate People's Court",
+        "decided_on": (now - timedelta(days=10)).date().isoformat(),
+    }
+    common = {
+        "list_kind": "SANCTION",
+        "program": "court.judgment-defaulters",
+        "basis": basis,
+        "reason": "Failed to perform an effective judgment despite the ability to perform",
+        "listed_on": now.date().isoformat(),
+        "effective_from": _iso(now - timedelta(minutes=1)),
+    }
     return [
-        {"event_id": f"court:demo-{run}-c:1", "event_type": "LISTED", "entry_id": f"demo-{run}-c", "version": 1,
-         **common, "effective_until": _iso(now + timedelta(days=730)),
-         "subject": {"kind": "ORGANIZATION", "names": [{"value": "Example Trading Co., Ltd."}],
-                     "identifiers": [{"scheme": "CN_USCC", "value": s.company}],
-                     "related_parties": [{"role": "LEGAL_REPRESENTATIVE", "kind": "PERSON",
-                                          "names": [{"value": "Wei Example"}],
-                                          "identifiers": [{"scheme": "CN_RIC", "value": s.legal_rep}]}]}},
-        {"event_id": f"court:demo-{run}-p:1", "event_type": "LISTED", "entry_id": f"demo-{run}-p", "version": 1,
-         **common, "effective_until": _iso(person_until),
-         "subject": {"kind": "PERSON", "names": [{"value": "Li Example"}],
-                     "identifiers": [{"scheme": "CN_RIC", "value": s.person}]}},
+        {
+            "event_id": f"court:demo-{run}-c:1",
+            "event_type": "LISTED",
+            "entry_id": f"demo-{run}-c",
+            "version": 1,
+            **common,
+            "effective_until": _iso(now + timedelta(days=730)),
+            "subject": {
+                "kind": "ORGANIZATION",
+                "names": [{"value": "Example Trading Co., Ltd."}],
+                "identifiers": [{"scheme": "CN_USCC", "value": s.company}],
+                "related_parties": [
+                    {
+                        "role": "LEGAL_REPRESENTATIVE",
+                        "kind": "PERSON",
+                        "names": [{"value": "Wei Example"}],
+                        "identifiers": [{"scheme": "CN_RIC", "value": s.legal_rep}],
+                    }
+                ],
+            },
+        },
+        {
+            "event_id": f"court:demo-{run}-p:1",
+            "event_type": "LISTED",
+            "entry_id": f"demo-{run}-p",
+            "version": 1,
+            **common,
+            "effective_until": _iso(person_until),
+            "subject": {
+                "kind": "PERSON",
+                "names": [{"value": "Li Example"}],
+                "identifiers": [{"scheme": "CN_RIC", "value": s.person}],
+            },
+        },
     ]
 
 
 def delisting_record(s: Subjects, run: str, now: datetime, listing: dict[str, object]) -> dict[str, object]:
     rec = dict(listing)
-    rec.update({"event_id": f"court:demo-{run}-c:2", "event_type": "DELISTED", "version": 2,
-                "delisting": {"reason": "PERFORMED", "note": "Judgment performed in full",
-                              "decided_on": now.date().isoformat()}})
+    rec.update(
+        {
+            "event_id": f"court:demo-{run}-c:2",
+            "event_type": "DELISTED",
+            "version": 2,
+            "delisting": {
+                "reason": "PERFORMED",
+                "note": "Judgment performed in full",
+                "decided_on": now.date().isoformat(),
+            },
+        }
+    )
     return rec
 
 
@@ -105,28 +145,25 @@ class Expect:
         return self.observed == self.expected
 
 
-def _ask(url: str, e: Expect) -> str | None:
+def _ask(client: CheckClient, e: Expect) -> str | None:
+    """What the agency answers, as the auditor client of the local setup asks it (``unknown`` included)."""
     try:
         if e.entry is not None:
-            r = httpx.get(f"{url}/v1/entries/{e.entry}", timeout=5)
-            if r.status_code != 200:
+            try:
+                rows = [d for d in client.entry(e.entry)["directives"] if d["action"] == "LIFT"]
+            except EntryNotFound:
                 return "no history"
-            rows = [d for d in r.json()["directives"] if d["action"] == "LIFT"]
             return f"LIFT {rows[-1]['cause']}" if rows else "no LIFT"
-        params = {"id": e.ident, **({"measure": e.measure} if e.measure else {})}
-        r = httpx.get(f"{url}/v1/check", params=params, timeout=5)
-        if r.status_code != 200:
-            return None
-        return "restricted" if r.json()["restricted"] else "clear"
-    except httpx.HTTPError:
+        return client.check(e.ident, measure=e.measure, allow_unknown=True).status
+    except SubscriberError:
         return None
 
 
-def _await(expects: list[Expect], urls: dict[str, str], timeout: float) -> None:
+def _await(expects: list[Expect], clients: Mapping[str, CheckClient], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         for e in expects:
-            e.observed = _ask(urls[e.agency], e)
+            e.observed = _ask(clients[e.agency], e)
         if all(e.ok for e in expects) or time.monotonic() > deadline:
             return
         time.sleep(0.25)
@@ -136,7 +173,7 @@ R, C = "restricted", "clear"
 
 
 def run_scenario(
-    urls: dict[str, str],
+    clients: Mapping[str, CheckClient],
     publish: Callable[[str, Path], int],
     workdir: Path,
     *,
@@ -145,8 +182,9 @@ def run_scenario(
     rng: random.Random | None = None,
     say: Callable[[str], None] = print,
 ) -> list[Expect]:
-    """Play the scenario against running subscribers; return every expectation with what was seen."""
-    rng = rng or random.Random()
+    """Play the scenario against running subscribers (a client per agency); return every expectation with
+    what was seen."""
+    rng = rng or random.Random()  # noqa: S311 - demo subjects, not secrets
     s = fresh_subjects(rng)
     run = f"{datetime.now(UTC):%H%M%S}{rng.randint(0, 9999):04d}"
     now = datetime.now(UTC)
@@ -155,8 +193,10 @@ def run_scenario(
     listings = listing_records(s, run, now, person_until)
     f1 = workdir / f"court-listings-{run}.jsonl"
     f1.write_text("".join(json.dumps(r) + "\n" for r in listings))
-    say(f"court publishes {f1.name}: company {s.company} (legal representative {s.legal_rep}), "
-        f"person {s.person} until {person_until:%H:%M:%S}Z")
+    say(
+        f"court publishes {f1.name}: company {s.company} (legal representative {s.legal_rep}), "
+        f"person {s.person} until {person_until:%H:%M:%S}Z"
+    )
     results: list[Expect] = []
     rc = publish("court", f1)
     listed = [
@@ -167,10 +207,10 @@ def run_scenario(
         Expect("listed", "rail", "person", s.person, RAIL, R),
     ]
     if rc == 0:
-        _await(listed, urls, timeout)
+        _await(listed, clients, timeout)
     results += listed
     not_for_company = Expect("listed", "aviation", "company", s.company, None, C)
-    _await([not_for_company], urls, 0)
+    _await([not_for_company], clients, 0)
     results.append(not_for_company)
 
     f2 = workdir / f"court-delisting-{run}.jsonl"
@@ -183,7 +223,7 @@ def run_scenario(
         Expect("delisted", "rail", "legal rep", s.legal_rep, None, C),
     ]
     if rc == 0:
-        _await(delisted, urls, timeout)
+        _await(delisted, clients, timeout)
     results += delisted
 
     wait = (person_until - datetime.now(UTC)).total_seconds()
@@ -191,11 +231,13 @@ def run_scenario(
         say(f"waiting {wait:.0f}s for the person's period to end")
         time.sleep(wait)
     person_entry = f"court/demo-{run}-p"
-    expired = [Expect("period ended", "aviation", "person", s.person, None, C),
-               Expect("period ended", "rail", "person", s.person, None, C),
-               Expect("period ended", "aviation", "person", s.person, AIR, "LIFT PERIOD_ENDED", entry=person_entry),
-               Expect("period ended", "rail", "person", s.person, RAIL, "LIFT PERIOD_ENDED", entry=person_entry)]
-    _await(expired, urls, timeout)
+    expired = [
+        Expect("period ended", "aviation", "person", s.person, None, C),
+        Expect("period ended", "rail", "person", s.person, None, C),
+        Expect("period ended", "aviation", "person", s.person, AIR, "LIFT PERIOD_ENDED", entry=person_entry),
+        Expect("period ended", "rail", "person", s.person, RAIL, "LIFT PERIOD_ENDED", entry=person_entry),
+    ]
+    _await(expired, clients, timeout)
     results += expired
     return results
 
@@ -204,9 +246,11 @@ def table(results: list[Expect]) -> str:
     head = f"{'step':13} {'agency':9} {'subject':10} {'measure':26} {'expected':17} {'observed':17} ok"
     lines = [head, "-" * len(head)]
 
-    for e in results:
-        lines.append(f"{e.step:13} {e.agency:9} {e.who:10} {(e.measure or 'any'):26} {e.expected:17} "
-                     f"{e.observed or 'no answer':17} {'yes' if e.ok else 'NO'}")
+    lines.extend(
+        f"{e.step:13} {e.agency:9} {e.who:10} {(e.measure or 'any'):26} {e.expected:17} "
+        f"{e.observed or 'no answer':17} {'yes' if e.ok else 'NO'}"
+        for e in results
+    )
     held = sum(e.ok for e in results)
     lines.append(f"{held}/{len(results)} expectations held")
     return "\n".join(lines)
@@ -219,7 +263,9 @@ def cli_publisher(home: Path) -> Callable[[str, Path], int]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
         env["CONCORD_HOME"] = str(home)
         return subprocess.run(  # noqa: S603 - our own entry point
-            [sys.executable, "-m", "services.cli", "publish", "--agency", agency, str(path)], env=env, check=False,
+            [sys.executable, "-m", "services.cli", "publish", "--agency", agency, str(path)],
+            env=env,
+            check=False,
         ).returncode
 
     return publish
@@ -244,8 +290,7 @@ def run_local(*, stay: bool, home: Path) -> int:
         stack.write_config(broker.bootstrap, broker.ca_file)
         stack.ensure_keys()
         topics, acls = stack.provision()
-        print(f"concord: broker {broker.bootstrap}; created {len(topics)} topics, {acls} ACL bindings",
-              file=sys.stderr)
+        print(f"concord: broker {broker.bootstrap}; created {len(topics)} topics, {acls} ACL bindings", file=sys.stderr)
         if broker.metrics_address:
             stack.register_scrape_target("broker", broker.metrics_address)
         stack.start_all()
@@ -255,17 +300,23 @@ def run_local(*, stay: bool, home: Path) -> int:
             stack.start_drift()
         stack.wait_healthy()
         urls = stack.subscriber_urls()
-        results = run_scenario(urls, cli_publisher(home), home / "demo", say=lambda m: print(f"concord: {m}"))
+        clients = {agency: stack.check_client(agency) for agency in urls}
+        try:
+            results = run_scenario(clients, cli_publisher(home), home / "demo", say=lambda m: print(f"concord: {m}"))
+        finally:
+            for c in clients.values():
+                c.close()
         print()
         print(table(results))
         ok = all(e.ok for e in results)
         if stay:
             print("\nConcord is running. Try:")
             print(f"  .venv/bin/concord status\n  .venv/bin/concord check --agency aviation {results[3].ident}")
-            for agency, url in sorted(urls.items()):
-                print(f"  {agency:10} {url}/v1/check?id=...   {url}/docs")
-            print(f"Drop JSON Lines files into {home / 'inbox'}/<agency>/ to publish them "
-                  f"(see `concord adapter run`).")
+            for implementer, url in sorted(urls.items()):
+                sub = SubscriberHome.of(home, implementer)
+                print(f"  {implementer:10} {url}/v1/check?id=...   {url}/docs   (clients: {sub.clients})")
+            print(f"  .venv/bin/concord subscriber queries --agency aviation --id {results[3].ident}")
+            print(f"Drop JSON Lines files into {home / 'inbox'}/<agency>/ to publish them (see `concord adapter run`).")
             print("`make observe` in another terminal starts Prometheus on this exchange.")
             print("Ctrl-C stops everything.")
             try:

@@ -9,7 +9,9 @@
     run/                one JSON file per running service (pid, url), for `concord status`
     run/scrape/         one Prometheus file_sd target list per /metrics endpoint
                         (deploy/prometheus/prometheus.yml reads them)
-    data/               the subscribers' SQLite stores
+    data/               the subscribers' SQLite stores and query logs
+    subscribers/        each subscriber's CA, server certificate, clients file, client identities
+                        and query-log key (services.subscriber.identity)
 
 The same :class:`LocalStack` serves ``make run``, ``make demo`` and the test
 fixtures, so what the tests exercise is what a user runs.
@@ -22,6 +24,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -29,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from services.core.access import ADMIN, FANOUT, OPS, compile_acls
 from services.core.errors import ConfigError
@@ -37,6 +41,10 @@ from services.governance.admin import admin_client, ensure_acls, ensure_topics
 from services.kafka_access import KafkaAccess
 from services.keystore import ensure_keys
 from services.settings import REPO_ROOT
+from services.subscriber.identity import SubscriberHome
+
+if TYPE_CHECKING:
+    from services.subscriber.client import CheckClient
 
 
 def principals(world: World) -> list[str]:
@@ -77,6 +85,7 @@ class Service:
     proc: subprocess.Popen[bytes]
     url: str | None = None
     log: Path | None = None
+    ca: Path | None = None  # the CA that issued an https service's certificate
 
 
 @dataclass
@@ -89,8 +98,12 @@ class LocalStack:
 
     @classmethod
     def at(cls, home: Path, namespace: str = "concord", world_dir: Path | None = None) -> LocalStack:
-        return cls(home=home.resolve(), world=load_world(world_dir or REPO_ROOT / "topics"), namespace=namespace,
-                   world_dir=world_dir)
+        return cls(
+            home=home.resolve(),
+            world=load_world(world_dir or REPO_ROOT / "topics"),
+            namespace=namespace,
+            world_dir=world_dir,
+        )
 
     def use_world(self, world_dir: Path) -> None:
         """Services started from now on read the declared world from ``world_dir``."""
@@ -101,15 +114,20 @@ class LocalStack:
 
     def write_config(self, bootstrap: str, ca_file: Path | None) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        cfg = {"bootstrap": bootstrap, "ca_file": str(ca_file) if ca_file else None, "namespace": self.namespace,
-               "security_protocol": "SASL_SSL"}
+        cfg = {
+            "bootstrap": bootstrap,
+            "ca_file": str(ca_file) if ca_file else None,
+            "namespace": self.namespace,
+            "security_protocol": "SASL_SSL",
+        }
         (self.home / "concord.json").write_text(json.dumps(cfg, indent=2))
 
     def access(self, principal: str) -> KafkaAccess:
         cfg = json.loads((self.home / "concord.json").read_text())
         creds = json.loads((self.home / "credentials.json").read_text())
-        return KafkaAccess(bootstrap=cfg["bootstrap"], ca_file=Path(cfg["ca_file"]) if cfg["ca_file"] else None
-                           ).as_principal(principal, creds[principal])
+        return KafkaAccess(
+            bootstrap=cfg["bootstrap"], ca_file=Path(cfg["ca_file"]) if cfg["ca_file"] else None
+        ).as_principal(principal, creds[principal])
 
     def ensure_keys(self) -> None:
         ensure_keys(self.home / "keys", [*sorted(self.world.agencies), FANOUT, ADMIN])
@@ -156,23 +174,32 @@ class LocalStack:
         found = sorted(folder.glob("*.json")) if folder.exists() else []
         return {f.stem: json.loads(f.read_text())[0]["targets"][0] for f in found}
 
-    def _spawn(self, name: str, args: list[str], url: str | None = None,
-               metrics_port: int | None = None) -> Service:
+    def _spawn(
+        self,
+        name: str,
+        args: list[str],
+        url: str | None = None,
+        metrics_port: int | None = None,
+        ca: Path | None = None,
+    ) -> Service:
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{name}.log"
         out = log.open("ab")
         proc = subprocess.Popen(  # noqa: S603 - our own entry point
-            [sys.executable, "-m", "services.cli", *args], env=self._env(), stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "services.cli", *args],
+            env=self._env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=self.home,  # anything a service writes beside itself stays in the home
         )
         out.close()
-        svc = Service(name, proc, url, log)
+        svc = Service(name, proc, url, log, ca)
         self.services.append(svc)
         run = self.home / "run"
         run.mkdir(parents=True, exist_ok=True)
-        (run / f"{name}.json").write_text(json.dumps({"pid": proc.pid, "url": url}))
+        (run / f"{name}.json").write_text(json.dumps({"pid": proc.pid, "url": url, "ca": str(ca) if ca else None}))
         if metrics_port is not None:
             self.register_scrape_target(name, f"127.0.0.1:{metrics_port}")
         return svc
@@ -184,32 +211,78 @@ class LocalStack:
         return self._spawn(name, ["fanout", "worker", "--name", name, "--web-port", str(port)],
                            url=f"http://127.0.0.1:{port}", metrics_port=port)
 
-    def start_subscriber(self, agency: str, port: int | None = None) -> Service:
+    def subscriber_home(self, agency: str) -> SubscriberHome:
+        """The agency's subscriber identity material, issued on first use (its CA, server
+        certificate, clients file with one identity per local client system, query-log key)."""
+        home = SubscriberHome.of(self.home, agency)
+        home.ensure(agency)
+        return home
+
+    def start_subscriber(
+        self, agency: str, port: int | None = None, *extra: str, name: str | None = None, db: Path | None = None
+    ) -> Service:
+        """``concord subscriber run`` for ``agency``: its API over TLS on ``port``, /metrics in plain
+        HTTP on a port of its own (the scrape target)."""
         port = port or free_port()
+        metrics_port = free_port()
+        home = self.subscriber_home(agency)
         return self._spawn(
-            f"subscriber-{agency}",
-            ["subscriber", "run", "--agency", agency, "--port", str(port),
-             "--db", str(self.home / "data" / f"{agency}.sqlite")],
-            url=f"http://127.0.0.1:{port}", metrics_port=port,
+            name or f"subscriber-{agency}",
+            [
+                "subscriber",
+                "run",
+                "--agency",
+                agency,
+                "--port",
+                str(port),
+                "--metrics-port",
+                str(metrics_port),
+                "--db",
+                str(db or self.home / "data" / f"{agency}.sqlite"),
+                *extra,
+            ],
+            url=f"https://127.0.0.1:{port}",
+            metrics_port=metrics_port,
+            ca=home.ca,
         )
+
+    def check_client(self, agency: str, client: str = "auditor", **kw: Any) -> CheckClient:
+        """A check client of ``agency``'s running subscriber, as the local client system ``client``."""
+        from services.subscriber.client import CheckClient, Identity
+
+        home = self.subscriber_home(agency)
+        key = home.client_key(client)
+        identity = (
+            Identity(ca=home.ca, api_key=key.read_text().strip())
+            if key.exists()
+            else Identity(ca=home.ca, cert=home.client_cert(client))
+        )
+        return CheckClient(self.subscriber_urls()[agency], identity, agency=agency, **kw)
 
     def start_adapter(self, agency: str, inbox: Path | None = None, port: int | None = None) -> Service:
         """``concord adapter run`` on ``inbox`` (default ``<home>/inbox/<agency>``), with its /metrics."""
         port = port or free_port()
         inbox = inbox or self.home / "inbox" / agency
         inbox.mkdir(parents=True, exist_ok=True)
-        return self._spawn(f"adapter-{agency}", ["adapter", "run", "--agency", agency, "--inbox", str(inbox),
-                                                  "--metrics-port", str(port)], metrics_port=port)
+        return self._spawn(
+            f"adapter-{agency}",
+            ["adapter", "run", "--agency", agency, "--inbox", str(inbox), "--metrics-port", str(port)],
+            metrics_port=port,
+        )
 
     def start_drift(self, interval: float = 60.0, port: int | None = None) -> Service:
         """``concord acl drift`` checking every ``interval`` seconds, its gauges on /metrics."""
         port = port or free_port()
-        return self._spawn("drift", ["acl", "drift", "--metrics-port", str(port), "--interval", str(interval)],
-                           metrics_port=port)
+        return self._spawn(
+            "drift", ["acl", "drift", "--metrics-port", str(port), "--interval", str(interval)], metrics_port=port
+        )
 
     def subscriber_urls(self) -> dict[str, str]:
-        return {s.name.removeprefix("subscriber-"): s.url for s in self.services
-                if s.url and s.name.startswith("subscriber-")}
+        return {
+            s.name.removeprefix("subscriber-"): s.url
+            for s in self.services
+            if s.url and s.name.startswith("subscriber-")
+        }
 
     def start_all(self) -> None:
         self.start_fanout()
@@ -226,7 +299,8 @@ class LocalStack:
                 if s.proc.poll() is not None:
                     raise ConfigError(f"{s.name} exited with status {s.proc.returncode}; see {s.log}")
                 try:
-                    if httpx.get(f"{s.url}/healthz", timeout=1.0).status_code == 200:
+                    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(s.ca)) if s.ca else True
+                    if httpx.get(f"{s.url}/healthz", timeout=1.0, verify=verify).status_code == 200:
                         pending.remove(s)
                 except httpx.HTTPError:
                     pass

@@ -1,21 +1,25 @@
-"""Which partition a keyed record belongs on: Kafka's default partitioner, in one place.
+"""Which partition a key lands on: Kafka's default partitioner, in one place.
 
-Publishers key list records by entry id and let the Java-compatible default partitioner
-(murmur2) place them; the fan-out refuses a record found elsewhere, and subscribers send
-their receipts to the same partition number, so that one fan-out worker owns an entry's
-records, its state and the receipts for its directives.
+Kafka's Java producer (and librdkafka's ``murmur2_random``, and aiokafka's default)
+place a keyed record on ``toPositive(murmur2(key)) % partitions``.  Concord relies on
+that placement across topics: publishers key list records by entry id, the fan-out
+refuses a list record found on another partition than its key's, and a receipt goes
+to the receipts partition with the number of its entry's list partition, so that one
+fan-out worker owns an entry's records, its state and the receipts for its directives.
+Whoever writes such a record names the partition itself, with :func:`partition_for`,
+rather than trusting that every client library's default agrees.
 """
 
 from __future__ import annotations
 
 from aiokafka.partitioner import murmur2
 
+__all__ = ["partition_for"]
 
-def key_partition(key: bytes, partitions: int) -> int:
+
+def partition_for(key: str | bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner gives ``key`` among ``partitions``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-def entry_partition(entry_id: str | bytes, partitions: int) -> int:
-    """The partition of an entry's list records (keyed by entry id), and of its receipts."""
-    return key_partition(entry_id.encode() if isinstance(entry_id, str) else entry_id, partitions)
+    if partitions < 1:
+        raise ValueError(f"a topic has at least one partition, not {partitions}")
+    raw = key.encode() if isinstance(key, str) else key
+    return (int(murmur2(raw)) & 0x7FFFFFFF) % partitions

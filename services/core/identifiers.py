@@ -30,6 +30,7 @@ caller of :func:`validate_ric` leaves ``today`` unset.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import date
 from typing import Final
@@ -40,11 +41,13 @@ __all__ = [
     "GB2260_PROVINCE_CODES",
     "OPAQUE_MAX_LENGTH",
     "RIC_PROVINCE_CODES",
+    "SCHEME_PATTERN",
     "USCC_ALPHABET",
     "USCC_DIVISION_PREFIXES",
     "USCC_ENTITY_TYPES",
     "normalize_identifier",
     "org_code_check_char",
+    "query_identifier",
     "ric_check_char",
     "uscc_check_char",
     "validate_identifier",
@@ -105,8 +108,7 @@ _USCC_TYPES_LATER: Final[dict[str, frozenset[str]]] = {
     "Q": frozenset("1239"),
 }
 USCC_ENTITY_TYPES: Final[dict[str, frozenset[str]]] = {
-    authority: _USCC_TYPES_PUBLISHED.get(authority, frozenset())
-    | _USCC_TYPES_LATER.get(authority, frozenset())
+    authority: _USCC_TYPES_PUBLISHED.get(authority, frozenset()) | _USCC_TYPES_LATER.get(authority, frozenset())
     for authority in sorted({*_USCC_TYPES_PUBLISHED, *_USCC_TYPES_LATER})
 }
 
@@ -177,7 +179,7 @@ def uscc_check_char(first17: str) -> str:
     return USCC_ALPHABET[(31 - total % 31) % 31]
 
 
-def validate_uscc(value: str) -> str | None:
+def validate_uscc(value: object) -> str | None:
     """Check a Unified Social Credit Code (GB 32100-2015).
 
     Checks, in order, so the first reason is the most basic one: length,
@@ -216,10 +218,7 @@ def validate_uscc(value: str) -> str | None:
     org_body, org_check = value[8:16], value[16]
     expected_org = org_code_check_char(org_body)
     if org_check != expected_org:
-        return (
-            f"embedded organisation code check character (position 17) should be "
-            f"{expected_org!r}, not {org_check!r}"
-        )
+        return f"embedded organisation code check character (position 17) should be {expected_org!r}, not {org_check!r}"
 
     expected = uscc_check_char(value[:17])
     if value[17] != expected:
@@ -247,7 +246,7 @@ def ric_check_char(first17: str) -> str:
     return _RIC_CHECK[total % 11]
 
 
-def validate_ric(value: str, *, today: date | None = None) -> str | None:
+def validate_ric(value: object, *, today: date | None = None) -> str | None:
     """Check a citizen identity number (GB 11643-1999), 18-character form.
 
     Beyond the MOD 11-2 check character this refuses numbers whose address
@@ -288,7 +287,7 @@ def validate_ric(value: str, *, today: date | None = None) -> str | None:
         return f"birth date {raw_birth!r} at positions 7-14 is not a calendar date"
     if year < _RIC_MIN_YEAR:
         return f"birth year {year} is before {_RIC_MIN_YEAR}"
-    if birth > (today if today is not None else date.today()):
+    if birth > (today if today is not None else date.today()):  # noqa: DTZ011 - a birth date is a local calendar date
         return f"birth date {birth.isoformat()} is in the future"
 
     expected = ric_check_char(value[:17])
@@ -300,7 +299,7 @@ def validate_ric(value: str, *, today: date | None = None) -> str | None:
 # --------------------------------------------------------------------------- dispatch
 
 
-def _validate_opaque(value: str) -> str | None:
+def _validate_opaque(value: object) -> str | None:
     """Minimal rules for schemes the broker does not know the structure of."""
     if not isinstance(value, str):
         return "must be a string"
@@ -337,13 +336,45 @@ def validate_identifier(scheme: str, value: str) -> str | None:
 def normalize_identifier(scheme: str, value: str) -> str:
     """Canonical form of ``value`` for storage and lookups.
 
-    Surrounding whitespace is never significant.  For ``CN_USCC`` and
-    ``CN_RIC`` letters are folded to upper case, because both standards
-    define upper case only and clerks often type ``x`` for the RIC check
-    character.  Other schemes may be case-sensitive, so they are only
-    stripped.  The result is not validated.
+    Unicode compatibility forms are folded (NFKC: full-width digits and letters,
+    as East Asian input methods type them, become ASCII), and surrounding
+    whitespace is never significant.  For ``CN_USCC`` and ``CN_RIC`` all
+    whitespace goes and letters are folded to upper case, because both standards
+    define upper case only, without spaces, and clerks often type ``x`` for the
+    RIC check character or group the digits.  Other schemes may be
+    case-sensitive, so they are only folded and stripped.  The result is not
+    validated.
     """
-    stripped = value.strip()
+    folded = unicodedata.normalize("NFKC", value) if not value.isascii() else value
     if scheme in (CN_USCC, CN_RIC):
-        return stripped.upper()
-    return stripped
+        return "".join(folded.split()).upper()
+    return folded.strip()
+
+
+SCHEME_PATTERN: Final = "^[A-Z][A-Z0-9_]{1,31}$"
+_CHECKED_SHAPE_LEN: Final = 18
+
+
+def query_identifier(value: str, scheme: str | None) -> tuple[str, str | None]:
+    """An identifier someone asks about, as it is looked up: ``(normalised, problem)``.
+
+    ``problem`` is None when the value may be looked up, else why not (the caller
+    answers 422, never "clear": a mistyped number is not a person without measures).
+    With a scheme, the value is normalised and validated under it.  Without one, a
+    value that normalises to 18 letters and digits has the shape of both checked
+    schemes and must pass the checks of one of them; any other value is validated
+    as opaque.
+    """
+    if scheme is not None:
+        if not re.fullmatch(SCHEME_PATTERN, scheme):
+            return value, f"scheme {scheme!r} is not a scheme name (upper-case letters, digits, _)"
+        normal = normalize_identifier(scheme, value)
+        return normal, validate_identifier(scheme, normal)
+    compact = normalize_identifier(CN_RIC, value)
+    if len(compact) == _CHECKED_SHAPE_LEN and compact.isascii() and compact.isalnum():
+        ric, uscc = validate_ric(compact), validate_uscc(compact)
+        if ric is None or uscc is None:
+            return compact, None
+        return compact, f"neither a valid {CN_RIC} ({ric}) nor a valid {CN_USCC} ({uscc})"
+    normal = normalize_identifier("", value)
+    return normal, _validate_opaque(normal)

@@ -1,4 +1,4 @@
-"""A local certificate authority for the embedded broker's TLS client listener.
+"""Local certificate authorities: the embedded broker's, and each agency's own for its check API.
 
 Concord's default setup is TLS end to end, even on one laptop, so that the code
 paths exercised locally are the ones used against a real cluster.  This module
@@ -12,6 +12,11 @@ Files written into the directory:
 ``ca.pem``       CA certificate (what clients trust)
 ``ca-key.pem``   CA private key (0600)
 ``broker.pem``   broker PKCS#8 key + broker certificate + CA certificate (0600)
+
+An implementing agency's subscriber uses a CA of its own the same way
+(:func:`ensure_ca` with the agency's name): :func:`issue_server_cert` for the check
+API's TLS listener, and :func:`issue_client_cert` once per client system, whose
+subject common name is the name the subscriber's clients file gives it.
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def ensure_ca(directory: Path) -> tuple[Path, Path]:
+def ensure_ca(directory: Path, common_name: str = "Concord local CA") -> tuple[Path, Path]:
     """Return ``(ca.pem, ca-key.pem)`` in *directory*, creating the CA only if absent.
 
     An existing CA is reused so that every certificate issued from this directory
@@ -85,10 +90,10 @@ def ensure_ca(directory: Path) -> tuple[Path, Path]:
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Concord local"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "Concord local CA"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -148,19 +153,37 @@ def issue_broker_cert(directory: Path, hosts: Sequence[str] = DEFAULT_HOSTS) -> 
     Names that parse as IP addresses become IP SANs, the rest DNS SANs: clients
     connect to ``127.0.0.1`` and verify the address against the certificate.
     """
+    return issue_server_cert(directory, hosts, BROKER_PEM)
+
+
+def issue_server_cert(directory: Path, hosts: Sequence[str] = DEFAULT_HOSTS, filename: str = "server.pem") -> Path:
+    """A server certificate for *hosts* from the CA in *directory*: key, certificate and CA in one file."""
     if not hosts:
-        raise ConfigError("a broker certificate needs at least one host name")
-    ensure_ca(directory)
+        raise ConfigError("a server certificate needs at least one host name")
+    return _issue(directory, hosts[0], ExtendedKeyUsageOID.SERVER_AUTH, directory / filename, hosts)
+
+
+def issue_client_cert(directory: Path, name: str, out: Path) -> Path:
+    """A client certificate whose subject common name is *name*, from the CA in *directory*, written
+    to *out* (PKCS#8 key + certificate + CA, 0600): what one client system presents."""
+    if not name:
+        raise ConfigError("a client certificate needs a name")
+    return _issue(directory, name, ExtendedKeyUsageOID.CLIENT_AUTH, out, ())
+
+
+def _issue(directory: Path, common_name: str, usage: x509.ObjectIdentifier, out: Path, hosts: Sequence[str]) -> Path:
+    if not (directory / CA_CERT).exists():
+        ensure_ca(directory)
     ca_cert, ca_key = load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
+    now = dt.datetime.now(dt.UTC)
+    builder = (
         x509.CertificateBuilder()
         .subject_name(
             x509.Name(
                 [
                     x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Concord local"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, hosts[0]),
+                    x509.NameAttribute(NameOID.COMMON_NAME, common_name),
                 ]
             )
         )
@@ -174,7 +197,7 @@ def issue_broker_cert(directory: Path, hosts: Sequence[str] = DEFAULT_HOSTS) -> 
             x509.KeyUsage(
                 digital_signature=True,
                 content_commitment=False,
-                key_encipherment=True,
+                key_encipherment=usage == ExtendedKeyUsageOID.SERVER_AUTH,
                 data_encipherment=False,
                 key_agreement=False,
                 key_cert_sign=False,
@@ -184,13 +207,12 @@ def issue_broker_cert(directory: Path, hosts: Sequence[str] = DEFAULT_HOSTS) -> 
             ),
             critical=True,
         )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(_san(hosts), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
-    path = directory / BROKER_PEM
-    _write_private(path, _pkcs8(key) + _cert_pem(cert) + _cert_pem(ca_cert))
-    return path
+    if hosts:
+        builder = builder.add_extension(_san(hosts), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_private(out, _pkcs8(key) + _cert_pem(cert) + _cert_pem(ca_cert))
+    return out

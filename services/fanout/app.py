@@ -58,7 +58,7 @@ from services.fanout.metrics import TIME_CAUSES, FanoutMetrics
 from services.fanout.sending import DirectiveSealer
 from services.fanout.store import PartitionStore
 from services.kafka_access import KafkaAccess
-from services.partitioning import entry_partition
+from services.partitioning import partition_for
 
 log = logging.getLogger("concord.fanout")
 
@@ -166,7 +166,7 @@ class Fanout:
                 origin=origin, topic=msg.topic() or "", partition=partition, offset=msg.offset() or 0,
                 key=key, value=msg.value(), headers=_headers(msg), timestamp_ms=ts, keyring=self.cfg.keyring,
                 schemas=self.cfg.schemas, world=self.cfg.world,
-                key_partition=entry_partition(key, self.partitions) if key is not None else None,
+                key_partition=partition_for(key, self.partitions) if key is not None else None,
             )
         except Refused as r:
             self._quarantine(msg, r.reason, r.detail)
@@ -274,8 +274,8 @@ class Fanout:
                 self._answered(store, d.directive_id)
             store.delete(st.entry_key(table_key))
             store.count(entries=-1)
-            self.metrics.purged.labels("fanout", "ended_entries").inc()
-        self.metrics.last_purge.labels("fanout").set(time.time())
+            self.metrics.purge.purged.labels("fanout", "ended_entries").inc()
+        self.metrics.purge.last_run.labels("fanout").set(time.time())
         return len(due)
 
     def _send(self, d: Directive, store: PartitionStore, now: datetime) -> None:

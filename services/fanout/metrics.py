@@ -21,6 +21,7 @@ from services.core.models import Action, Cause, Directive, ReceiptStatus
 from services.core.routing import Outcome
 from services.core.world import World
 from services.fanout.store import STAGE_RECEIPT, STAGE_TIME_LIFT
+from services.ops.metrics import PurgeMetrics
 
 # A LIFT for these causes ends a measure because its time ran out.
 TIME_CAUSES = frozenset({Cause.PERIOD_ENDED, Cause.EXPIRED})
@@ -57,8 +58,7 @@ class FanoutMetrics:
     reevaluated: Counter
     reevaluating: Gauge
     transactions: Counter
-    purged: Counter
-    last_purge: Gauge
+    purge: PurgeMetrics
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> FanoutMetrics:
@@ -115,10 +115,7 @@ class FanoutMetrics:
                                "State partitions whose entries are being re-evaluated", registry=r),
             transactions=Counter("concord_fanout_transactions_total", "Kafka transactions, by result", ["result"],
                                  registry=r),
-            purged=Counter("concord_purged_total", "Records of ended listings purged by retention, by class",
-                           ["component", "data_class"], registry=r),
-            last_purge=Gauge("concord_purge_last_run_timestamp_seconds", "When the retention purge last ran",
-                             ["component"], registry=r),
+            purge=PurgeMetrics.create(r, "fanout", ("ended_entries",)),
         )
         for reason in (*REASONS, Outcome.STALE_VERSION.value, Outcome.REPLAYED.value):
             m.quarantine.labels("fanout", reason)
@@ -131,7 +128,6 @@ class FanoutMetrics:
             m.receipts.labels(status.value)
         for result in ("committed", "aborted"):
             m.transactions.labels(result)
-        m.purged.labels("fanout", "ended_entries")
         return m
 
     def event_in(self, agency: str, program: str) -> None:

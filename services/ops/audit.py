@@ -25,7 +25,7 @@ from services.core.models import Directive, ListEntryEvent, Receipt
 from services.core.signing import Domain, Keyring, SignedHeaders
 from services.core.world import World
 from services.kafka_access import KafkaAccess
-from services.partitioning import key_partition
+from services.partitioning import partition_for
 
 
 async def read_all(access: KafkaAccess, topics: Iterable[str]) -> list[tuple[str, ConsumerRecord[bytes, bytes]]]:
@@ -122,7 +122,7 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
                                     offset=rec.offset, key=rec.key, value=rec.value,
                                     headers=rec.headers, timestamp_ms=rec.timestamp,
                                     keyring=keyring, schemas=schemas, world=world,
-                                    key_partition=key_partition(rec.key, partitions[topic]) if rec.key else None)
+                                    key_partition=partition_for(rec.key, partitions[topic]) if rec.key else None)
         except Refused:
             report.refused_events += 1
             continue

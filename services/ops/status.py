@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 
 import httpx
 from confluent_kafka import ConsumerGroupState, KafkaException
@@ -28,8 +29,9 @@ def gather_status(settings: Settings) -> tuple[bool, list[str]]:
         members = len(desc.members)
         live = desc.state == ConsumerGroupState.STABLE and members > 0
         ok &= live
-        lines.append(f"fanout      {'ok' if live else 'DOWN':9} group {group}: {desc.state.name.lower()}, "
-                     f"{members} worker(s)")
+        lines.append(
+            f"fanout      {'ok' if live else 'DOWN':9} group {group}: {desc.state.name.lower()}, {members} worker(s)"
+        )
     except KafkaException as exc:
         ok = False
         lines.append(f"fanout      DOWN      group {group}: {exc}")
@@ -40,8 +42,10 @@ def gather_status(settings: Settings) -> tuple[bool, list[str]]:
         try:
             r = httpx.get(f"{url}/healthz", timeout=3)
             h = r.json()
-            lines.append(f"fanout web  {'ok' if r.status_code == 200 else h.get('status', '?').upper():9} {url} "
-                         f"{h.get('entries_held', 0)} entries held, {h.get('expiries_pending', 0)} expiries pending")
+            lines.append(
+                f"fanout web  {'ok' if r.status_code == 200 else h.get('status', '?').upper():9} {url} "
+                f"{h.get('entries_held', 0)} entries held, {h.get('expiries_pending', 0)} expiries pending"
+            )
             ok &= r.status_code == 200
         except (httpx.HTTPError, ValueError) as exc:
             ok = False
@@ -52,13 +56,18 @@ def gather_status(settings: Settings) -> tuple[bool, list[str]]:
         lines.append("subscribers DOWN      none registered under " + str(run))
     for f in found:
         agency = f.stem.removeprefix("subscriber-")
-        url = json.loads(f.read_text()).get("url")
+        info = json.loads(f.read_text())
+        url = info.get("url")
         try:
-            r = httpx.get(f"{url}/healthz", timeout=3)
+            # The check API is TLS with the agency's own CA; /healthz needs no client identity.
+            verify = ssl.create_default_context(cafile=info["ca"]) if info.get("ca") else True
+            r = httpx.get(f"{url}/healthz", timeout=3, verify=verify)
             h = r.json()
             good = r.status_code == 200
-            lines.append(f"subscriber  {'ok' if good else h.get('status', '?').upper():9} {agency:10} {url} "
-                         f"{h.get('active_directives', 0)} active, lag {h.get('lag')}")
+            lines.append(
+                f"subscriber  {'ok' if good else h.get('status', '?').upper():9} {agency:10} {url} "
+                f"{h.get('active_directives', 0)} active, lag {h.get('lag')}"
+            )
         except (httpx.HTTPError, ValueError) as exc:
             good = False
             lines.append(f"subscriber  DOWN      {agency:10} {url}: {exc.__class__.__name__}")

@@ -18,26 +18,34 @@ exchange that is down makes the subscriber *starting* or *degraded*, never mute.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.core.codec import SchemaRegistry
 from services.core.errors import CodecError
+from services.core.heartbeat import HEARTBEAT_REASONS, admit_heartbeat, is_heartbeat
 from services.core.intake import REASONS, Refused, SourceCache, admit_directive
 from services.core.models import Action, Directive
 from services.core.signing import Domain, Keyring, Signer
-from services.subscriber.store import DirectiveStore, Incoming, Rejected
-from services.subscriber.types import Health
+from services.core.world import World
 from services.kafka_access import KafkaAccess
+from services.partitioning import partition_for
+from services.ops.metrics import PurgeMetrics
+from services.subscriber.store import DirectiveStore, Incoming, Passed, Rejected, Tombstone
+from services.subscriber.types import CHECK_RESULTS, Health
+
+LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it
 
 log = logging.getLogger("concord.subscriber")
 
@@ -62,6 +70,10 @@ class SubscriberMetrics:
     freshness: Gauge
     outbox: Gauge
     connected: Gauge
+    current: Gauge
+    heartbeat_age: Gauge
+    clock_offset: Gauge
+    purge: PurgeMetrics
 
     @classmethod
     def create(cls, agency: str, registry: CollectorRegistry | None = None) -> SubscriberMetrics:
@@ -69,31 +81,70 @@ class SubscriberMetrics:
         lbl = {"agency": agency}
         m = cls(
             registry=r,
-            applied=Counter("concord_subscriber_directives_total", "Directives applied, by action",
-                            ["agency", "action"], registry=r),
-            rejected=Counter("concord_subscriber_rejected_total", "Directives refused, by reason",
-                             ["agency", "reason"], registry=r),
-            checks=Counter("concord_subscriber_checks_total", "Check questions answered", ["agency", "result"],
-                           registry=r),
+            applied=Counter(
+                "concord_subscriber_directives_total", "Directives applied, by action", ["agency", "action"], registry=r
+            ),
+            rejected=Counter(
+                "concord_subscriber_rejected_total", "Directives refused, by reason", ["agency", "reason"], registry=r
+            ),
+            checks=Counter(
+                "concord_subscriber_checks_total", "Check questions answered", ["agency", "result"], registry=r
+            ),
             lag=Gauge("concord_subscriber_lag_records", "Directives not yet read", list(lbl), registry=r),
-            active=Gauge("concord_subscriber_active_directives", "Directives in force in the store", list(lbl),
-                         registry=r),
-            apply_latency=Histogram("concord_subscriber_end_to_end_seconds",
-                                    "From the directive's broker timestamp to its application", ["agency"],
-                                    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r),
-            freshness=Gauge("concord_subscriber_freshness_seconds",
-                            "Seconds since the store last confirmed it had read its whole directive feed "
-                            "(since start, while it never has)", list(lbl), registry=r),
-            outbox=Gauge("concord_subscriber_receipts_outbox", "Receipts stored but not yet sent", list(lbl),
-                         registry=r),
-            connected=Gauge("concord_subscriber_connected", "1 while the directive feed is connected to Kafka",
-                            list(lbl), registry=r),
+            active=Gauge(
+                "concord_subscriber_active_directives", "Directives in force in the store", list(lbl), registry=r
+            ),
+            apply_latency=Histogram(
+                "concord_subscriber_end_to_end_seconds",
+                "From the directive's broker timestamp to its application",
+                ["agency"],
+                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                registry=r,
+            ),
+            freshness=Gauge(
+                "concord_subscriber_freshness_seconds",
+                "Seconds since the store last confirmed it had read its whole directive feed "
+                "(since start, while it never has)",
+                list(lbl),
+                registry=r,
+            ),
+            outbox=Gauge(
+                "concord_subscriber_receipts_outbox", "Receipts stored but not yet sent", list(lbl), registry=r
+            ),
+            connected=Gauge(
+                "concord_subscriber_connected",
+                "1 while the directive feed is connected to Kafka",
+                list(lbl),
+                registry=r,
+            ),
+            current=Gauge(
+                "concord_subscriber_current",
+                "1 while checks answer restricted or clear; 0 while they "
+                "answer unknown (bootstrapping, feed not confirmed, fan-out heartbeat missing)",
+                list(lbl),
+                registry=r,
+            ),
+            heartbeat_age=Gauge(
+                "concord_subscriber_heartbeat_age_seconds",
+                "Age, by the broker's stamp, of the oldest latest fan-out heartbeat over the "
+                "directive partitions (+Inf while a partition has none)",
+                list(lbl),
+                registry=r,
+            ),
+            clock_offset=Gauge(
+                "concord_subscriber_clock_offset_seconds",
+                "This host's clock minus the broker's, estimated from heartbeats stamped with "
+                "LogAppendTime (NaN until measured)",
+                list(lbl),
+                registry=r,
+            ),
+            purge=PurgeMetrics.create(r, "subscriber", ("lifted_directives",)),
         )
         for action in Action:
             m.applied.labels(agency, action.value)
-        for reason in REASONS:
+        for reason in (*REASONS, *HEARTBEAT_REASONS):
             m.rejected.labels(agency, reason)
-        for result in ("restricted", "clear"):
+        for result in CHECK_RESULTS:
             m.checks.labels(agency, result)
         m.lag.labels(agency)
         m.active.labels(agency)
@@ -105,32 +156,73 @@ class SubscriberMetrics:
         started = svc.clock()
 
         def freshness() -> float:
-            since = svc._caught_up_at if svc._caught_up_at is not None else started  # noqa: SLF001
+            since = svc._confirmed_at if svc._confirmed_at is not None else started
             return max(0.0, svc.clock() - since)
+
+        def heartbeat_age() -> float:
+            beats = [svc._heartbeats.get(p) for p in svc._partitions]
+            if not beats or None in beats:
+                return float("inf")
+            return max(0.0, svc.clock() - min(b for b in beats if b is not None))
 
         self.freshness.labels(svc.agency).set_function(freshness)
         self.outbox.labels(svc.agency).set_function(lambda: float(svc.store.pending_count()))
-        self.connected.labels(svc.agency).set_function(lambda: 1.0 if svc._connected else 0.0)  # noqa: SLF001
+        self.connected.labels(svc.agency).set_function(lambda: 1.0 if svc._connected else 0.0)
+        self.current.labels(svc.agency).set_function(lambda: 1.0 if svc.current(svc.clock()) else 0.0)
+        self.heartbeat_age.labels(svc.agency).set_function(heartbeat_age)
+        self.clock_offset.labels(svc.agency).set_function(svc.clock_offset)
 
 
-def assess_health(*, agency: str, now: float, connected: bool, caught_up_at: float | None, lag: int | None,
-                  stale_after: float, active: int, last_applied_at: str | None) -> Health:
-    """How fresh the store's answers are, as ``/healthz`` reports it.
+def assess_health(
+    *,
+    agency: str,
+    now: float,
+    connected: bool,
+    confirmed_at: float | None,
+    heartbeats: Mapping[int, float | None] | None,
+    lag: int | None,
+    stale_after: float,
+    active: int,
+    last_applied_at: str | None,
+) -> Health:
+    """How current the store's answers are, as ``/healthz`` reports it and checks answer.
 
-    *starting* until the feed has been read to its end once; then *ok* while the
-    end of the feed was confirmed within ``stale_after`` seconds, else *degraded*
-    (the store still answers, from what it holds; ``as_of`` says since when).
+    *starting* until a round trip to the broker has confirmed once that the store holds
+    the whole feed (bootstrapping); then *ok* while that was confirmed within
+    ``stale_after`` seconds and — unless ``heartbeats`` is None (not required) — every
+    directive partition has carried a fan-out heartbeat stamped by the broker within
+    ``stale_after`` seconds; else *degraded*.  Anything but *ok* makes checks answer
+    ``unknown``: the store still holds what it held, but nobody can say it is current.
     """
-    as_of = iso_or_none(float(int(caught_up_at))) if caught_up_at is not None else None
-    common = {"agency": agency, "active_directives": active, "lag": lag, "as_of": as_of,
-              "last_applied_at": last_applied_at}
-    if caught_up_at is None:
+    as_of = iso_or_none(float(int(confirmed_at))) if confirmed_at is not None else None
+    oldest = None
+    if heartbeats:
+        ages = [now - ts if ts is not None else float("inf") for ts in heartbeats.values()]
+        oldest = max(ages)
+    ok = Health(
+        status="ok",
+        agency=agency,
+        active_directives=active,
+        lag=lag,
+        as_of=as_of,
+        last_applied_at=last_applied_at,
+        heartbeat_age=round(oldest, 3) if oldest is not None and oldest != float("inf") else None,
+    )
+    if confirmed_at is None:
         detail = "reading the directive feed" if connected else "connecting to the exchange"
-        return Health(status="starting", detail=detail, **common)
-    stale = now - caught_up_at
+        return ok.model_copy(update={"status": "starting", "detail": detail})
+    stale = now - confirmed_at
     if stale > stale_after:
-        return Health(status="degraded", detail=f"feed not confirmed for {stale:.0f}s", **common)
-    return Health(status="ok", **common)
+        return ok.model_copy(
+            update={"status": "degraded", "detail": f"feed not confirmed by the broker for {stale:.0f}s"}
+        )
+    if heartbeats is not None:
+        silent = sorted(p for p, ts in heartbeats.items() if ts is None or now - ts > stale_after)
+        if silent or not heartbeats:
+            which = ", ".join(map(str, silent)) if silent else "any"
+            detail = f"no fan-out heartbeat within {stale_after:.0f}s on partition {which}"
+            return ok.model_copy(update={"status": "degraded", "detail": detail})
+    return ok
 
 
 def iso_or_none(ts: float | None) -> str | None:
@@ -150,6 +242,11 @@ class SubscriberService:
     directive_topic: str
     receipts_topic: str
     stale_after: float = 30.0
+    require_heartbeats: bool = True
+    # The MOUs (every version): each directive must be what routing makes of its record under them.
+    world: World | None = None
+    lifted_retention_days: float = 30.0
+    purge_interval: float = 3600.0
     progress: bool = True
     progress_threshold: int = 5000
     batch_size: int = 500
@@ -161,15 +258,19 @@ class SubscriberService:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._connected = False
-        self._caught_up_at: float | None = None
+        self._confirmed_at: float | None = None
         self._as_of: str | None = None
         self._lag: int | None = None
+        self._partitions: tuple[int, ...] = ()
+        self._heartbeats: dict[int, float] = {}
+        self._fresh_until = float("-inf")
+        self._offsets: deque[tuple[float, float]] = deque(maxlen=64)
+        self._receipt_partitions: int | None = None
         self._stopping = asyncio.Event()
         self._outbox = asyncio.Event()
         self._sources = SourceCache(self.keyring)
         self.ready = asyncio.Event()
-        self.checks_restricted = self.metrics.checks.labels(self.agency, "restricted")
-        self.checks_clear = self.metrics.checks.labels(self.agency, "clear")
+        self.checks = {result: self.metrics.checks.labels(self.agency, result) for result in CHECK_RESULTS}
         self.metrics.bind(self)
 
     # --- lifecycle --------------------------------------------------------------
@@ -180,34 +281,43 @@ class SubscriberService:
         while True:
             try:
                 await self._connect()
-                return
             except (KafkaError, OSError) as exc:
                 await self._close_clients()
                 log.warning("%s: cannot reach the exchange (%s); retrying in %.0fs", self.agency, exc, delay)
+            else:
+                return
             if self._stopping.is_set():
                 raise asyncio.CancelledError
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
     async def _connect(self) -> None:
+        # read_committed: the fan-out writes directives in Kafka transactions with the entry's
+        # state and its source offset; what an aborted transaction wrote never reaches the store.
         self._consumer = AIOKafkaConsumer(
-            **self.access.aiokafka_kwargs(), enable_auto_commit=False, group_id=None,
-            auto_offset_reset="earliest", max_poll_records=self.batch_size, fetch_max_wait_ms=100,
-            isolation_level="read_committed",  # the fan-out writes directives in Kafka transactions
+            **self.access.aiokafka_kwargs(),
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+            max_poll_records=self.batch_size,
+            fetch_max_wait_ms=100,
+            isolation_level="read_committed",
         )
-        self._producer = AIOKafkaProducer(**self.access.aiokafka_kwargs(), acks="all", enable_idempotence=True,
-                                          linger_ms=5)
+        self._producer = AIOKafkaProducer(
+            **self.access.aiokafka_kwargs(), acks="all", enable_idempotence=True, linger_ms=5
+        )
         await self._consumer.start()
         await self._producer.start()
         # Explicit assignment needs the partition count; aiokafka's consumer has no public
         # call that waits for one topic's metadata, so ask its client to track the topic.
-        await self._consumer._client.add_topic(self.directive_topic)  # noqa: SLF001
+        await self._consumer._client.add_topic(self.directive_topic)
         parts = self._consumer.partitions_for_topic(self.directive_topic)
         if not parts:
             await self._close_clients()
             raise Refused("UNKNOWN_TOPIC", f"directive topic {self.directive_topic} is missing or not readable")
         tps = [TopicPartition(self.directive_topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
+        self.expect_partitions(sorted(parts))
         held = self.store.positions()
         for tp in tps:
             last = held.get((tp.topic, tp.partition))
@@ -234,16 +344,19 @@ class SubscriberService:
         await self._close_clients()
 
     async def run(self) -> None:
-        """Follow the feed until stopped: the store first, then the receipts it owes."""
-        receipts = asyncio.create_task(self._receipts_loop())
+        """Follow the feed until stopped: the store first, then the receipts it owes; confirm beside it."""
+        others = [asyncio.create_task(self._receipts_loop()), asyncio.create_task(self._confirm_loop()),
+                  asyncio.create_task(self._purge_loop())]
         try:
             await self._feed_loop()
         finally:
-            receipts.cancel()
-            await asyncio.gather(receipts, return_exceptions=True)
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
     async def _feed_loop(self) -> None:
-        assert self._consumer is not None
+        if self._consumer is None:
+            raise RuntimeError("the directive feed is not connected (start() first)")
         consumer = self._consumer
         tps = list(consumer.assignment())
         ends = await consumer.end_offsets(tps)
@@ -255,69 +368,133 @@ class SubscriberService:
         done = 0
         if show:
             self._say(f"bootstrap: reading {total:,} directives from {self.directive_topic}")
+        applied = {a: self.metrics.applied.labels(self.agency, a.value) for a in Action}
+        latency = self.metrics.apply_latency.labels(self.agency)
         while not self._stopping.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=self.batch_size)
-            batch: list[Incoming | Rejected] = []
+            batch: list[Incoming | Rejected | Passed | Tombstone] = []
             stamps: list[float] = []
+            received = self.clock()
             for tp, records in batches.items():
+                hw = consumer.highwater(tp)
                 for rec in records:
-                    if self.schemas.kind_of(rec.value) == "heartbeat":
-                        continue  # the fan-out's sign of life, not a directive
-                    batch.append(self._admit(tp, rec))
+                    batch.append(self._admit(tp, rec, received, hw))
                     stamps.append(rec.timestamp / 1000)
             if batch:
                 now = datetime.now(UTC)
                 if self.store.apply(batch, now):
                     self._outbox.set()
-                applied = self.metrics.applied
                 for item, ts in zip(batch, stamps, strict=True):
                     if isinstance(item, Incoming):
-                        applied.labels(self.agency, item.directive.action.value).inc()
-                        self.metrics.apply_latency.labels(self.agency).observe(max(0.0, now.timestamp() - ts))
+                        applied[item.directive.action].inc()
+                        latency.observe(max(0.0, now.timestamp() - ts))
                 self.metrics.active.labels(self.agency).set(self.store.active_count())
                 done += len(batch)
-            first = self._caught_up_at is None
             await self._update_lag()
-            if show and first:
+            if show:
                 t = time.monotonic()
-                if self._caught_up_at is not None:
+                if self._confirmed_at is not None:
                     took = t - started
-                    self._say(f"bootstrap: done, {done:,} directives in {took:.1f}s "
-                              f"({done / max(took, 1e-6):,.0f}/s); {self.store.active_count():,} active")
+                    self._say(
+                        f"bootstrap: done, {done:,} records in {took:.1f}s "
+                        f"({done / max(took, 1e-6):,.0f}/s); {self.store.active_count():,} active"
+                    )
+                    show = False
                 elif t - shown >= 1.0:
                     shown = t
-                    self._say(f"bootstrap: {min(done, total):,}/{total:,} directives "
-                              f"({done / max(t - started, 1e-6):,.0f}/s)")
+                    self._say(
+                        f"bootstrap: {min(done, total):,}/{total:,} directives ({done / max(t - started, 1e-6):,.0f}/s)"
+                    )
             # Let the API answer between batches, however long the backlog.
             await asyncio.sleep(0)
+
+    async def _confirm_loop(self) -> None:
+        """Ask the broker for the end of every directive partition, again and again.
+
+        The store is *confirmed* current as of the moment a request was sent when the
+        answer shows nothing beyond what the store has read: a real round trip, so a
+        broker that is gone stops confirming, whatever the fetch responses last said.
+        Under read_committed the end is the last stable offset.
+        """
+        every = max(0.05, min(1.0, self.stale_after / 4))
+        while not self._stopping.is_set():
+            consumer = self._consumer
+            if consumer is not None:
+                tps = sorted(consumer.assignment())
+                sent = self.clock()
+                try:
+                    ends = await asyncio.wait_for(consumer.end_offsets(tps), timeout=max(every, 5.0))
+                    behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+                except (KafkaError, TimeoutError, OSError) as exc:
+                    log.debug("%s: end offsets not confirmed: %s", self.agency, exc)
+                else:
+                    if tps and not behind:
+                        self.confirm(sent)
+            await asyncio.sleep(every)
 
     def _say(self, message: str) -> None:
         print(f"[{self.agency}] {message}", file=sys.stderr, flush=True)
 
     # --- per record -------------------------------------------------------------
 
-    def _admit(self, tp: TopicPartition, rec: object) -> Incoming | Rejected:
-        value = getattr(rec, "value", None)
-        offset = int(getattr(rec, "offset", -1))
+    def _admit(
+        self, tp: TopicPartition, rec: ConsumerRecord[bytes, bytes], received: float, highwater: int | None
+    ) -> Incoming | Rejected | Passed | Tombstone:
+        value = rec.value
+        offset = rec.offset
+        if value is None:
+            # The fan-out's tombstone: the entry behind this key ended and its retention is over.
+            if rec.key is None:
+                return Passed(tp.topic, tp.partition, offset)
+            return Tombstone(rec.key.decode("ascii", "replace"), tp.topic, tp.partition, offset)
+        if value is not None and is_heartbeat(self.schemas, value):
+            try:
+                admit_heartbeat(
+                    agency=self.agency,
+                    partition=tp.partition,
+                    value=value,
+                    headers=rec.headers,
+                    timestamp_ms=rec.timestamp,
+                    keyring=self.keyring,
+                    schemas=self.schemas,
+                )
+            except Refused as r:
+                self.metrics.rejected.labels(self.agency, r.reason).inc()
+                log.warning("%s: refused heartbeat at %s[%d]@%d: %s", self.agency, tp.topic, tp.partition, offset, r)
+            else:
+                broker_ts = rec.timestamp / 1000
+                self.heard(tp.partition, broker_ts)
+                # Only a record stamped by the broker (LogAppendTime) and read at the end of its
+                # partition (a transaction's marker follows it) measures this clock against the broker's.
+                if rec.timestamp_type == LOG_APPEND_TIME and highwater is not None and offset >= highwater - 3:
+                    self._offsets.append((received, received - broker_ts))
+            return Passed(tp.topic, tp.partition, offset)
         try:
-            d = admit_directive(agency=self.agency, value=value, headers=getattr(rec, "headers", None),
-                                timestamp_ms=getattr(rec, "timestamp", None), keyring=self.keyring,
-                                schemas=self.schemas, sources=self._sources)
-            return Incoming(d, tp.topic, tp.partition, offset)
+            d = admit_directive(
+                agency=self.agency,
+                value=value,
+                headers=rec.headers,
+                timestamp_ms=rec.timestamp,
+                keyring=self.keyring,
+                schemas=self.schemas,
+                sources=self._sources,
+                world=self.world,
+            )
+            key = rec.key.decode("ascii", "replace") if rec.key is not None else None
+            return Incoming(d, tp.topic, tp.partition, offset, key)
         except Refused as r:
             self.metrics.rejected.labels(self.agency, r.reason).inc()
             log.warning("%s: refused directive at %s[%d]@%d: %s", self.agency, tp.topic, tp.partition, offset, r)
-            return Rejected(self._claimed_id(value, tp, offset), f"{r.reason}: {r.detail}", tp.topic,
-                            tp.partition, offset)
+            claimed, entry = self._claimed(value, tp, offset)
+            return Rejected(claimed, f"{r.reason}: {r.detail}", tp.topic, tp.partition, offset, entry)
 
-    def _claimed_id(self, value: bytes | None, tp: TopicPartition, offset: int) -> str:
-        """The id a refused directive claims, for its REJECTED receipt."""
+    def _claimed(self, value: bytes | None, tp: TopicPartition, offset: int) -> tuple[str, str | None]:
+        """The id and entry a refused directive claims, for its REJECTED receipt."""
         if value:
-            try:
-                return self.schemas.decode_model(value, Directive).directive_id
-            except CodecError:
-                pass
-        return f"unreadable:{tp.topic}:{tp.partition}:{offset}"
+            with contextlib.suppress(CodecError):
+                d = self.schemas.decode_model(value, Directive)
+                return d.directive_id, d.entry_id
+        return f"unreadable:{tp.topic}:{tp.partition}:{offset}", None
 
     # --- receipts ---------------------------------------------------------------
 
@@ -325,7 +502,7 @@ class SubscriberService:
         self._outbox.set()  # whatever a previous run left in the outbox goes first
         while not self._stopping.is_set():
             await self._outbox.wait()
-            if self._caught_up_at is None:
+            if self._confirmed_at is None:
                 # Bootstrapping: the store first; the receipts wait, durable, in the outbox.
                 await asyncio.sleep(0.5)
                 continue
@@ -338,23 +515,53 @@ class SubscriberService:
                 await asyncio.sleep(1.0)
 
     async def _flush_receipts(self) -> None:
-        assert self._producer is not None
+        """Send what the outbox holds, each receipt to its entry's partition (see services.partitioning)."""
+        if self._producer is None:
+            raise RuntimeError("the directive feed is not connected (start() first)")
+        if self._receipt_partitions is None:
+            parts = await self._producer.partitions_for(self.receipts_topic)
+            self._receipt_partitions = len(parts)
+        partitions = self._receipt_partitions
         while True:
             pending = self.store.pending_receipts()
             if not pending:
                 return
             futures = []
-            for _, receipt in pending:
-                value = self.schemas.encode_model(receipt)
-                signed = self.signer.sign(Domain.RECEIPT, value)
+            values = [self.schemas.encode_model(p.receipt) for p in pending]
+            # One signature over the Merkle root of the batch: the fan-out verifies one per batch too.
+            for p, value, signed in zip(pending, values, self.signer.sign_batch(Domain.RECEIPT, values), strict=True):
+                receipt = p.receipt
+                # Keyed by the directive's topic key (a pseudonym), never by what names the subject.
                 key = (receipt.directive_key or receipt.directive_id).encode()
-                futures.append(await self._producer.send(self.receipts_topic, value=value, key=key,
-                                                         headers=signed.as_kafka()))
+                futures.append(
+                    await self._producer.send(
+                        self.receipts_topic,
+                        value=value,
+                        key=key,
+                        headers=signed.as_kafka(),
+                        partition=partition_for(p.entry_id or receipt.directive_id, partitions),
+                    )
+                )
             await asyncio.gather(*futures)
-            self.store.mark_sent([n for n, _ in pending])
+            self.store.mark_sent([p.n for p in pending])
+
+    async def _purge_loop(self) -> None:
+        """Lifted directives and their history leave the store after their retention."""
+        while not self._stopping.is_set():
+            try:
+                n = await asyncio.to_thread(self.store.purge, datetime.now(UTC), self.lifted_retention_days)
+            except sqlite3.Error as exc:
+                log.warning("%s: purge of lifted directives failed: %s", self.agency, exc)
+            else:
+                self.metrics.purge.purged.labels("subscriber", "lifted_directives").inc(n)
+                self.metrics.purge.last_run.labels("subscriber").set(self.clock())
+                if n:
+                    log.info("%s: purged %d lifted directive(s) past their retention", self.agency, n)
+            await asyncio.sleep(self.purge_interval)
 
     async def _update_lag(self) -> None:
-        assert self._consumer is not None
+        if self._consumer is None:
+            raise RuntimeError("the directive feed is not connected (start() first)")
         lag = 0
         for tp in self._consumer.assignment():
             hw = self._consumer.highwater(tp)
@@ -364,15 +571,52 @@ class SubscriberService:
             lag += max(0, hw - await self._consumer.position(tp))
         self._lag = lag
         self.metrics.lag.labels(self.agency).set(lag)
-        if lag == 0:
-            self.caught_up(self.clock())
 
-    def caught_up(self, now: float) -> None:
-        """The whole feed has been read as of ``now``: answers are current to that moment."""
-        if self._caught_up_at is None or int(now) != int(self._caught_up_at):
-            self._as_of = iso_or_none(float(int(now)))
-        self._caught_up_at = now
+    # --- freshness --------------------------------------------------------------
+
+    def expect_partitions(self, partitions: Iterable[int]) -> None:
+        """The directive partitions whose heartbeats answers depend on."""
+        self._partitions = tuple(partitions)
+        self._heartbeats = {p: ts for p, ts in self._heartbeats.items() if p in self._partitions}
+        self._refresh()
+
+    def confirm(self, at: float) -> None:
+        """A round trip sent at ``at`` showed the store holds the whole feed: answers are current to then."""
+        if self._confirmed_at is not None and at <= self._confirmed_at:
+            return
+        if self._confirmed_at is None or int(at) != int(self._confirmed_at):
+            self._as_of = iso_or_none(float(int(at)))
+        self._confirmed_at = at
+        self._refresh()
         self.ready.set()
+
+    def heard(self, partition: int, broker_ts: float) -> None:
+        """A verified heartbeat of ``partition``, stamped ``broker_ts`` by the broker."""
+        if broker_ts > self._heartbeats.get(partition, float("-inf")):
+            self._heartbeats[partition] = broker_ts
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Until when answers are current, kept ready so that a check costs one comparison."""
+        if self._confirmed_at is None:
+            self._fresh_until = float("-inf")
+            return
+        since = self._confirmed_at
+        if self.require_heartbeats:
+            beats = [self._heartbeats.get(p) for p in self._partitions]
+            since = min(since, *(b if b is not None else float("-inf") for b in beats)) if beats else float("-inf")
+        self._fresh_until = since + self.stale_after
+
+    def current(self, now: float) -> bool:
+        """Whether answers at ``now`` may say restricted or clear (else: unknown)."""
+        return now <= self._fresh_until
+
+    def clock_offset(self) -> float:
+        """This clock minus the broker's, in seconds (NaN until measured): the smallest recent
+        difference between receiving a heartbeat and the broker's stamp on it, as NTP filters."""
+        horizon = self.clock() - 120.0
+        recent = [d for t, d in self._offsets if t >= horizon]
+        return min(recent) if recent else float("nan")
 
     # --- what the API reports ---------------------------------------------------
 
@@ -381,6 +625,17 @@ class SubscriberService:
         return self._as_of
 
     def health(self) -> Health:
-        return assess_health(agency=self.agency, now=self.clock(), connected=self._connected,
-                             caught_up_at=self._caught_up_at, lag=self._lag, stale_after=self.stale_after,
-                             active=self.store.active_count(), last_applied_at=self.store.last_applied_at())
+        beats: dict[int, float | None] | None = None
+        if self.require_heartbeats:
+            beats = {p: self._heartbeats.get(p) for p in self._partitions}
+        return assess_health(
+            agency=self.agency,
+            now=self.clock(),
+            connected=self._connected,
+            confirmed_at=self._confirmed_at,
+            heartbeats=beats,
+            lag=self._lag,
+            stale_after=self.stale_after,
+            active=self.store.active_count(),
+            last_applied_at=self.store.last_applied_at(),
+        )

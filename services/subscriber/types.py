@@ -11,6 +11,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSche
 
 IdValue = Annotated[str, Field(min_length=1, max_length=64)]
 
+Status = Literal["restricted", "clear", "unknown"]
+# How a check question was answered, as the metrics and the query log count it.
+CHECK_RESULTS: tuple[str, ...] = ("restricted", "clear", "unknown", "invalid")
+MAX_BULK = 1000
+
 _RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})")
 
 
@@ -32,30 +37,41 @@ def parse_instant(value: object) -> datetime:
     return datetime.fromisoformat(f"{day}T{clock}{micros}{'+00:00' if zone in 'Zz' else zone}")
 
 
-Instant = Annotated[datetime, BeforeValidator(parse_instant),
-                    WithJsonSchema({"type": "string", "format": "date-time"})]
+Instant = Annotated[datetime, BeforeValidator(parse_instant), WithJsonSchema({"type": "string", "format": "date-time"})]
 
 
 class MeasureHit(BaseModel):
-    """A measure held for the subject; ``valid_until`` null means open-ended."""
+    """A measure held for the subject.
+
+    A client with the ``check`` scope alone gets the measure and its kind; the
+    provenance (MOU, entry, origin, validity window; ``valid_until`` null means
+    open-ended) needs the ``details`` scope.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     measure_id: str
     kind: Literal["PUNISH", "INCENT"]
-    mou_id: str
-    entry_id: str
-    origin_agency: str
-    valid_from: str
-    valid_until: str | None
+    mou_id: str | None = None
+    entry_id: str | None = None
+    origin_agency: str | None = None
+    valid_from: str | None = None
+    valid_until: str | None = None
 
 
 class CheckResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    id: str
+    id: str = Field(description="the identifier as asked, normalised (NFKC, case, whitespace)")
     scheme: str | None = None
-    restricted: bool = Field(description="true when a PUNISH measure applies at the given time")
+    status: Status = Field(
+        description="restricted: a PUNISH measure applies at the given time; clear: none does; "
+        "unknown: the store is not known to be current (bootstrapping, the feed "
+        "not confirmed by the broker, or no fan-out heartbeat) — never read as clear"
+    )
+    restricted: bool = Field(
+        description="status != 'clear', for callers that read only this: an unknown answer is never a clear one"
+    )
     measures: list[MeasureHit]
     as_of: str | None = Field(description="when the store last confirmed it had read its whole feed")
 
@@ -63,7 +79,7 @@ class CheckResult(BaseModel):
 class BulkCheckRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    ids: Annotated[list[IdValue], Field(min_length=1, max_length=1000)]
+    ids: Annotated[list[IdValue], Field(min_length=1, max_length=MAX_BULK)]
     scheme: str | None = None
     measure: str | None = None
     at: Instant | None = None
@@ -84,6 +100,10 @@ class Health(BaseModel):
     lag: int | None
     as_of: str | None
     last_applied_at: str | None
+    heartbeat_age: float | None = Field(
+        default=None,
+        description="seconds since the oldest partition's latest fan-out heartbeat (null: none, or not required)",
+    )
     detail: str | None = None
 
 

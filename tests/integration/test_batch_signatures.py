@@ -36,8 +36,15 @@ def _cli_publish(stack: LocalStack, agency: str, records: list[dict[str, Any]], 
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
     env["CONCORD_HOME"] = str(stack.home)
-    done = subprocess.run([sys.executable, "-m", "services.cli", "publish", "--agency", agency, str(path), *extra],
-                          env=env, capture_output=True, text=True, timeout=120, check=False, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "publish", "--agency", agency, str(path), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -56,23 +63,28 @@ def test_adapter_and_fanout_seal_in_batches_and_subscribers_verify_them(exchange
     assert len(listed) == 6 and all({H_ROOT, H_ROOT_SIG, H_PATH} <= h.keys() and H_SIG not in h for h in listed)
     assert len({h[H_ROOT_SIG] for h in listed}) < 6  # shared root signatures: fewer than one per record
 
-    got = wait_for(lambda: [d for d in directives(exchange) if d.entry_id.startswith("batch-p")],
-                   lambda ds: len(ds) >= 12, what="an air and a rail ban for each person")
+    got = wait_for(
+        lambda: [d for d in directives(exchange) if d.entry_id.startswith("batch-p")],
+        lambda ds: len(ds) >= 12,
+        what="an air and a rail ban for each person",
+    )
     assert {d.subscriber for d in got} == {"aviation", "rail"}
     air = exchange.world.topic_name("directives", "aviation", namespace=exchange.namespace)
     assert all(H_ROOT_SIG in h for h in _headers_of(exchange, air))
 
-    urls = exchange.subscriber_urls()
-    import httpx
-
     def restricted() -> list[bool]:
-        return [httpx.get(f"{urls['aviation']}/v1/check", params={"id": make_ric(100 + i)}, timeout=5).json()
-                ["restricted"] for i in range(6)]
+        with exchange.check_client("aviation") as c:
+            return [c.check(make_ric(100 + i)).status == "restricted" for i in range(6)]
 
     wait_for(restricted, all, what="aviation answering restricted for every person")
     # an agency's batch never holds another agency's directives
-    roots = {a: {h[H_ROOT] for h in _headers_of(exchange, exchange.world.topic_name(
-        "directives", a, namespace=exchange.namespace))} for a in ("aviation", "rail")}
+    roots = {
+        a: {
+            h[H_ROOT]
+            for h in _headers_of(exchange, exchange.world.topic_name("directives", a, namespace=exchange.namespace))
+        }
+        for a in ("aviation", "rail")
+    }
     assert not roots["aviation"] & roots["rail"]
 
 
@@ -101,8 +113,11 @@ def test_a_tampered_member_is_quarantined_and_its_batch_mates_pass(fanout_only: 
     asyncio.run(send())
     q = wait_for(lambda: quarantined(fanout_only), lambda qs: len(qs) >= 1, what="the tampered record quarantined")
     assert [r.reason for r in q] == ["TAMPERED"] and q[0].source_offset is not None
-    got = wait_for(lambda: directives(fanout_only), lambda ds: len(for_entry(ds, "seal-0")) >= 3
-                   and len(for_entry(ds, "seal-2")) >= 3, what="directives for the two genuine members")
+    got = wait_for(
+        lambda: directives(fanout_only),
+        lambda ds: len(for_entry(ds, "seal-0")) >= 3 and len(for_entry(ds, "seal-2")) >= 3,
+        what="directives for the two genuine members",
+    )
     assert for_entry(got, "seal-1") == []
     # the directives forward each member's whole seal: it verifies on its own
     d = for_entry(got, "seal-0")[0]
@@ -113,11 +128,19 @@ def test_a_tampered_member_is_quarantined_and_its_batch_mates_pass(fanout_only: 
 
 def test_single_record_signatures_still_pass_beside_batches(fanout_only: LocalStack, tmp_path: Path) -> None:
     publish(fanout_only, "court", [entry_dict(entry_id="single-1", subject=person(make_ric(300)))])  # one signature
-    _cli_publish(fanout_only, "court", [entry_dict(entry_id="single-2", subject=person(make_ric(301)))], tmp_path,
-                 "--signatures", "single")
+    _cli_publish(
+        fanout_only,
+        "court",
+        [entry_dict(entry_id="single-2", subject=person(make_ric(301)))],
+        tmp_path,
+        "--signatures",
+        "single",
+    )
     _cli_publish(fanout_only, "court", [entry_dict(entry_id="batch-3", subject=person(make_ric(302)))], tmp_path)
-    got = wait_for(lambda: directives(fanout_only), lambda ds: all(len(for_entry(ds, e)) >= 2 for e in
-                                                                   ("single-1", "single-2", "batch-3")),
-                   what="directives for both kinds of signature")
+    got = wait_for(
+        lambda: directives(fanout_only),
+        lambda ds: all(len(for_entry(ds, e)) >= 2 for e in ("single-1", "single-2", "batch-3")),
+        what="directives for both kinds of signature",
+    )
     assert quarantined(fanout_only) == []
     assert {d.entry_id for d in got} >= {"single-1", "single-2", "batch-3"}

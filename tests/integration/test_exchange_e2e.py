@@ -21,14 +21,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def _concord(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
     env["CONCORD_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_listing_delisting_and_expiry_reach_every_agency(exchange: LocalStack) -> None:
-    urls = exchange.subscriber_urls()
-    results = run_scenario(urls, cli_publisher(exchange.home), exchange.home / "demo", person_period=12,
-                           timeout=45, say=lambda _m: None)
+    clients = {agency: exchange.check_client(agency) for agency in exchange.subscriber_urls()}
+    results = run_scenario(
+        clients, cli_publisher(exchange.home), exchange.home / "demo", person_period=12, timeout=45, say=lambda _m: None
+    )
+    for c in clients.values():
+        c.close()
     assert all(e.ok for e in results), table(results)
     steps = {e.step for e in results}
     assert steps == {"listed", "delisted", "period ended"}
@@ -39,7 +43,7 @@ def test_listing_delisting_and_expiry_reach_every_agency(exchange: LocalStack) -
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
     assert answer["id"] == legal_rep
-    assert answer["restricted"] is False  # delisted: lifted
+    assert (answer["status"], answer["restricted"]) == ("clear", False)  # delisted: lifted
     assert answer["as_of"] is not None
 
     status = _concord(exchange.home, "status")
@@ -50,7 +54,14 @@ def test_listing_delisting_and_expiry_reach_every_agency(exchange: LocalStack) -
 def test_make_demo_path_exits_zero(tmp_path: Path) -> None:
     """`make demo` runs `concord run --once`: its own broker, set-up, services and scenario."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
-    proc = subprocess.run([sys.executable, "-m", "services.cli", "run", "--once", "--home", str(tmp_path / "home")],
-                          env=env, capture_output=True, text=True, timeout=400, check=False, cwd=REPO_ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.cli", "run", "--once", "--home", str(tmp_path / "home")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+        cwd=REPO_ROOT,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "13/13 expectations held" in proc.stdout

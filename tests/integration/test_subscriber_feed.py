@@ -11,9 +11,16 @@ last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import random
 import secrets
+import socket
+import ssl
+import subprocess
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,8 +39,9 @@ from services.core.models import Directive, Identifier, Receipt
 from services.core.signing import Domain, SignedHeaders
 from services.demo import Subjects, cli_publisher, delisting_record, fresh_subjects, listing_records
 from services.keystore import load_keyring, load_signer
-from services.localstack import LocalStack, Service, free_port
-from services.subscriber.client import CheckClient
+from services.localstack import LocalStack, Service
+from services.partitioning import partition_for
+from services.subscriber.client import CheckClient, EntryNotFound, Identity, QuestionRejected
 from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack
 
@@ -62,9 +70,23 @@ class Exchange:
 
 
 def start_subscriber(stack: LocalStack, name: str, db: Path, *extra: str) -> Service:
-    port = free_port()
-    return stack._spawn(name, ["subscriber", "run", "--agency", "aviation", "--port", str(port), "--db", str(db),
-                               *extra], url=f"http://127.0.0.1:{port}")
+    return stack.start_subscriber("aviation", None, *extra, name=name, db=db)
+
+
+def client(stack: LocalStack, url: str, who: str = "auditor", **kw: Any) -> CheckClient:
+    """A check client of the subscriber at ``url``, as the local client system ``who``."""
+    home = stack.subscriber_home("aviation")
+    key = home.client_key(who)
+    identity = (
+        Identity(ca=home.ca, api_key=key.read_text().strip())
+        if key.exists()
+        else Identity(ca=home.ca, cert=home.client_cert(who))
+    )
+    return CheckClient(url, identity, agency="aviation", **kw)
+
+
+def verify(stack: LocalStack) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(stack.subscriber_home("aviation").ca))
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, every: float = 0.25) -> Any:
@@ -81,8 +103,12 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, every: 
         time.sleep(every)
 
 
-def wait_ok(url: str, timeout: float = 60.0) -> None:
-    wait_for(f"{url} healthy", lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, timeout)
+def wait_ok(stack: LocalStack, url: str, timeout: float = 60.0) -> None:
+    wait_for(
+        f"{url} healthy",
+        lambda: httpx.get(f"{url}/healthz", timeout=2, verify=verify(stack)).status_code == 200,
+        timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +139,9 @@ def publish_listing(ex: Exchange, *, person_for: float = 3600.0) -> tuple[Subjec
     return s, run, records
 
 
-def restricted(url: str, ident: str) -> bool:
-    with CheckClient(url, agency="aviation") as c:
-        return c.check(ident, measure=AIR).restricted
+def restricted(ex: Exchange, ident: str, url: str | None = None) -> bool:
+    with client(ex.stack, url or ex.url) as c:
+        return c.check(ident, measure=AIR).status == "restricted"
 
 
 async def _read_all(access: Any, topic: str) -> list[Any]:
@@ -123,7 +149,7 @@ async def _read_all(access: Any, topic: str) -> list[Any]:
                                 auto_offset_reset="earliest", isolation_level="read_committed")
     await consumer.start()
     try:
-        await consumer._client.add_topic(topic)  # noqa: SLF001 - explicit assignment needs the metadata
+        await consumer._client.add_topic(topic)
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -148,8 +174,13 @@ def receipts(ex: Exchange) -> list[Receipt]:
     ring = load_keyring(ex.stack.home / "keys")
     out = []
     for rec in read_all(ex, "receipts"):
-        ring.verify(Domain.RECEIPT, rec.value, SignedHeaders.from_kafka(rec.headers), expected_agency="aviation",
-                    at=datetime.now(UTC))
+        ring.verify(
+            Domain.RECEIPT,
+            rec.value,
+            SignedHeaders.from_kafka(rec.headers),
+            expected_agency="aviation",
+            at=datetime.now(UTC),
+        )
         out.append(default_registry().decode_model(rec.value, Receipt))
     return out
 
@@ -166,9 +197,12 @@ def produce_as_fanout(ex: Exchange, value: bytes, headers: list[tuple[str, bytes
     asyncio.run(go())
 
 
-def history(url: str, entry: str) -> list[dict[str, Any]]:
-    r = httpx.get(f"{url}/v1/entries/{entry}", timeout=5)
-    return r.json()["directives"] if r.status_code == 200 else []
+def history(ex: Exchange, entry: str) -> list[dict[str, Any]]:
+    with client(ex.stack, ex.url) as c:
+        try:
+            return list(c.entry(entry)["directives"])
+        except EntryNotFound:
+            return []
 
 
 def other_ric(ric: str) -> str:
@@ -181,18 +215,18 @@ def other_ric(ric: str) -> str:
 
 def test_apply_and_lift_are_stored_answered_and_receipted(ex: Exchange) -> None:
     s, run, records = publish_listing(ex)
-    wait_for("legal rep restricted", lambda: restricted(ex.url, s.legal_rep))
-    wait_for("person restricted", lambda: restricted(ex.url, s.person))
-    assert not restricted(ex.url, s.company)  # aviation has no measure for organisations
-    (applied,) = history(ex.url, f"court/demo-{run}-c")
+    wait_for("legal rep restricted", lambda: restricted(ex, s.legal_rep))
+    wait_for("person restricted", lambda: restricted(ex, s.person))
+    assert not restricted(ex, s.company)  # aviation has no measure for organisations
+    (applied,) = history(ex, f"court/demo-{run}-c")
     assert (applied["action"], applied["status"], applied["measure_id"]) == ("APPLY", "APPLIED", AIR)
 
     delisting = delisting_record(s, run, datetime.now(UTC), records[0])
     path = ex.stack.home / f"delisting-{run}.jsonl"
     path.write_text(json.dumps(delisting) + "\n")
     assert cli_publisher(ex.stack.home)("court", path) == 0
-    wait_for("legal rep lifted", lambda: not restricted(ex.url, s.legal_rep))
-    lift = history(ex.url, f"court/demo-{run}-c")[-1]
+    wait_for("legal rep lifted", lambda: not restricted(ex, s.legal_rep))
+    lift = history(ex, f"court/demo-{run}-c")[-1]
     assert (lift["action"], lift["status"], lift["cause"]) == ("LIFT", "LIFTED", "DELISTED")
 
     def both_receipts() -> dict[str, str] | None:
@@ -202,6 +236,12 @@ def test_apply_and_lift_are_stored_answered_and_receipted(ex: Exchange) -> None:
 
     got = wait_for("APPLIED and LIFTED receipts", both_receipts, timeout=30, every=1.0)
     assert (got[applied["directive_id"]], got[lift["directive_id"]]) == ("APPLIED", "LIFTED")
+    # Each receipt is on the partition of its entry's list records (Kafka's default partitioner on the entry id).
+    ours = {applied["directive_id"], lift["directive_id"]}
+    placed = {
+        default_registry().decode_model(r.value, Receipt).directive_id: r.partition for r in read_all(ex, "receipts")
+    }
+    assert {placed[d] for d in ours} == {partition_for(f"demo-{run}-c", 3)}
 
 
 # --------------------------------------------------------------------------- (b) tampered and forged
@@ -209,26 +249,31 @@ def test_apply_and_lift_are_stored_answered_and_receipted(ex: Exchange) -> None:
 
 def test_tampered_and_forged_directives_are_rejected_and_nothing_is_stored(ex: Exchange) -> None:
     s, run, _ = publish_listing(ex)
-    wait_for("person restricted", lambda: restricted(ex.url, s.person))
+    wait_for("person restricted", lambda: restricted(ex, s.person))
     entry = f"court/demo-{run}-p"
-    (genuine_row,) = history(ex.url, entry)
-    real = next(r for r in read_all(ex, "directives")
-                if default_registry().decode_model(r.value, Directive).directive_id == genuine_row["directive_id"])
+    (genuine_row,) = history(ex, entry)
+    real = next(
+        r
+        for r in read_all(ex, "directives")
+        if default_registry().decode_model(r.value, Directive).directive_id == genuine_row["directive_id"]
+    )
 
     # Tampered: one byte of the target identifier changed, the fan-out's headers kept.
     at = real.value.rindex(s.person.encode())
     tampered_id = s.person[:-2] + ("0" if s.person[-2] != "0" else "1") + s.person[-1]
-    value = real.value[:at] + tampered_id.encode() + real.value[at + len(s.person):]
+    value = real.value[:at] + tampered_id.encode() + real.value[at + len(s.person) :]
     assert sum(a != b for a, b in zip(value, real.value, strict=True)) == 1
     produce_as_fanout(ex, value, list(real.headers), real.key)
 
     # Forged: a well-formed directive for a new subject, signed with the court's key (not the fan-out's).
     genuine = default_registry().decode_model(real.value, Directive)
     victim = other_ric(s.person)
-    forged = genuine.model_copy(update={
-        "directive_id": secrets.token_hex(16),
-        "target": genuine.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=victim),)}),
-    })
+    forged = genuine.model_copy(
+        update={
+            "directive_id": secrets.token_hex(16),
+            "target": genuine.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=victim),)}),
+        }
+    )
     forged_value = default_registry().encode_model(forged)
     court = load_signer(ex.stack.home / "keys", "court")
     produce_as_fanout(ex, forged_value, court.sign(Domain.DIRECTIVE, forged_value).as_kafka(), forged.key.encode())
@@ -241,12 +286,13 @@ def test_tampered_and_forged_directives_are_rejected_and_nothing_is_stored(ex: E
     assert reasons[genuine.directive_id].startswith("TAMPERED")
     assert reasons[forged.directive_id].startswith("WRONG_AGENCY")
     # Nothing of either was stored.
-    assert not restricted(ex.url, tampered_id)
-    assert not restricted(ex.url, victim)
-    assert restricted(ex.url, s.person)
-    assert [d["directive_id"] for d in history(ex.url, entry)] == [genuine.directive_id]
-    with CheckClient(ex.url) as c:
-        assert c.check(tampered_id).measures == [] and c.check(victim).measures == []
+    assert not restricted(ex, victim)
+    assert restricted(ex, s.person)
+    assert [d["directive_id"] for d in history(ex, entry)] == [genuine.directive_id]
+    with client(ex.stack, ex.url) as c:
+        assert c.check(victim).measures == []
+        with pytest.raises(QuestionRejected):  # one digit changed: not even a valid identifier to ask about
+            c.check(tampered_id)
 
 
 # --------------------------------------------------------------------------- (c) restarts
@@ -255,8 +301,8 @@ def test_tampered_and_forged_directives_are_rejected_and_nothing_is_stored(ex: E
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
 def test_restart_resumes_without_reapplying(ex: Exchange, kill: bool) -> None:
     s, run, _ = publish_listing(ex)
-    wait_for("person restricted", lambda: restricted(ex.url, s.person))
-    held = {d["directive_id"] for d in history(ex.url, f"court/demo-{run}-p")}
+    wait_for("person restricted", lambda: restricted(ex, s.person))
+    held = {d["directive_id"] for d in history(ex, f"court/demo-{run}-p")}
     wait_for("receipts sent", lambda: held <= {r.directive_id for r in receipts(ex)}, timeout=30, every=1.0)
     time.sleep(1.0)  # the outbox marks what it sent right after the broker acknowledged it
     before = Counter((r.directive_id, r.status.value) for r in receipts(ex))
@@ -264,18 +310,18 @@ def test_restart_resumes_without_reapplying(ex: Exchange, kill: bool) -> None:
     name, db = ex.sub.name, ex.stack.home / "data" / "aviation.sqlite"
     ex.stack.stop(name, kill=kill)
     ex.sub = start_subscriber(ex.stack, name, db)
-    wait_ok(ex.url)
-    assert restricted(ex.url, s.person)  # answered from the store it kept
+    wait_ok(ex.stack, ex.url)
+    assert restricted(ex, s.person)  # answered from the store it kept
 
     s2, run2, _ = publish_listing(ex)
-    wait_for("new listing applied after restart", lambda: restricted(ex.url, s2.person))
-    new = {d["directive_id"] for d in history(ex.url, f"court/demo-{run2}-p")}
+    wait_for("new listing applied after restart", lambda: restricted(ex, s2.person))
+    new = {d["directive_id"] for d in history(ex, f"court/demo-{run2}-p")}
     wait_for("new receipts", lambda: new <= {r.directive_id for r in receipts(ex)}, timeout=30, every=1.0)
     time.sleep(2.0)  # give a re-application, if there were one, time to show
     after = Counter((r.directive_id, r.status.value) for r in receipts(ex))
     assert {k: n for k, n in after.items() if n > 1} == {}
     assert {k: n for k, n in after.items() if k in before} == before
-    assert [d["directive_id"] for d in history(ex.url, f"court/demo-{run}-p")] == sorted(held)
+    assert [d["directive_id"] for d in history(ex, f"court/demo-{run}-p")] == sorted(held)
 
 
 # --------------------------------------------------------------------------- (d) bootstrap and health
@@ -283,20 +329,22 @@ def test_restart_resumes_without_reapplying(ex: Exchange, kill: bool) -> None:
 
 def test_wiped_subscriber_bootstraps_from_the_topic_and_answers_the_same(ex: Exchange) -> None:
     s, _, _ = publish_listing(ex)
-    wait_for("person restricted", lambda: restricted(ex.url, s.person))
+    wait_for("person restricted", lambda: restricted(ex, s.person))
     idents = [s.company, s.legal_rep, s.person] + [
         d.target.identifiers[0].value
-        for d in (default_registry().decode_model(r.value, Directive) for r in read_all(ex, "directives"))]
+        for d in (default_registry().decode_model(r.value, Directive) for r in read_all(ex, "directives"))
+    ]
 
-    fresh = start_subscriber(ex.stack, "subscriber-aviation-fresh", ex.stack.home / "data" / "fresh.sqlite",
-                             "--progress-threshold", "0")
+    fresh = start_subscriber(
+        ex.stack, "subscriber-aviation-fresh", ex.stack.home / "data" / "fresh.sqlite", "--progress-threshold", "0"
+    )
     assert fresh.url
     seen = []
     deadline = time.monotonic() + 60
     while not seen or seen[-1] != "ok":
         assert time.monotonic() < deadline, f"never ok: {seen}"
         try:
-            status = httpx.get(f"{fresh.url}/healthz", timeout=2).json()["status"]
+            status = httpx.get(f"{fresh.url}/healthz", timeout=2, verify=verify(ex.stack)).json()["status"]
         except httpx.HTTPError:
             status = None
         if status and (not seen or seen[-1] != status):
@@ -306,32 +354,197 @@ def test_wiped_subscriber_bootstraps_from_the_topic_and_answers_the_same(ex: Exc
     # (the health logic itself is unit-tested with a fake clock); never anything but these two.
     assert seen[-1] == "ok" and set(seen) <= {"starting", "ok"}, seen
 
-    def answers(url: str) -> list[tuple[str, bool, list[tuple[str, str, str | None]]]]:
-        with CheckClient(url) as c:
-            return [(r.id, r.restricted, sorted((m.measure_id, m.entry_id, m.valid_until) for m in r.measures))
-                    for r in c.check_many(idents)]
+    def answers(url: str) -> list[tuple[str, str, list[tuple[str, str | None, str | None]]]]:
+        with client(ex.stack, url) as c:
+            return [
+                (r.id, r.status, sorted((m.measure_id, m.entry_id, m.valid_until) for m in r.measures))
+                for r in c.check_many(idents)
+            ]
 
     assert answers(fresh.url) == answers(ex.url)
-    assert sum(r for _, r, _ in answers(fresh.url)) >= 2
+    assert sum(r == "restricted" for _, r, _ in answers(fresh.url)) >= 2
     assert fresh.log is not None
     log = fresh.log.read_text()
     assert "[aviation] bootstrap: reading" in log and "[aviation] bootstrap: done" in log
     ex.stack.stop(fresh.name)
 
 
-# --------------------------------------------------------------------------- (e) validity, fan-out stopped
+# --------------------------------------------------------------------------- (e) known callers, caps, the query log
+
+
+def _raw_post(ex: Exchange, head: bytes, body: bytes = b"", *, read: bool = True) -> bytes:
+    """One request over TLS as the auditor, written as given; the answer's head."""
+    home = ex.stack.subscriber_home("aviation")
+    ctx = ssl.create_default_context(cafile=str(home.ca))
+    ctx.load_cert_chain(str(home.client_cert("auditor")))
+    host, port = ex.url.removeprefix("https://").split(":")
+    with (
+        socket.create_connection((host, int(port)), timeout=10) as raw,
+        ctx.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(head)
+        with contextlib.suppress(OSError):  # the server may close before the whole body is written
+            tls.sendall(body)
+        return tls.recv(4096) if read else b""
+
+
+def test_a_huge_body_is_refused_without_disturbing_the_feed(ex: Exchange) -> None:
+    ten_mb = 10 * 1024 * 1024
+    stop = threading.Event()
+    answers: list[bytes] = []
+
+    def flood() -> None:
+        # 10 MB bodies, declared and chunked, again and again while a listing goes through.
+        while not stop.is_set():
+            answers.append(
+                _raw_post(
+                    ex,
+                    b"POST /v1/check HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: " + str(ten_mb).encode() + b"\r\n\r\n",
+                )
+            )
+            chunk = b"a" * (1024 * 1024)
+            answers.append(
+                _raw_post(
+                    ex,
+                    b"POST /v1/check HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\n"
+                    b"Transfer-Encoding: chunked\r\n\r\n",
+                    b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(10)),
+                )
+            )
+
+    thread = threading.Thread(target=flood, daemon=True)
+    thread.start()
+    try:
+        s, _, _ = publish_listing(ex)
+        wait_for("the listing applied during the flood", lambda: restricted(ex, s.person), timeout=60)
+        health = httpx.get(f"{ex.url}/healthz", timeout=5, verify=verify(ex.stack))
+        assert health.status_code == 200, health.text
+    finally:
+        stop.set()
+        thread.join(30)
+    assert answers and all(a.startswith(b"HTTP/1.1 413 ") for a in answers), answers[:3]
+    assert all(b"connection: close" in a.lower() for a in answers)
+
+
+def test_queries_lists_exactly_the_queries_about_an_id(ex: Exchange) -> None:
+    s, _, _ = publish_listing(ex)
+    wait_for("person restricted", lambda: restricted(ex, s.person))
+    asked = s.person
+    with (
+        client(ex.stack, ex.url, "counter") as counter,
+        client(ex.stack, ex.url, "counter-key") as keyed,
+        client(ex.stack, ex.url, "auditor") as auditor,
+    ):
+        counter.check(asked)
+        counter.check(s.legal_rep)  # about someone else
+        keyed.check_many([s.company, asked.lower(), "nobody"])
+        auditor.check(f" {asked} ", measure=AIR)
+        auditor.check(s.company)
+    time.sleep(1.0)  # the query log writes in batches, every quarter of a second
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "subscriber",
+            "queries",
+            "--agency",
+            "aviation",
+            "--id",
+            asked.lower(),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")},
+            "CONCORD_HOME": str(ex.stack.home),
+        },
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    # restricted() above asked as the auditor too: every query about the person, and only those.
+    mine = [(r["client"], r["route"], r["measure"], r["answer"]) for r in rows]
+    assert mine[-3:] == [
+        ("counter", "check", None, "restricted"),
+        ("counter-key", "check", None, "restricted"),
+        ("auditor", "check", AIR, "restricted"),
+    ]
+    assert all(c == "auditor" and m == AIR for c, _, m, _ in mine[:-3])
+    assert all(AIR in r["measures"] for r in rows)
+    log = (ex.stack.home / "data" / "aviation-queries.sqlite").read_bytes()
+    assert asked.encode() not in log and s.company.encode() not in log
+
+
+def test_only_committed_directives_are_applied(ex: Exchange) -> None:
+    """read_committed: a directive of an aborted transaction never reaches the store; one of a
+    committed transaction does, and the transaction markers do not keep the feed from being current."""
+    s, run, _ = publish_listing(ex)
+    wait_for("person restricted", lambda: restricted(ex, s.person))
+    (row,) = history(ex, f"court/demo-{run}-p")
+    real = next(
+        r
+        for r in read_all(ex, "directives")
+        if r.value and default_registry().decode_model(r.value, Directive).directive_id == row["directive_id"]
+    )
+    genuine = default_registry().decode_model(real.value, Directive)
+    fanout = load_signer(ex.stack.home / "keys", "concord-fanout")
+    aborted_ric = other_ric(s.person)
+    committed_ric = other_ric(aborted_ric)
+
+    def variant(ric: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        d = genuine.model_copy(
+            update={
+                "directive_id": secrets.token_hex(16),
+                "subject_ref": f"TEST:{ric}",
+                "target": genuine.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=ric),)}),
+            }
+        )
+        value = default_registry().encode_model(d)
+        return d.key.encode(), value, fanout.sign(Domain.DIRECTIVE, value).as_kafka()
+
+    async def go() -> None:
+        # The admin writes (the fan-out's principal has no transactional id granted yet); the fan-out signs.
+        producer = AIOKafkaProducer(
+            **ex.cluster.access("concord-admin").aiokafka_kwargs(),
+            transactional_id=f"t-{secrets.token_hex(4)}",
+            enable_idempotence=True,
+        )
+        await producer.start()
+        try:
+            key, value, headers = variant(aborted_ric)
+            await producer.begin_transaction()
+            await producer.send_and_wait(ex.topic("directives"), value=value, key=key, headers=headers)
+            await producer.abort_transaction()
+            key, value, headers = variant(committed_ric)
+            await producer.begin_transaction()
+            await producer.send_and_wait(ex.topic("directives"), value=value, key=key, headers=headers)
+            await producer.commit_transaction()
+        finally:
+            await producer.stop()
+
+    asyncio.run(go())
+    wait_for("the committed directive applied", lambda: restricted(ex, committed_ric))
+    assert not restricted(ex, aborted_ric)
+    wait_ok(ex.stack, ex.url)  # the feed is confirmed current past the transaction markers
+
+
+# --------------------------------------------------------------------------- (f) validity, fan-out stopped
 
 
 def test_expired_restriction_answers_clear_with_the_fanout_stopped(ex: Exchange) -> None:
     s, run, _ = publish_listing(ex, person_for=15)
-    wait_for("person restricted", lambda: restricted(ex.url, s.person))
-    (row,) = history(ex.url, f"court/demo-{run}-p")
-    with CheckClient(ex.url) as c:
+    wait_for("person restricted", lambda: restricted(ex, s.person))
+    (row,) = history(ex, f"court/demo-{run}-p")
+    with client(ex.stack, ex.url) as c:
         until = datetime.fromisoformat(c.check(s.person, measure=AIR).measures[0].valid_until or "")
     ex.stack.stop("fanout")
     time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.5)
-    assert not restricted(ex.url, s.person)
-    assert [d["directive_id"] for d in history(ex.url, f"court/demo-{run}-p")] == [row["directive_id"]]  # no LIFT
-    with CheckClient(ex.url) as c:
+    assert not restricted(ex, s.person)
+    assert [d["directive_id"] for d in history(ex, f"court/demo-{run}-p")] == [row["directive_id"]]  # no LIFT
+    with client(ex.stack, ex.url) as c:
         before = c.check(s.person, measure=AIR, at=until - timedelta(seconds=1))
     assert before.restricted  # still answerable for a time inside the window

@@ -36,7 +36,7 @@ from services.fanout.app import Fanout, FanoutConfig
 from services.fanout.metrics import FanoutMetrics
 from services.fanout.store import PartitionStore
 from services.kafka_access import KafkaAccess
-from services.partitioning import entry_partition
+from services.partitioning import partition_for
 from tests.unit.factories import entry, keyring, make_ric, make_uscc, organization, person, real_world, sealed
 
 pytestmark = pytest.mark.unit
@@ -108,7 +108,7 @@ class Rig:
         record, signed = sealed(event, signer=COURT)
         headers = signed.as_kafka()
         k = event.entry_id.encode() if key == "auto" else key
-        p = entry_partition(event.entry_id, 3) if partition is None else partition
+        p = partition_for(event.entry_id, 3) if partition is None else partition
         topic = f"{NS}.lists.court"
         msg = Message(topic=topic, partition=p, offset=self._next(topic, p), key=k, value=record,
                       headers=headers, timestamp=(1, int(self.clock().timestamp() * 1000)))
@@ -119,7 +119,7 @@ class Rig:
         r = Receipt(directive_id=d.directive_id, agency=signer.agency, status=status, directive_key=d.key,
                     seq=d.seq, recorded_at=self.clock())
         value = SCHEMAS.encode_model(r)
-        p = entry_partition(d.entry_id, 3)
+        p = partition_for(d.entry_id, 3)
         topic = f"{NS}.receipts.{signer.agency}"
         msg = Message(topic=topic, partition=p, offset=self._next(topic, p), key=d.key.encode(), value=value,
                       headers=signer.sign(Domain.RECEIPT, value).as_kafka(),
@@ -295,7 +295,7 @@ def test_a_world_change_re_evaluates_every_entry_in_bounded_steps_and_resumes(tm
 
 def test_records_without_their_key_or_on_another_partition_are_quarantined(rig: Rig) -> None:
     ev = _person(3)
-    right = entry_partition(ev.entry_id, 3)
+    right = partition_for(ev.entry_id, 3)
     rig.listing(ev, key=None)
     rig.listing(ev, partition=(right + 1) % 3)
     rig.listing(ev, key=b"another-entry")

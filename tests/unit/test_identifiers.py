@@ -32,6 +32,7 @@ from services.core.identifiers import (
     USCC_ENTITY_TYPES,
     normalize_identifier,
     org_code_check_char,
+    query_identifier,
     ric_check_char,
     uscc_check_char,
     validate_identifier,
@@ -115,13 +116,12 @@ def test_good_uscc_is_valid(code: str) -> None:
         ("9111000060003734V1", "character 'V' at position 17 is not allowed"),
         ("91110000 00037341L", "character ' ' at position 9 is not allowed"),
         ("9111000060003734\x001", "character '\\x00' at position 17 is not allowed"),
-        ("911100006000373４1L", "character '４' at position 16 is not allowed"),
+        ("911100006000373４1L", "character '４' at position 16 is not allowed"),  # noqa: RUF001 - full-width characters on purpose
         ("B1110000600037341L", "registration authority code 'B' at position 1 is not assigned"),
         ("0111000060003734XL", "registration authority code '0' at position 1 is not assigned"),
         (
             "94110000600037341L",
-            "organisation type code '4' at position 2 is not assigned "
-            "under registration authority '9'",
+            "organisation type code '4' at position 2 is not assigned under registration authority '9'",
         ),
         ("Y2110000600037341L", "type code '2' at position 2 is not assigned under registration"),
         ("9A110000600037341L", "type code 'A' at position 2 is not assigned under registration"),
@@ -167,7 +167,7 @@ def test_org_code_check_char(first8: str, check: str) -> None:
     assert org_code_check_char(first8) == check
 
 
-@pytest.mark.parametrize("bad", ["", "6000373", "600037341", "6000373a", "6000373-", "6000373４"])
+@pytest.mark.parametrize("bad", ["", "6000373", "600037341", "6000373a", "6000373-", "6000373４"])  # noqa: RUF001 - full-width characters on purpose
 def test_org_code_check_char_refuses_malformed_body(bad: str) -> None:
     with pytest.raises(ValueError, match="organisation code body"):
         org_code_check_char(bad)
@@ -226,9 +226,7 @@ def test_generated_uscc_validates(code: str) -> None:
 
 @given(valid_usccs(), st.integers(0, 17), st.sampled_from(USCC_ALPHABET))
 @settings(max_examples=300)
-def test_generated_uscc_single_substitution_rejected(
-    code: str, position: int, replacement: str
-) -> None:
+def test_generated_uscc_single_substitution_rejected(code: str, position: int, replacement: str) -> None:
     mutated = code[:position] + replacement + code[position + 1 :]
     assert (validate_uscc(mutated) is None) == (mutated == code)
 
@@ -260,7 +258,7 @@ def test_good_ric_is_valid(number: str) -> None:
         ("11010519491231002Y", "character 'Y' at position 18 must be a digit or 'X'"),
         ("3604261991010100X1", "character 'X' at position 17 must be a digit"),
         ("36042619910101007 ", "character ' ' at position 18 must be a digit or 'X'"),
-        ("３60426199101010071", "character '３' at position 1 must be a digit"),
+        ("３60426199101010071", "character '３' at position 1 must be a digit"),  # noqa: RUF001 - full-width characters on purpose
         ("990426199101010071", "address code '990426' does not start with a province code"),
         ("100000199101010071", "address code '100000' does not start with a province code"),
         ("360426199102300071", "birth date '19910230' at positions 7-14 is not a calendar date"),
@@ -290,16 +288,14 @@ def test_ric_today_defaults_to_the_current_date() -> None:
     assert "in the future" in (validate_ric(first17 + ric_check_char(first17)) or "")
 
 
-@pytest.mark.parametrize(
-    ("first17", "check"), [("36042619910101007", "1"), ("11010519491231002", "X")]
-)
+@pytest.mark.parametrize(("first17", "check"), [("36042619910101007", "1"), ("11010519491231002", "X")])
 def test_ric_check_char(first17: str, check: str) -> None:
     assert ric_check_char(first17) == check
 
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "3604261991010100", "360426199101010071", "3604261991010100X", "３6042619910101007"],
+    ["", "3604261991010100", "360426199101010071", "3604261991010100X", "３6042619910101007"],  # noqa: RUF001 - full-width characters on purpose
 )
 def test_ric_check_char_refuses_malformed_body(bad: str) -> None:
     with pytest.raises(ValueError, match="17 digits"):
@@ -340,9 +336,7 @@ def test_generated_ric_validates(number: str) -> None:
 
 @given(valid_rics(), st.integers(0, 17), st.sampled_from("0123456789X"))
 @settings(max_examples=300)
-def test_generated_ric_single_substitution_rejected(
-    number: str, position: int, replacement: str
-) -> None:
+def test_generated_ric_single_substitution_rejected(number: str, position: int, replacement: str) -> None:
     mutated = number[:position] + replacement + number[position + 1 :]
     assert (validate_ric(mutated, today=TODAY) is None) == (mutated == number)
 
@@ -429,3 +423,43 @@ def test_normalize_is_idempotent_and_keeps_valid_values_valid(scheme: str, value
     assert normalize_identifier(scheme, once) == once
     if scheme in (CN_USCC, CN_RIC) and validate_identifier(scheme, value) is None:
         assert once == value
+
+
+# --------------------------------------------------------------------------- identifiers asked about
+
+
+@pytest.mark.parametrize(
+    ("value", "scheme", "normal"),
+    [
+        ("360426199101010071", None, "360426199101010071"),
+        (" 11010519491231002x ", None, "11010519491231002X"),
+        ("1101 0519 4912 3100 2X", "CN_RIC", "11010519491231002X"),
+        (
+            "\uff13\uff16\uff10\uff14\uff12\uff16\uff11\uff19\uff19\uff11\uff10\uff11\uff10\uff11\uff10\uff10\uff17\uff11",
+            None,
+            "360426199101010071",
+        ),  # full-width digits (NFKC)
+        ("91110000600037341l", None, "91110000600037341L"),
+        ("91110000600037341L", "CN_USCC", "91110000600037341L"),
+        ("  Passport E1234  ", None, "Passport E1234"),  # opaque: only stripped, case kept
+        ("\uff21\uff22\uff23", "PASSPORT", "ABC"),
+    ],
+)
+def test_a_question_is_normalised(value: str, scheme: str | None, normal: str) -> None:
+    assert query_identifier(value, scheme) == (normal, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "scheme", "problem"),
+    [
+        ("360426199101010072", None, "neither a valid CN_RIC"),
+        ("360426199101010071", "CN_USCC", "administrative division code"),
+        ("91110000600037341L", "CN_RIC", ""),
+        ("a\x00b", None, "control character"),
+        ("x", "cn_ric", "not a scheme name"),
+        ("   ", None, "blank"),
+    ],
+)
+def test_a_malformed_question_is_refused_with_its_reason(value: str, scheme: str | None, problem: str) -> None:
+    _, reason = query_identifier(value, scheme)
+    assert reason is not None and problem in reason

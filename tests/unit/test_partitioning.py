@@ -1,31 +1,37 @@
-"""Kafka's default partitioner, as the fan-out and the subscribers compute it."""
+"""The partition function shared by writers that co-partition by entry id: Kafka's own."""
 
 from __future__ import annotations
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
-from services.partitioning import entry_partition, key_partition
+from services.partitioning import partition_for
 
 pytestmark = pytest.mark.unit
 
-# Apache Kafka's own vectors for Utils.murmur2 (clients' UtilsTest), as signed 32-bit values.
-JAVA_MURMUR2 = {
-    b"21": -973932308,
-    b"foobar": -790332482,
-    b"a-little-bit-long-string": -985981536,
-    b"a-little-bit-longer-string": -1486304829,
-    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
-    b"abc": 479470107,
-}
+# Utils.murmur2 of the Java client (its UtilsTest), as signed 32-bit ints.
+JAVA_MURMUR2 = [
+    (b"21", -973932308),
+    (b"foobar", -790332482),
+    (b"a-little-bit-long-string", -985981536),
+    (b"a-little-bit-longer-string", -1486304829),
+    (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+    (b"abc", 479470107),
+]
 
 
-@pytest.mark.parametrize(("key", "murmur2"), JAVA_MURMUR2.items(), ids=[k.decode() for k in JAVA_MURMUR2])
+@pytest.mark.parametrize(("key", "java"), JAVA_MURMUR2)
 @pytest.mark.parametrize("partitions", [1, 3, 7, 12])
-def test_the_partition_is_the_java_partitioners(key: bytes, murmur2: int, partitions: int) -> None:
-    # DefaultPartitioner / BuiltInPartitioner: toPositive(murmur2(key)) % numPartitions
-    assert key_partition(key, partitions) == (murmur2 & 0x7FFFFFFF) % partitions
+def test_matches_the_java_default_partitioner(key: bytes, java: int, partitions: int) -> None:
+    assert partition_for(key, partitions) == (java & 0x7FFFFFFF) % partitions
+    assert partition_for(key.decode(), partitions) == partition_for(key, partitions)
 
 
-def test_an_entry_id_is_partitioned_as_its_key() -> None:
-    assert entry_partition("court-2026-000123", 3) == key_partition(b"court-2026-000123", 3)
-    assert entry_partition(b"court-2026-000123", 3) == key_partition(b"court-2026-000123", 3)
+def test_matches_the_producer_of_the_subscriber_library() -> None:
+    keys = [f"court-2026-{n:06d}".encode() for n in range(200)]
+    assert [partition_for(k, 3) for k in keys] == [DefaultPartitioner()(k, [0, 1, 2], [0, 1, 2]) for k in keys]
+
+
+def test_a_topic_has_partitions() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        partition_for("x", 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,8 @@ from services.core.models import (
     SubjectKind,
     TargetSubject,
 )
-from services.subscriber.store import DirectiveStore, Incoming, Rejected, punitive
+from services.core.pseudonyms import pseudonym
+from services.subscriber.store import DirectiveStore, Incoming, Passed, Rejected, Tombstone, punitive
 from tests.unit.factories import (
     EFFECTIVE_FROM,
     EFFECTIVE_UNTIL,
@@ -85,6 +86,11 @@ def directive(
     )
 
 
+def topic_key(d: Directive) -> str:
+    """The key a directive has on its topic: a pseudonym of its directive key, as the fan-out keys it."""
+    return pseudonym(b"test pseudonym secret, 32 bytes!", d.key)
+
+
 class Feed:
     """Hands out increasing offsets on one partition, like a consumer would."""
 
@@ -94,7 +100,11 @@ class Feed:
 
     def __call__(self, d: Directive) -> Incoming:
         self.offset += 1
-        return Incoming(d, TOPIC, self.partition, self.offset)
+        return Incoming(d, TOPIC, self.partition, self.offset, topic_key(d))
+
+    def tombstone(self, d: Directive) -> Tombstone:
+        self.offset += 1
+        return Tombstone(topic_key(d), TOPIC, self.partition, self.offset)
 
     def rejected(self, directive_id: str, reason: str = "FORGED: signature was not made by key k") -> Rejected:
         self.offset += 1
@@ -133,13 +143,24 @@ def test_applied_directive_is_found(store: DirectiveStore, feed: Feed) -> None:
     receipts = store.apply([feed(d)], NOW)
     (hit,) = store.check(KNOWN_RIC, at=T_IN)
     assert (hit.measure_id, hit.kind, hit.mou_id, hit.entry_id, hit.origin_agency) == (
-        AVIATION, "PUNISH", "mou-judgment-defaulters", ENTRY_ID, "court")
+        AVIATION,
+        "PUNISH",
+        "mou-judgment-defaulters",
+        ENTRY_ID,
+        "court",
+    )
     assert (hit.valid_from, hit.valid_until) == (T_FROM, T_UNTIL)
     assert punitive([hit])
     assert store.active_count() == 1
     (rc,) = receipts
+    # The receipt names the directive by its topic key: a pseudonym, never the subject's identifier.
     assert (rc.directive_id, rc.agency, rc.status, rc.directive_key, rc.seq) == (
-        d.directive_id, "aviation", ReceiptStatus.APPLIED, d.key, 1)
+        d.directive_id,
+        "aviation",
+        ReceiptStatus.APPLIED,
+        topic_key(d),
+        1,
+    )
 
 
 @pytest.mark.parametrize(
@@ -239,7 +260,7 @@ def test_directive_not_newer_than_held_is_ignored(store: DirectiveStore, feed: F
     late_lift = directive(action=Action.LIFT, seq=old_seq, cause=Cause.AMENDED)
     assert store.apply([feed(late_lift)], NOW) == []
     assert _measures(store, KNOWN_RIC) == [AVIATION]
-    assert [rc.seq for _, rc in store.pending_receipts()] == [3]
+    assert [p.receipt.seq for p in store.pending_receipts()] == [3]
 
 
 def test_replayed_directive_is_ignored(store: DirectiveStore, feed: Feed) -> None:
@@ -278,11 +299,12 @@ def test_receipts_wait_in_the_outbox_until_sent(store: DirectiveStore, feed: Fee
     a, b = directive(), directive(measure=RAIL)
     store.apply([feed(a), feed(b)], NOW)
     pending = store.pending_receipts()
-    assert [rc.directive_id for _, rc in pending] == [a.directive_id, b.directive_id]
-    assert [n for n, _ in store.pending_receipts(limit=1)] == [pending[0][0]]
-    store.mark_sent([pending[0][0]])
-    assert [rc.directive_id for _, rc in store.pending_receipts()] == [b.directive_id]
-    store.mark_sent([n for n, _ in store.pending_receipts()])
+    assert [p.receipt.directive_id for p in pending] == [a.directive_id, b.directive_id]
+    assert [p.entry_id for p in pending] == [a.entry_id, b.entry_id]  # chooses the receipts partition
+    assert [p.n for p in store.pending_receipts(limit=1)] == [pending[0].n]
+    store.mark_sent([pending[0].n])
+    assert [p.receipt.directive_id for p in store.pending_receipts()] == [b.directive_id]
+    store.mark_sent([p.n for p in store.pending_receipts()])
     assert store.pending_receipts() == []
     store.mark_sent([])
 
@@ -296,6 +318,13 @@ def test_positions_record_the_highest_offset_per_partition(store: DirectiveStore
     assert store.positions()[(TOPIC, 0)] == 1
 
 
+def test_a_heartbeat_only_moves_the_position(store: DirectiveStore, feed: Feed) -> None:
+    store.apply([feed(directive()), Passed(TOPIC, 0, 7)], NOW)
+    assert store.positions() == {(TOPIC, 0): 7}
+    assert [p.receipt.directive_id for p in store.pending_receipts()] == [directive().directive_id]
+    assert store.active_count() == 1
+
+
 def test_ignored_directives_still_advance_the_position(store: DirectiveStore, feed: Feed) -> None:
     d = directive()
     store.apply([feed(d)], NOW)
@@ -307,12 +336,15 @@ def test_reopening_restores_index_positions_and_outbox(path: Path) -> None:
     first = DirectiveStore(path, "aviation")
     feed = Feed()
     try:
-        first.apply([
-            feed(directive()),
-            feed(directive(measure=RAIL)),
-            feed(directive(action=Action.LIFT, seq=2, measure=RAIL)),
-            feed(directive(entry_id="court-2026-9", ids=(("CN_RIC", KNOWN_RIC_X),), valid_until=None)),
-        ], NOW)
+        first.apply(
+            [
+                feed(directive()),
+                feed(directive(measure=RAIL)),
+                feed(directive(action=Action.LIFT, seq=2, measure=RAIL)),
+                feed(directive(entry_id="court-2026-9", ids=(("CN_RIC", KNOWN_RIC_X),), valid_until=None)),
+            ],
+            NOW,
+        )
         before = (first.positions(), first.pending_receipts(), first.last_applied_at())
     finally:
         first.close()
@@ -338,7 +370,7 @@ def test_rejected_directive_gets_a_rejected_receipt_and_stores_nothing(store: Di
     assert "FORGED" in (rc.reason or "")
     assert store.active_count() == 0
     assert store.check(KNOWN_RIC, at=T_IN) == []
-    assert [r.status for _, r in store.pending_receipts()] == [ReceiptStatus.REJECTED]
+    assert [p.receipt.status for p in store.pending_receipts()] == [ReceiptStatus.REJECTED]
     assert store.positions() == {(TOPIC, 0): 0}
 
 
@@ -376,3 +408,46 @@ def test_a_redelivered_refused_directive_is_refused_once(tmp_path: Path) -> None
     assert [r.status.value for r in first] == ["REJECTED"]
     assert again == []
     assert store.active_count() == 0
+
+
+def test_one_batch_holding_several_versions_of_a_key_applies_them_in_order(store: DirectiveStore, feed: Feed) -> None:
+    first, lift, again = directive(seq=1), directive(seq=2, action=Action.LIFT), directive(seq=3)
+    receipts = store.apply([feed(first), feed(lift), feed(first), feed(again)], NOW)
+    assert [(r.seq, r.status) for r in receipts] == [
+        (1, ReceiptStatus.APPLIED),
+        (2, ReceiptStatus.LIFTED),
+        (3, ReceiptStatus.APPLIED),
+    ]
+    assert _measures(store, KNOWN_RIC) == [AVIATION] and store.active_count() == 1
+    assert [h["seq"] for h in store.history(first.entry_id)] == [1, 2, 3]
+    store.apply([feed(directive(seq=4, action=Action.LIFT))], NOW)
+    assert _measures(store, KNOWN_RIC) == [] and store.active_count() == 0
+
+
+def test_an_older_entry_version_with_a_higher_sequence_is_refused_and_changes_nothing(
+        store: DirectiveStore, feed: Feed) -> None:
+    newer = directive().model_copy(update={"entry_version": 3, "seq": 3})
+    store.apply([feed(newer)], NOW)
+    older = directive().model_copy(update={"entry_version": 2, "seq": 9, "directive_id": "older-version-later-seq"})
+    (rc,) = store.apply([feed(older)], NOW)
+    assert rc.status is ReceiptStatus.REJECTED
+    assert rc.reason is not None and rc.reason.startswith("VERSION_REGRESSION")
+    assert [h["entry_version"] for h in store.history(ENTRY_ID)] == [3]
+    assert store.regressions == 1
+
+
+def test_a_lifted_directive_leaves_after_its_retention_or_at_the_fan_outs_tombstone(
+        store: DirectiveStore, feed: Feed) -> None:
+    applied = directive()
+    lifted = directive(action=Action.LIFT, seq=2)
+    store.apply([feed(applied), feed(lifted)], NOW)
+    assert store.purge(NOW + timedelta(days=29), lifted_days=30) == 0
+    assert store.history(ENTRY_ID)
+    assert store.purge(NOW + timedelta(days=31), lifted_days=30) == 1
+    assert store.history(ENTRY_ID) == []
+    # A tombstone drops a lifted key at once, and never an APPLY held under its key.
+    store.apply([feed(applied.model_copy(update={"seq": 3, "directive_id": "again"}))], NOW)
+    store.apply([feed.tombstone(applied)], NOW)
+    assert store.check(KNOWN_RIC, at=T_IN)
+    store.apply([feed(directive(action=Action.LIFT, seq=4)), feed.tombstone(applied)], NOW)
+    assert store.history(ENTRY_ID) == [] and not store.check(KNOWN_RIC, at=T_IN)
