@@ -12,7 +12,8 @@ Findings:
 ``MISSING``   a measure that must apply is not held as an APPLY (a listing did not arrive)
 ``UNLIFTED``  an APPLY is held that nothing requires any more and is still within its
               validity window (a delisting, expiry or MOU change did not arrive)
-``DIFFERENT`` held, but under another MOU version or validity window than required
+``DIFFERENT`` held, but for another target, under another MOU version or with another
+              validity window than required
 ``EXPIRED_APPLY`` an APPLY past its ``valid_until`` whose LIFT has not arrived; the
               subscriber already answers "clear" for it, so it restricts nobody
 """
@@ -23,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.core.models import ListEntryEvent
+from services.core.models import ListEntryEvent, TargetSubject
 from services.core.routing import desired_directives
 from services.core.world import World
 
@@ -37,6 +38,8 @@ class Held:
     mou_id: str
     mou_version: int
     valid_until: datetime | None
+    valid_from: datetime | None = None  # compared when known
+    target: TargetSubject | None = None  # compared when known
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,16 @@ class Finding:
     detail: str
 
     def __str__(self) -> str:
-        return f"{self.kind:13} {self.subscriber:10} {self.key}: {self.detail}"
+        return f"{self.kind:13} {self.subscriber:10} {masked(self.key)}: {self.detail}"
+
+
+def masked(key: str) -> str:
+    """A directive key as a person may read it in a report: the identifier it names left out."""
+    head, _, ref = key.rpartition("|")
+    if ref.count(":") >= 2:
+        role, scheme, _ = ref.split(":", 2)
+        ref = f"{role}:{scheme}:*"
+    return f"{head}|{ref}" if head else ref
 
 
 def latest_events(events: Iterable[tuple[str, ListEntryEvent]]) -> dict[tuple[str, str], ListEntryEvent]:
@@ -86,6 +98,13 @@ def compare(required_now: Mapping[str, Mapping[str, object]], held: Mapping[str,
                 f"required {spec['mou_id']} v{spec['mou_version']} until {spec['valid_until']}, "
                 f"held {h.mou_id} v{h.mou_version} until {h.valid_until}",
             ))
+        elif h.valid_from is not None and h.valid_from != spec["valid_from"]:
+            findings.append(Finding("DIFFERENT", key, who,
+                                    f"required from {spec['valid_from']}, held from {h.valid_from}"))
+        elif h.target is not None and h.target != spec["target"]:
+            parts = [p for p in ("kind", "role", "identifiers", "names")
+                     if getattr(h.target, p) != getattr(spec["target"], p)]
+            findings.append(Finding("DIFFERENT", key, who, f"held for another target ({', '.join(parts)} differ)"))
     for key, h in sorted(held.items()):
         if h.action != "APPLY" or key in required_now:
             continue

@@ -21,7 +21,7 @@ from services.core.audit import Finding, Held, audit
 from services.core.codec import SchemaRegistry
 from services.core.errors import CodecError, SignatureInvalid
 from services.core.intake import Refused, admit_directive, admit_list_record
-from services.core.models import Directive, ListEntryEvent, Receipt
+from services.core.models import Directive, ListEntryEvent, Receipt, TargetSubject
 from services.core.signing import Domain, Keyring, SignedHeaders
 from services.core.world import World
 from services.kafka_access import KafkaAccess
@@ -92,18 +92,24 @@ def held_from_directives(directives: Iterable[Directive]) -> dict[str, Held]:
         cur = latest.get(d.key)
         if cur is None or d.seq >= cur.seq:
             latest[d.key] = d
-    return {k: Held(d.action.value, d.subscriber, d.mou_id, d.mou_version, d.valid_until) for k, d in latest.items()}
+    return {k: Held(d.action.value, d.subscriber, d.mou_id, d.mou_version, d.valid_until, d.valid_from, d.target)
+            for k, d in latest.items()}
 
 
 def held_from_store(db: Path, agency: str) -> dict[str, Held]:
     """An agency's store as the audit sees it (read-only)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        rows = con.execute("SELECT key, action, mou_id, mou_version, valid_until FROM directives").fetchall()
+        rows = con.execute(
+            "SELECT key, action, mou_id, mou_version, valid_until, valid_from, target FROM directives").fetchall()
     finally:
         con.close()
-    return {k: Held(a, agency, m, v, datetime.fromtimestamp(u, UTC) if u is not None else None)
-            for k, a, m, v, u in rows}
+
+    def when(ts: float | None) -> datetime | None:
+        return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+    return {k: Held(a, agency, m, v, when(u), when(f), TargetSubject.model_validate_json(t))
+            for k, a, m, v, u, f, t in rows}
 
 
 async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyring: Keyring,

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.core.audit import Held, audit, latest_events, required
-from tests.unit.factories import NOW, delisting, entry, person, real_world
+from services.core.routing import desired_directives
+from tests.unit.factories import KNOWN_RIC, NOW, delisting, entry, make_ric, person, real_world
 
 pytestmark = pytest.mark.unit
 
@@ -68,3 +69,22 @@ def test_the_audit_of_one_subscriber_ignores_the_others() -> None:
     findings = audit(events, {}, WORLD, NOW, subscriber="finance")
     assert {f.subscriber for f in findings} == {"finance"}
     assert [f.kind for f in findings] == ["MISSING"]
+
+
+def test_a_target_or_start_other_than_required_is_a_difference() -> None:
+    from services.core.audit import Held, compare, masked
+    from services.core.models import Identifier
+
+    ev = entry()
+    required_now = desired_directives("court", ev, WORLD, NOW)
+    key, spec = next((k, s) for k, s in required_now.items() if "LEGAL_REPRESENTATIVE" in k)
+    good = Held("APPLY", str(spec["subscriber"]), str(spec["mou_id"]), int(spec["mou_version"]),  # type: ignore[call-overload]
+                spec["valid_until"], spec["valid_from"], spec["target"])  # type: ignore[arg-type]
+    assert compare({key: spec}, {key: good}, NOW) == []
+    other = good.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=make_ric(5)),)})  # type: ignore[union-attr]
+    (f,) = compare({key: spec}, {key: Held(**{**good.__dict__, "target": other})}, NOW)
+    assert (f.kind, f.detail) == ("DIFFERENT", "held for another target (identifiers differ)")
+    assert KNOWN_RIC not in str(f) and masked(key).endswith(":CN_RIC:*")
+    later = spec["valid_from"] + timedelta(days=1)  # type: ignore[operator]
+    (f,) = compare({key: spec}, {key: Held(**{**good.__dict__, "valid_from": later})}, NOW)
+    assert f.kind == "DIFFERENT" and "required from" in f.detail
