@@ -26,6 +26,7 @@ from datetime import datetime
 
 from services.core.models import ListEntryEvent, TargetSubject
 from services.core.routing import desired_directives
+from services.core.verification import masked_ref
 from services.core.world import World
 
 
@@ -56,10 +57,7 @@ class Finding:
 def masked(key: str) -> str:
     """A directive key as a person may read it in a report: the identifier it names left out."""
     head, _, ref = key.rpartition("|")
-    if ref.count(":") >= 2:
-        role, scheme, _ = ref.split(":", 2)
-        ref = f"{role}:{scheme}:*"
-    return f"{head}|{ref}" if head else ref
+    return f"{head}|{masked_ref(ref)}" if head else masked_ref(ref)
 
 
 def latest_events(events: Iterable[tuple[str, ListEntryEvent]]) -> dict[tuple[str, str], ListEntryEvent]:

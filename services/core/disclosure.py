@@ -189,10 +189,13 @@ class Revealed:
         names = tuple(Name.model_validate(n) for n in self._list(NAMES, c.subject_names))
         ids = tuple(Identifier.model_validate(x) for x in self._list(IDENTIFIERS, c.subject_identifiers))
         parties = []
-        j = 0
-        while f"{PARTIES}[{j}]" in self.parts:
-            head = self.parts[f"{PARTIES}[{j}]"]
+        # Parties are disclosed one by one: an agency may hold the second without the first.
+        disclosed = sorted({int(m.group(2)) for p in self.parts if (m := _PATH.match(p)) and m.group(2) is not None})
+        for j in disclosed:
             base = f"{PARTIES}[{j}]"
+            if base not in self.parts:
+                raise DisclosureInvalid(f"parts of related party {j} were disclosed without the party itself")
+            head = self.parts[base]
             p_names = tuple(Name.model_validate(n) for n in self._list(f"{base}.names", int(head["names"])))
             p_ids = tuple(Identifier.model_validate(x) for x in self._list(f"{base}.identifiers",
                                                                           int(head["identifiers"])))
@@ -200,7 +203,6 @@ class Revealed:
                 raise DisclosureInvalid(f"the identifiers of related party {j} were not all disclosed")
             parties.append(RelatedParty.model_construct(role=str(head["role"]), kind=SubjectKind(head["kind"]),
                                                         names=p_names, identifiers=p_ids))
-            j += 1
         return Subject.model_construct(kind=c.subject_kind, names=names, identifiers=ids,
                                        related_parties=tuple(parties))
 

@@ -56,11 +56,11 @@ def verify_routing(d: Directive, event: ListEntryEvent, world: World) -> Refusal
         if want is None:
             return None
         return Refusal(RoutingRefusal.UNJUSTIFIED_LIFT,
-                       f"{d.measure_id} for {d.subject_ref} still follows from {d.entry_id} v{d.entry_version} "
+                       f"{d.measure_id} for {masked_ref(d.subject_ref)} still follows from {d.entry_id} v{d.entry_version} "
                        f"under {want['mou_id']} v{want['mou_version']} at {d.issued_at:%Y-%m-%dT%H:%M:%SZ}")
     if want is None:
         why = (f"{d.entry_id} v{d.entry_version} is {event.event_type.value}" if event.ends_entry
-               else f"no MOU in force at {d.issued_at:%Y-%m-%dT%H:%M:%SZ} calls for {d.measure_id} on {d.subject_ref}")
+               else f"no MOU in force at {d.issued_at:%Y-%m-%dT%H:%M:%SZ} calls for {d.measure_id} on {masked_ref(d.subject_ref)}")
         return Refusal(RoutingRefusal.NOT_ROUTED, why)
     if d.target != want["target"]:
         return Refusal(RoutingRefusal.TARGET_MISMATCH,
@@ -79,6 +79,14 @@ def verify_routing(d: Directive, event: ListEntryEvent, world: World) -> Refusal
                        f"{d.measure_id} applies {_span(want['valid_from'], want['valid_until'])}, not "
                        f"{_span(d.valid_from, d.valid_until)}")
     return None
+
+
+def masked_ref(ref: str) -> str:
+    """A subject reference (``ROLE:SCHEME:VALUE``) without the identifier it names."""
+    if ref.count(":") >= 2:
+        role, scheme, _ = ref.split(":", 2)
+        return f"{role}:{scheme}:*"
+    return ref
 
 
 def _differs(got: object, want: object) -> str:

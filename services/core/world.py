@@ -530,7 +530,7 @@ class Quotas(_Frozen):
         return {user: keys for user, keys in out.items() if keys}
 
 
-Days = Annotated[int, Field(ge=1, le=36_500)]
+Days = Annotated[float, Field(gt=0, le=36_500)]  # fractions allowed: tests shorten them
 
 
 class Retention(_Frozen):
@@ -543,10 +543,10 @@ class Retention(_Frozen):
     subscribers without waiting for these periods.
     """
 
-    ended_entries_days: Days = 30  # fan-out: an entry whose every measure is lifted; tombstones for its keys
-    lifted_directives_days: Days = 30  # subscribers: a lifted directive and its history
-    adapter_files_days: Days = 30  # adapters: done/ and rejects files
-    query_log_days: Days = 180  # subscribers: who asked about whom
+    ended_entries_days: Days = 30.0  # fan-out: an entry whose every measure is lifted; tombstones for its keys
+    lifted_directives_days: Days = 30.0  # subscribers: a lifted directive and its history
+    adapter_files_days: Days = 30.0  # adapters: done/ and rejects files
+    query_log_days: Days = 180.0  # subscribers: who asked about whom
 
 
 class World(_Frozen):

@@ -86,12 +86,19 @@ class AuditReport:
         return out
 
 
-def held_from_directives(directives: Iterable[Directive]) -> dict[str, Held]:
+def latest_of(directives: Iterable[Directive]) -> dict[str, Directive]:
+    """The latest directive of every key: the newest entry version, then the highest sequence number
+    (a higher sequence never makes an older version the latest, as subscribers hold it too)."""
     latest: dict[str, Directive] = {}
     for d in directives:
         cur = latest.get(d.key)
-        if cur is None or d.seq >= cur.seq:
+        if cur is None or (d.entry_version, d.seq) >= (cur.entry_version, cur.seq):
             latest[d.key] = d
+    return latest
+
+
+def held_from_directives(directives: Iterable[Directive]) -> dict[str, Held]:
+    latest = latest_of(directives)
     return {k: Held(d.action.value, d.subscriber, d.mou_id, d.mou_version, d.valid_until, d.valid_from, d.target)
             for k, d in latest.items()}
 
@@ -157,11 +164,7 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
             answered.add(schemas.decode_model(rec.value, Receipt).directive_id)
         except (SignatureInvalid, CodecError):
             continue
-    latest = {}
-    for d in held:
-        if d.key not in latest or d.seq >= latest[d.key].seq:
-            latest[d.key] = d
-    for d in latest.values():
+    for d in latest_of(held).values():
         if d.directive_id not in answered:
             report.unanswered.setdefault(d.subscriber, []).append(d.directive_id)
     return report

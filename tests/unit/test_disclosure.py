@@ -136,3 +136,12 @@ def test_decoys_hide_the_exact_number_of_parts(n: int) -> None:
     subject = organization(reps=[legal_rep(make_ric(i)) for i in range(n)])
     c, ds = seal(entry(subject=subject))
     assert len(c.digests) == next(k for k in itertools.count(DECOY_BLOCK, DECOY_BLOCK) if k >= len(ds))
+
+
+def test_the_second_related_party_reads_back_without_the_first() -> None:
+    c, ds = seal(COMPANY)
+    second = make_ric(2)
+    got = for_target(ds, f"LEGAL_REPRESENTATIVE:CN_RIC:{second}", ("LEGAL_REPRESENTATIVE", second), ("kind",))
+    assert {d.path for d in got} == {"subject.related_parties[1]", "subject.related_parties[1].identifiers[0]"}
+    (party,) = reveal(c, got).event().subject.related_parties
+    assert [i.value for i in party.identifiers] == [second]
