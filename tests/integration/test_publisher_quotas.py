@@ -24,7 +24,6 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
@@ -40,6 +39,7 @@ from services.governance.drift import DriftReport
 from services.governance.quotas import describe_user_quotas
 from services.keystore import load_signer
 from services.localstack import LocalStack
+from services.subscriber.client import CheckClient
 from tests.integration.support import publish
 from tests.unit.factories import REPO_ROOT, delisting, entry_dict, make_ric, make_uscc, organization, person
 
@@ -132,15 +132,10 @@ class Flood:
         return done / (until - since)
 
 
-def _restricted(url: str, uscc: str) -> bool:
-    answer = httpx.get(f"{url}/v1/check", params={"id": uscc, "measure": "finance.procurement-ban"}, timeout=5)
-    answer.raise_for_status()
-    return bool(answer.json()["restricted"])
-
-
-def _wait_until(url: str, uscc: str, restricted: bool, started: float) -> float:
+def _wait_until(finance: CheckClient, uscc: str, restricted: bool, started: float) -> float:
+    """Seconds from ``started`` until finance's answer for ``uscc`` is ``restricted`` (a counter system asking)."""
     while time.monotonic() - started < 3 * LATENCY_BOUND:
-        if _restricted(url, uscc) is restricted:
+        if (finance.check(uscc, measure="finance.procurement-ban").status == "restricted") is restricted:
             return time.monotonic() - started
         time.sleep(0.02)
     raise AssertionError(f"finance never answered restricted={restricted} for {uscc}")
@@ -163,7 +158,7 @@ def _market(n: int, version: int) -> dict[str, Any]:
 def test_a_flooding_publisher_is_throttled_and_another_agencys_delistings_arrive_in_time(
     exchange: LocalStack, tmp_path: Path
 ) -> None:
-    finance = exchange.subscriber_urls()["finance"]
+    finance = exchange.check_client("finance", "counter")
     limited = _world_with_quotas(tmp_path, {"court": {"producer_byte_rate": QUOTA}})
     gov = _governance(exchange, limited)
     try:
@@ -206,6 +201,7 @@ def test_a_flooding_publisher_is_throttled_and_another_agencys_delistings_arrive
         assert rate >= QUOTA * 0.3, f"court produced only {rate:,.0f} B/s: it was not flooding"
         assert max(delisted) <= LATENCY_BOUND
     finally:
+        finance.close()
         cleanup = _governance(exchange, _world_with_quotas(tmp_path, None))
         cleanup.apply(cleanup.plan())
         assert "court" not in describe_user_quotas(exchange.access(ADMIN))

@@ -492,19 +492,15 @@ def test_only_committed_directives_are_applied(ex: Exchange) -> None:
     )
     genuine = default_registry().decode_model(real.value, Directive)
     fanout = load_signer(ex.stack.home / "keys", "concord-fanout")
-    aborted_ric = other_ric(s.person)
-    committed_ric = other_ric(aborted_ric)
+    # Two re-issues of the genuine directive, both of which the subscriber would apply if it read them
+    # (every directive must follow from its record): the aborted one under the higher sequence number,
+    # so that reading it would leave the committed one unapplied as older.
+    aborted_id, committed_id = secrets.token_hex(16), secrets.token_hex(16)
 
-    def variant(ric: str) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-        d = genuine.model_copy(
-            update={
-                "directive_id": secrets.token_hex(16),
-                "subject_ref": f"TEST:{ric}",
-                "target": genuine.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=ric),)}),
-            }
-        )
+    def variant(directive_id: str, seq: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        d = genuine.model_copy(update={"directive_id": directive_id, "seq": seq})
         value = default_registry().encode_model(d)
-        return d.key.encode(), value, fanout.sign(Domain.DIRECTIVE, value).as_kafka()
+        return real.key, value, fanout.sign(Domain.DIRECTIVE, value).as_kafka()
 
     async def go() -> None:
         # The admin writes (the fan-out's principal has no transactional id granted yet); the fan-out signs.
@@ -515,11 +511,11 @@ def test_only_committed_directives_are_applied(ex: Exchange) -> None:
         )
         await producer.start()
         try:
-            key, value, headers = variant(aborted_ric)
+            key, value, headers = variant(aborted_id, genuine.seq + 2)
             await producer.begin_transaction()
             await producer.send_and_wait(ex.topic("directives"), value=value, key=key, headers=headers)
             await producer.abort_transaction()
-            key, value, headers = variant(committed_ric)
+            key, value, headers = variant(committed_id, genuine.seq + 1)
             await producer.begin_transaction()
             await producer.send_and_wait(ex.topic("directives"), value=value, key=key, headers=headers)
             await producer.commit_transaction()
@@ -527,8 +523,13 @@ def test_only_committed_directives_are_applied(ex: Exchange) -> None:
             await producer.stop()
 
     asyncio.run(go())
-    wait_for("the committed directive applied", lambda: restricted(ex, committed_ric))
-    assert not restricted(ex, aborted_ric)
+
+    def ids() -> list[str]:
+        return [h["directive_id"] for h in history(ex, f"court/demo-{run}-p")]
+
+    wait_for("the committed directive applied", lambda: committed_id in ids())
+    assert aborted_id not in ids()
+    assert restricted(ex, s.person)
     wait_ok(ex.stack, ex.url)  # the feed is confirmed current past the transaction markers
 
 
