@@ -129,7 +129,7 @@ def test_every_metric_of_every_dashboard_and_alert_is_exported(exchange: LocalSt
             up = {r["metric"]["service"]: r["value"][1] for r in prom.query("up")}
             return set(up) == set(targets) and set(up.values()) == {"1"}
 
-        wait_until(all_up, "Prometheus to scrape every target", 30)
+        wait_until(all_up, "Prometheus to scrape every target", 60)
         jobs = {r["metric"]["job"] for r in prom.query("up")}
         assert jobs == {"concord-fanout", "concord-subscriber", "concord-adapter", "concord-drift", "kafka-broker"}
         assert prom.query('concord_adapter_records_total{outcome="rejected"} == 1')
