@@ -221,8 +221,27 @@ class Revealed:
         )
 
     def full_event(self) -> ListEntryEvent:
-        """The whole event, validated: what the fan-out and the audit, holding every part, route."""
-        return ListEntryEvent.model_validate(self.event().model_dump())
+        """The whole event, validated once: what the fan-out and the audit, holding every part, route."""
+        c = self.commitments
+        parts = self.parts
+        parties = []
+        for j in sorted({int(m.group(2)) for p in parts if (m := _PATH.match(p)) and m.group(2) is not None}):
+            base = f"{PARTIES}[{j}]"
+            head = parts.get(base)
+            if not isinstance(head, dict):
+                raise DisclosureInvalid(f"parts of related party {j} were disclosed without the party itself")
+            parties.append({"role": head.get("role"), "kind": head.get("kind"),
+                            "names": self._list(f"{base}.names", head.get("names")),
+                            "identifiers": self._list(f"{base}.identifiers", head.get("identifiers"))})
+        return ListEntryEvent.model_validate({
+            "event_id": c.event_id, "event_type": c.event_type, "entry_id": c.entry_id, "version": c.version,
+            "list_kind": c.list_kind, "program": c.program,
+            "subject": {"kind": c.subject_kind, "names": self._list(NAMES, c.subject_names),
+                        "identifiers": self._list(IDENTIFIERS, c.subject_identifiers), "related_parties": parties},
+            "basis": parts.get("basis"), "reason": parts.get("reason"), "listed_on": c.listed_on,
+            "effective_from": c.effective_from, "effective_until": c.effective_until,
+            "publication_until": c.publication_until, "delisting": parts.get("delisting"),
+        })
 
 
 def reveal(commitments: ListingCommitments, disclosures: Iterable[Disclosure]) -> Revealed:
@@ -265,19 +284,22 @@ def for_target(disclosures: Sequence[Disclosure], subject_ref: str, role_identif
         if "names" in show:
             keep |= {p for p in by_path if p.startswith(f"{base}.names[")}
     keep |= {f for f in ("reason", "basis", "delisting") if f in show and f in by_path}
-    return tuple(by_path[p] for p in sorted(keep, key=_order))
-
-
-def _order(path: str) -> tuple[Any, ...]:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"[\[\].]+", path) if t)
+    return tuple(d for d in disclosures if d.path in keep)  # in the publisher's order
 
 
 def content_digest(commitments: ListingCommitments, disclosures: Iterable[Disclosure]) -> bytes:
     """What a record says, whatever salts sealed it: two seals of one event give the same digest
     (a re-sent listing is the same listing), a changed part a different one."""
-    facts = commitments.model_dump(mode="json", exclude={"digests"})
-    said = sorted((d.path, d.value) for d in disclosures)
-    return hashlib.sha256(canonical({"facts": facts, "parts": said}).encode()).digest()
+    c = commitments
+    h = hashlib.sha256(DOMAIN + b"/content")
+    facts = (c.event_id, c.event_type.value, c.entry_id, c.version, c.list_kind.value, c.program,
+             c.subject_kind.value, c.subject_names, c.subject_identifiers, c.listed_on.isoformat(),
+             c.effective_from.isoformat(), c.effective_until.isoformat() if c.effective_until else None,
+             c.publication_until.isoformat() if c.publication_until else None, c.digest_alg)
+    h.update(repr(facts).encode())
+    for path, value in sorted((d.path, d.value) for d in disclosures):
+        h.update(struct.pack(">II", len(path), len(value)) + path.encode() + value.encode())
+    return h.digest()
 
 
 @dataclass(frozen=True)

@@ -18,4 +18,4 @@ PSEUDONYM_HEX = 32  # 128 bits: collisions are not a concern at any list's size
 def pseudonym(secret: bytes, value: str) -> str:
     if len(secret) < 16:
         raise ValueError("a pseudonym secret must be at least 16 bytes")
-    return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()[:PSEUDONYM_HEX]
+    return hmac.digest(secret, value.encode(), hashlib.sha256).hex()[:PSEUDONYM_HEX]

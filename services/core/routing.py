@@ -305,21 +305,27 @@ def sources_for(directives: tuple[Directive, ...], source: SourceRecord, world: 
     return tuple(source_for(d, source, world) for d in directives)
 
 
-def notice_for(d: Directive, world: World) -> Notice:
-    """What the listing agency is told about ``d``: the measure, its legal basis, where and until when."""
+def notice_fields(d: Directive, world: World) -> dict[str, Any]:
+    """What the listing agency is told about ``d`` (a Notice's fields): the measure, its legal basis,
+    where and until when."""
     # The measure as its MOU version states it, or as the latest version that still has it (a
     # version rewritten in place may have dropped it: the LIFT that follows still needs saying).
     versions = [world.mou(d.mou_id, d.mou_version), *reversed(world.mou_versions(d.mou_id))]
     measure = next((m for v in versions for m in v.measures if m.measure_id == d.measure_id), None)
-    text = measure.text if measure else "a measure no longer in the memorandum"
-    basis = measure.legal_basis if measure else f"{d.mou_id} v{d.mou_version}"
-    return Notice(
-        notice_id=d.directive_id, origin_agency=d.origin_agency, entry_id=d.entry_id, entry_version=d.entry_version,
-        action=d.action, cause=d.cause.value, subject_ref=d.subject_ref, implementing_agency=d.subscriber,
-        measure_id=d.measure_id, measure_kind=d.measure_kind.value, measure_text=text,
-        legal_basis=basis, mou_id=d.mou_id, mou_version=d.mou_version, valid_from=d.valid_from,
-        valid_until=d.valid_until, issued_at=d.issued_at,
-    )
+    return {
+        "notice_id": d.directive_id, "origin_agency": d.origin_agency, "entry_id": d.entry_id,
+        "entry_version": d.entry_version, "action": d.action.value, "cause": d.cause.value,
+        "subject_ref": d.subject_ref, "implementing_agency": d.subscriber, "measure_id": d.measure_id,
+        "measure_kind": d.measure_kind.value,
+        "measure_text": measure.text if measure else "a measure no longer in the memorandum",
+        "legal_basis": measure.legal_basis if measure else f"{d.mou_id} v{d.mou_version}",
+        "mou_id": d.mou_id, "mou_version": d.mou_version, "valid_from": d.valid_from,
+        "valid_until": d.valid_until, "issued_at": d.issued_at,
+    }
+
+
+def notice_for(d: Directive, world: World) -> Notice:
+    return Notice.model_validate(notice_fields(d, world))
 
 
 def _lift_cause(event: ListEntryEvent, reevaluation: bool, now: datetime) -> Cause:

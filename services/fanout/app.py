@@ -44,7 +44,7 @@ from services.core.routing import (
     EntryState,
     Outcome,
     Transition,
-    notice_for,
+    notice_fields,
     on_record,
     on_tick,
     world_epoch,
@@ -235,11 +235,12 @@ class Fanout:
                 store.delete(st.purge_key(was.timestamp() * 1000, table_key))
             if will is not None:
                 store.put(st.purge_key(will.timestamp() * 1000, table_key), b"")
+        fresh = tr.outcome is not Outcome.RESYNC  # a new sequence number: ids never seen before
         for d in tr.emitted:
             previous = before.directives.get(d.key) if before is not None else None
             if previous is not None and previous.directive_id != d.directive_id:
                 self._answered(store, previous.directive_id)
-            self._send(d, store, now)
+            self._send(d, store, now, fresh=fresh)
 
     def _purge_at(self, state: EntryState | None) -> datetime | None:
         """When an ended entry's data must leave (None while anything is applied): the retention of
@@ -278,7 +279,7 @@ class Fanout:
         self.metrics.purge.last_run.labels("fanout").set(time.time())
         return len(due)
 
-    def _send(self, d: Directive, store: PartitionStore, now: datetime) -> None:
+    def _send(self, d: Directive, store: PartitionStore, now: datetime, *, fresh: bool = False) -> None:
         topic, count = self.directive_topics[d.subscriber]
         value = self.cfg.schemas.encode_model(d)
         key = pseudonym(self.cfg.key_secret, d.key).encode()
@@ -286,10 +287,10 @@ class Fanout:
         self.metrics.directive_out(d)
         notices = self.notice_topics.get(d.origin_agency)
         if notices is not None:
-            notice = self.cfg.schemas.encode_model(notice_for(d, self.cfg.world))
+            notice = self.cfg.schemas.encode("notice", notice_fields(d, self.cfg.world))
             self.notices.add(d.origin_agency, notices[0], key, notice, store.partition % notices[1])
         stage = st.STAGE_TIME_LIFT if d.action is Action.LIFT and d.cause in TIME_CAUSES else st.STAGE_RECEIPT
-        if store.get(st.OUTSTANDING + d.directive_id.encode()) is None:
+        if fresh or store.get(st.OUTSTANDING + d.directive_id.encode()) is None:
             age = st.age_key(d.subscriber, d.mou_id, stage, d.issued_at.timestamp() * 1000, d.directive_id)
             store.put(st.OUTSTANDING + d.directive_id.encode(), age)
             store.put(age, b"")

@@ -12,6 +12,7 @@ The gauges are set from counts the state partitions keep as they change
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -32,6 +33,10 @@ STAGES = ("fanout", "receipt")
 def world_routes(world: World, at: datetime) -> set[tuple[str, str]]:
     """(subscriber, MOU) pairs in force: their coverage gauges read 0, not "no data", when all is well."""
     return {(agency, mou.mou_id) for mou in world.current_mous(at) for agency in mou.implementing_agencies()}
+
+
+# Label children looked up once per (metrics object, labels): a lookup costs more than the increment.
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,11 @@ class FanoutMetrics:
         self.events_in.labels(agency, program).inc()
 
     def directive_out(self, d: Directive) -> None:
-        self.directives_out.labels(d.subscriber, d.mou_id, d.action.value).inc()
+        key = (d.subscriber, d.mou_id, d.action.value)
+        child = _CHILDREN.get((id(self), key))
+        if child is None:
+            child = _CHILDREN[(id(self), key)] = self.directives_out.labels(*key)
+        child.inc()
         if d.action is Action.LIFT:
             self.lifts.labels(d.cause.value).inc()
 
