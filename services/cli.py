@@ -186,7 +186,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from services.demo import run_local
 
-    return run_local(stay=not args.once, home=Path(args.home))
+    return run_local(stay=not args.once, home=Path(args.home), brokers=args.brokers)
 
 
 # --- parser --------------------------------------------------------------------
@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="set up and run the local exchange with the demo scenario")
     s.add_argument("--once", action="store_true", help="exit after the scenario (make demo)")
     s.add_argument("--home", default=".local")
+    s.add_argument("--brokers", type=int, choices=(1, 3), default=1,
+                   help="Kafka nodes to run: 1 (default), or 3 for a cluster with three replicas of every topic")
     s.set_defaults(fn=cmd_run)
 
     from services.governance.commands import add_commands as add_governance_commands

@@ -70,6 +70,11 @@ class KafkaCluster:
     passwords: Mapping[str, str]
     embedded: EmbeddedKafka | None = field(default=None, compare=False)
 
+    @property
+    def brokers(self) -> int | None:
+        """The embedded cluster's size (topics are fitted to it); None for an external cluster."""
+        return len(self.embedded.node_ids) if self.embedded is not None else None
+
     def access(self, username: str) -> KafkaAccess:
         if username not in TEST_USERS:
             raise ConfigError("not one of the test users", user=username, known=TEST_USERS)

@@ -44,7 +44,8 @@ def _governance(args: argparse.Namespace) -> Any:
 
     settings = _settings(args)
     return Governance(access=settings.access(ADMIN), world=load_world(settings.world_dir),
-                      namespace=settings.effective_namespace(), credentials_file=settings.credentials_file)
+                      namespace=settings.effective_namespace(), credentials_file=settings.credentials_file,
+                      brokers=settings.cluster_size())
 
 
 def cmd_acl_plan(args: argparse.Namespace) -> int:

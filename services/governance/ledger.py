@@ -53,12 +53,13 @@ def read_ledger(access: KafkaAccess, namespace: str) -> tuple[Ledger | None, str
     return ledger, f"offset:{latest.offset()}"
 
 
-def ensure_ledger_topic(admin: AdminClient, namespace: str, replication: int) -> None:
+def ensure_ledger_topic(admin: AdminClient, namespace: str, replication: int, min_insync_replicas: int) -> None:
     topic = ledger_topic(namespace)
     if topic in admin.list_topics(timeout=TIMEOUT).topics:
         return
     new = NewTopic(topic, num_partitions=1, replication_factor=replication, config={
         "cleanup.policy": "compact",
+        "min.insync.replicas": str(min_insync_replicas),
         "min.compaction.lag.ms": str(90 * 24 * 3600 * 1000),
         "max.message.bytes": str(MAX_BYTES),
     })

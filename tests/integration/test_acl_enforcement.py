@@ -32,7 +32,7 @@ def applied_ns(kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFac
     ns = "t" + secrets.token_hex(4)
     home = tmp_path_factory.mktemp("acl-home")
     (home / "concord.json").write_text(json.dumps({
-        "bootstrap": kafka_cluster.bootstrap, "namespace": ns, "security_protocol": "SASL_SSL",
+        "bootstrap": kafka_cluster.bootstrap, "brokers": kafka_cluster.brokers, "namespace": ns, "security_protocol": "SASL_SSL",
         "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None}))
     (home / "credentials.json").write_text(json.dumps(dict(kafka_cluster.passwords)))
     with pytest.MonkeyPatch.context() as mp:

@@ -35,7 +35,7 @@ def home(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str,
     path = tmp_path / "home"
     path.mkdir()
     (path / "concord.json").write_text(json.dumps({
-        "bootstrap": kafka_cluster.bootstrap, "namespace": unique_ns, "security_protocol": "SASL_SSL",
+        "bootstrap": kafka_cluster.bootstrap, "brokers": kafka_cluster.brokers, "namespace": unique_ns, "security_protocol": "SASL_SSL",
         "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None}))
     (path / "credentials.json").write_text(json.dumps(dict(kafka_cluster.passwords)))
     shutil.copytree(REPO_ROOT / "topics", tmp_path / "world")

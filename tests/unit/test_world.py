@@ -202,11 +202,11 @@ def test_topic_names_other_namespace(world: World) -> None:
 def test_topic_spec_configs(world: World) -> None:
     by_name = {s.name: s for s in world.topic_specs()}
     lists = by_name["concord.lists.court"]
-    assert (lists.kind, lists.agency, lists.partitions, lists.replication) == ("lists", "court", 3, 1)
-    assert lists.kafka_config() == {"cleanup.policy": "delete", "retention.ms": "-1"}
+    assert (lists.kind, lists.agency, lists.partitions, lists.replication) == ("lists", "court", 3, 3)
+    assert lists.kafka_config() == {"cleanup.policy": "delete", "retention.ms": "-1", "min.insync.replicas": "2"}
     assert by_name["concord.directives.rail"].kafka_config()["cleanup.policy"] == "compact"
     assert by_name["concord.receipts.rail"].kafka_config() == {
-        "cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000),
+        "cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000), "min.insync.replicas": "2",
     }
     quarantine = by_name["concord.quarantine"]
     assert (quarantine.partitions, quarantine.agency, quarantine.cleanup_policy) == (1, None, "delete")
@@ -216,17 +216,34 @@ def test_topic_spec_configs(world: World) -> None:
 
 
 def test_topic_overrides_and_extra_config(docs: dict[str, Any]) -> None:
-    docs["topics.yaml"]["topics"]["receipts"]["config"] = {"min.insync.replicas": 1}
+    docs["topics.yaml"]["topics"]["receipts"]["config"] = {"max.message.bytes": 2_000_000}
     docs["topics.yaml"]["topics"]["receipts"]["overrides"] = {
-        "rail": {"retention_ms": 1000, "config": {"segment.ms": 60000}},
+        "rail": {"retention_ms": 1000, "min_insync_replicas": 3, "config": {"segment.ms": 60000}},
     }
     world = parse_world(docs)
     rail = world.topic_spec("receipts", "rail")
     assert rail.kafka_config() == {
         "cleanup.policy": "delete", "retention.ms": "1000",
-        "min.insync.replicas": "1", "segment.ms": "60000",
+        "min.insync.replicas": "3", "max.message.bytes": "2000000", "segment.ms": "60000",
     }
     assert world.topic_spec("receipts", "finance").retention_ms == 2_592_000_000
+
+
+def test_min_insync_replicas_cannot_exceed_the_replication(docs: dict[str, Any]) -> None:
+    docs["topics.yaml"]["topics"]["lists"]["overrides"] = {"market": {"replication": 1}}
+    assert_problem(invalid(docs), "topics.yaml", "topics.lists.overrides.market.min_insync_replicas",
+                   "min_insync_replicas 2 exceeds the replication 1 of concord.lists.market")
+    docs["topics.yaml"]["topics"]["lists"]["overrides"] = {}
+    docs["topics.yaml"]["topics"]["lists"]["config"] = {"min.insync.replicas": 1}
+    assert_problem(invalid(docs), "topics.yaml", 'topics.lists.config["min.insync.replicas"]',
+                   "set min_insync_replicas instead of the raw min.insync.replicas config")
+
+
+@pytest.mark.parametrize(("brokers", "held"), [(None, (3, 2)), (5, (3, 2)), (3, (3, 2)), (2, (2, 1)), (1, (1, 1))])
+def test_a_spec_is_fitted_to_a_smaller_cluster(world: World, brokers: int | None, held: tuple[int, int]) -> None:
+    spec = world.topic_spec("lists", "court").fitted(brokers)
+    assert (spec.replication, spec.min_insync_replicas) == held
+    assert spec.kafka_config()["min.insync.replicas"] == str(held[1])
 
 
 @pytest.mark.parametrize(
