@@ -72,9 +72,7 @@ def ensure_ledger_topic(admin: AdminClient, namespace: str, replication: int, mi
 
 
 def write_ledger(access: KafkaAccess, ledger: Ledger) -> None:
-    # No idempotent producer: a retried duplicate of the ledger is harmless (the latest
-    # record wins), and idempotence would wait on the transaction coordinator.
-    producer = Producer({**access.confluent_config(), "acks": "all",
+    producer = Producer({**access.confluent_producer_config(),
                          "compression.type": "gzip", "message.max.bytes": MAX_BYTES}, logger=_log)
     errors: list[str] = []
 

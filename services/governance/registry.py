@@ -75,7 +75,7 @@ def publish_registry(access: KafkaAccess, namespace: str, world: World, keyring:
     gone = sorted(held - {r.key for r in records})
     # One request in flight keeps the manifest after the records it names; a retried
     # duplicate is harmless (compaction keeps one of each, readers check digests).
-    producer = Producer({**access.confluent_config(), "acks": "all", "max.in.flight.requests.per.connection": 1},
+    producer = Producer({**access.confluent_producer_config(), "max.in.flight.requests.per.connection": 1},
                         logger=_log)
     errors: list[str] = []
 

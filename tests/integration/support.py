@@ -25,7 +25,7 @@ def publish(stack: LocalStack, agency: str, records: Iterable[dict[str, Any] | L
     topic = stack.world.topic_name("lists", agency, namespace=stack.namespace)
 
     async def go() -> int:
-        producer = AIOKafkaProducer(**stack.access(agency).aiokafka_kwargs(), acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(**stack.access(agency).aiokafka_producer_kwargs())
         await producer.start()
         try:
             for ev in events:
