@@ -53,7 +53,7 @@ TEST_USERS: tuple[str, ...] = (
     "stranger",
 )
 
-_BROKER_FIXTURES = frozenset({"kafka_cluster", "kafka_access"})
+_BROKER_FIXTURES = frozenset({"kafka_cluster", "kafka_access", "kafka_trio", "cluster_exchange"})
 _BROKER_MARKERS = ("integration", "fault")
 
 
