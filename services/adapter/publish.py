@@ -167,7 +167,7 @@ class Producer(Protocol):
 
 
 def kafka_producer(access: KafkaAccess, *, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS) -> AIOKafkaProducer:
-    return AIOKafkaProducer(**access.aiokafka_producer_kwargs(), linger_ms=10,
+    return AIOKafkaProducer(**access.aiokafka_kwargs(), acks="all", enable_idempotence=True, linger_ms=10,
                             max_batch_size=256 * 1024, request_timeout_ms=delivery_timeout_ms,
                             retry_backoff_ms=250)
 

@@ -194,7 +194,8 @@ class SubscriberService:
             **self.access.aiokafka_kwargs(), enable_auto_commit=False, group_id=None,
             auto_offset_reset="earliest", max_poll_records=self.batch_size, fetch_max_wait_ms=100,
         )
-        self._producer = AIOKafkaProducer(**self.access.aiokafka_producer_kwargs(), linger_ms=5)
+        self._producer = AIOKafkaProducer(**self.access.aiokafka_kwargs(), acks="all", enable_idempotence=True,
+                                          linger_ms=5)
         await self._consumer.start()
         await self._producer.start()
         # Explicit assignment needs the partition count; aiokafka's consumer has no public
