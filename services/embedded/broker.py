@@ -52,6 +52,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -324,6 +325,7 @@ class EmbeddedKafka:
             i: _Node(i, self.workdir if nodes == 1 else self.workdir / f"node-{i}") for i in range(1, nodes + 1)
         }
         self._paused: set[int] = set()
+        self._admin_client: AdminClient | None = None
 
     # -- paths and addresses -------------------------------------------------
 
@@ -775,9 +777,13 @@ class EmbeddedKafka:
         node.pid_file.write_text(f"{node.proc.pid}\n")
 
     def _admin(self) -> AdminClient:
-        conf = self.access(ADMIN_USER).confluent_config()
-        conf.update({"reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 500})
-        return AdminClient(conf)
+        """One admin client over every node's listener, kept: a SCRAM login costs a JVM a moment."""
+        if self._admin_client is None:
+            conf = self.access(ADMIN_USER).confluent_config()
+            conf.update({"reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 500})
+            # librdkafka logs every refused connection (a node down on purpose); failures reach callers.
+            self._admin_client = AdminClient(conf, logger=_rdkafka_log)
+        return self._admin_client
 
     def _wait_ready(self, deadline: float, expected: set[int]) -> None:
         """Ready means a SCRAM login as concord-admin over TLS gets metadata listing every *expected* node."""
@@ -872,6 +878,7 @@ class EmbeddedKafka:
             node.pid_file.unlink()
 
 
+_rdkafka_log = logging.getLogger("concord.rdkafka")
 _ACTIVE_CONTROLLER = re.compile(r"^kafka_controller_kafkacontroller_activecontrollercount\S*\s+([0-9.]+)", re.M)
 
 
