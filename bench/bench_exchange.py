@@ -53,15 +53,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -129,24 +130,43 @@ class Generator:
         self._n += 1
         n = self._n + self.seed * 1_000_000  # identifiers stay valid (birth dates before today) up to ~2.5M
         entry_id = f"{self.prefix}-{agency}-{self._n:08d}"
-        rep = {"role": "LEGAL_REPRESENTATIVE", "kind": "PERSON", "names": [{"value": f"Rep {n}"}],
-               "identifiers": [{"scheme": "CN_RIC", "value": ric(2 * n + 1)}]}
-        org = {"kind": "ORGANIZATION", "names": [{"value": f"Example Trading {n} Co., Ltd."}],
-               "identifiers": [{"scheme": "CN_USCC", "value": uscc(n)}]}
+        rep = {
+            "role": "LEGAL_REPRESENTATIVE",
+            "kind": "PERSON",
+            "names": [{"value": f"Rep {n}"}],
+            "identifiers": [{"scheme": "CN_RIC", "value": ric(2 * n + 1)}],
+        }
+        org = {
+            "kind": "ORGANIZATION",
+            "names": [{"value": f"Example Trading {n} Co., Ltd."}],
+            "identifiers": [{"scheme": "CN_USCC", "value": uscc(n)}],
+        }
         if agency == "court" and self.rng.random() < 0.5:
-            subject: dict[str, Any] = {"kind": "PERSON", "names": [{"value": f"Person {n}"}],
-                                       "identifiers": [{"scheme": "CN_RIC", "value": ric(2 * n)}]}
+            subject: dict[str, Any] = {
+                "kind": "PERSON",
+                "names": [{"value": f"Person {n}"}],
+                "identifiers": [{"scheme": "CN_RIC", "value": ric(2 * n)}],
+            }
         elif agency == "tax":
             subject = org
         else:
             subject = {**org, "related_parties": [rep]}
         rec: dict[str, Any] = {
-            "event_id": f"{agency}:{entry_id}:1", "event_type": "LISTED", "entry_id": entry_id, "version": 1,
-            "program": {"court": "court.judgment-defaulters", "market": "market.food-safety-serious",
-                        "tax": "tax.a-grade-taxpayers"}[agency],
+            "event_id": f"{agency}:{entry_id}:1",
+            "event_type": "LISTED",
+            "entry_id": entry_id,
+            "version": 1,
+            "program": {
+                "court": "court.judgment-defaulters",
+                "market": "market.food-safety-serious",
+                "tax": "tax.a-grade-taxpayers",
+            }[agency],
             "list_kind": "INCENTIVE" if agency == "tax" else "SANCTION",
-            "subject": subject, "reason": "Synthetic listing for the exchange benchmark",
-            "listed_on": self.today, "effective_from": self.start, "effective_until": self.until,
+            "subject": subject,
+            "reason": "Synthetic listing for the exchange benchmark",
+            "listed_on": self.today,
+            "effective_from": self.start,
+            "effective_until": self.until,
         }
         if agency != "tax":
             rec["basis"] = {**(COURT_BASIS if agency == "court" else MARKET_BASIS), "decided_on": self.day}
@@ -201,16 +221,25 @@ def _proc_usage(pid: int) -> tuple[float, float]:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 hwm = int(line.split()[1]) / 1024
-        return cpu, hwm
     except (OSError, IndexError, ValueError):
         return float("nan"), float("nan")
+    return cpu, hwm
 
 
 class Child:
     """A process of the exchange (or a baseline): started here, its cost read when it ends."""
 
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log: Path, stdin: Any = None,
-                 profile: Path | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        log: Path,
+        stdin: Any = None,
+        profile: Path | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.profile = profile
         if profile is not None:
@@ -219,8 +248,15 @@ class Child:
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log = log.open("ab")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT,  # noqa: S603
-                                     stdin=stdin, start_new_session=True, cwd=cwd)
+        self.proc = subprocess.Popen(
+            argv,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=stdin,
+            start_new_session=True,
+            cwd=cwd,
+        )
         self.log = log
         self.usage: Usage | None = None
         self.peak_mb = 0.0
@@ -235,7 +271,7 @@ class Child:
 
     def snapshot(self) -> tuple[float, float]:
         cpu, hwm = _proc_usage(self.proc.pid)
-        if hwm == hwm:
+        if not math.isnan(hwm):
             self.peak_mb = max(self.peak_mb, hwm)
         return cpu, hwm
 
@@ -261,10 +297,8 @@ class Child:
         if self.usage is not None:
             return self.usage
         self.snapshot()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, signal.SIGINT if self.profile else signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         try:
             return self.wait(grace)
         except TimeoutError:
@@ -303,8 +337,9 @@ def end_offsets(stack: LocalStack, topics: Iterable[str]) -> dict[tuple[str, int
 
     quiet = logging.getLogger("bench.rdkafka")
     quiet.setLevel(logging.CRITICAL)
-    c = Consumer({**stack.access(ADMIN).confluent_config(), "group.id": "bench-probe", "enable.auto.commit": False},
-                 logger=quiet)
+    c = Consumer(
+        {**stack.access(ADMIN).confluent_config(), "group.id": "bench-probe", "enable.auto.commit": False}, logger=quiet
+    )
     try:
         md = c.list_topics(timeout=10)
         out = {}
@@ -324,13 +359,20 @@ def committed(stack: LocalStack, group: str) -> dict[tuple[str, int], int]:
     return {(tp.topic, tp.partition): tp.offset for tp in res.topic_partitions or ()}
 
 
-async def _read(access: KafkaAccess, starts: dict[tuple[str, int], int], ends: dict[tuple[str, int], int],
-                keep: Any) -> list[Any]:
+async def _read(
+    access: KafkaAccess, starts: dict[tuple[str, int], int], ends: dict[tuple[str, int], int], keep: Any
+) -> list[Any]:
     """Every record of the given partitions from ``starts`` up to ``ends``, passed through ``keep``."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    c = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
-                         auto_offset_reset="earliest", max_poll_records=5000, fetch_max_bytes=64 * 1024 * 1024)
+    c = AIOKafkaConsumer(
+        **access.aiokafka_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=5000,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     await c.start()
     out: list[Any] = []
     try:
@@ -343,9 +385,7 @@ async def _read(access: KafkaAccess, starts: dict[tuple[str, int], int], ends: d
         todo = set(tps)
         while todo:
             for tp, recs in (await c.getmany(timeout_ms=1000, max_records=5000)).items():
-                for r in recs:
-                    if r.offset < ends[(tp.topic, tp.partition)]:
-                        out.append(keep(r))
+                out.extend(keep(r) for r in recs if r.offset < ends[(tp.topic, tp.partition)])
                 if await c.position(tp) >= ends[(tp.topic, tp.partition)]:
                     todo.discard(tp)
     finally:
@@ -353,8 +393,9 @@ async def _read(access: KafkaAccess, starts: dict[tuple[str, int], int], ends: d
     return out
 
 
-def read(stack: LocalStack, starts: dict[tuple[str, int], int], ends: dict[tuple[str, int], int],
-         keep: Any) -> list[Any]:
+def read(
+    stack: LocalStack, starts: dict[tuple[str, int], int], ends: dict[tuple[str, int], int], keep: Any
+) -> list[Any]:
     return asyncio.run(_read(stack.access(ADMIN), starts, ends, keep))
 
 
@@ -377,27 +418,49 @@ class Exchange:
         return [s.name for s in self.stack.world.topic_specs(self.ns) if s.kind == kind]
 
     def spawn(self, name: str, argv: list[str], stdin: Any = None, profiled: bool = False) -> Child:
-        prof = (self.profile_dir / f"{self.mode}-{name}.{PROFILE_FORMAT}" if profiled and self.profile_dir
-                else None)
-        env = {**self.stack._env(), "PYTHONPATH": str(REPO)}  # noqa: SLF001
+        prof = self.profile_dir / f"{self.mode}-{name}.{PROFILE_FORMAT}" if profiled and self.profile_dir else None
+        env = {**self.stack._env(), "PYTHONPATH": str(REPO)}
         # in the stack's home: the fan-out keeps faust's data folder in its working directory
-        child = Child(name, argv, env=env, log=self.stack.home / "logs" / f"{name}.log", stdin=stdin, profile=prof,
-                      cwd=self.stack.home)
+        child = Child(
+            name,
+            argv,
+            env=env,
+            log=self.stack.home / "logs" / f"{name}.log",
+            stdin=stdin,
+            profile=prof,
+            cwd=self.stack.home,
+        )
         self.children[name] = child
         return child
 
     def start_fanout(self) -> Child:
         port = free_port()
         self.urls["fanout"] = f"http://127.0.0.1:{port}"
-        return self.spawn("fanout", concord("fanout", "worker", "--web-port", str(port), "--loglevel", "WARNING",
-                                            "--signatures", self.mode), profiled=True)
+        return self.spawn(
+            "fanout",
+            concord("fanout", "worker", "--web-port", str(port), "--loglevel", "WARNING", "--signatures", self.mode),
+            profiled=True,
+        )
 
     def start_subscriber(self, agency: str) -> Child:
         port = free_port()
         self.urls[agency] = f"http://127.0.0.1:{port}"
-        return self.spawn(f"subscriber-{agency}", concord(
-            "subscriber", "run", "--agency", agency, "--port", str(port),
-            "--db", str(self.db(agency)), "--progress-threshold", str(10**9)), profiled=True)
+        return self.spawn(
+            f"subscriber-{agency}",
+            concord(
+                "subscriber",
+                "run",
+                "--agency",
+                agency,
+                "--port",
+                str(port),
+                "--db",
+                str(self.db(agency)),
+                "--progress-threshold",
+                str(10**9),
+            ),
+            profiled=True,
+        )
 
     def db(self, agency: str) -> Path:
         return self.stack.home / "data" / f"{agency}.sqlite"
@@ -418,8 +481,9 @@ class Exchange:
 
     def wait_subscribers(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        ends = end_offsets(self.stack, [self.stack.world.topic_name("directives", a, namespace=self.ns)
-                                        for a in SUBSCRIBERS])
+        ends = end_offsets(
+            self.stack, [self.stack.world.topic_name("directives", a, namespace=self.ns) for a in SUBSCRIBERS]
+        )
         want = {a: sum(v for (t, _), v in ends.items() if t.endswith(f".directives.{a}")) for a in SUBSCRIBERS}
         while True:
             behind = [a for a in SUBSCRIBERS if self.applied_offsets(a) < want[a]]
@@ -446,8 +510,9 @@ class Exchange:
         import sqlite3
 
         with sqlite3.connect(f"file:{self.db(agency)}?mode=ro", uri=True, timeout=5) as db:
-            return db.execute("SELECT origin_agency, entry_id, entry_version, applied_at FROM history "
-                              "WHERE applied_at >= ?", (since,)).fetchall()
+            return db.execute(
+                "SELECT origin_agency, entry_id, entry_version, applied_at FROM history WHERE applied_at >= ?", (since,)
+            ).fetchall()
 
     def stop_all(self) -> dict[str, Usage]:
         out = {}
@@ -459,8 +524,10 @@ class Exchange:
 def publish_files(ex: Exchange, files: dict[str, Path]) -> tuple[float, dict[str, Usage]]:
     """The three adapters at once; seconds from start until the last exited."""
     t0 = time.monotonic()
-    kids = [ex.spawn(f"publish-{a}", concord("publish", "--agency", a, str(f), "--signatures", ex.mode))
-            for a, f in files.items()]
+    kids = [
+        ex.spawn(f"publish-{a}", concord("publish", "--agency", a, str(f), "--signatures", ex.mode))
+        for a, f in files.items()
+    ]
     usages = {u.name: u for u in wait_all(kids, 1800)}
     for k in kids:
         if k.proc.returncode != 0:
@@ -473,8 +540,9 @@ def stamps(stack: LocalStack, starts: dict[tuple[str, int], int], ends: dict[tup
     return sorted(t / 1000 for t in read(stack, starts, ends, lambda r: r.timestamp))
 
 
-def span(stack: LocalStack, starts: dict[tuple[str, int], int],
-         ends: dict[tuple[str, int], int]) -> tuple[int, float, float]:
+def span(
+    stack: LocalStack, starts: dict[tuple[str, int], int], ends: dict[tuple[str, int], int]
+) -> tuple[int, float, float]:
     """(records, first timestamp, last timestamp) of the records between the offsets, in seconds."""
     ts = stamps(stack, starts, ends)
     if not ts:
@@ -498,18 +566,42 @@ def producer_perf(stack: LocalStack, kafka_libs: Path, n: int, size: int, home: 
     cfg = json.loads((stack.home / "concord.json").read_text())
     pw = json.loads((stack.home / "credentials.json").read_text())[ADMIN]
     props = home / "perf-client.properties"
-    lines = [f"bootstrap.servers={cfg['bootstrap']}", "security.protocol=SASL_SSL", "sasl.mechanism=SCRAM-SHA-512",
-             'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required '
-             f'username="{ADMIN}" password="{pw}";']
+    lines = [
+        f"bootstrap.servers={cfg['bootstrap']}",
+        "security.protocol=SASL_SSL",
+        "sasl.mechanism=SCRAM-SHA-512",
+        (
+            "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
+            f'username="{ADMIN}" password="{pw}";'
+        ),
+    ]
     if cfg.get("ca_file"):
         lines += ["ssl.truststore.type=PEM", f"ssl.truststore.location={cfg['ca_file']}"]
     fd = os.open(props, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write("\n".join(lines) + "\n")
     java = shutil.which("java") or "java"
-    argv = [java, "-Xmx512m", "-cp", classpath(kafka_libs), "org.apache.kafka.tools.ProducerPerformance",
-            "--topic", topic, "--num-records", str(n), "--record-size", str(size), "--throughput", "-1",
-            "--producer.config", str(props), "--producer-props", "acks=all", "linger.ms=10", "batch.size=262144"]
+    argv = [
+        java,
+        "-Xmx512m",
+        "-cp",
+        classpath(kafka_libs),
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(n),
+        "--record-size",
+        str(size),
+        "--throughput",
+        "-1",
+        "--producer.config",
+        str(props),
+        "--producer-props",
+        "acks=all",
+        "linger.ms=10",
+        "batch.size=262144",
+    ]
     log = home / "logs" / "producer-perf.log"
     child = Child("kafka-producer-perf", argv, env=dict(os.environ), log=log)
     usage = child.wait(900)
@@ -520,11 +612,17 @@ def producer_perf(stack: LocalStack, kafka_libs: Path, n: int, size: int, home: 
     parts = last[-1].split(",")
     rate = float(parts[1].split()[0])
     p99 = next((float(p.split()[0]) for p in parts if "99th" in p and "99.9th" not in p), float("nan"))
-    return {"records": n, "record_bytes": size, "rate": rate, "p99_ms": p99, "line": last[-1].strip(),
-            "usage": usage.__dict__}
+    return {
+        "records": n,
+        "record_bytes": size,
+        "rate": rate,
+        "p99_ms": p99,
+        "line": last[-1].strip(),
+        "usage": usage.__dict__,
+    }
 
 
-PASSTHROUGH = r'''
+PASSTHROUGH = r"""
 import asyncio, json, sys, time
 from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -561,7 +659,7 @@ async def main(cfg):
     print(json.dumps({"records": n, "seconds": took, "rate": n / max(took, 1e-9)}))
 
 asyncio.run(main(json.loads(sys.argv[1])))
-'''
+"""
 
 
 def passthrough(ex: Exchange) -> dict[str, Any]:
@@ -575,10 +673,22 @@ def passthrough(ex: Exchange) -> dict[str, Any]:
     ends = end_offsets(stack, ex.topics("lists"))
     cfg = json.loads((stack.home / "concord.json").read_text())
     pw = json.loads((stack.home / "credentials.json").read_text())[ADMIN]
-    arg = json.dumps({"bootstrap": cfg["bootstrap"], "ca": cfg.get("ca_file"), "user": ADMIN, "password": pw,
-                      "out": out, "ends": {f"{t}:{p}": v for (t, p), v in ends.items()}})
-    child = Child("passthrough", [sys.executable, "-c", PASSTHROUGH, arg],
-                  env={**os.environ, "PYTHONPATH": str(REPO)}, log=stack.home / "logs" / "passthrough.log")
+    arg = json.dumps(
+        {
+            "bootstrap": cfg["bootstrap"],
+            "ca": cfg.get("ca_file"),
+            "user": ADMIN,
+            "password": pw,
+            "out": out,
+            "ends": {f"{t}:{p}": v for (t, p), v in ends.items()},
+        }
+    )
+    child = Child(
+        "passthrough",
+        [sys.executable, "-c", PASSTHROUGH, arg],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        log=stack.home / "logs" / "passthrough.log",
+    )
     usage = child.wait(900)
     lines = [ln for ln in child.log.read_text().splitlines() if ln.startswith("{")]
     if child.proc.returncode != 0 or not lines:
@@ -596,9 +706,14 @@ def paced(ex: Exchange, gen: Generator, rate: float, seconds: float) -> dict[str
     lists = ex.topics("lists")
     starts = end_offsets(ex.stack, lists)
     t_start = time.time()
-    kids = {a: ex.spawn(f"paced-publish-{a}-{int(rate)}",
-                        concord("publish", "--agency", a, "-", "--signatures", ex.mode), stdin=subprocess.PIPE)
-            for a in PUBLISHERS}
+    kids = {
+        a: ex.spawn(
+            f"paced-publish-{a}-{int(rate)}",
+            concord("publish", "--agency", a, "-", "--signatures", ex.mode),
+            stdin=subprocess.PIPE,
+        )
+        for a in PUBLISHERS
+    }
     time.sleep(2.0)  # let the adapters start and connect before the clock starts
     t0 = time.monotonic()
     order = [(i / MIX[a] / rate, a, line) for a in PUBLISHERS for i, line in enumerate(lines[a])]
@@ -645,9 +760,14 @@ def paced(ex: Exchange, gen: Generator, rate: float, seconds: float) -> dict[str
     last_applied = max(ts + d for ts, d, _ in samples) if samples else float("nan")
     tail = [d for ts, d, _ in samples if ts >= last_pub - seconds * 0.2]
     return {
-        "target_rate": rate, "seconds": seconds, "listings": len(published), "writing_seconds": sent_in,
+        "target_rate": rate,
+        "seconds": seconds,
+        "listings": len(published),
+        "writing_seconds": sent_in,
         "achieved_rate": len(published) / max(last_pub - first_pub, 1e-9),
-        "directives": len(samples), "p50_ms": pct(lat, 0.5) * 1000, "p99_ms": pct(lat, 0.99) * 1000,
+        "directives": len(samples),
+        "p50_ms": pct(lat, 0.5) * 1000,
+        "p99_ms": pct(lat, 0.99) * 1000,
         "max_ms": (lat[-1] if lat else float("nan")) * 1000,
         "p99_last_fifth_ms": pct(sorted(tail), 0.99) * 1000,
         "drained_after_s": last_applied - last_pub,
@@ -672,9 +792,11 @@ def settle(ex: Exchange, idle: float = 0.25, timeout: float = 60.0) -> None:
 
 
 def say_run(mode: str, run: dict[str, Any]) -> None:
-    say(f"[{mode}]   {run['listings']:,} listings at {run['achieved_rate']:,.0f}/s -> {run['directives']:,} "
+    say(
+        f"[{mode}]   {run['listings']:,} listings at {run['achieved_rate']:,.0f}/s -> {run['directives']:,} "
         f"directives applied: p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms (last fifth "
-        f"{run['p99_last_fifth_ms']:.0f} ms), drained {run['drained_after_s']:.1f}s after the last listing")
+        f"{run['p99_last_fifth_ms']:.0f} ms), drained {run['drained_after_s']:.1f}s after the last listing"
+    )
 
 
 def latency_fresh(ex: Exchange, gen: Generator, asked: float, start: float, seconds: float) -> dict[str, Any]:
@@ -741,11 +863,13 @@ def signature_costs(lines: list[str], seconds: float = 1.0) -> dict[str, float]:
             fresh.verify(Domain.LIST_RECORD, r, h, expected_agency="court", at=at)
 
     assert ring.verify(Domain.LIST_RECORD, records[0], batch[0], expected_agency="court", at=at)
-    return {"sign_single_us": per_record(lambda: [signer.sign(Domain.LIST_RECORD, r) for r in records]),
-            "sign_batch_us": per_record(lambda: signer.sign_batch(Domain.LIST_RECORD, records)),
-            "verify_single_us": per_record(lambda: verify(single)),
-            "verify_batch_us": per_record(lambda: verify(batch)),
-            "batch_size": len(records)}
+    return {
+        "sign_single_us": per_record(lambda: [signer.sign(Domain.LIST_RECORD, r) for r in records]),
+        "sign_batch_us": per_record(lambda: signer.sign_batch(Domain.LIST_RECORD, records)),
+        "verify_single_us": per_record(lambda: verify(single)),
+        "verify_batch_us": per_record(lambda: verify(batch)),
+        "batch_size": len(records),
+    }
 
 
 def pct(sorted_values: list[float], q: float) -> float:
@@ -766,8 +890,9 @@ def chart(path: Path, runs: list[dict[str, Any]]) -> None:
         for agency in SUBSCRIBERS:
             pts = [(t, ms) for t, ms, a in run["samples"] if a == agency]
             if pts:
-                ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=1, alpha=0.3, color=colours[agency],
-                           label=agency)
+                ax.scatter(
+                    [p[0] for p in pts], [p[1] for p in pts], s=1, alpha=0.3, color=colours[agency], label=agency
+                )
         per_s: dict[int, list[float]] = {}
         for t, ms, _ in run["samples"]:
             per_s.setdefault(int(t), []).append(ms)
@@ -778,8 +903,10 @@ def chart(path: Path, runs: list[dict[str, Any]]) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("seconds since the first listing of the run (publish time)")
         ax.set_ylabel("end-to-end latency, ms")
-        ax.set_title(f"{run['target_rate']:,.0f} listings/s asked, {run['achieved_rate']:,.0f}/s published: "
-                     f"p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms")
+        ax.set_title(
+            f"{run['target_rate']:,.0f} listings/s asked, {run['achieved_rate']:,.0f}/s published: "
+            f"p50 {run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms"
+        )
         ax.legend(loc="upper left", markerscale=8, fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -790,8 +917,15 @@ def chart(path: Path, runs: list[dict[str, Any]]) -> None:
 # --------------------------------------------------------------------------- one signature kind
 
 
-def run_mode(ex: Exchange, lines: dict[str, list[str]], n: int, *, with_passthrough: bool,
-             paced_args: tuple[Generator, float, float] | None, compare_n: int = 0) -> dict[str, Any]:
+def run_mode(
+    ex: Exchange,
+    lines: dict[str, list[str]],
+    n: int,
+    *,
+    with_passthrough: bool,
+    paced_args: tuple[Generator, float, float] | None,
+    compare_n: int = 0,
+) -> dict[str, Any]:
     res: dict[str, Any] = {"mode": ex.mode, "namespace": ex.ns, "n": n}
     files = {}
     for a in PUBLISHERS:
@@ -799,19 +933,30 @@ def run_mode(ex: Exchange, lines: dict[str, list[str]], n: int, *, with_passthro
         f.write_text("".join(lines[a]))
         files[a] = f
     lists = ex.topics("lists")
-    say(f"[{ex.mode}] publishing {n:,} listings with three adapters "
-        f"({', '.join(f'{a} {len(lines[a]):,}' for a in PUBLISHERS)})")
+    say(
+        f"[{ex.mode}] publishing {n:,} listings with three adapters "
+        f"({', '.join(f'{a} {len(lines[a]):,}' for a in PUBLISHERS)})"
+    )
     wall, pub_usage = publish_files(ex, files)
     ends = end_offsets(ex.stack, lists)
     count, first, last = span(ex.stack, {}, ends)
-    res["publish"] = {"records": count, "wall_s": wall, "rate": count / max(last - first, 1e-9),
-                      "rate_wall": count / wall, "usage": {k: v.__dict__ for k, v in pub_usage.items()}}
-    say(f"[{ex.mode}] published {count:,} in {wall:.1f}s wall: {res['publish']['rate']:,.0f}/s between first and "
-        f"last record ({res['publish']['rate_wall']:,.0f}/s including process start)")
+    res["publish"] = {
+        "records": count,
+        "wall_s": wall,
+        "rate": count / max(last - first, 1e-9),
+        "rate_wall": count / wall,
+        "usage": {k: v.__dict__ for k, v in pub_usage.items()},
+    }
+    say(
+        f"[{ex.mode}] published {count:,} in {wall:.1f}s wall: {res['publish']['rate']:,.0f}/s between first and "
+        f"last record ({res['publish']['rate_wall']:,.0f}/s including process start)"
+    )
     if with_passthrough:
         res["passthrough"] = passthrough(ex)
-        say(f"[{ex.mode}] baseline: aiokafka passthrough {res['passthrough']['records']:,} records "
-            f"in {res['passthrough']['seconds']:.1f}s = {res['passthrough']['rate']:,.0f}/s")
+        say(
+            f"[{ex.mode}] baseline: aiokafka passthrough {res['passthrough']['records']:,} records "
+            f"in {res['passthrough']['seconds']:.1f}s = {res['passthrough']['rate']:,.0f}/s"
+        )
 
     directive_topics = ex.topics("directives")
     before = end_offsets(ex.stack, directive_topics)
@@ -822,16 +967,25 @@ def run_mode(ex: Exchange, lines: dict[str, list[str]], n: int, *, with_passthro
     after = end_offsets(ex.stack, directive_topics)
     ds = stamps(ex.stack, before, after)
     directives, d_first, d_last = len(ds), ds[0], ds[-1]
-    res["fanout"] = {"listings": count, "directives": directives, "seconds": d_last - d_first,
-                     "rate": count / max(d_last - d_first, 1e-9), "wall_s": time.monotonic() - t0,
-                     "cpu_s": fan_cpu, "peak_mb": fan_hwm, "cpu_us_per_listing": fan_cpu / count * 1e6}
+    res["fanout"] = {
+        "listings": count,
+        "directives": directives,
+        "seconds": d_last - d_first,
+        "rate": count / max(d_last - d_first, 1e-9),
+        "wall_s": time.monotonic() - t0,
+        "cpu_s": fan_cpu,
+        "peak_mb": fan_hwm,
+        "cpu_us_per_listing": fan_cpu / count * 1e6,
+    }
     if compare_n and compare_n < count:  # the same number of listings as the other kind, from an empty table
         t_k = ds[min(len(ds) - 1, len(ds) * compare_n // count)]
         res["fanout"]["first"] = {"listings": compare_n, "rate": compare_n / max(t_k - d_first, 1e-9)}
-    say(f"[{ex.mode}] fan-out: {count:,} listings -> {directives:,} directives in {d_last - d_first:.1f}s = "
+    say(
+        f"[{ex.mode}] fan-out: {count:,} listings -> {directives:,} directives in {d_last - d_first:.1f}s = "
         f"{res['fanout']['rate']:,.0f} listings/s ({fan_cpu:.1f} CPU s, {res['fanout']['cpu_us_per_listing']:.0f} "
-        f"us/listing, peak {fan_hwm:.0f} MB)" + (f"; the first {compare_n:,} at {res['fanout']['first']['rate']:,.0f}/s"
-                                                  if "first" in res["fanout"] else ""))
+        f"us/listing, peak {fan_hwm:.0f} MB)"
+        + (f"; the first {compare_n:,} at {res['fanout']['first']['rate']:,.0f}/s" if "first" in res["fanout"] else "")
+    )
 
     for a in SUBSCRIBERS:
         ex.start_subscriber(a)
@@ -843,19 +997,29 @@ def run_mode(ex: Exchange, lines: dict[str, list[str]], n: int, *, with_passthro
         applied = [r[3] for r in rows]
         cpu, hwm = ex.children[f"subscriber-{a}"].snapshot()
         took = max(applied) - min(applied) if applied else float("nan")
-        subs[a] = {"directives": len(rows), "seconds": took, "rate": len(rows) / max(took, 1e-9),
-                   "since_start_s": (max(applied) - t1) if applied else float("nan"), "cpu_s": cpu, "peak_mb": hwm,
-                   "cpu_us_per_directive": cpu / max(1, len(rows)) * 1e6}
-        say(f"[{ex.mode}] subscriber {a}: {len(rows):,} directives applied in {took:.1f}s = "
+        subs[a] = {
+            "directives": len(rows),
+            "seconds": took,
+            "rate": len(rows) / max(took, 1e-9),
+            "since_start_s": (max(applied) - t1) if applied else float("nan"),
+            "cpu_s": cpu,
+            "peak_mb": hwm,
+            "cpu_us_per_directive": cpu / max(1, len(rows)) * 1e6,
+        }
+        say(
+            f"[{ex.mode}] subscriber {a}: {len(rows):,} directives applied in {took:.1f}s = "
             f"{subs[a]['rate']:,.0f}/s ({cpu:.1f} CPU s, {subs[a]['cpu_us_per_directive']:.0f} us/directive, "
-            f"peak {hwm:.0f} MB)")
+            f"peak {hwm:.0f} MB)"
+        )
     res["subscribers"] = subs
 
     if paced_args is not None:
         gen, rate, seconds = paced_args
         settle(ex)
-        say(f"[{ex.mode}] latency at rate with {count:,} entries held: {rate:,.0f} listings/s for {seconds:g}s, "
-            f"everything running")
+        say(
+            f"[{ex.mode}] latency at rate with {count:,} entries held: {rate:,.0f} listings/s for {seconds:g}s, "
+            f"everything running"
+        )
         run = paced(ex, gen, rate, seconds)
         run["table"] = f"{count:,} entries held"
         say_run(ex.mode, run)
@@ -869,8 +1033,9 @@ def run_mode(ex: Exchange, lines: dict[str, list[str]], n: int, *, with_passthro
 # --------------------------------------------------------------------------- driver
 
 
-def setup(home: Path, ns: str, world_creds: dict[str, str], bootstrap: str, ca: Path | None,
-          brokers: int | None) -> LocalStack:
+def setup(
+    home: Path, ns: str, world_creds: dict[str, str], bootstrap: str, ca: Path | None, brokers: int | None
+) -> LocalStack:
     mode_home = home / ns
     mode_home.mkdir(parents=True, exist_ok=True)
     stack = LocalStack.at(mode_home, namespace=ns)
@@ -894,37 +1059,54 @@ def table(res: dict[str, Any]) -> list[str]:
     out.append(f"{'aiokafka passthrough (records)':44} {thru:>12,.0f} {thru / perf:>13.2f}x {1.0:>14.2f}x")
     for mode, m in modes.items():
         p, f, n = m["publish"]["rate"], m["fanout"]["rate"], m["n"]
-        out.append(f"{f'publish, 3 adapters ({mode}, {n:,})':44} {p:>12,.0f} {p / perf:>13.2f}x "
-                   f"{p / thru:>14.2f}x")
-        out.append(f"{f'fan-out listings ({mode}, {n:,})':44} {f:>12,.0f} {f / perf:>13.2f}x "
-                   f"{f / thru:>14.2f}x")
+        out.append(f"{f'publish, 3 adapters ({mode}, {n:,})':44} {p:>12,.0f} {p / perf:>13.2f}x {p / thru:>14.2f}x")
+        out.append(f"{f'fan-out listings ({mode}, {n:,})':44} {f:>12,.0f} {f / perf:>13.2f}x {f / thru:>14.2f}x")
         if "first" in m["fanout"]:
             k, r = m["fanout"]["first"]["listings"], m["fanout"]["first"]["rate"]
             out.append(f"{f'  of which the first {k:,}':44} {r:>12,.0f} {r / perf:>13.2f}x {r / thru:>14.2f}x")
         for a, s in m["subscribers"].items():
-            out.append(f"{f'subscriber {a} directives ({mode})':44} {s['rate']:>12,.0f} {s['rate'] / perf:>13.2f}x "
-                       f"{s['rate'] / thru:>14.2f}x")
+            out.append(
+                f"{f'subscriber {a} directives ({mode})':44} {s['rate']:>12,.0f} {s['rate'] / perf:>13.2f}x "
+                f"{s['rate'] / thru:>14.2f}x"
+            )
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "200000")),
-                    help="listings of the batch kind (default $BENCH_N, else 200,000)")
+    ap.add_argument(
+        "--n",
+        type=int,
+        default=int(os.environ.get("BENCH_N", "200000")),
+        help="listings of the batch kind (default $BENCH_N, else 200,000)",
+    )
     ap.add_argument("--rate", type=float, default=5000.0, help="listings/s asked of the latency run (default 5000)")
     ap.add_argument("--seconds", type=float, default=15.0, help="length of a latency run (default 15)")
-    ap.add_argument("--start-rate", type=float, default=600.0,
-                    help="the latency run runs at min(--rate, this), halving until the exchange keeps up "
-                         "(default 600: the fan-out does about 1,000 listings/s alone on the two-core machine)")
+    ap.add_argument(
+        "--start-rate",
+        type=float,
+        default=600.0,
+        help="the latency run runs at min(--rate, this), halving until the exchange keeps up "
+        "(default 600: the fan-out does about 1,000 listings/s alone on the two-core machine)",
+    )
     ap.add_argument("--modes", default="batch,single", help="signature kinds to run (default batch,single)")
-    ap.add_argument("--other-n", type=int, help="listings for the second kind (default N/4: its rates, not its "
-                                                "scale, are compared)")
-    ap.add_argument("--home", type=Path, default=REPO / ".local" / "bench-exchange",
-                    help="working folder, emptied at start (default .local/bench-exchange)")
+    ap.add_argument(
+        "--other-n", type=int, help="listings for the second kind (default N/4: its rates, not its scale, are compared)"
+    )
+    ap.add_argument(
+        "--home",
+        type=Path,
+        default=REPO / ".local" / "bench-exchange",
+        help="working folder, emptied at start (default .local/bench-exchange)",
+    )
     ap.add_argument("--profile", type=Path, help="write pyinstrument profiles of the fan-out and subscribers here")
     ap.add_argument("--profile-format", choices=("txt", "json", "html"), default="txt")
-    ap.add_argument("--credentials", type=Path, help="with CONCORD_BOOTSTRAP: JSON file of SCRAM passwords by "
-                                                     "principal (concord-admin, concord-fanout, every agency)")
+    ap.add_argument(
+        "--credentials",
+        type=Path,
+        help="with CONCORD_BOOTSTRAP: JSON file of SCRAM passwords by "
+        "principal (concord-admin, concord-fanout, every agency)",
+    )
     args = ap.parse_args(argv)
     if args.other_n is None:
         args.other_n = max(1000, args.n // 4)
@@ -935,7 +1117,7 @@ def main(argv: list[str] | None = None) -> int:
     home.mkdir(parents=True)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-        global PROFILE_FORMAT
+        global PROFILE_FORMAT  # noqa: PLW0603 - a command-line choice read by every profiled process's helper
         PROFILE_FORMAT = args.profile_format
     world = LocalStack.at(home).world
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -958,11 +1140,12 @@ def main(argv: list[str] | None = None) -> int:
         broker.start()
         bootstrap, ca = broker.bootstrap, broker.ca_file
         prefix = "bench"
-    say(f"exchange benchmark: {args.n:,} listings (the second signature kind {args.other_n:,}); "
+    say(
+        f"exchange benchmark: {args.n:,} listings (the second signature kind {args.other_n:,}); "
         f"{os.cpu_count()} CPUs, load average "
-        f"{os.getloadavg()[0]:.1f}; Kafka {bootstrap} ({'external' if external else 'embedded'}); home {home}")
-    results: dict[str, Any] = {"n": args.n, "started": stamp, "cpus": os.cpu_count(), "modes": {},
-                               "baselines": {}}
+        f"{os.getloadavg()[0]:.1f}; Kafka {bootstrap} ({'external' if external else 'embedded'}); home {home}"
+    )
+    results: dict[str, Any] = {"n": args.n, "started": stamp, "cpus": os.cpu_count(), "modes": {}, "baselines": {}}
     try:
         modes = [m for m in args.modes.split(",") if m]
         size = None if external else 1
@@ -973,12 +1156,17 @@ def main(argv: list[str] | None = None) -> int:
         from services.core.models import ListEntryEvent
 
         sample = lines["court"][:2000]
-        size = sum(len(default_registry().encode_model(ListEntryEvent.model_validate_json(ln))) for ln in sample) \
-            // len(sample) + 450  # and about as much again as the signature headers hold
+        size = (
+            sum(len(default_registry().encode_model(ListEntryEvent.model_validate_json(ln))) for ln in sample)
+            // len(sample)
+            + 450
+        )  # and about as much again as the signature headers hold
         results["signature_costs"] = sig = signature_costs(lines["court"])
-        say(f"signatures, us per record (one core; batches of {sig['batch_size']}, verified with an empty root "
+        say(
+            f"signatures, us per record (one core; batches of {sig['batch_size']}, verified with an empty root "
             f"cache): sign {sig['sign_single_us']:.1f} single / {sig['sign_batch_us']:.1f} batch, verify "
-            f"{sig['verify_single_us']:.1f} single / {sig['verify_batch_us']:.1f} batch")
+            f"{sig['verify_single_us']:.1f} single / {sig['verify_batch_us']:.1f} batch"
+        )
         first = stacks[modes[0]]
         say(f"baseline: Kafka ProducerPerformance, {args.n:,} records of {size} bytes, acks=all, SASL_SSL")
         results["baselines"]["kafka_producer_perf"] = producer_perf(first, libs, args.n, size, home)
@@ -987,8 +1175,9 @@ def main(argv: list[str] | None = None) -> int:
         if latency_stack is not None:
             ex = Exchange(latency_stack, "batch", None)
             try:
-                results["latency"] = latency_fresh(ex, Generator(seed=4, prefix=f"l{stamp[9:15]}"), args.rate,
-                                                   args.start_rate, args.seconds)
+                results["latency"] = latency_fresh(
+                    ex, Generator(seed=4, prefix=f"l{stamp[9:15]}"), args.rate, args.start_rate, args.seconds
+                )
             finally:
                 ex.stop_all()
             paced_rate = results["latency"]["runs"][-1]["target_rate"]
@@ -1001,9 +1190,15 @@ def main(argv: list[str] | None = None) -> int:
                 mode_lines = Generator(seed=3, prefix=f"s{stamp[9:15]}").lines(n)
             try:
                 results["modes"][mode] = run_mode(
-                    ex, mode_lines, n, with_passthrough=mode == modes[0],
+                    ex,
+                    mode_lines,
+                    n,
+                    with_passthrough=mode == modes[0],
                     paced_args=(Generator(seed=2, prefix=f"p{stamp[9:15]}"), paced_rate, args.seconds)
-                    if mode == "batch" else None, compare_n=args.other_n if mode == modes[0] else 0)
+                    if mode == "batch"
+                    else None,
+                    compare_n=args.other_n if mode == modes[0] else 0,
+                )
             finally:
                 ex.stop_all()
         if "passthrough" in results["modes"].get(modes[0], {}):
@@ -1046,18 +1241,23 @@ def print_report(res: dict[str, Any]) -> None:
     if "batch" in res["modes"]:
         fb = res["modes"]["batch"]["fanout"]
         f = fb["rate"]
-        say_plain(f"  fan-out, batch signatures   {f:>10,.0f} listings/s = {f / thru:.2f}x passthrough "
-                  "(target >= 0.5x)")
+        say_plain(
+            f"  fan-out, batch signatures   {f:>10,.0f} listings/s = {f / thru:.2f}x passthrough (target >= 0.5x)"
+        )
         if "first" in fb:
-            say_plain(f"    (its first {fb['first']['listings']:,} listings: {fb['first']['rate']:,.0f}/s = "
-                f"{fb['first']['rate'] / thru:.2f}x)")
+            say_plain(
+                f"    (its first {fb['first']['listings']:,} listings: {fb['first']['rate']:,.0f}/s = "
+                f"{fb['first']['rate'] / thru:.2f}x)"
+            )
     if "single" in res["modes"]:
         f = res["modes"]["single"]["fanout"]["rate"]
         say_plain(f"  fan-out, single signatures  {f:>10,.0f} listings/s (target >= 10,000/s)")
     for run in res.get("latency", {}).get("runs", []) + res["modes"].get("batch", {}).get("paced", []):
-        say_plain(f"  end-to-end at {run['achieved_rate']:>6,.0f} listings/s ({run['table']}): p50 "
+        say_plain(
+            f"  end-to-end at {run['achieved_rate']:>6,.0f} listings/s ({run['table']}): p50 "
             f"{run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms, {'kept up' if run['kept_up'] else 'fell behind'} "
-            f"(target: p99 <= 250 ms at 5,000/s)")
+            f"(target: p99 <= 250 ms at 5,000/s)"
+        )
     say_plain("")
     say_plain(f"{'process':34} {'CPU s':>8} {'peak MB':>8} {'wall s':>8}")
     for name, u in res.get("latency", {}).get("processes", {}).items():

@@ -14,26 +14,31 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.core.errors import ConcordError, ConfigError
+
+if TYPE_CHECKING:
+    from services.core.world import World
+    from services.settings import Settings
 
 EXIT_INVALID = 1
 EXIT_ERROR = 2
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     from services.settings import Settings
 
     return Settings()
 
 
-def _world(settings):  # type: ignore[no-untyped-def]
+def _world(settings: Settings) -> World:
     from services.core.world import load_world
 
     return load_world(settings.world_dir)
 
 
-def _require_agency(world, agency: str, *, role: str) -> None:  # type: ignore[no-untyped-def]
+def _require_agency(world: World, agency: str, *, role: str) -> None:
     a = world.agencies.get(agency)
     if a is None:
         raise ConfigError(f"unknown agency {agency!r}; known: {', '.join(sorted(world.agencies))}")
@@ -61,8 +66,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
     settings = _settings()
     world = _world(settings)
     _require_agency(world, args.agency, role="publishes")
-    return commands.publish(settings=settings, world=world, agency=args.agency, file=args.file,
-                            mapping=args.mapping, ledger=args.ledger, signatures=args.signatures)
+    return commands.publish(
+        settings=settings,
+        world=world,
+        agency=args.agency,
+        file=args.file,
+        mapping=args.mapping,
+        ledger=args.ledger,
+        signatures=args.signatures,
+    )
 
 
 def cmd_adapter_run(args: argparse.Namespace) -> int:
@@ -76,9 +88,16 @@ def cmd_adapter_run(args: argparse.Namespace) -> int:
 
         port = serve_inbox_metrics(args.agency, Path(args.inbox), args.metrics_port, args.metrics_host)
         print(f"serving /metrics on {args.metrics_host}:{port}", file=sys.stderr, flush=True)
-    return commands.run_inbox(settings=settings, world=world, agency=args.agency, inbox=args.inbox,
-                              mapping=args.mapping, ledger=args.ledger, poll=args.poll,
-                              signatures=args.signatures)
+    return commands.run_inbox(
+        settings=settings,
+        world=world,
+        agency=args.agency,
+        inbox=args.inbox,
+        mapping=args.mapping,
+        ledger=args.ledger,
+        poll=args.poll,
+        signatures=args.signatures,
+    )
 
 
 # --- services ------------------------------------------------------------------
@@ -94,10 +113,14 @@ def cmd_fanout_worker(args: argparse.Namespace) -> int:
 
     settings = _settings()
     cfg = FanoutConfig(
-        access=settings.access(FANOUT_PRINCIPAL), world=_world(settings),
-        keyring=load_keyring(settings.keys_path), schemas=default_registry(),
-        signer=load_signer(settings.keys_path, FANOUT_PRINCIPAL), namespace=settings.effective_namespace(),
-        web_port=args.web_port, batch_signatures=args.signatures == "batch",
+        access=settings.access(FANOUT_PRINCIPAL),
+        world=_world(settings),
+        keyring=load_keyring(settings.keys_path),
+        schemas=default_registry(),
+        signer=load_signer(settings.keys_path, FANOUT_PRINCIPAL),
+        namespace=settings.effective_namespace(),
+        web_port=args.web_port,
+        batch_signatures=args.signatures == "batch",
     )
     fanout = Fanout(cfg)
     worker = faust.Worker(fanout.app, loglevel=args.loglevel, quiet=True)
@@ -121,12 +144,16 @@ def cmd_subscriber_run(args: argparse.Namespace) -> int:
     ns = settings.effective_namespace()
     db = Path(args.db) if args.db else settings.home / "data" / f"{args.agency}.sqlite"
     svc = SubscriberService(
-        agency=args.agency, access=settings.access(args.agency), store=DirectiveStore(db, args.agency),
-        keyring=load_keyring(settings.keys_path), schemas=default_registry(),
+        agency=args.agency,
+        access=settings.access(args.agency),
+        store=DirectiveStore(db, args.agency),
+        keyring=load_keyring(settings.keys_path),
+        schemas=default_registry(),
         signer=load_signer(settings.keys_path, args.agency),
         directive_topic=world.topic_name("directives", args.agency, namespace=ns),
         receipts_topic=world.topic_name("receipts", args.agency, namespace=ns),
-        stale_after=args.stale_after, progress_threshold=args.progress_threshold,
+        stale_after=args.stale_after,
+        progress_threshold=args.progress_threshold,
     )
     run(svc, ServeOptions(host=args.host, port=args.port))
     return 0
@@ -175,9 +202,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     data = settings.home / "data"
     if args.stores and data.exists():
         stores = {p.stem: p for p in sorted(data.glob("*.sqlite")) if p.stem in world.agencies}
-    report = asyncio.run(run_audit(access=settings.access(args.principal), world=world,
-                                   namespace=settings.effective_namespace(), keyring=load_keyring(settings.keys_path),
-                                   schemas=default_registry(), stores=stores))
+    report = asyncio.run(
+        run_audit(
+            access=settings.access(args.principal),
+            world=world,
+            namespace=settings.effective_namespace(),
+            keyring=load_keyring(settings.keys_path),
+            schemas=default_registry(),
+            stores=stores,
+        )
+    )
     for line in report.lines():
         print(line)
     return 0 if report.clean else EXIT_INVALID
@@ -198,7 +232,9 @@ def cmd_deploy_render(args: argparse.Namespace) -> int:
         raise ConfigError(f"--at {args.at!r}: expected a date like 2026-01-31") from None
     opts = DeployOptions(
         cluster=ClusterOptions(name=args.cluster, namespace=args.k8s_namespace, brokers=args.brokers),
-        kafka_namespace=settings.namespace, image=args.image, fanout_replicas=args.fanout_replicas,
+        kafka_namespace=settings.namespace,
+        image=args.image,
+        fanout_replicas=args.fanout_replicas,
     )
     files = render_files(world, opts, read_sources(settings.world_dir), on)
     written = write(Path(args.out), files)
@@ -222,8 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     mapping_help = "YAML mapping that reads FILE as CSV (see deploy/examples/court-mapping.yaml)"
     ledger_help = "what was already published (default <home>/adapter/<agency>.sqlite)"
-    signatures_help = ("batch: one signature per batch of records (up to 512, or 50 ms), each record carrying its "
-                       "Merkle audit path (default); single: one signature per record")
+    signatures_help = (
+        "batch: one signature per batch of records (up to 512, or 50 ms), each record carrying its "
+        "Merkle audit path (default); single: one signature per record"
+    )
     s = sub.add_parser("validate", help="check a JSON Lines (or CSV) file without publishing (no broker needed)")
     s.add_argument("--agency", required=True)
     s.add_argument("file")
@@ -263,8 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="is the broker, the fan-out and every subscriber healthy?")
     s.set_defaults(fn=cmd_status)
 
-    s = sub.add_parser("audit", help="prove from the logs that every required measure is held and every "
-                                     "lifted one lifted")
+    s = sub.add_parser(
+        "audit", help="prove from the logs that every required measure is held and every lifted one lifted"
+    )
     s.add_argument("--principal", default="concord-admin", help="who reads the logs (needs READ on them)")
     s.add_argument("--stores", action="store_true", help="also audit the local subscribers' stores")
     s.set_defaults(fn=cmd_audit)
@@ -274,9 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     w = fs.add_parser("worker", help="run a fan-out worker")
     w.add_argument("--web-port", type=int, default=None)
     w.add_argument("--loglevel", default="INFO")
-    w.add_argument("--signatures", choices=("batch", "single"), default="batch",
-                   help="batch: sign the directives of each send batch once, over their Merkle root (default); "
-                        "single: one signature per directive")
+    w.add_argument(
+        "--signatures",
+        choices=("batch", "single"),
+        default="batch",
+        help="batch: sign the directives of each send batch once, over their Merkle root (default); "
+        "single: one signature per directive",
+    )
     w.set_defaults(fn=cmd_fanout_worker)
 
     s = sub.add_parser("subscriber", help="an implementing agency's subscriber")
@@ -287,23 +330,35 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--port", type=int, default=8080)
     r.add_argument("--db", help="SQLite store path (default <home>/data/<agency>.sqlite)")
     r.add_argument("--stale-after", type=float, default=30.0, help="seconds before health turns degraded")
-    r.add_argument("--progress-threshold", type=int, default=5000,
-                   help="show bootstrap progress when more directives than this are waiting at start")
+    r.add_argument(
+        "--progress-threshold",
+        type=int,
+        default=5000,
+        help="show bootstrap progress when more directives than this are waiting at start",
+    )
     r.set_defaults(fn=cmd_subscriber_run)
 
     s = sub.add_parser("run", help="set up and run the local exchange with the demo scenario")
     s.add_argument("--once", action="store_true", help="exit after the scenario (make demo)")
     s.add_argument("--home", default=".local")
-    s.add_argument("--brokers", type=int, choices=(1, 3), default=1,
-                   help="Kafka nodes to run: 1 (default), or 3 for a cluster with three replicas of every topic")
+    s.add_argument(
+        "--brokers",
+        type=int,
+        choices=(1, 3),
+        default=1,
+        help="Kafka nodes to run: 1 (default), or 3 for a cluster with three replicas of every topic",
+    )
     s.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("deploy", help="deployment generated from topics/")
     ds = s.add_subparsers(dest="deploy_command", required=True)
     r = ds.add_parser("render", help="write the deployment's manifests")
     rs = r.add_subparsers(dest="deploy_target", required=True)
-    k = rs.add_parser("kubernetes", help="Strimzi resources (Kafka, topics, users with their ACLs) and Concord's "
-                                         "workloads, config, monitoring and network policies")
+    k = rs.add_parser(
+        "kubernetes",
+        help="Strimzi resources (Kafka, topics, users with their ACLs) and Concord's "
+        "workloads, config, monitoring and network policies",
+    )
     k.add_argument("--out", required=True, help="folder to write (kubectl apply -k FOLDER)")
     k.add_argument("--at", help="the ACLs of the MOUs in force on this date (default today, UTC)")
     k.add_argument("--image", default="concord:0.1.0", help="Concord's container image")

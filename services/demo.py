@@ -59,31 +59,71 @@ def _iso(t: datetime) -> str:
 
 
 def listing_records(s: Subjects, run: str, now: datetime, person_until: datetime) -> list[dict[str, object]]:
-    basis = {"decision_no": f"(2026) Jing 01 Zhi {run[-4:]}", "issued_by": "Beijing No.1 Intermediate People's Court",
-             "decided_on": (now - timedelta(days=10)).date().isoformat()}
-    common = {"list_kind": "SANCTION", "program": "court.judgment-defaulters", "basis": basis,
-              "reason": "Failed to perform an effective judgment despite the ability to perform",
-              "listed_on": now.date().isoformat(), "effective_from": _iso(now - timedelta(minutes=1))}
+    basis = {
+        "decision_no": f"(2026) Jing 01 Zhi {run[-4:]}",
+        "issued_by": "Beijing No.1 Intermediate People's Court",
+        "decided_on": (now - timedelta(days=10)).date().isoformat(),
+    }
+    common = {
+        "list_kind": "SANCTION",
+        "program": "court.judgment-defaulters",
+        "basis": basis,
+        "reason": "Failed to perform an effective judgment despite the ability to perform",
+        "listed_on": now.date().isoformat(),
+        "effective_from": _iso(now - timedelta(minutes=1)),
+    }
     return [
-        {"event_id": f"court:demo-{run}-c:1", "event_type": "LISTED", "entry_id": f"demo-{run}-c", "version": 1,
-         **common, "effective_until": _iso(now + timedelta(days=730)),
-         "subject": {"kind": "ORGANIZATION", "names": [{"value": "Example Trading Co., Ltd."}],
-                     "identifiers": [{"scheme": "CN_USCC", "value": s.company}],
-                     "related_parties": [{"role": "LEGAL_REPRESENTATIVE", "kind": "PERSON",
-                                          "names": [{"value": "Wei Example"}],
-                                          "identifiers": [{"scheme": "CN_RIC", "value": s.legal_rep}]}]}},
-        {"event_id": f"court:demo-{run}-p:1", "event_type": "LISTED", "entry_id": f"demo-{run}-p", "version": 1,
-         **common, "effective_until": _iso(person_until),
-         "subject": {"kind": "PERSON", "names": [{"value": "Li Example"}],
-                     "identifiers": [{"scheme": "CN_RIC", "value": s.person}]}},
+        {
+            "event_id": f"court:demo-{run}-c:1",
+            "event_type": "LISTED",
+            "entry_id": f"demo-{run}-c",
+            "version": 1,
+            **common,
+            "effective_until": _iso(now + timedelta(days=730)),
+            "subject": {
+                "kind": "ORGANIZATION",
+                "names": [{"value": "Example Trading Co., Ltd."}],
+                "identifiers": [{"scheme": "CN_USCC", "value": s.company}],
+                "related_parties": [
+                    {
+                        "role": "LEGAL_REPRESENTATIVE",
+                        "kind": "PERSON",
+                        "names": [{"value": "Wei Example"}],
+                        "identifiers": [{"scheme": "CN_RIC", "value": s.legal_rep}],
+                    }
+                ],
+            },
+        },
+        {
+            "event_id": f"court:demo-{run}-p:1",
+            "event_type": "LISTED",
+            "entry_id": f"demo-{run}-p",
+            "version": 1,
+            **common,
+            "effective_until": _iso(person_until),
+            "subject": {
+                "kind": "PERSON",
+                "names": [{"value": "Li Example"}],
+                "identifiers": [{"scheme": "CN_RIC", "value": s.person}],
+            },
+        },
     ]
 
 
 def delisting_record(s: Subjects, run: str, now: datetime, listing: dict[str, object]) -> dict[str, object]:
     rec = dict(listing)
-    rec.update({"event_id": f"court:demo-{run}-c:2", "event_type": "DELISTED", "version": 2,
-                "delisting": {"reason": "PERFORMED", "note": "Judgment performed in full",
-                              "decided_on": now.date().isoformat()}})
+    rec.update(
+        {
+            "event_id": f"court:demo-{run}-c:2",
+            "event_type": "DELISTED",
+            "version": 2,
+            "delisting": {
+                "reason": "PERFORMED",
+                "note": "Judgment performed in full",
+                "decided_on": now.date().isoformat(),
+            },
+        }
+    )
     return rec
 
 
@@ -146,7 +186,7 @@ def run_scenario(
     say: Callable[[str], None] = print,
 ) -> list[Expect]:
     """Play the scenario against running subscribers; return every expectation with what was seen."""
-    rng = rng or random.Random()
+    rng = rng or random.Random()  # noqa: S311 - demo subjects, not secrets
     s = fresh_subjects(rng)
     run = f"{datetime.now(UTC):%H%M%S}{rng.randint(0, 9999):04d}"
     now = datetime.now(UTC)
@@ -155,8 +195,10 @@ def run_scenario(
     listings = listing_records(s, run, now, person_until)
     f1 = workdir / f"court-listings-{run}.jsonl"
     f1.write_text("".join(json.dumps(r) + "\n" for r in listings))
-    say(f"court publishes {f1.name}: company {s.company} (legal representative {s.legal_rep}), "
-        f"person {s.person} until {person_until:%H:%M:%S}Z")
+    say(
+        f"court publishes {f1.name}: company {s.company} (legal representative {s.legal_rep}), "
+        f"person {s.person} until {person_until:%H:%M:%S}Z"
+    )
     results: list[Expect] = []
     rc = publish("court", f1)
     listed = [
@@ -191,10 +233,12 @@ def run_scenario(
         say(f"waiting {wait:.0f}s for the person's period to end")
         time.sleep(wait)
     person_entry = f"court/demo-{run}-p"
-    expired = [Expect("period ended", "aviation", "person", s.person, None, C),
-               Expect("period ended", "rail", "person", s.person, None, C),
-               Expect("period ended", "aviation", "person", s.person, AIR, "LIFT PERIOD_ENDED", entry=person_entry),
-               Expect("period ended", "rail", "person", s.person, RAIL, "LIFT PERIOD_ENDED", entry=person_entry)]
+    expired = [
+        Expect("period ended", "aviation", "person", s.person, None, C),
+        Expect("period ended", "rail", "person", s.person, None, C),
+        Expect("period ended", "aviation", "person", s.person, AIR, "LIFT PERIOD_ENDED", entry=person_entry),
+        Expect("period ended", "rail", "person", s.person, RAIL, "LIFT PERIOD_ENDED", entry=person_entry),
+    ]
     _await(expired, urls, timeout)
     results += expired
     return results
@@ -204,9 +248,11 @@ def table(results: list[Expect]) -> str:
     head = f"{'step':13} {'agency':9} {'subject':10} {'measure':26} {'expected':17} {'observed':17} ok"
     lines = [head, "-" * len(head)]
 
-    for e in results:
-        lines.append(f"{e.step:13} {e.agency:9} {e.who:10} {(e.measure or 'any'):26} {e.expected:17} "
-                     f"{e.observed or 'no answer':17} {'yes' if e.ok else 'NO'}")
+    lines.extend(
+        f"{e.step:13} {e.agency:9} {e.who:10} {(e.measure or 'any'):26} {e.expected:17} "
+        f"{e.observed or 'no answer':17} {'yes' if e.ok else 'NO'}"
+        for e in results
+    )
     held = sum(e.ok for e in results)
     lines.append(f"{held}/{len(results)} expectations held")
     return "\n".join(lines)
@@ -219,7 +265,9 @@ def cli_publisher(home: Path) -> Callable[[str, Path], int]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
         env["CONCORD_HOME"] = str(home)
         return subprocess.run(  # noqa: S603 - our own entry point
-            [sys.executable, "-m", "services.cli", "publish", "--agency", agency, str(path)], env=env, check=False,
+            [sys.executable, "-m", "services.cli", "publish", "--agency", agency, str(path)],
+            env=env,
+            check=False,
         ).returncode
 
     return publish
@@ -255,8 +303,7 @@ def run_local(*, stay: bool, home: Path, brokers: int = 1) -> int:
         stack.write_config(broker.bootstrap, broker.ca_file, brokers=brokers)
         stack.ensure_keys()
         topics, acls = stack.provision()
-        print(f"concord: broker {broker.bootstrap}; created {len(topics)} topics, {acls} ACL bindings",
-              file=sys.stderr)
+        print(f"concord: broker {broker.bootstrap}; created {len(topics)} topics, {acls} ACL bindings", file=sys.stderr)
         for name, address in scrape.items():
             stack.register_scrape_target(name, address)
         stack.start_all()
@@ -273,10 +320,9 @@ def run_local(*, stay: bool, home: Path, brokers: int = 1) -> int:
         if stay:
             print("\nConcord is running. Try:")
             print(f"  .venv/bin/concord status\n  .venv/bin/concord check --agency aviation {results[3].ident}")
-            for agency, url in sorted(urls.items()):
-                print(f"  {agency:10} {url}/v1/check?id=...   {url}/docs")
-            print(f"Drop JSON Lines files into {home / 'inbox'}/<agency>/ to publish them "
-                  f"(see `concord adapter run`).")
+            for implementer, url in sorted(urls.items()):
+                print(f"  {implementer:10} {url}/v1/check?id=...   {url}/docs")
+            print(f"Drop JSON Lines files into {home / 'inbox'}/<agency>/ to publish them (see `concord adapter run`).")
             print("`make observe` in another terminal starts Prometheus on this exchange.")
             print("Ctrl-C stops everything.")
             try:

@@ -89,8 +89,12 @@ class LocalStack:
 
     @classmethod
     def at(cls, home: Path, namespace: str = "concord", world_dir: Path | None = None) -> LocalStack:
-        return cls(home=home.resolve(), world=load_world(world_dir or REPO_ROOT / "topics"), namespace=namespace,
-                   world_dir=world_dir)
+        return cls(
+            home=home.resolve(),
+            world=load_world(world_dir or REPO_ROOT / "topics"),
+            namespace=namespace,
+            world_dir=world_dir,
+        )
 
     def use_world(self, world_dir: Path) -> None:
         """Services started from now on read the declared world from ``world_dir``."""
@@ -103,8 +107,13 @@ class LocalStack:
         """``concord.json``: how commands reach the cluster; ``brokers`` when it is smaller than topics/ declares
         replicas for (None for a cluster that holds the declaration, such as an external one)."""
         self.home.mkdir(parents=True, exist_ok=True)
-        cfg = {"bootstrap": bootstrap, "ca_file": str(ca_file) if ca_file else None, "namespace": self.namespace,
-               "security_protocol": "SASL_SSL", "brokers": brokers}
+        cfg = {
+            "bootstrap": bootstrap,
+            "ca_file": str(ca_file) if ca_file else None,
+            "namespace": self.namespace,
+            "security_protocol": "SASL_SSL",
+            "brokers": brokers,
+        }
         (self.home / "concord.json").write_text(json.dumps(cfg, indent=2))
 
     @property
@@ -116,8 +125,9 @@ class LocalStack:
     def access(self, principal: str) -> KafkaAccess:
         cfg = json.loads((self.home / "concord.json").read_text())
         creds = json.loads((self.home / "credentials.json").read_text())
-        return KafkaAccess(bootstrap=cfg["bootstrap"], ca_file=Path(cfg["ca_file"]) if cfg["ca_file"] else None
-                           ).as_principal(principal, creds[principal])
+        return KafkaAccess(
+            bootstrap=cfg["bootstrap"], ca_file=Path(cfg["ca_file"]) if cfg["ca_file"] else None
+        ).as_principal(principal, creds[principal])
 
     def ensure_keys(self) -> None:
         ensure_keys(self.home / "keys", [*sorted(self.world.agencies), FANOUT, ADMIN])
@@ -135,8 +145,14 @@ class LocalStack:
         """The fan-out's ticks topic: co-partitioned with the list topics, short-lived."""
         lists = [s for s in self.world.topic_specs(self.namespace) if s.kind == "lists"]
         base = lists[0]
-        return base.model_copy(update={"name": f"{self.namespace}-fanout-ticks", "agency": None,
-                                       "retention_ms": 24 * 3600 * 1000, "config": {}})
+        return base.model_copy(
+            update={
+                "name": f"{self.namespace}-fanout-ticks",
+                "agency": None,
+                "retention_ms": 24 * 3600 * 1000,
+                "config": {},
+            }
+        )
 
     # --- services ---------------------------------------------------------------
 
@@ -173,14 +189,16 @@ class LocalStack:
         found = sorted(folder.glob("*.json")) if folder.exists() else []
         return {f.stem: json.loads(f.read_text())[0]["targets"][0] for f in found}
 
-    def _spawn(self, name: str, args: list[str], url: str | None = None,
-               metrics_port: int | None = None) -> Service:
+    def _spawn(self, name: str, args: list[str], url: str | None = None, metrics_port: int | None = None) -> Service:
         logs = self.home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{name}.log"
         out = log.open("ab")
         proc = subprocess.Popen(  # noqa: S603 - our own entry point
-            [sys.executable, "-m", "services.cli", *args], env=self._env(), stdout=out, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "services.cli", *args],
+            env=self._env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
             cwd=self.home,  # anything a service writes beside itself (faust's data dir) stays in the home
         )
@@ -196,16 +214,26 @@ class LocalStack:
 
     def start_fanout(self, name: str = "fanout", port: int | None = None) -> Service:
         port = port or free_port()
-        return self._spawn(name, ["fanout", "worker", "--web-port", str(port)], url=f"http://127.0.0.1:{port}",
-                           metrics_port=port)
+        return self._spawn(
+            name, ["fanout", "worker", "--web-port", str(port)], url=f"http://127.0.0.1:{port}", metrics_port=port
+        )
 
     def start_subscriber(self, agency: str, port: int | None = None) -> Service:
         port = port or free_port()
         return self._spawn(
             f"subscriber-{agency}",
-            ["subscriber", "run", "--agency", agency, "--port", str(port),
-             "--db", str(self.home / "data" / f"{agency}.sqlite")],
-            url=f"http://127.0.0.1:{port}", metrics_port=port,
+            [
+                "subscriber",
+                "run",
+                "--agency",
+                agency,
+                "--port",
+                str(port),
+                "--db",
+                str(self.home / "data" / f"{agency}.sqlite"),
+            ],
+            url=f"http://127.0.0.1:{port}",
+            metrics_port=port,
         )
 
     def start_adapter(self, agency: str, inbox: Path | None = None, port: int | None = None) -> Service:
@@ -213,18 +241,25 @@ class LocalStack:
         port = port or free_port()
         inbox = inbox or self.home / "inbox" / agency
         inbox.mkdir(parents=True, exist_ok=True)
-        return self._spawn(f"adapter-{agency}", ["adapter", "run", "--agency", agency, "--inbox", str(inbox),
-                                                  "--metrics-port", str(port)], metrics_port=port)
+        return self._spawn(
+            f"adapter-{agency}",
+            ["adapter", "run", "--agency", agency, "--inbox", str(inbox), "--metrics-port", str(port)],
+            metrics_port=port,
+        )
 
     def start_drift(self, interval: float = 60.0, port: int | None = None) -> Service:
         """``concord acl drift`` checking every ``interval`` seconds, its gauges on /metrics."""
         port = port or free_port()
-        return self._spawn("drift", ["acl", "drift", "--metrics-port", str(port), "--interval", str(interval)],
-                           metrics_port=port)
+        return self._spawn(
+            "drift", ["acl", "drift", "--metrics-port", str(port), "--interval", str(interval)], metrics_port=port
+        )
 
     def subscriber_urls(self) -> dict[str, str]:
-        return {s.name.removeprefix("subscriber-"): s.url for s in self.services
-                if s.url and s.name.startswith("subscriber-")}
+        return {
+            s.name.removeprefix("subscriber-"): s.url
+            for s in self.services
+            if s.url and s.name.startswith("subscriber-")
+        }
 
     def start_all(self) -> None:
         self.start_fanout()

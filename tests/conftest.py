@@ -80,11 +80,12 @@ class KafkaCluster:
             raise ConfigError("not one of the test users", user=username, known=TEST_USERS)
         password = self.passwords.get(username)
         if password is None:
-            pytest.fail(f"no password for Kafka user {username!r}: set {_password_env(username)} "
-                        "(the external cluster must have every test user)", pytrace=False)
-        return KafkaAccess(bootstrap=self.bootstrap, ca_file=self.ca_file).as_principal(
-            username, password
-        )
+            pytest.fail(
+                f"no password for Kafka user {username!r}: set {_password_env(username)} "
+                "(the external cluster must have every test user)",
+                pytrace=False,
+            )
+        return KafkaAccess(bootstrap=self.bootstrap, ca_file=self.ca_file).as_principal(username, password)
 
 
 def _password_env(username: str) -> str:
@@ -92,11 +93,7 @@ def _password_env(username: str) -> str:
 
 
 def _external_cluster(bootstrap: str) -> KafkaCluster:
-    passwords = {
-        user: os.environ[_password_env(user)]
-        for user in TEST_USERS
-        if _password_env(user) in os.environ
-    }
+    passwords = {user: os.environ[_password_env(user)] for user in TEST_USERS if _password_env(user) in os.environ}
     admin = os.environ.get("CONCORD_TEST_ADMIN_PASSWORD")
     if admin is not None:
         passwords[ADMIN_USER] = admin
@@ -112,9 +109,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         and not any(item.get_closest_marker(m) for m in _BROKER_MARKERS)
     ]
     if misused:
-        raise pytest.UsageError(
-            "broker fixtures used by tests not marked integration or fault: " + ", ".join(misused)
-        )
+        raise pytest.UsageError("broker fixtures used by tests not marked integration or fault: " + ", ".join(misused))
 
 
 @pytest.fixture(scope="session")

@@ -43,7 +43,7 @@ import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
@@ -60,8 +60,8 @@ from services.core.access import (
 from services.core.errors import ConcordError
 from services.core.world import TopicSpec, World
 
-PLAN_FORMAT = "concord.acl-plan/v1"
-LEDGER_FORMAT = "concord.acl-ledger/v1"
+PLAN_FORMAT: Final = "concord.acl-plan/v1"
+LEDGER_FORMAT: Final = "concord.acl-ledger/v1"
 DEFAULT_MAX_DELETIONS = 20
 
 Scoped = Literal["managed", "unmanaged", "foreign"]
@@ -105,8 +105,11 @@ def fanout_topic_specs(world: World, namespace: str) -> tuple[TopicSpec, ...]:
     lists = [s for s in world.topic_specs(namespace) if s.kind == "lists"]
     if not lists:
         return ()
-    return (lists[0].model_copy(update={"name": f"{namespace}-fanout-ticks", "agency": None,
-                                        "retention_ms": 24 * 3600 * 1000, "config": {}}),)
+    return (
+        lists[0].model_copy(
+            update={"name": f"{namespace}-fanout-ticks", "agency": None, "retention_ms": 24 * 3600 * 1000, "config": {}}
+        ),
+    )
 
 
 def desired_topics(world: World, namespace: str, brokers: int | None = None) -> tuple[TopicSpec, ...]:
@@ -118,16 +121,17 @@ def fitting_note(world: World, namespace: str, brokers: int | None) -> str | Non
     """What a cluster smaller than the declared replication changes, in one sentence; None if nothing."""
     declared = (*world.topic_specs(namespace), *fanout_topic_specs(world, namespace))
     fitted = [(d, d.fitted(brokers)) for d in declared]
-    changed = [(d, f) for d, f in fitted if (d.replication, d.min_insync_replicas) != (f.replication,
-                                                                                      f.min_insync_replicas)]
+    changed = [
+        (d, f) for d, f in fitted if (d.replication, d.min_insync_replicas) != (f.replication, f.min_insync_replicas)
+    ]
     if not changed:
         return None
-    shapes = sorted({(d.replication, d.min_insync_replicas, f.replication, f.min_insync_replicas)
-                     for d, f in changed})
-    held = "; ".join(f"declared replication {a}, min.insync.replicas {b}: held as {c} and {e}"
-                     for a, b, c, e in shapes)
-    return (f"This cluster is set up with {brokers} broker(s), fewer than topics/ declares for "
-            f"{len(changed)} topic(s) ({held}). A production cluster gets the declaration.")
+    shapes = sorted({(d.replication, d.min_insync_replicas, f.replication, f.min_insync_replicas) for d, f in changed})
+    held = "; ".join(f"declared replication {a}, min.insync.replicas {b}: held as {c} and {e}" for a, b, c, e in shapes)
+    return (
+        f"This cluster is set up with {brokers} broker(s), fewer than topics/ declares for "
+        f"{len(changed)} topic(s) ({held}). A production cluster gets the declaration."
+    )
 
 
 # --------------------------------------------------------------------------- states
@@ -221,8 +225,9 @@ def unreadable_id(topic: str, partition: int, offset: int) -> str:
     return f"unreadable:{topic}:{partition}:{offset}"
 
 
-def drain_status(agency: str, topic: str, records: Iterable[FeedRecord], receipted: Collection[str],
-                 now: datetime) -> DrainStatus:
+def drain_status(
+    agency: str, topic: str, records: Iterable[FeedRecord], receipted: Collection[str], now: datetime
+) -> DrainStatus:
     """Whether ``agency`` has received everything its directive topic still holds for it.
 
     Drained when no key's latest directive is an APPLY still in force (an APPLY past its
@@ -239,8 +244,9 @@ def drain_status(agency: str, topic: str, records: Iterable[FeedRecord], receipt
         held = last.get(rec.partition)
         if held is None or rec.offset > held.offset:
             last[rec.partition] = rec
-    outstanding = sum(1 for r in latest.values()
-                      if r.action == "APPLY" and (r.valid_until is None or r.valid_until > now))
+    outstanding = sum(
+        1 for r in latest.values() if r.action == "APPLY" and (r.valid_until is None or r.valid_until > now)
+    )
     unreceipted = tuple(sorted(p for p, r in last.items() if r.directive_id not in receipted))
     ends = tuple(sorted((p, r.offset + 1) for p, r in last.items()))
     problems = []
@@ -281,7 +287,7 @@ class Scope:
 
     def in_namespace(self, name: str) -> bool:
         ns = self.namespace
-        return name == ns or name.startswith(f"{ns}.") or name.startswith(f"{ns}-")
+        return name == ns or name.startswith((f"{ns}.", f"{ns}-"))
 
     def reaches_in(self, rule: AclRule) -> bool:
         """A pattern wider than the namespace that still matches its resources."""
@@ -305,8 +311,10 @@ class Scope:
         if rule.resource_type == "CLUSTER":
             return f"cluster-wide binding of unmanaged principal {rule.principal}; reported, never touched"
         if self.reaches_in(rule) and not self.in_namespace(rule.resource_name):
-            return (f"pattern '{rule.resource_name}' ({rule.pattern_type.lower()}) reaches into "
-                    f"{self.namespace}; reported, never touched")
+            return (
+                f"pattern '{rule.resource_name}' ({rule.pattern_type.lower()}) reaches into "
+                f"{self.namespace}; reported, never touched"
+            )
         return f"principal {rule.principal} is not managed by Concord; reported, never touched"
 
 
@@ -438,14 +446,14 @@ class Plan(BaseModel):
 
     def has_changes(self) -> bool:
         """Whether applying would change the cluster (reports alone change nothing)."""
-        return bool(self.additions or self.removals or self.topics_to_create or self.topics_to_alter
-                    or self.users_to_create)
+        return bool(
+            self.additions or self.removals or self.topics_to_create or self.topics_to_alter or self.users_to_create
+        )
 
     def groups(self) -> dict[str, dict[str, list[AclChange]]]:
         """ACL changes by owner (agency or principal), then by MOU / rule group."""
         out: dict[str, dict[str, list[AclChange]]] = {}
-        ordered = sorted(self.acls, key=lambda c: (c.action == "unmanaged", c.owner, c.group, _ORDER[c.action],
-                                                   c.rule))
+        ordered = sorted(self.acls, key=lambda c: (c.action == "unmanaged", c.owner, c.group, _ORDER[c.action], c.rule))
         for c in ordered:
             out.setdefault(c.owner, {}).setdefault(c.group, []).append(c)
         return out
@@ -457,16 +465,19 @@ class Plan(BaseModel):
         if self.unmanaged:
             parts.append(f"{len(self.unmanaged)} unmanaged (never touched)")
         if self.topics_to_create or self.topics_to_alter:
-            parts.append(f"{len(self.topics_to_create)} topic(s) to create, "
-                         f"{len(self.topics_to_alter)} to reconfigure")
+            parts.append(f"{len(self.topics_to_create)} topic(s) to create, {len(self.topics_to_alter)} to reconfigure")
         if self.users_to_create:
             parts.append(f"{len(self.users_to_create)} SCRAM user(s) to create")
         return f"Plan: {', '.join(parts)}; {self.unchanged} binding(s) unchanged."
 
     def render(self, *, max_deletions: int | None = None) -> str:
         """The readable diff: by agency, then MOU, one line per binding with its reason."""
-        lines = [f"Concord access plan for namespace {self.namespace!r} "
-                 f"(live state {self.fingerprint[:16]}, world {self.world_digest[:12]})"]
+        lines = [
+            (
+                f"Concord access plan for namespace {self.namespace!r} "
+                f"(live state {self.fingerprint[:16]}, world {self.world_digest[:12]})"
+            )
+        ]
         if self.ledger_applied_at is not None:
             lines.append(f"Last applied by Concord: {self.ledger_applied_at.isoformat(timespec='seconds')}")
         else:
@@ -490,8 +501,7 @@ class Plan(BaseModel):
         if self.users:
             lines += ["", "SCRAM users"]
             width = max(len(u.user) for u in self.users)
-            lines += [f"    {'+' if u.action == 'create' else '!'} {u.user:<{width}}  {u.reason}"
-                      for u in self.users]
+            lines += [f"    {'+' if u.action == 'create' else '!'} {u.user:<{width}}  {u.reason}" for u in self.users]
         if self.drains:
             lines += ["", "draining"]
             for d in self.drains:
@@ -500,13 +510,17 @@ class Plan(BaseModel):
                 lines.append(f"    {d.agency}: {state}{since}: {d.detail}")
         lines += ["", self.summary()]
         if not self.has_changes() and self.draining:
-            lines.append("Nothing to change now: the cluster matches the declared world, except for bindings "
-                         "kept until their agencies have drained.")
+            lines.append(
+                "Nothing to change now: the cluster matches the declared world, except for bindings "
+                "kept until their agencies have drained."
+            )
         elif not self.has_changes():
             lines.append("Nothing to change: the cluster matches the declared world.")
         if max_deletions is not None and len(self.removals) > max_deletions:
-            lines.append(f"Apply will refuse: {len(self.removals)} removals exceed the cap of {max_deletions} "
-                         "(--max-deletions N to allow more).")
+            lines.append(
+                f"Apply will refuse: {len(self.removals)} removals exceed the cap of {max_deletions} "
+                "(--max-deletions N to allow more)."
+            )
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -516,13 +530,16 @@ class Plan(BaseModel):
     def from_json(cls, text: str) -> Plan:
         return cls.model_validate_json(text)
 
-    def ledger(self, applied_at: datetime, users_created: Iterable[str] = (),
-               previous: Ledger | None = None) -> Ledger:
+    def ledger(self, applied_at: datetime, users_created: Iterable[str] = (), previous: Ledger | None = None) -> Ledger:
         """The ledger recording this plan as applied."""
         created = sorted({*(previous.users_created if previous else ()), *users_created})
         return Ledger(
-            namespace=self.namespace, applied_at=applied_at, plan_fingerprint=self.fingerprint,
-            world_digest=self.world_digest, agencies=self.managed_agencies, bindings=tuple(sorted(self.target)),
+            namespace=self.namespace,
+            applied_at=applied_at,
+            plan_fingerprint=self.fingerprint,
+            world_digest=self.world_digest,
+            agencies=self.managed_agencies,
+            bindings=tuple(sorted(self.target)),
             draining={d.agency: d.since or applied_at for d in self.drains if not d.withdrawn},
             users_created=tuple(created),
         )
@@ -567,10 +584,17 @@ def drain_candidates(world: World, namespace: str, at: datetime, live: LiveState
     return tuple(out)
 
 
-def make_plan(world: World, namespace: str, at: datetime, live: LiveState,
-              drains: Mapping[str, DrainStatus] | None = None, *,
-              force_withdraw: Collection[str] = (), now: datetime | None = None,
-              brokers: int | None = None) -> Plan:
+def make_plan(
+    world: World,
+    namespace: str,
+    at: datetime,
+    live: LiveState,
+    drains: Mapping[str, DrainStatus] | None = None,
+    *,
+    force_withdraw: Collection[str] = (),
+    now: datetime | None = None,
+    brokers: int | None = None,
+) -> Plan:
     """Everything that differs between the world at ``at`` and the live cluster, with reasons.
 
     ``drains`` holds the :func:`drain_status` of every :func:`drain_candidates` agency; an
@@ -595,13 +619,20 @@ def make_plan(world: World, namespace: str, at: datetime, live: LiveState,
         status = drains.get(agency) or DrainStatus(agency, False, "drain state not measured")
         forced = agency in force_withdraw
         keep = not status.drained and not forced
-        feed = {r for r in feed_rules(world, namespace, agency)} & extra
+        feed = set(feed_rules(world, namespace, agency)) & extra
         since = ledger.draining.get(agency) if ledger else None
         detail = status.detail
         if forced and not status.drained:
             detail = f"withdrawn by operator before draining ({status.detail})"
-        drain_reports.append(DrainReport(agency=agency, drained=status.drained, withdrawn=not keep, detail=detail,
-                                         since=since or (now if keep else None)))
+        drain_reports.append(
+            DrainReport(
+                agency=agency,
+                drained=status.drained,
+                withdrawn=not keep,
+                detail=detail,
+                since=since or (now if keep else None),
+            )
+        )
         if keep:
             draining |= feed
 
@@ -611,17 +642,22 @@ def make_plan(world: World, namespace: str, at: datetime, live: LiveState,
             reason = f"restore (removed outside Concord since the last apply): {want.provenance}"
         else:
             reason = f"grant: {want.provenance}"
-        changes.append(AclChange(action="add", rule=want, owner=want.agency, group=want.group_label,
-                                 reason=reason))
+        changes.append(AclChange(action="add", rule=want, owner=want.agency, group=want.group_label, reason=reason))
     reports = {d.agency: d for d in drain_reports}
     for rule in sorted(extra):
         was = applied.get(rule)
         label = was.group_label if was is not None and was.grants else "not declared"
         if rule in draining:
             was_why = f" (was: {was.provenance})" if was is not None and was.provenance else ""
-            changes.append(AclChange(action="drain", rule=was or rule, owner=rule.agency,
-                                     group=f"draining: {label}",
-                                     reason=f"kept until {rule.agency} has drained its directives{was_why}"))
+            changes.append(
+                AclChange(
+                    action="drain",
+                    rule=was or rule,
+                    owner=rule.agency,
+                    group=f"draining: {label}",
+                    reason=f"kept until {rule.agency} has drained its directives{was_why}",
+                )
+            )
             continue
         if was is not None:
             why = f"withdraw: no longer granted (was: {was.provenance or 'applied by Concord'})"
@@ -631,9 +667,16 @@ def make_plan(world: World, namespace: str, at: datetime, live: LiveState,
         else:
             why = "revoke: not declared in topics/ and never applied by Concord (added by hand?)"
         changes.append(AclChange(action="remove", rule=was or rule, owner=rule.agency, group=label, reason=why))
-    for rule in sorted(r for r in live.acls if scope.classify(r) == "unmanaged"):
-        changes.append(AclChange(action="unmanaged", rule=rule, owner=rule.principal, group="unmanaged",
-                                 reason=scope.unmanaged_reason(rule)))
+    changes.extend(
+        AclChange(
+            action="unmanaged",
+            rule=rule,
+            owner=rule.principal,
+            group="unmanaged",
+            reason=scope.unmanaged_reason(rule),
+        )
+        for rule in sorted(r for r in live.acls if scope.classify(r) == "unmanaged")
+    )
 
     target = tuple(sorted([*desired.values(), *(applied.get(r) or r for r in draining)]))
     return Plan(
@@ -663,30 +706,59 @@ def _topic_changes(world: World, namespace: str, live: LiveState, brokers: int |
         if spec.name.startswith(f"{namespace}-fanout-"):
             what = "the fan-out's ticks"
         if held is None:
-            out.append(TopicChange(action="create", name=spec.name, spec=spec,
-                                   reason=f"declared ({what}): {spec.partitions} partition(s), "
-                                          f"replication {spec.replication}, min.insync.replicas "
-                                          f"{spec.min_insync_replicas}, {spec.cleanup_policy}, "
-                                          f"retention.ms {spec.retention_ms}"))
+            out.append(
+                TopicChange(
+                    action="create",
+                    name=spec.name,
+                    spec=spec,
+                    reason=f"declared ({what}): {spec.partitions} partition(s), "
+                    f"replication {spec.replication}, min.insync.replicas "
+                    f"{spec.min_insync_replicas}, {spec.cleanup_policy}, "
+                    f"retention.ms {spec.retention_ms}",
+                )
+            )
             continue
         if held.partitions != spec.partitions:
-            out.append(TopicChange(action="report", name=spec.name,
-                                   reason=f"has {held.partitions} partition(s), declared {spec.partitions}: "
-                                          "not changed (repartitioning moves keys between partitions)"))
+            out.append(
+                TopicChange(
+                    action="report",
+                    name=spec.name,
+                    reason=f"has {held.partitions} partition(s), declared {spec.partitions}: "
+                    "not changed (repartitioning moves keys between partitions)",
+                )
+            )
         if held.replication != spec.replication:
-            out.append(TopicChange(action="report", name=spec.name,
-                                   reason=f"replication {held.replication}, declared {spec.replication}: "
-                                          "not changed by Concord (a partition reassignment)"))
+            out.append(
+                TopicChange(
+                    action="report",
+                    name=spec.name,
+                    reason=f"replication {held.replication}, declared {spec.replication}: "
+                    "not changed by Concord (a partition reassignment)",
+                )
+            )
         wrong = {k: v for k, v in spec.kafka_config().items() if held.config.get(k) != v}
         if wrong:
             was = ", ".join(f"{k} {held.config.get(k)!s} -> {v}" for k, v in sorted(wrong.items()))
-            out.append(TopicChange(action="alter", name=spec.name, spec=spec, config=wrong,
-                                   reason=f"config differs from the declaration: {was}"))
+            out.append(
+                TopicChange(
+                    action="alter",
+                    name=spec.name,
+                    spec=spec,
+                    config=wrong,
+                    reason=f"config differs from the declaration: {was}",
+                )
+            )
     names = {s.name for s in declared} | {ledger_topic(namespace)}
-    for name in sorted(set(live.topics) - names):
-        if name.startswith(f"{namespace}."):
-            out.append(TopicChange(action="report", name=name, undeclared=True,
-                                   reason="not declared: never deleted by Concord (it holds data)"))
+    out.extend(
+        TopicChange(
+            action="report",
+            name=name,
+            undeclared=True,
+            reason="not declared: never deleted by Concord (it holds data)",
+        )
+        for name in sorted(set(live.topics) - names)
+        if name.startswith(f"{namespace}.")
+    )
     return out
 
 
@@ -695,14 +767,24 @@ def _user_changes(world: World, scope: Scope, live: LiveState) -> list[UserChang
     for user in scram_users(world):
         if user not in live.users:
             who = "agency" if user in world.agencies else "Concord service"
-            out.append(UserChange(action="create", user=user,
-                                  reason=f"{who} without a SCRAM user: SCRAM-SHA-512, generated password "
-                                         "saved to <home>/credentials.json"))
-    for agency in scope.agencies:
-        if agency not in world.agencies:
-            out.append(UserChange(action="report", user=agency,
-                                  reason="agency no longer declared: its bindings are withdrawn, its SCRAM user "
-                                         "is kept (Concord never deletes users)"))
+            out.append(
+                UserChange(
+                    action="create",
+                    user=user,
+                    reason=f"{who} without a SCRAM user: SCRAM-SHA-512, generated password "
+                    "saved to <home>/credentials.json",
+                )
+            )
+    out.extend(
+        UserChange(
+            action="report",
+            user=agency,
+            reason="agency no longer declared: its bindings are withdrawn, its SCRAM user "
+            "is kept (Concord never deletes users)",
+        )
+        for agency in scope.agencies
+        if agency not in world.agencies
+    )
     return out
 
 

@@ -41,11 +41,12 @@ raises :class:`ValueError`: that is a bug in the caller, not a broken world.
 
 from __future__ import annotations
 
+import itertools
 import re
 import string
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
@@ -134,8 +135,11 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _KAFKA_TOPIC_MAX = 249
 # These topic configs have their own declared fields; setting them twice would let the
 # extra config silently contradict the declaration.
-_RESERVED_CONFIGS = {"cleanup.policy": "cleanup_policy", "retention.ms": "retention_ms",
-                     "min.insync.replicas": "min_insync_replicas"}
+_RESERVED_CONFIGS = {
+    "cleanup.policy": "cleanup_policy",
+    "retention.ms": "retention_ms",
+    "min.insync.replicas": "min_insync_replicas",
+}
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -157,7 +161,7 @@ class FrozenDict(dict[_K, _V]):
 
     __setitem__ = _readonly
     __delitem__ = _readonly
-    __ior__ = _readonly  # type: ignore[assignment]
+    __ior__ = _readonly
     clear = _readonly
     pop = _readonly
     popitem = _readonly
@@ -194,8 +198,7 @@ def _check_scoped_id(what: str) -> AfterValidator:
     def check(value: str) -> str:
         if not _SCOPED_ID.fullmatch(value):
             raise ValueError(
-                f"{value!r} is not a valid {what} id (expected '<agency>.<name>', lowercase "
-                "letters, digits and '-')"
+                f"{value!r} is not a valid {what} id (expected '<agency>.<name>', lowercase letters, digits and '-')"
             )
         return value
 
@@ -204,10 +207,7 @@ def _check_scoped_id(what: str) -> AfterValidator:
 
 def _check_mou_id(value: str) -> str:
     if not _MOU_ID.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a valid MOU id (lowercase letters, digits and '-', "
-            "starting with a letter)"
-        )
+        raise ValueError(f"{value!r} is not a valid MOU id (lowercase letters, digits and '-', starting with a letter)")
     return value
 
 
@@ -223,8 +223,7 @@ def _check_applies_to(value: str) -> str:
     if value.startswith("RELATED:") and _ROLE.fullmatch(value[len("RELATED:") :]):
         return value
     raise ValueError(
-        f"bad applies_to value {value!r}: expected PERSON, ORGANIZATION or "
-        "RELATED:<ROLE> with ROLE in UPPER_SNAKE_CASE"
+        f"bad applies_to value {value!r}: expected PERSON, ORGANIZATION or RELATED:<ROLE> with ROLE in UPPER_SNAKE_CASE"
     )
 
 
@@ -244,9 +243,9 @@ def _no_number_dates(value: Any) -> Any:
     # Pydantic reads numbers as Unix timestamps; in a legal document a number where a
     # date belongs is a typo (20160120), never a timestamp.
     if isinstance(value, (bool, int, float)):
-        raise ValueError(f"expected a date (YYYY-MM-DD), got the number {value!r}")
+        raise ValueError(f"expected a date (YYYY-MM-DD), got the number {value!r}")  # noqa: TRY004 - pydantic wants ValueError
     if isinstance(value, datetime):
-        raise ValueError(f"expected a date (YYYY-MM-DD), got the date-time {value.isoformat()}")
+        raise ValueError(f"expected a date (YYYY-MM-DD), got the date-time {value.isoformat()}")  # noqa: TRY004 - as above
     return value
 
 
@@ -325,9 +324,7 @@ class Measure(_Frozen):
 
     def related_roles(self) -> frozenset[str]:
         """Roles of related parties (``RELATED:<ROLE>``) the measure reaches through the subject."""
-        return frozenset(
-            item[len("RELATED:") :] for item in self.applies_to if item.startswith("RELATED:")
-        )
+        return frozenset(item[len("RELATED:") :] for item in self.applies_to if item.startswith("RELATED:"))
 
 
 class Mou(_Frozen):
@@ -345,13 +342,9 @@ class Mou(_Frozen):
     valid_from: Day
     valid_until: Day | None = None
     terminated_on: Day | None = None
-    trigger_programs: Annotated[
-        tuple[ProgramId, ...], Field(min_length=1), AfterValidator(_unique)
-    ]
+    trigger_programs: Annotated[tuple[ProgramId, ...], Field(min_length=1), AfterValidator(_unique)]
     measures: Annotated[tuple[Measure, ...], Field(min_length=1)]
-    visible_fields: FrozenMapping[
-        AgencyId, Annotated[tuple[SubjectField, ...], AfterValidator(_unique)]
-    ]
+    visible_fields: FrozenMapping[AgencyId, Annotated[tuple[SubjectField, ...], AfterValidator(_unique)]]
 
     @field_validator("valid_until")
     @classmethod
@@ -414,7 +407,7 @@ def _before(day: date, end: date | None) -> bool:
 def _utc_day(at: datetime) -> date:
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"expected a timezone-aware datetime, got naive {at.isoformat()}")
-    return at.astimezone(timezone.utc).date()
+    return at.astimezone(UTC).date()
 
 
 class TopicSpec(_Frozen):
@@ -583,13 +576,10 @@ class World(_Frozen):
         specs: list[TopicSpec] = []
         for kind in TOPIC_KINDS:
             template = self.topic_templates[kind]
-            for agency in self._scope_agencies(template):
-                specs.append(template.render(namespace, agency))
+            specs.extend(template.render(namespace, agency) for agency in self._scope_agencies(template))
         return tuple(specs)
 
-    def topic_spec(
-        self, kind: TopicKind, agency: str | None = None, namespace: str = "concord"
-    ) -> TopicSpec:
+    def topic_spec(self, kind: TopicKind, agency: str | None = None, namespace: str = "concord") -> TopicSpec:
         """The spec of one topic; ``agency`` is required exactly for per-agency kinds."""
         _check_namespace(namespace)
         if kind not in self.topic_templates:
@@ -601,14 +591,10 @@ class World(_Frozen):
         elif agency is None:
             raise ValueError(f"{kind} topics are per agency: pass agency")
         elif agency not in self._scope_agencies(template):
-            raise ValueError(
-                f"agency {agency!r} has no {kind} topic (not one of the {template.scope})"
-            )
+            raise ValueError(f"agency {agency!r} has no {kind} topic (not one of the {template.scope})")
         return template.render(namespace, agency)
 
-    def topic_name(
-        self, kind: TopicKind, agency: str | None = None, namespace: str = "concord"
-    ) -> str:
+    def topic_name(self, kind: TopicKind, agency: str | None = None, namespace: str = "concord") -> str:
         """The name of one topic: ``topic_name("lists", "court")`` is ``concord.lists.court``."""
         return self.topic_spec(kind, agency, namespace).name
 
@@ -630,17 +616,14 @@ class World(_Frozen):
             PROGRAM_FILE: {"programs": [p.model_dump(mode="json") for p in self.programs.values()]},
             TOPIC_FILE: {
                 "topics": {
-                    kind: t.model_dump(mode="json", exclude={"kind"})
-                    for kind, t in self.topic_templates.items()
+                    kind: t.model_dump(mode="json", exclude={"kind"}) for kind, t in self.topic_templates.items()
                 }
             },
         }
         for mou_id in dict.fromkeys(m.mou_id for m in self.mous):
             docs[f"{MOU_DIR}/{mou_id}.yaml"] = {
                 "mou_id": mou_id,
-                "versions": [
-                    m.model_dump(mode="json", exclude={"mou_id"}) for m in self.mou_versions(mou_id)
-                ],
+                "versions": [m.model_dump(mode="json", exclude={"mou_id"}) for m in self.mou_versions(mou_id)],
             }
         return docs
 
@@ -894,7 +877,8 @@ class _Parser:
         for name in sorted(n for n in docs if n.startswith(f"{MOU_DIR}/")):
             mou_sources.extend(self.parse_mou_file(name, docs[name]))
         self.check_point()
-        assert agencies_doc is not None and programs_doc is not None and templates is not None
+        # check_point() has raised if any file was missing; this narrows the types for the checker.
+        assert agencies_doc is not None and programs_doc is not None and templates is not None  # noqa: S101, PT018
 
         agencies = self.check_agencies(agencies_doc.agencies)
         programs = self.check_programs(programs_doc.programs, agencies)
@@ -903,9 +887,7 @@ class _Parser:
         self.check_point()
 
         mous = sorted((s.mou for s in mou_sources), key=lambda m: (m.mou_id, m.version))
-        return World(
-            agencies=agencies, programs=programs, mous=tuple(mous), topic_templates=templates
-        )
+        return World(agencies=agencies, programs=programs, mous=tuple(mous), topic_templates=templates)
 
     # -- shapes
 
@@ -921,9 +903,7 @@ class _Parser:
             body = doc.topics[kind]
             loc: Loc = ("topics", kind)
             if "kind" in body:
-                self.problem(
-                    TOPIC_FILE, loc + ("kind",), "unknown key (the kind is the key under topics)"
-                )
+                self.problem(TOPIC_FILE, loc + ("kind",), "unknown key (the kind is the key under topics)")
                 continue
             template = self.validate(TopicTemplate, {**body, "kind": kind}, TOPIC_FILE, loc)
             if template is not None:
@@ -936,9 +916,7 @@ class _Parser:
             return []
         stem = file[len(MOU_DIR) + 1 : -len(".yaml")]
         if doc.mou_id != stem:
-            self.problem(
-                file, ("mou_id",), f"file declares MOU {doc.mou_id!r} but is named {stem}.yaml"
-            )
+            self.problem(file, ("mou_id",), f"file declares MOU {doc.mou_id!r} but is named {stem}.yaml")
         sources: list[_MouSource] = []
         for index, body in enumerate(doc.versions):
             loc: Loc = ("versions", index)
@@ -964,8 +942,7 @@ class _Parser:
                 self.problem(
                     AGENCY_FILE,
                     ("agencies", index, "agency_id"),
-                    f"agency {agency.agency_id!r} declared twice "
-                    f"(first at agencies[{first[agency.agency_id]}])",
+                    f"agency {agency.agency_id!r} declared twice (first at agencies[{first[agency.agency_id]}])",
                 )
                 continue
             agencies[agency.agency_id] = agency
@@ -973,7 +950,11 @@ class _Parser:
         return agencies
 
     def check_agency_ref(
-        self, file: str, loc: Loc, agency_id: str, agencies: Mapping[str, Agency],
+        self,
+        file: str,
+        loc: Loc,
+        agency_id: str,
+        agencies: Mapping[str, Agency],
         role: Literal["publishes", "implements"] | None = None,
     ) -> bool:
         agency = agencies.get(agency_id)
@@ -981,9 +962,7 @@ class _Parser:
             self.problem(file, loc, f"unknown agency {agency_id!r}")
             return False
         if role == "publishes" and not agency.publishes:
-            self.problem(
-                file, loc, f"agency {agency_id!r} does not publish (publishes: false in {AGENCY_FILE})"
-            )
+            self.problem(file, loc, f"agency {agency_id!r} does not publish (publishes: false in {AGENCY_FILE})")
             return False
         if role == "implements" and not agency.implements:
             self.problem(
@@ -994,9 +973,7 @@ class _Parser:
             return False
         return True
 
-    def check_programs(
-        self, items: tuple[Program, ...], agencies: Mapping[str, Agency]
-    ) -> dict[str, Program]:
+    def check_programs(self, items: tuple[Program, ...], agencies: Mapping[str, Agency]) -> dict[str, Program]:
         programs: dict[str, Program] = {}
         first: dict[str, int] = {}
         for index, program in enumerate(items):
@@ -1013,7 +990,8 @@ class _Parser:
                     )
                 else:
                     self.problem(
-                        PROGRAM_FILE, loc + ("program_id",),
+                        PROGRAM_FILE,
+                        loc + ("program_id",),
                         f"program {program.program_id!r} declared twice (first at {where})",
                     )
                 continue
@@ -1024,7 +1002,8 @@ class _Parser:
                 namespace = program.program_id.split(".", 1)[0]
                 if namespace != program.owner:
                     self.problem(
-                        PROGRAM_FILE, loc + ("program_id",),
+                        PROGRAM_FILE,
+                        loc + ("program_id",),
                         f"program {program.program_id!r} is owned by {program.owner!r}, so its id "
                         f"must start with '{program.owner}.'",
                     )
@@ -1062,7 +1041,8 @@ class _Parser:
             # An unknown owner is reported in programs.yaml; repeating it here is noise.
             if program.owner in agencies and program.owner not in signed:
                 self.problem(
-                    file, loc + ("signatories",),
+                    file,
+                    loc + ("signatories",),
                     f"{program.owner!r} owns trigger program {program_id!r} but is not a signatory",
                 )
 
@@ -1072,33 +1052,34 @@ class _Parser:
             mloc = loc + ("measures", i)
             if measure.measure_id in seen:
                 self.problem(
-                    file, mloc + ("measure_id",),
-                    f"duplicate measure {measure.measure_id!r} "
-                    f"(also measures[{seen[measure.measure_id]}])",
+                    file,
+                    mloc + ("measure_id",),
+                    f"duplicate measure {measure.measure_id!r} (also measures[{seen[measure.measure_id]}])",
                 )
             else:
                 seen[measure.measure_id] = i
             agency_id = measure.implementing_agency
-            if not self.check_agency_ref(
-                file, mloc + ("implementing_agency",), agency_id, agencies, "implements"
-            ):
+            if not self.check_agency_ref(file, mloc + ("implementing_agency",), agency_id, agencies, "implements"):
                 bad_agency_refs = True
             else:
                 if agency_id not in signed:
                     self.problem(
-                        file, mloc + ("implementing_agency",),
+                        file,
+                        mloc + ("implementing_agency",),
                         f"{agency_id!r} implements this measure but is not a signatory",
                     )
                 if measure.measure_id.split(".", 1)[0] != agency_id:
                     self.problem(
-                        file, mloc + ("measure_id",),
+                        file,
+                        mloc + ("measure_id",),
                         f"measure {measure.measure_id!r} is implemented by {agency_id!r}, so its id "
                         f"must start with '{agency_id}.'",
                     )
             for list_kind in sorted(trigger_kinds):
                 if LIST_KIND_MEASURE[list_kind] != measure.kind:
                     self.problem(
-                        file, mloc + ("kind",),
+                        file,
+                        mloc + ("kind",),
                         f"{measure.kind} measures cannot be triggered by {list_kind} programs "
                         f"({list_kind} triggers {LIST_KIND_MEASURE[list_kind]})",
                     )
@@ -1114,20 +1095,21 @@ class _Parser:
                 continue
             elif agency_id not in implementers:
                 self.problem(
-                    file, floc,
-                    f"{agency_id!r} implements no measure of this version, "
-                    "so it may see no subject fields",
+                    file,
+                    floc,
+                    f"{agency_id!r} implements no measure of this version, so it may see no subject fields",
                 )
             elif "identifiers" not in fields:
                 self.problem(
-                    file, floc,
-                    "must include 'identifiers': "
-                    "an implementing agency matches subjects by identifier",
+                    file,
+                    floc,
+                    "must include 'identifiers': an implementing agency matches subjects by identifier",
                 )
         for agency_id in sorted(implementers - set(mou.visible_fields)):
             if not bad_agency_refs:
                 self.problem(
-                    file, loc + ("visible_fields",),
+                    file,
+                    loc + ("visible_fields",),
                     f"no visible fields declared for implementing agency {agency_id!r}",
                 )
 
@@ -1137,16 +1119,18 @@ class _Parser:
             held = numbers.get(source.mou.version)
             if held is not None:
                 self.problem(
-                    source.file, source.loc + ("version",),
+                    source.file,
+                    source.loc + ("version",),
                     f"version {source.mou.version} declared twice (also versions[{held.index}])",
                 )
                 return
             numbers[source.mou.version] = source
         ordered = [numbers[n] for n in sorted(numbers)]
-        for earlier, later in zip(ordered, ordered[1:]):
+        for earlier, later in itertools.pairwise(ordered):
             if later.mou.valid_from <= earlier.mou.valid_from:
                 self.problem(
-                    later.file, later.loc + ("valid_from",),
+                    later.file,
+                    later.loc + ("valid_from",),
                     f"version {later.mou.version} starts {later.mou.valid_from}, not after version "
                     f"{earlier.mou.version} ({earlier.mou.valid_from}); "
                     "later versions must start later",
@@ -1156,7 +1140,8 @@ class _Parser:
             for earlier in ordered[:i]:
                 if earlier.mou.overlaps(later.mou):
                     self.problem(
-                        later.file, later.loc + ("valid_from",),
+                        later.file,
+                        later.loc + ("valid_from",),
                         f"version {later.mou.version} ({_period(later.mou)}) overlaps version "
                         f"{earlier.mou.version} ({_period(earlier.mou)}); end version "
                         f"{earlier.mou.version} (valid_until or terminated_on) on or before "
@@ -1173,14 +1158,13 @@ class _Parser:
                 if held[1].kind != measure.kind:
                     other = held[0].mou
                     self.problem(
-                        source.file, source.loc + ("measures", i, "kind"),
+                        source.file,
+                        source.loc + ("measures", i, "kind"),
                         f"measure {measure.measure_id!r} is {held[1].kind} in {other.mou_id} "
                         f"v{other.version} but {measure.kind} here",
                     )
 
-    def check_topics(
-        self, templates: Mapping[TopicKind, TopicTemplate], agencies: Mapping[str, Agency]
-    ) -> None:
+    def check_topics(self, templates: Mapping[TopicKind, TopicTemplate], agencies: Mapping[str, Agency]) -> None:
         before = len(self.problems)
         for kind, template in templates.items():
             loc: Loc = ("topics", kind)
@@ -1188,7 +1172,8 @@ class _Parser:
             for key in template.config:
                 if key in _RESERVED_CONFIGS:
                     self.problem(
-                        TOPIC_FILE, loc + ("config", key),
+                        TOPIC_FILE,
+                        loc + ("config", key),
                         f"set {_RESERVED_CONFIGS[key]} instead of the raw {key} config",
                     )
             if template.overrides and template.scope is None:
@@ -1198,16 +1183,15 @@ class _Parser:
                     f"{kind} is one shared topic; it has no per-agency overrides",
                 )
                 continue
-            role: Literal["publishes", "implements"] = (
-                "publishes" if template.scope == "publishers" else "implements"
-            )
+            role: Literal["publishes", "implements"] = "publishes" if template.scope == "publishers" else "implements"
             for agency_id, override in template.overrides.items():
                 oloc = loc + ("overrides", agency_id)
                 self.check_agency_ref(TOPIC_FILE, oloc, agency_id, agencies, role)
                 for key in override.config:
                     if key in _RESERVED_CONFIGS:
                         self.problem(
-                            TOPIC_FILE, oloc + ("config", key),
+                            TOPIC_FILE,
+                            oloc + ("config", key),
                             f"set {_RESERVED_CONFIGS[key]} instead of the raw {key} config",
                         )
         if len(self.problems) > before or len(templates) != len(TOPIC_KINDS):
@@ -1227,7 +1211,8 @@ class _Parser:
                 if override is not None and (override.min_insync_replicas or override.replication):
                     loc += ("overrides", spec.agency or "")
                 self.problem(
-                    TOPIC_FILE, loc + ("min_insync_replicas",),
+                    TOPIC_FILE,
+                    loc + ("min_insync_replicas",),
                     f"min_insync_replicas {spec.min_insync_replicas} exceeds the replication "
                     f"{spec.replication} of {spec.name}: no acks=all write could succeed",
                 )
@@ -1247,29 +1232,31 @@ class _Parser:
         unknown = names - {"ns", "agency"}
         if unknown or any(spec or conversion for _, spec, conversion in fields):
             self.problem(
-                TOPIC_FILE, loc,
-                f"bad name template {template.name!r}: "
-                "only plain {ns} and {agency} placeholders are allowed",
+                TOPIC_FILE,
+                loc,
+                f"bad name template {template.name!r}: only plain {{ns}} and {{agency}} placeholders are allowed",
             )
             return
         if "ns" not in names:
             self.problem(TOPIC_FILE, loc, f"name template {template.name!r} must contain {{ns}}")
         if template.scope is not None and "agency" not in names:
             self.problem(
-                TOPIC_FILE, loc,
+                TOPIC_FILE,
+                loc,
                 f"name template {template.name!r} must contain {{agency}}: "
                 f"there is one {template.kind} topic per agency",
             )
         if template.scope is None and "agency" in names:
             self.problem(
-                TOPIC_FILE, loc,
-                f"name template {template.name!r} must not contain {{agency}}: "
-                f"{template.kind} is one shared topic",
+                TOPIC_FILE,
+                loc,
+                f"name template {template.name!r} must not contain {{agency}}: {template.kind} is one shared topic",
             )
         sample = template.name.format(ns="concord", agency="agency")
         if not _TOPIC_CHARS.fullmatch(sample) or len(sample) > _KAFKA_TOPIC_MAX:
             self.problem(
-                TOPIC_FILE, loc,
+                TOPIC_FILE,
+                loc,
                 f"name template {template.name!r} gives {sample!r}, not a legal Kafka topic name "
                 "(letters, digits, '.', '_', '-')",
             )
@@ -1282,7 +1269,8 @@ class _Parser:
         for spec in specs:
             if spec.partitions != base:
                 self.problem(
-                    TOPIC_FILE, ("topics", "lists", "overrides", spec.agency or "", "partitions"),
+                    TOPIC_FILE,
+                    ("topics", "lists", "overrides", spec.agency or "", "partitions"),
                     f"all list topics must have the same partition count (the fan-out co-partitions "
                     f"them): {spec.agency} has {spec.partitions}, the template {base}",
                 )
@@ -1293,7 +1281,8 @@ class _Parser:
             held = seen.setdefault(spec.name, spec)
             if held is not spec:
                 self.problem(
-                    TOPIC_FILE, ("topics", spec.kind, "name"),
+                    TOPIC_FILE,
+                    ("topics", spec.kind, "name"),
                     f"topic {spec.name!r} would be both a {held.kind} and a {spec.kind} topic",
                 )
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic  # typed here; confluent_kafka.admin re-exports it untyped
 
 from services.core.errors import BrokerUnavailable
 from services.core.governance_plan import (
@@ -60,14 +61,21 @@ class ApplyResult:
     ledger_written: bool = False
 
     def changed(self) -> bool:
-        return bool(self.acls_added or self.acls_removed or self.topics_created or self.topics_reconfigured
-                    or self.users_created)
+        return bool(
+            self.acls_added
+            or self.acls_removed
+            or self.topics_created
+            or self.topics_reconfigured
+            or self.users_created
+        )
 
     def summary(self) -> str:
-        return (f"Applied: {self.acls_added} binding(s) added, {self.acls_removed} removed, "
-                f"{len(self.topics_created)} topic(s) created, {len(self.topics_reconfigured)} reconfigured, "
-                f"{len(self.users_created)} SCRAM user(s) created"
-                + ("; ledger recorded." if self.ledger_written else "; ledger unchanged."))
+        return (
+            f"Applied: {self.acls_added} binding(s) added, {self.acls_removed} removed, "
+            f"{len(self.topics_created)} topic(s) created, {len(self.topics_reconfigured)} reconfigured, "
+            f"{len(self.users_created)} SCRAM user(s) created"
+            + ("; ledger recorded." if self.ledger_written else "; ledger unchanged.")
+        )
 
 
 @dataclass
@@ -107,8 +115,9 @@ class Governance:
         at = at or datetime.now(UTC)
         live = self.read_live()
         drains = self.measure(drain_candidates(self.world, self.namespace, at, live))
-        return make_plan(self.world, self.namespace, at, live, drains, force_withdraw=force_withdraw,
-                         brokers=self.brokers)
+        return make_plan(
+            self.world, self.namespace, at, live, drains, force_withdraw=force_withdraw, brokers=self.brokers
+        )
 
     def fingerprint_for(self, plan: Plan) -> tuple[str, LiveState]:
         """The live fingerprint as ``plan`` computed it: same scope, same draining agencies."""
@@ -142,15 +151,16 @@ class Governance:
             registry = self.world.topic_spec("registry", namespace=self.namespace).fitted(self.brokers)
             ensure_ledger_topic(self.admin, self.namespace, registry.replication, registry.min_insync_replicas)
             write_ledger(self.access, ledger)
-        return ApplyResult(len(added), len(removed), tuple(created), tuple(sorted(reconfigured)),
-                           tuple(users), written)
+        return ApplyResult(len(added), len(removed), tuple(created), tuple(sorted(reconfigured)), tuple(users), written)
 
     def _create_topics(self, plan: Plan) -> list[str]:
         specs = [t.spec for t in plan.topics_to_create if t.spec is not None]
         if not specs:
             return []
-        new = [NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication,
-                        config=s.kafka_config()) for s in specs]
+        new = [
+            NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication, config=s.kafka_config())
+            for s in specs
+        ]
         made = []
         for name, fut in self.admin.create_topics(new, request_timeout=TIMEOUT).items():
             try:

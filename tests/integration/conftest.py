@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from services.localstack import LocalStack
-
 from tests.conftest import KafkaCluster
 
 

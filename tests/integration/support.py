@@ -30,8 +30,12 @@ def publish(stack: LocalStack, agency: str, records: Iterable[dict[str, Any] | L
         try:
             for ev in events:
                 value = default_registry().encode_model(ev)
-                await producer.send_and_wait(topic, value=value, key=ev.entry_id.encode(),
-                                             headers=signer.sign(Domain.LIST_RECORD, value).as_kafka())
+                await producer.send_and_wait(
+                    topic,
+                    value=value,
+                    key=ev.entry_id.encode(),
+                    headers=signer.sign(Domain.LIST_RECORD, value).as_kafka(),
+                )
         finally:
             await producer.stop()
         return len(events)
@@ -46,9 +50,16 @@ def directives(stack: LocalStack) -> list[Directive]:
     out = []
     for topic, rec in asyncio.run(read_all(stack.access("concord-admin"), topics)):
         try:
-            out.append(admit_directive(agency=str(topics[topic]), value=rec.value, headers=rec.headers,  # type: ignore[attr-defined]
-                                       timestamp_ms=rec.timestamp, keyring=keyring,  # type: ignore[attr-defined]
-                                       schemas=default_registry()))
+            out.append(
+                admit_directive(
+                    agency=str(topics[topic]),
+                    value=rec.value,
+                    headers=rec.headers,  # type: ignore[attr-defined]
+                    timestamp_ms=rec.timestamp,
+                    keyring=keyring,  # type: ignore[attr-defined]
+                    schemas=default_registry(),
+                )
+            )
         except Refused as exc:
             raise AssertionError(f"a directive on {topic} does not verify: {exc}") from None
     return out
@@ -56,12 +67,15 @@ def directives(stack: LocalStack) -> list[Directive]:
 
 def quarantined(stack: LocalStack) -> list[QuarantineRecord]:
     topic = stack.world.topic_name("quarantine", namespace=stack.namespace)
-    return [default_registry().decode_model(rec.value, QuarantineRecord)  # type: ignore[attr-defined]
-            for _, rec in asyncio.run(read_all(stack.access("concord-admin"), [topic]))]
+    return [
+        default_registry().decode_model(rec.value, QuarantineRecord)  # type: ignore[attr-defined]
+        for _, rec in asyncio.run(read_all(stack.access("concord-admin"), [topic]))
+    ]
 
 
-def wait_for(fetch: Callable[[], list[Any]], done: Callable[[list[Any]], bool], *, timeout: float = 45.0,
-             what: str = "condition") -> list[Any]:
+def wait_for(
+    fetch: Callable[[], list[Any]], done: Callable[[list[Any]], bool], *, timeout: float = 45.0, what: str = "condition"
+) -> list[Any]:
     """Poll ``fetch`` until ``done`` holds; fail with the last value seen."""
     deadline = time.monotonic() + timeout
     while True:

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +36,6 @@ from services.kafka_access import KafkaAccess
 from services.keystore import ensure_keys, load_keyring, load_signer
 from services.subscriber.service import SubscriberService
 from services.subscriber.store import DirectiveStore
-
 from tests.conftest import KafkaCluster
 from tests.unit.factories import entry
 
@@ -74,13 +72,26 @@ class Home:
 
 
 @pytest.fixture
-def home(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str, monkeypatch: pytest.MonkeyPatch,
-         capsys: pytest.CaptureFixture[str]) -> Iterator[Home]:
+def home(
+    kafka_cluster: KafkaCluster,
+    tmp_path: Path,
+    unique_ns: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Home:
     path = tmp_path / "home"
     path.mkdir()
-    (path / "concord.json").write_text(json.dumps({
-        "bootstrap": kafka_cluster.bootstrap, "brokers": kafka_cluster.brokers, "namespace": unique_ns, "security_protocol": "SASL_SSL",
-        "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None}))
+    (path / "concord.json").write_text(
+        json.dumps(
+            {
+                "bootstrap": kafka_cluster.bootstrap,
+                "brokers": kafka_cluster.brokers,
+                "namespace": unique_ns,
+                "security_protocol": "SASL_SSL",
+                "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None,
+            }
+        )
+    )
     creds = path / "credentials.json"
     creds.write_text(json.dumps(dict(kafka_cluster.passwords)))
     creds.chmod(0o600)
@@ -90,7 +101,7 @@ def home(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str, monkeypatc
     for name in [k for k in os.environ if k.startswith("CONCORD_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("CONCORD_HOME", str(path))
-    yield Home(path, unique_ns, world, kafka_cluster, capsys)
+    return Home(path, unique_ns, world, kafka_cluster, capsys)
 
 
 def _hand_acl(home: Home, rule: AclRule) -> None:
@@ -110,8 +121,10 @@ def test_apply_twice_changes_nothing_the_second_time(home: Home) -> None:
     code, out, _ = home.concord("acl", "apply")
     assert code == 0
     assert "Nothing to change" in out
-    assert "Applied: 0 binding(s) added, 0 removed, 0 topic(s) created, 0 reconfigured, 0 SCRAM user(s) " \
-           "created; ledger unchanged." in out
+    assert (
+        "Applied: 0 binding(s) added, 0 removed, 0 topic(s) created, 0 reconfigured, 0 SCRAM user(s) "
+        "created; ledger unchanged." in out
+    )
     assert home.managed_acls() == before
 
     code, out, _ = home.concord("acl", "drift")
@@ -123,9 +136,12 @@ def test_plan_is_grouped_by_agency_and_mou_with_reasons_and_as_json(home: Home) 
     assert code == 0
     lines = out.splitlines()
     finance = lines.index("finance")
-    assert "  [mou-food-safety v1 + mou-judgment-defaulters v1]" in lines[finance:finance + 12]
-    assert re.search(rf"\+ ALLOW READ TOPIC {home.ns}\.directives\.finance +grant: mou-food-safety v1 "
-                     r"finance\.procurement-ban; mou-judgment-defaulters v1 finance\.procurement-ban", out)
+    assert "  [mou-food-safety v1 + mou-judgment-defaulters v1]" in lines[finance : finance + 12]
+    assert re.search(
+        rf"\+ ALLOW READ TOPIC {home.ns}\.directives\.finance +grant: mou-food-safety v1 "
+        r"finance\.procurement-ban; mou-judgment-defaulters v1 finance\.procurement-ban",
+        out,
+    )
     code, out, _ = home.concord("acl", "plan", "--json")
     plan = json.loads(out)
     assert plan["namespace"] == home.ns and len(plan["fingerprint"]) == 64
@@ -146,8 +162,11 @@ def test_a_hand_added_binding_on_a_managed_principal_shows_in_drift_and_plan(hom
     assert f'concord_acl_drift_missing{{kind="acl",namespace="{home.ns}"}} 0.0' in metrics
 
     code, out, _ = home.concord("acl", "plan")
-    assert re.search(rf"court\n  \[not declared\]\n    - ALLOW READ TOPIC {home.ns}\.directives\.rail +revoke: "
-                     "not declared in topics/ and never applied by Concord", out)
+    assert re.search(
+        rf"court\n  \[not declared\]\n    - ALLOW READ TOPIC {home.ns}\.directives\.rail +revoke: "
+        "not declared in topics/ and never applied by Concord",
+        out,
+    )
 
     code, _, err = home.concord("acl", "apply", "--max-deletions", "0")
     assert code == 2 and "more than the cap of 0" in err
@@ -163,8 +182,11 @@ def test_an_unmanaged_principal_is_reported_and_never_touched(home: Home) -> Non
     _hand_acl(home, stranger)
     code, out, _ = home.concord("acl", "apply")
     assert code == 0
-    assert re.search(rf"! User:stranger ALLOW READ TOPIC {home.ns}\.lists\.court +principal User:stranger is not "
-                     "managed by Concord; reported, never touched", out)
+    assert re.search(
+        rf"! User:stranger ALLOW READ TOPIC {home.ns}\.lists\.court +principal User:stranger is not "
+        "managed by Concord; reported, never touched",
+        out,
+    )
     assert home.concord("acl", "apply")[0] == 0
     assert stranger in home.managed_acls()
 
@@ -197,10 +219,26 @@ def test_drift_serves_its_gauges_on_a_metrics_port(home: Home) -> None:
     assert home.concord("acl", "apply")[0] == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
     env["CONCORD_HOME"] = str(home.path)
-    with subprocess.Popen(  # noqa: S603 - our own entry point
-        [sys.executable, "-m", "services.cli", "acl", "drift", "--world", str(home.world), "--metrics-port", "0",
-         "--count", "3", "--interval", "2"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "acl",
+            "drift",
+            "--world",
+            str(home.world),
+            "--metrics-port",
+            "0",
+            "--count",
+            "3",
+            "--interval",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     ) as proc:
         try:
             assert proc.stderr is not None
@@ -254,7 +292,8 @@ versions:
 def _write_mou(home: Home, agency: str, *, terminated_on: str = "null") -> str:
     mou_id = f"mou-{agency}-defaulters"
     (home.world / "mous" / f"{mou_id}.yaml").write_text(
-        NEW_MOU.format(mou_id=mou_id, agency=agency, terminated_on=terminated_on))
+        NEW_MOU.format(mou_id=mou_id, agency=agency, terminated_on=terminated_on)
+    )
     return mou_id
 
 
@@ -266,21 +305,24 @@ async def _produce_directives(access: KafkaAccess, topic: str, home: Home, direc
     try:
         for d in directives:
             value = schemas.encode_model(d)
-            await producer.send_and_wait(topic, value, key=d.key.encode(),
-                                         headers=fanout.sign(Domain.DIRECTIVE, value).as_kafka())
+            await producer.send_and_wait(
+                topic, value, key=d.key.encode(), headers=fanout.sign(Domain.DIRECTIVE, value).as_kafka()
+            )
     finally:
         await producer.stop()
 
 
 async def _can_read(access: KafkaAccess, topic: str, group: str) -> bool:
-    consumer = AIOKafkaConsumer(topic, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False,
-                                **access.aiokafka_kwargs())
+    consumer = AIOKafkaConsumer(
+        topic, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False, **access.aiokafka_kwargs()
+    )
     try:
         await asyncio.wait_for(consumer.start(), WAIT_S)
         await asyncio.wait_for(consumer.getone(), WAIT_S)
-        return True
     except TopicAuthorizationFailedError:
         return False
+    else:
+        return True
     finally:
         await consumer.stop()
 
@@ -291,10 +333,18 @@ def _listing(home: Home, world: World) -> tuple[object, list[Directive]]:
     event = entry()
     record = default_registry().encode_model(event)
     signed = court.sign(Domain.LIST_RECORD, record)
-    source = SourceRecord(topic=f"{home.ns}.lists.court", partition=0, offset=0, agency="court",
-                          key_id=court.key_id, signature=signed.signature, record=record)
-    tr = on_record(None, Accepted(origin="court", event=event, source=source, digest=signed.digest), world,
-                   datetime.now(UTC))
+    source = SourceRecord(
+        topic=f"{home.ns}.lists.court",
+        partition=0,
+        offset=0,
+        agency="court",
+        key_id=court.key_id,
+        signature=signed.signature,
+        record=record,
+    )
+    tr = on_record(
+        None, Accepted(origin="court", event=event, source=source, digest=signed.digest), world, datetime.now(UTC)
+    )
     return tr.state, list(tr.emitted)
 
 
@@ -324,8 +374,11 @@ async def test_a_new_mou_grants_access_and_its_termination_withdraws_it_after_dr
     # A new MOU gives securities a measure: the plan says so, apply grants it.
     mou_id = _write_mou(home, "securities")
     code, out, _ = home.concord("acl", "plan")
-    assert re.search(rf"securities\n(?:  .*\n)*  \[{mou_id} v1\]\n(?:    .*\n)*    \+ ALLOW READ TOPIC "
-                     rf"{re.escape(directives_topic)} +grant: {mou_id} v1 securities\.market-ban", out), out
+    assert re.search(
+        rf"securities\n(?:  .*\n)*  \[{mou_id} v1\]\n(?:    .*\n)*    \+ ALLOW READ TOPIC "
+        rf"{re.escape(directives_topic)} +grant: {mou_id} v1 securities\.market-ban",
+        out,
+    ), out
     assert home.concord("acl", "apply")[0] == 0
 
     # The fan-out routes a listing to securities; its subscriber applies it and sends a receipt.
@@ -336,9 +389,16 @@ async def test_a_new_mou_grants_access_and_its_termination_withdraws_it_after_dr
     assert await _can_read(securities, directives_topic, group)
     keys = home.path / "keys"
     svc = SubscriberService(
-        agency="securities", access=securities, store=DirectiveStore(tmp_path / "securities.sqlite", "securities"),
-        keyring=load_keyring(keys), schemas=default_registry(), signer=load_signer(keys, "securities"),
-        directive_topic=directives_topic, receipts_topic=f"{home.ns}.receipts.securities", progress=False)
+        agency="securities",
+        access=securities,
+        store=DirectiveStore(tmp_path / "securities.sqlite", "securities"),
+        keyring=load_keyring(keys),
+        schemas=default_registry(),
+        signer=load_signer(keys, "securities"),
+        directive_topic=directives_topic,
+        receipts_topic=f"{home.ns}.receipts.securities",
+        progress=False,
+    )
     await svc.start()
     feed = asyncio.create_task(svc.run())
     try:
@@ -346,10 +406,16 @@ async def test_a_new_mou_grants_access_and_its_termination_withdraws_it_after_dr
         _write_mou(home, "securities", terminated_on=datetime.now(UTC).date().isoformat())
         code, out, _ = home.concord("acl", "apply")
         assert code == 0
-        assert re.search(rf"~ ALLOW READ TOPIC {re.escape(directives_topic)} +kept until securities has drained "
-                         rf"its directives \(was: {mou_id} v1 securities\.market-ban\)", out), out
-        assert re.search(rf"securities: kept \(draining since .*\): 1 directive\(s\) of "
-                         rf"{re.escape(directives_topic)} still APPLY; waiting for the fan-out's LIFTs", out), out
+        assert re.search(
+            rf"~ ALLOW READ TOPIC {re.escape(directives_topic)} +kept until securities has drained "
+            rf"its directives \(was: {mou_id} v1 securities\.market-ban\)",
+            out,
+        ), out
+        assert re.search(
+            rf"securities: kept \(draining since .*\): 1 directive\(s\) of "
+            rf"{re.escape(directives_topic)} still APPLY; waiting for the fan-out's LIFTs",
+            out,
+        ), out
         assert "0 removed" in out
         assert await _can_read(securities, directives_topic, group)
 
@@ -368,8 +434,11 @@ async def test_a_new_mou_grants_access_and_its_termination_withdraws_it_after_dr
 
     code, out, _ = home.concord("acl", "apply")
     assert code == 0
-    assert re.search(rf"- ALLOW READ TOPIC {re.escape(directives_topic)} +withdraw: no longer granted \(was: "
-                     rf"{mou_id} v1 securities\.market-ban\); drained: ", out), out
+    assert re.search(
+        rf"- ALLOW READ TOPIC {re.escape(directives_topic)} +withdraw: no longer granted \(was: "
+        rf"{mou_id} v1 securities\.market-ban\); drained: ",
+        out,
+    ), out
     assert "4 removed" in out
     assert not await _can_read(securities, directives_topic, group)
     assert home.concord("acl", "drift")[0] == 0
@@ -378,12 +447,15 @@ async def test_a_new_mou_grants_access_and_its_termination_withdraws_it_after_dr
 async def test_a_new_agency_gets_a_scram_user_and_its_feed(home: Home) -> None:
     agency = "x" + home.ns[1:]
     agencies = home.world / "agencies.yaml"
-    agencies.write_text(agencies.read_text() + f"""\
+    agencies.write_text(
+        agencies.read_text()
+        + f"""\
   - agency_id: {agency}
     name: Test port authority
     publishes: false
     implements: true
-""")
+"""
+    )
     mou_id = _write_mou(home, agency)
     code, out, _ = home.concord("acl", "apply")
     assert code == 0, out
@@ -394,10 +466,12 @@ async def test_a_new_agency_gets_a_scram_user_and_its_feed(home: Home) -> None:
     password = json.loads(creds_file.read_text())[agency]
 
     topic = f"{home.ns}.directives.{agency}"
-    await _produce_directives(home.cluster.access(FANOUT), topic, home,
-                              [d for d in _listing(home, home.load())[1] if d.subscriber == agency])
-    newcomer = KafkaAccess(bootstrap=home.cluster.bootstrap, ca_file=home.cluster.ca_file).as_principal(agency,
-                                                                                                       password)
+    await _produce_directives(
+        home.cluster.access(FANOUT), topic, home, [d for d in _listing(home, home.load())[1] if d.subscriber == agency]
+    )
+    newcomer = KafkaAccess(bootstrap=home.cluster.bootstrap, ca_file=home.cluster.ca_file).as_principal(
+        agency, password
+    )
     assert await _can_read(newcomer, topic, f"{home.ns}-{agency}.store")
     assert not await _can_read(newcomer, f"{home.ns}.directives.aviation", f"{home.ns}-{agency}.store")
     code, out, _ = home.concord("acl", "plan")

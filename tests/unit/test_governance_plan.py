@@ -32,7 +32,6 @@ from services.core.governance_plan import (
     make_plan,
 )
 from services.core.world import World, parse_world
-
 from tests.unit.factories import real_world
 
 pytestmark = pytest.mark.unit
@@ -57,15 +56,22 @@ def _terminated_food_safety() -> World:
 
 
 def _topics(world: World) -> dict[str, TopicState]:
-    return {s.name: TopicState(s.name, s.partitions, s.replication, s.kafka_config())
-            for s in desired_topics(world, NS)}
+    return {
+        s.name: TopicState(s.name, s.partitions, s.replication, s.kafka_config()) for s in desired_topics(world, NS)
+    }
 
 
-def _in_sync(world: World | None = None, *extra: AclRule, ledger: Ledger | None = None,
-             revision: str | None = None) -> LiveState:
+def _in_sync(
+    world: World | None = None, *extra: AclRule, ledger: Ledger | None = None, revision: str | None = None
+) -> LiveState:
     world = world or real_world()
-    return LiveState(acls=(*compile_acls(world, NS, AT), *extra), topics=_topics(world),
-                     users=frozenset(scram_users(world)), ledger=ledger, ledger_revision=revision)
+    return LiveState(
+        acls=(*compile_acls(world, NS, AT), *extra),
+        topics=_topics(world),
+        users=frozenset(scram_users(world)),
+        ledger=ledger,
+        ledger_revision=revision,
+    )
 
 
 def _ledger_of(plan: Plan) -> Ledger:
@@ -95,12 +101,21 @@ def test_an_empty_cluster_gets_everything_grouped_by_agency_and_mou() -> None:
 
 def test_each_line_says_why() -> None:
     plan = make_plan(real_world(), NS, AT, LiveState(acls=(), topics={}, users=frozenset()))
-    read = next(c for c in plan.additions if c.rule.principal == "User:aviation" and c.rule.operation == "READ"
-                and c.rule.resource_type == "TOPIC" and "directives" in c.rule.resource_name)
+    read = next(
+        c
+        for c in plan.additions
+        if c.rule.principal == "User:aviation"
+        and c.rule.operation == "READ"
+        and c.rule.resource_type == "TOPIC"
+        and "directives" in c.rule.resource_name
+    )
     assert read.reason == "grant: mou-judgment-defaulters v1 aviation.no-air-tickets"
     text = plan.render()
-    assert re.search(r"\+ ALLOW READ TOPIC t1\.directives\.aviation +grant: mou-judgment-defaulters v1 "
-                     r"aviation\.no-air-tickets", text)
+    assert re.search(
+        r"\+ ALLOW READ TOPIC t1\.directives\.aviation +grant: mou-judgment-defaulters v1 "
+        r"aviation\.no-air-tickets",
+        text,
+    )
     lines = text.splitlines()
     aviation = lines.index("aviation")
     assert lines[aviation + 1].strip() in ("[Concord rules]", "[mou-judgment-defaulters v1]")
@@ -120,8 +135,9 @@ def test_a_binding_concord_granted_and_the_world_withdrew_names_its_old_grant() 
     plan = make_plan(world, NS, AT, live, {"securities": DrainStatus("securities", True, "drained: test")})
     removed = {c.rule: c for c in plan.removals}
     read = AclRule("User:securities", "TOPIC", "LITERAL", f"{NS}.directives.securities", "READ")
-    assert removed[read].reason.startswith("withdraw: no longer granted (was: mou-food-safety v1 "
-                                           "securities.license-restriction)")
+    assert removed[read].reason.startswith(
+        "withdraw: no longer granted (was: mou-food-safety v1 securities.license-restriction)"
+    )
     assert removed[read].reason.endswith("drained: test")
     assert removed[read].group == "mou-food-safety v1"
     finance = AclRule("User:finance", "TOPIC", "LITERAL", f"{NS}.directives.finance", "READ")
@@ -131,8 +147,9 @@ def test_a_binding_concord_granted_and_the_world_withdrew_names_its_old_grant() 
 def test_a_binding_removed_by_hand_since_the_last_apply_is_restored() -> None:
     before = make_plan(real_world(), NS, AT, _in_sync())
     full = _in_sync(ledger=_ledger_of(before))
-    gone = next(r for r in full.acls if r.principal == "User:rail" and r.operation == "READ"
-                and r.resource_type == "TOPIC")
+    gone = next(
+        r for r in full.acls if r.principal == "User:rail" and r.operation == "READ" and r.resource_type == "TOPIC"
+    )
     live = LiveState(tuple(r for r in full.acls if r != gone), full.topics, full.users, full.ledger)
     (add,) = make_plan(real_world(), NS, AT, live).additions
     assert add.rule == gone
@@ -141,11 +158,13 @@ def test_a_binding_removed_by_hand_since_the_last_apply_is_restored() -> None:
 
 def test_an_agency_dropped_from_the_world_stays_managed_through_the_ledger() -> None:
     def drop_customs(docs: dict[str, Any]) -> None:
-        docs["agencies.yaml"]["agencies"] = [a for a in docs["agencies.yaml"]["agencies"]
-                                             if a["agency_id"] != "customs"]
+        docs["agencies.yaml"]["agencies"] = [
+            a for a in docs["agencies.yaml"]["agencies"] if a["agency_id"] != "customs"
+        ]
         del docs["mous/mou-a-grade-taxpayers.yaml"]
-        docs["programs.yaml"]["programs"] = [p for p in docs["programs.yaml"]["programs"]
-                                             if p["program_id"] != "tax.a-grade-taxpayers"]
+        docs["programs.yaml"]["programs"] = [
+            p for p in docs["programs.yaml"]["programs"] if p["program_id"] != "tax.a-grade-taxpayers"
+        ]
 
     world = _world_with(drop_customs)
     before = make_plan(real_world(), NS, AT, _in_sync())
@@ -204,8 +223,9 @@ def test_unmanaged_bindings_are_reported_and_never_planned_away() -> None:
 
 
 def test_deletions_are_capped() -> None:
-    extra = [AclRule("User:court", "TOPIC", "LITERAL", f"{NS}.directives.rail", op)
-             for op in ("READ", "DESCRIBE", "ALTER")]
+    extra = [
+        AclRule("User:court", "TOPIC", "LITERAL", f"{NS}.directives.rail", op) for op in ("READ", "DESCRIBE", "ALTER")
+    ]
     plan = make_plan(real_world(), NS, AT, _in_sync(None, *extra))
     check_deletions(plan, 3)
     with pytest.raises(TooManyDeletions, match="removes 3 bindings, more than the cap of 2"):
@@ -268,8 +288,13 @@ def test_unmeasured_drain_counts_as_not_drained() -> None:
 
 def test_once_drained_the_feed_is_withdrawn() -> None:
     world = _terminated_food_safety()
-    plan = make_plan(world, NS, AT, _in_sync(real_world()),
-                     {"securities": DrainStatus("securities", True, "drained: receipts cover it")})
+    plan = make_plan(
+        world,
+        NS,
+        AT,
+        _in_sync(real_world()),
+        {"securities": DrainStatus("securities", True, "drained: receipts cover it")},
+    )
     assert {c.rule for c in plan.removals} == set(feed_rules(world, NS, "securities"))
     assert not plan.draining
     assert plan.drains[0].withdrawn
@@ -277,9 +302,14 @@ def test_once_drained_the_feed_is_withdrawn() -> None:
 
 def test_an_operator_may_withdraw_before_draining() -> None:
     world = _terminated_food_safety()
-    plan = make_plan(world, NS, AT, _in_sync(real_world()),
-                     {"securities": DrainStatus("securities", False, "1 directive(s) still APPLY")},
-                     force_withdraw={"securities"})
+    plan = make_plan(
+        world,
+        NS,
+        AT,
+        _in_sync(real_world()),
+        {"securities": DrainStatus("securities", False, "1 directive(s) still APPLY")},
+        force_withdraw={"securities"},
+    )
     assert len(plan.removals) == 4
     assert plan.drains[0].detail.startswith("withdrawn by operator before draining")
 
@@ -342,8 +372,7 @@ def test_topic_differences_are_created_reconfigured_or_reported() -> None:
     live = LiveState(compile_acls(world, NS, AT), topics, frozenset(scram_users(world)))
     plan = make_plan(world, NS, AT, live)
     by = {(t.action, t.name): t for t in plan.topics}
-    assert set(by) == {("report", court), ("alter", rail), ("create", f"{NS}.quarantine"),
-                       ("report", f"{NS}.leftover")}
+    assert set(by) == {("report", court), ("alter", rail), ("create", f"{NS}.quarantine"), ("report", f"{NS}.leftover")}
     assert "has 6 partition(s), declared 3: not changed" in by[("report", court)].reason
     assert by[("alter", rail)].config == {"cleanup.policy": "compact"}
     assert "never deleted" in by[("report", f"{NS}.leftover")].reason
@@ -368,10 +397,12 @@ def test_a_cluster_smaller_than_the_declaration_is_planned_as_it_can_hold_and_sa
     world = real_world()
     declared = {s.name: s for s in world.topic_specs(NS)}
     assert {(s.replication, s.min_insync_replicas) for s in declared.values()} == {(3, 2)}
-    one = {n: TopicState(n, s.partitions, 1, {**s.kafka_config(), "min.insync.replicas": "1"})
-           for n, s in declared.items()}
-    one |= {s.name: TopicState(s.name, s.partitions, 1, s.fitted(1).kafka_config())
-            for s in fanout_topic_specs(world, NS)}
+    one = {
+        n: TopicState(n, s.partitions, 1, {**s.kafka_config(), "min.insync.replicas": "1"}) for n, s in declared.items()
+    }
+    one |= {
+        s.name: TopicState(s.name, s.partitions, 1, s.fitted(1).kafka_config()) for s in fanout_topic_specs(world, NS)
+    }
     live = LiveState(compile_acls(world, NS, AT), one, frozenset(scram_users(world)))
     plan = make_plan(world, NS, AT, live, brokers=1)
     assert plan.topics == ()
@@ -387,7 +418,7 @@ def test_the_fanout_ticks_topic_agrees_with_the_local_setup(tmp_path: Path) -> N
     from services.localstack import LocalStack
 
     stack = LocalStack.at(tmp_path, namespace=NS)
-    assert fanout_topic_specs(stack.world, NS) == (stack._ticks_spec(),)  # noqa: SLF001
+    assert fanout_topic_specs(stack.world, NS) == (stack._ticks_spec(),)
 
 
 def test_the_ledger_round_trips_and_compares_by_content() -> None:
