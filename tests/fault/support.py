@@ -231,6 +231,22 @@ class StreamingPublisher:
             self.proc.wait(10)
 
 
+def stored_twice(stack: LocalStack) -> dict[str, int]:
+    """Directive ids some agency's own store recorded applying more than once (its history)."""
+    out: dict[str, int] = {}
+    for agency in stack.world.implementers():
+        db = stack.home / "data" / f"{agency.agency_id}.sqlite"
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            rows = con.execute(
+                "SELECT directive_id, count(*) FROM history GROUP BY directive_id HAVING count(*) > 1"
+            ).fetchall()
+        finally:
+            con.close()
+        out |= {f"{agency.agency_id}:{d}": int(n) for d, n in rows}
+    return out
+
+
 # --------------------------------------------------------------------------- stall figures
 
 

@@ -27,6 +27,8 @@ import pytest
 
 from services.demo import cli_publisher, run_scenario, table
 from services.embedded.broker import EmbeddedKafka
+from services.governance.acl import Governance
+from services.governance.admin import set_topic_configs
 from services.localstack import LocalStack
 from tests.conftest import KafkaCluster
 from tests.fault.support import (
@@ -37,6 +39,7 @@ from tests.fault.support import (
     report,
     stall_around,
     steady_records,
+    stored_twice,
     wait_clean,
 )
 from tests.integration.support import wait_for
@@ -91,6 +94,7 @@ def under_load(stack: LocalStack, tmp_path: Path, name: str, fault: Callable[[],
     audit = wait_clean(stack, expect_events=sum(before.values()))  # this test's and the earlier tests' records
     assert audit.refused_events == 0
     assert applied_twice(stack) == {}
+    assert stored_twice(stack) == {}
     stall = stall_around(stack, pubs, fault_at, load_until)
     applied = [a for a in applications(stack) if a[2].startswith(f"{run}-")]
     figures = {
@@ -122,6 +126,29 @@ def test_the_demo_holds_on_three_brokers(kafka_trio: KafkaCluster, cluster_excha
         timeout=60,
     )
     assert all(e.ok for e in results), table(results)
+
+
+def test_acl_plan_checks_the_declared_replication_on_three_brokers(
+    kafka_trio: KafkaCluster, cluster_exchange: LocalStack
+) -> None:
+    trio, stack = _trio(kafka_trio), cluster_exchange
+    gov = Governance(
+        access=stack.access("concord-admin"),
+        world=stack.world,
+        namespace=stack.namespace,
+        credentials_file=stack.home / "credentials.json",
+        brokers=stack.brokers,
+    )
+    plan = gov.plan()
+    assert (plan.topics, plan.fitting) == ((), None)  # three replicas, two in sync, as topics/ declares
+    topic = _list_topics(stack)[1]
+    set_topic_configs(gov.admin, {topic: {"min.insync.replicas": "1"}})
+    try:
+        (change,) = gov.plan().topics
+        assert (change.action, change.name, change.config) == ("alter", topic, {"min.insync.replicas": "2"})
+    finally:
+        set_topic_configs(gov.admin, {topic: {"min.insync.replicas": "2"}})
+    assert trio.partition_state(topic, 0)[1] == (1, 2, 3)
 
 
 def test_kill_9_of_the_leader_of_a_list_partition_mid_publish(
