@@ -144,7 +144,8 @@ def test_acl_plan_checks_the_declared_replication_on_three_brokers(
     topic = _list_topics(stack)[1]
     set_topic_configs(gov.admin, {topic: {"min.insync.replicas": "1"}})
     try:
-        (change,) = gov.plan().topics
+        # a broker answers DescribeConfigs from its copy of the metadata, a moment after the controller
+        (change,) = _wait("the changed config in the plan", lambda: gov.plan().topics, timeout=30)
         assert (change.action, change.name, change.config) == ("alter", topic, {"min.insync.replicas": "2"})
     finally:
         set_topic_configs(gov.admin, {topic: {"min.insync.replicas": "2"}})
