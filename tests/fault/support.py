@@ -8,6 +8,7 @@ record exactly once, and no agency's receipts say it applied a directive twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -210,12 +211,16 @@ class StreamingPublisher:
             if self._stop.is_set():
                 break
             time.sleep(max(0.0, start + i / self.rate - time.monotonic()))
-            stdin.write(json.dumps(rec) + "\n")
-            stdin.flush()
+            try:
+                stdin.write(json.dumps(rec) + "\n")
+                stdin.flush()
+            except BrokenPipeError:  # the adapter has exited: finish() reports its status
+                return
             self.fed += 1
             if rec["event_type"] == "LISTED":
                 self.sent_at[rec["entry_id"]] = time.time()
-        stdin.close()
+        with contextlib.suppress(BrokenPipeError):
+            stdin.close()
 
     def finish(self, timeout: float = 150.0) -> int:
         """Stop feeding, wait until what was fed is published; return the adapter's exit status."""
@@ -299,6 +304,15 @@ def stall_around(stack: LocalStack, publishers: list[StreamingPublisher], fault_
     sent = {e: at for p in publishers for e, at in p.sent_at.items()}
     lat = sorted(first[e] - at for e, at in sent.items() if e in first)
     return Stall(longest, start, lat[-1] if lat else float("nan"), lat[len(lat) // 2] if lat else float("nan"))
+
+
+def log_tails(stack: LocalStack, lines: int = 15) -> str:
+    """The last lines of every service's log in the stack's home: what a failed fault test shows."""
+    out = []
+    for log in sorted((stack.home / "logs").glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        out.append(f"--- {log.name}\n" + "\n".join(tail))
+    return "\n".join(out)
 
 
 def report(tmp_path: Path, name: str, figures: dict[str, Any]) -> Path:

@@ -36,6 +36,7 @@ from tests.fault.support import (
     applications,
     applied_twice,
     list_records,
+    log_tails,
     report,
     stall_around,
     steady_records,
@@ -77,7 +78,10 @@ def under_load(stack: LocalStack, tmp_path: Path, name: str, fault: Callable[[],
     run = secrets.token_hex(3)
     pubs = [StreamingPublisher(stack, a, steady_records(a, run, int(RATE * 400)), RATE).start() for a in PUBLISHERS]
     try:
-        wait_for(lambda: applications(stack), lambda a: len(a) >= 20, timeout=60, what="directives to flow")
+        try:
+            wait_for(lambda: applications(stack), lambda a: len(a) >= 20, timeout=60, what="directives to flow")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{log_tails(stack)}") from None
         fault_at = time.time()
         done = fault()
         time.sleep(TAIL_S)
@@ -86,7 +90,7 @@ def under_load(stack: LocalStack, tmp_path: Path, name: str, fault: Callable[[],
     finally:
         for p in pubs:
             p.kill()
-    assert codes == [0] * len(pubs), f"an adapter failed: see {stack.home / 'logs'}"
+    assert codes == [0] * len(pubs), f"an adapter failed:\n{log_tails(stack)}"
     before = list_records(stack)
     published = sum(p.fed for p in pubs)
     ours = {e: n for e, n in before.items() if e.split(":")[1].startswith(f"{run}-")}
@@ -125,7 +129,7 @@ def test_the_demo_holds_on_three_brokers(kafka_trio: KafkaCluster, cluster_excha
         person_period=12,
         timeout=60,
     )
-    assert all(e.ok for e in results), table(results)
+    assert all(e.ok for e in results), f"{table(results)}\n{log_tails(cluster_exchange)}"
 
 
 def test_acl_plan_checks_the_declared_replication_on_three_brokers(
