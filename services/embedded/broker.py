@@ -68,7 +68,7 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 # The package re-exports these without marking them as exported; their home module is typed.
@@ -325,7 +325,7 @@ class EmbeddedKafka:
             i: _Node(i, self.workdir if nodes == 1 else self.workdir / f"node-{i}") for i in range(1, nodes + 1)
         }
         self._paused: set[int] = set()
-        self._admin_client: AdminClient | None = None
+        self._admin_clients: dict[tuple[int, ...], AdminClient] = {}
 
     # -- paths and addresses -------------------------------------------------
 
@@ -431,6 +431,8 @@ class EmbeddedKafka:
         try:
             self._wait_ready(deadline, set(self._nodes))
             self._apply_users(self._ensure_state())
+            if len(self._nodes) > 1:
+                self._prepare_coordinators(deadline)
         except BaseException:
             self.stop(grace=10.0)
             raise
@@ -777,13 +779,21 @@ class EmbeddedKafka:
         node.pid_file.write_text(f"{node.proc.pid}\n")
 
     def _admin(self) -> AdminClient:
-        """One admin client over every node's listener, kept: a SCRAM login costs a JVM a moment."""
-        if self._admin_client is None:
-            conf = self.access(ADMIN_USER).confluent_config()
+        """An admin client bootstrapped from the nodes that can answer now (running, not paused).
+
+        One per set of such nodes, kept (librdkafka must not be torn down with requests in
+        flight): a client that knows only a paused node's peers does not wait on it, while the
+        paused node's own connections stay open.
+        """
+        able = tuple(i for i in self.running_nodes() if i not in self._paused) or tuple(self._nodes)
+        client = self._admin_clients.get(able)
+        if client is None:
+            bootstrap = ",".join(f"{HOST}:{self.node_ports(i).client}" for i in able)
+            conf = self.access(ADMIN_USER).model_copy(update={"bootstrap": bootstrap}).confluent_config()
             conf.update({"reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 500})
             # librdkafka logs every refused connection (a node down on purpose); failures reach callers.
-            self._admin_client = AdminClient(conf, logger=_rdkafka_log)
-        return self._admin_client
+            client = self._admin_clients[able] = AdminClient(conf, logger=_rdkafka_log)
+        return client
 
     def _wait_ready(self, deadline: float, expected: set[int]) -> None:
         """Ready means a SCRAM login as concord-admin over TLS gets metadata listing every *expected* node."""
@@ -816,6 +826,51 @@ class EmbeddedKafka:
             + "\n".join(self._log_tail(self._nodes[i]) for i in sorted(expected)),
             workdir=self.workdir,
         )
+
+    def _prepare_coordinators(self, deadline: float) -> None:
+        """Create the offsets and transaction state topics now, and wait until every partition is fully in sync.
+
+        Brokers create them on first use (a consumer group's coordinator, a transactional
+        producer); on a fresh cluster of several nodes that takes seconds of elections during
+        which the first clients' commits stall, so a cluster counts as started once its
+        coordinators are ready.
+        """
+        base = self.access(ADMIN_USER).confluent_config()
+        producer = Producer({**base, "transactional.id": "concord-embedded-start"}, logger=_rdkafka_log)
+        consumer = Consumer(
+            {**base, "group.id": "concord-embedded-start", "enable.auto.commit": False}, logger=_rdkafka_log
+        )
+        internal = ("__consumer_offsets", "__transaction_state")
+        last, initialised = "not started", False
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    if not initialised:
+                        producer.init_transactions(5.0)
+                        initialised = True
+                    consumer.committed([TopicPartition(internal[0], 0)], timeout=5.0)  # asks the coordinator
+                    md = self._admin().list_topics(timeout=5)
+                except KafkaException as exc:
+                    last = str(exc)
+                    time.sleep(0.5)
+                    continue
+                ready = {
+                    t: t in md.topics
+                    and bool(md.topics[t].partitions)
+                    and all(
+                        p.leader >= 0 and len(p.isrs) == self.replication.factor
+                        for p in md.topics[t].partitions.values()
+                    )
+                    for t in internal
+                }
+                if all(ready.values()):
+                    return
+                last = f"internal topics ready: {ready}"
+                time.sleep(0.5)
+        finally:
+            consumer.close()
+            producer.flush(5.0)
+        raise BrokerUnavailable(f"the cluster's coordinators were not ready in time ({last})", workdir=self.workdir)
 
     def _apply_users(self, state: _State) -> None:
         """Create or re-password users that differ from what the metadata log holds."""
