@@ -207,20 +207,21 @@ class StreamingPublisher:
         assert self.proc is not None and self.proc.stdin is not None
         stdin: IO[str] = self.proc.stdin
         start = time.monotonic()
-        for i, rec in enumerate(self.records):
-            if self._stop.is_set():
-                break
-            time.sleep(max(0.0, start + i / self.rate - time.monotonic()))
-            try:
+        try:
+            for i, rec in enumerate(self.records):
+                if self._stop.is_set():
+                    break
+                time.sleep(max(0.0, start + i / self.rate - time.monotonic()))
                 stdin.write(json.dumps(rec) + "\n")
                 stdin.flush()
-            except BrokenPipeError:  # the adapter has exited: finish() reports its status
-                return
-            self.fed += 1
-            if rec["event_type"] == "LISTED":
-                self.sent_at[rec["entry_id"]] = time.time()
-        with contextlib.suppress(BrokenPipeError):
-            stdin.close()
+                self.fed += 1
+                if rec["event_type"] == "LISTED":
+                    self.sent_at[rec["entry_id"]] = time.time()
+        except BrokenPipeError:
+            pass  # the adapter has exited: finish() reports its status
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()
 
     def finish(self, timeout: float = 150.0) -> int:
         """Stop feeding, wait until what was fed is published; return the adapter's exit status."""
@@ -234,6 +235,8 @@ class StreamingPublisher:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        if self._thread is not None:
+            self._thread.join(10)
 
 
 def stored_twice(stack: LocalStack) -> dict[str, int]:
