@@ -835,10 +835,13 @@ class EmbeddedKafka:
         which the first clients' commits stall, so a cluster counts as started once its
         coordinators are ready.
         """
-        base = self.access(ADMIN_USER).confluent_config()
-        producer = Producer({**base, "transactional.id": "concord-embedded-start"}, logger=_rdkafka_log)
+        access = self.access(ADMIN_USER)
+        producer = Producer(
+            {**access.confluent_producer_config(), "transactional.id": "concord-embedded-start"}, logger=_rdkafka_log
+        )
         consumer = Consumer(
-            {**base, "group.id": "concord-embedded-start", "enable.auto.commit": False}, logger=_rdkafka_log
+            {**access.confluent_config(), "group.id": "concord-embedded-start", "enable.auto.commit": False},
+            logger=_rdkafka_log,
         )
         internal = ("__consumer_offsets", "__transaction_state")
         last, initialised = "not started", False
