@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KAFKA_LIBS := .local/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.resolved
+STRIMZI_LIBS := .local/strimzi/libs
+STRIMZI_STAMP := $(STRIMZI_LIBS)/.resolved
 
 .DEFAULT_GOAL := help
 
@@ -26,6 +28,12 @@ $(KAFKA_STAMP): deploy/local/pom.xml
 	touch $(KAFKA_STAMP)
 
 kafka: $(KAFKA_STAMP) ## resolve the Kafka broker jars and the JMX exporter agent from Maven Central into .local/kafka
+
+$(STRIMZI_STAMP): deploy/local/strimzi/pom.xml
+	mvn -q -B -f deploy/local/strimzi/pom.xml dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(STRIMZI_LIBS)
+	touch $(STRIMZI_STAMP)
+
+strimzi: $(STRIMZI_STAMP) ## resolve Strimzi's API model from Maven Central into .local/strimzi (the deployment test reads it)
 
 prometheus: ## Prometheus and promtool from Debian's packages (apt-get install prometheus, only when missing)
 	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then exit 0; fi; \
@@ -54,10 +62,10 @@ lint: install ## ruff (lint and format check) and mypy --strict
 	$(BIN)/ruff format --check services tests bench
 	$(BIN)/mypy
 
-test: install kafka prometheus ## the whole test suite: unit (with promtool), then integration and fault tests
+test: install kafka strimzi prometheus ## the whole test suite: unit (with promtool), then integration and fault tests
 	$(BIN)/pytest -q
 
-unit: install prometheus ## unit tests only (no broker)
+unit: install strimzi prometheus ## unit tests only (no broker)
 	$(BIN)/pytest -q -m unit
 
 dashboards: install ## regenerate deploy/grafana/dashboards/*.json from services/ops/dashboards.py
@@ -65,6 +73,9 @@ dashboards: install ## regenerate deploy/grafana/dashboards/*.json from services
 
 observe: install prometheus ## Prometheus on the exchange `make run` started (run it in another terminal)
 	$(BIN)/python -m services.ops.observe
+
+deploy: install ## render deploy/kubernetes/ from topics/ (the example the tests keep in step)
+	$(BIN)/concord deploy render kubernetes --out deploy/kubernetes --at 2026-01-01
 
 QUIX_VENV := .local/venv-quix
 QUIX_STAMP := $(QUIX_VENV)/.installed
@@ -90,5 +101,5 @@ clean: ## remove the local state (broker data, keys, stores, Prometheus data); k
 	rm -rf .local/broker .local/keys .local/data .local/run .local/logs .local/demo .local/inbox .local/prometheus \
 		.local/*.json
 
-.PHONY: help install kafka prometheus run demo status lint test unit dashboards observe clean bench bench-records \
-	bench-subscriber bench-scale
+.PHONY: help install kafka strimzi prometheus deploy run demo status lint test unit dashboards observe clean bench \
+	bench-records bench-subscriber bench-scale

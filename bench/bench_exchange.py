@@ -1080,11 +1080,13 @@ def run_mode(ex: Exchange, lines: dict[str, list[str]], n: int, *, with_passthro
 # --------------------------------------------------------------------------- driver
 
 
-def setup(home: Path, ns: str, world_creds: dict[str, str], bootstrap: str, ca: Path | None) -> LocalStack:
+def setup(
+    home: Path, ns: str, world_creds: dict[str, str], bootstrap: str, ca: Path | None, brokers: int | None
+) -> LocalStack:
     mode_home = home / ns
     mode_home.mkdir(parents=True, exist_ok=True)
     stack = LocalStack.at(mode_home, namespace=ns)
-    stack.write_config(bootstrap, ca)
+    stack.write_config(bootstrap, ca, brokers=brokers)
     fd = os.open(mode_home / "credentials.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(world_creds, fh)
@@ -1188,9 +1190,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"n": args.n, "started": stamp, "cpus": os.cpu_count(), "modes": {}, "baselines": {}}
     try:
         modes = [m for m in args.modes.split(",") if m]
-        stacks = {m: setup(home, f"{prefix}{m[0]}", creds, bootstrap, ca) for m in modes}
-        latency_stack = setup(home, f"{prefix}l", creds, bootstrap, ca) if "batch" in modes else None
-        two_stack = setup(home, f"{prefix}w", creds, bootstrap, ca) if "batch" in modes else None
+        size = None if external else 1
+        stacks = {m: setup(home, f"{prefix}{m[0]}", creds, bootstrap, ca, size) for m in modes}
+        latency_stack = setup(home, f"{prefix}l", creds, bootstrap, ca, size) if "batch" in modes else None
+        two_stack = setup(home, f"{prefix}w", creds, bootstrap, ca, size) if "batch" in modes else None
         gen = Generator(seed=1, prefix=f"b{stamp[9:15]}")
         lines = gen.lines(args.n)
         from services.core.models import ListEntryEvent

@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = Scale(stack)
     probe: Probe | None = None
     try:
-        stack.write_config(broker.bootstrap, broker.ca_file)
+        stack.write_config(broker.bootstrap, broker.ca_file, brokers=1)
         if (cache / "keys").exists():
             shutil.copytree(cache / "keys", stack.home / "keys")
         stack.ensure_keys()

@@ -352,10 +352,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0 if report.clean else EXIT_INVALID
 
 
+def cmd_deploy_render(args: argparse.Namespace) -> int:
+    from datetime import UTC, date, datetime
+
+    from services.deploy.kubernetes import DeployOptions
+    from services.deploy.render import read_sources, render_files, write
+    from services.deploy.strimzi import ClusterOptions
+
+    settings = _settings()
+    world = _world(settings)
+    try:
+        on = date.fromisoformat(args.at) if args.at else datetime.now(UTC).date()
+    except ValueError:
+        raise ConfigError(f"--at {args.at!r}: expected a date like 2026-01-31") from None
+    opts = DeployOptions(
+        cluster=ClusterOptions(name=args.cluster, namespace=args.k8s_namespace, brokers=args.brokers),
+        kafka_namespace=settings.namespace,
+        image=args.image,
+        fanout_replicas=args.fanout_replicas,
+    )
+    files = render_files(world, opts, read_sources(settings.world_dir), on)
+    written = write(Path(args.out), files)
+    print(f"wrote {len(written)} files to {args.out} (`kubectl apply -k {args.out}`)")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from services.demo import run_local
 
-    return run_local(stay=not args.once, home=Path(args.home))
+    return run_local(stay=not args.once, home=Path(args.home), brokers=args.brokers)
 
 
 # --- parser --------------------------------------------------------------------
@@ -505,7 +530,32 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="set up and run the local exchange with the demo scenario")
     s.add_argument("--once", action="store_true", help="exit after the scenario (make demo)")
     s.add_argument("--home", default=".local")
+    s.add_argument(
+        "--brokers",
+        type=int,
+        choices=(1, 3),
+        default=1,
+        help="Kafka nodes to run: 1 (default), or 3 for a cluster with three replicas of every topic",
+    )
     s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("deploy", help="deployment generated from topics/")
+    ds = s.add_subparsers(dest="deploy_command", required=True)
+    r = ds.add_parser("render", help="write the deployment's manifests")
+    rs = r.add_subparsers(dest="deploy_target", required=True)
+    k = rs.add_parser(
+        "kubernetes",
+        help="Strimzi resources (Kafka, topics, users with their ACLs) and Concord's "
+        "workloads, config, monitoring and network policies",
+    )
+    k.add_argument("--out", required=True, help="folder to write (kubectl apply -k FOLDER)")
+    k.add_argument("--at", help="the ACLs of the MOUs in force on this date (default today, UTC)")
+    k.add_argument("--image", default="concord:0.1.0", help="Concord's container image")
+    k.add_argument("--k8s-namespace", default="concord", help="the Kubernetes namespace")
+    k.add_argument("--cluster", default="concord", help="the Strimzi Kafka cluster's name")
+    k.add_argument("--brokers", type=int, default=3, help="Kafka nodes (each a broker and a KRaft controller)")
+    k.add_argument("--fanout-replicas", type=int, help="fan-out workers (default and at most: the list partitions)")
+    k.set_defaults(fn=cmd_deploy_render)
 
     from services.governance.commands import add_commands as add_governance_commands
 

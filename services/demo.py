@@ -271,8 +271,17 @@ def cli_publisher(home: Path) -> Callable[[str, Path], int]:
     return publish
 
 
-def run_local(*, stay: bool, home: Path) -> int:
-    """``make run`` / ``make demo``: set up everything, start it, play the scenario."""
+def broker_dir(home: Path, brokers: int) -> Path:
+    """Where the local cluster of that size keeps its data: one node in ``broker/``, more in ``brokers-<n>/``."""
+    return home / "broker" if brokers == 1 else home / f"brokers-{brokers}"
+
+
+def run_local(*, stay: bool, home: Path, brokers: int = 1) -> int:
+    """``make run`` / ``make demo``: set up everything, start it, play the scenario.
+
+    With ``brokers=3`` the exchange runs on a three-node cluster (every node a broker
+    and a KRaft controller), its topics with three replicas and two in sync.
+    """
     from services.embedded.broker import EmbeddedKafka
     from services.embedded.libs import ensure_kafka_libs
 
@@ -281,18 +290,20 @@ def run_local(*, stay: bool, home: Path) -> int:
     print("concord: Kafka jars", file=sys.stderr)
     libs = ensure_kafka_libs(REPO_ROOT)
     creds = ensure_credentials(home, principals(stack.world))
-    print("concord: starting the embedded Kafka broker (KRaft, SASL_SSL + SCRAM, ACLs on)", file=sys.stderr)
-    broker = EmbeddedKafka(home / "broker", creds, libs_dir=libs, tie_to_parent=True)
+    what = "broker" if brokers == 1 else f"cluster of {brokers} nodes"
+    print(f"concord: starting the embedded Kafka {what} (KRaft, SASL_SSL + SCRAM, ACLs on)", file=sys.stderr)
+    broker = EmbeddedKafka(broker_dir(home, brokers), creds, libs_dir=libs, nodes=brokers, tie_to_parent=True)
     broker.start()
+    scrape = {"broker" if brokers == 1 else f"broker-{i}": a for i, a in broker.metrics_addresses().items()}
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        stack.write_config(broker.bootstrap, broker.ca_file)
+        stack.write_config(broker.bootstrap, broker.ca_file, brokers=brokers)
         stack.ensure_keys()
         topics, acls = stack.provision()
         print(f"concord: broker {broker.bootstrap}; created {len(topics)} topics, {acls} ACL bindings", file=sys.stderr)
-        if broker.metrics_address:
-            stack.register_scrape_target("broker", broker.metrics_address)
+        for name, address in scrape.items():
+            stack.register_scrape_target(name, address)
         stack.start_all()
         if stay:  # what `make observe` watches besides the fan-out and subscribers
             for agency in stack.world.publishers():
@@ -328,5 +339,6 @@ def run_local(*, stay: bool, home: Path) -> int:
     finally:
         print("concord: stopping", file=sys.stderr)
         stack.stop()
-        stack.unregister_scrape_target("broker")
+        for name in scrape:
+            stack.unregister_scrape_target(name)
         broker.stop()

@@ -65,6 +65,16 @@ class KafkaAccess(BaseModel):
             kw["sasl_plain_password"] = self._secret()
         return kw
 
+    def aiokafka_producer_kwargs(self) -> dict[str, Any]:
+        """:meth:`aiokafka_kwargs` for a producer: every write waits for all in-sync replicas
+        (``acks=all``, so ``min.insync.replicas`` decides) and is idempotent (a retry after a
+        lost acknowledgement or a leader change is not written twice, and order is kept)."""
+        return {**self.aiokafka_kwargs(), "acks": "all", "enable_idempotence": True}
+
+    def confluent_producer_config(self) -> dict[str, Any]:
+        """:meth:`confluent_config` for a producer, with the same guarantees as :meth:`aiokafka_producer_kwargs`."""
+        return {**self.confluent_config(), "acks": "all", "enable.idempotence": True}
+
     def confluent_config(self) -> dict[str, Any]:
         """librdkafka configuration for confluent-kafka clients (AdminClient)."""
         conf: dict[str, Any] = {

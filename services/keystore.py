@@ -80,17 +80,27 @@ def keyed_hash_secret(keys_dir: Path, owner: str) -> bytes:
     """``owner``'s secret for pseudonyms (:mod:`services.core.pseudonyms`), made on first use.
 
     Created private from its first byte (``O_EXCL``, mode 0600) under ``<keys>/<owner>/``.
+    Every fan-out worker must read the same secret (a directive's key is derived from it),
+    so a deployment ships the file with the worker's signing key.
     """
-    folder = keys_dir / owner
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "keyed-hash.key"
+    path = keys_dir / owner / "keyed-hash.key"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         secret = path.read_bytes()
         if len(secret) < 32:
             raise ConfigError(f"{path} holds {len(secret)} bytes, not a 32-byte secret") from None
         return secret
+    except OSError as e:
+        raise ConfigError(
+            f"{owner}'s pseudonym secret {path} is missing and cannot be created here ({e.strerror}); "
+            f"every {owner} worker needs the same file: ship it with {owner}'s signing key"
+        ) from None
+    secret = os.urandom(32)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+    return secret
     secret = os.urandom(32)
     with os.fdopen(fd, "wb") as f:
         f.write(secret)

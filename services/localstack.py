@@ -39,7 +39,7 @@ from services.core.errors import ConfigError
 from services.core.world import World, load_world
 from services.governance.admin import admin_client, ensure_acls, ensure_topics
 from services.kafka_access import KafkaAccess
-from services.keystore import ensure_keys
+from services.keystore import ensure_keys, keyed_hash_secret
 from services.settings import REPO_ROOT
 from services.subscriber.identity import SubscriberHome
 
@@ -112,15 +112,24 @@ class LocalStack:
 
     # --- set-up -----------------------------------------------------------------
 
-    def write_config(self, bootstrap: str, ca_file: Path | None) -> None:
+    def write_config(self, bootstrap: str, ca_file: Path | None, *, brokers: int | None) -> None:
+        """``concord.json``: how commands reach the cluster; ``brokers`` when it is smaller than topics/ declares
+        replicas for (None for a cluster that holds the declaration, such as an external one)."""
         self.home.mkdir(parents=True, exist_ok=True)
         cfg = {
             "bootstrap": bootstrap,
             "ca_file": str(ca_file) if ca_file else None,
             "namespace": self.namespace,
             "security_protocol": "SASL_SSL",
+            "brokers": brokers,
         }
         (self.home / "concord.json").write_text(json.dumps(cfg, indent=2))
+
+    @property
+    def brokers(self) -> int | None:
+        """The cluster size recorded by :meth:`write_config`."""
+        size = json.loads((self.home / "concord.json").read_text()).get("brokers")
+        return int(size) if size is not None else None
 
     def access(self, principal: str) -> KafkaAccess:
         cfg = json.loads((self.home / "concord.json").read_text())
@@ -131,11 +140,12 @@ class LocalStack:
 
     def ensure_keys(self) -> None:
         ensure_keys(self.home / "keys", [*sorted(self.world.agencies), FANOUT, ADMIN])
+        keyed_hash_secret(self.home / "keys", FANOUT)  # shared by every fan-out worker
 
     def provision(self) -> tuple[list[str], int]:
         """Create missing topics and ACLs as the admin; return what was created."""
         admin = admin_client(self.access(ADMIN))
-        topics = ensure_topics(admin, self.world.topic_specs(self.namespace))
+        topics = ensure_topics(admin, [s.fitted(self.brokers) for s in self.world.topic_specs(self.namespace)])
         acls = ensure_acls(admin, compile_acls(self.world, self.namespace, datetime.now(UTC)))
         return topics, len(acls)
 

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_line_bytes: int = 256 * 1024
     max_json_depth: int = 16
     max_file_bytes: int = 8 * 1024**3
+    # How many brokers the cluster is set up with, when fewer than topics/ declares replicas
+    # for (the local setup writes it); topics are then created as that many can hold.
+    brokers: int | None = None
 
     @property
     def keys_path(self) -> Path:
@@ -72,6 +75,13 @@ class Settings(BaseSettings):
             if isinstance(data, dict):
                 return data
         return {}
+
+    def cluster_size(self) -> int | None:
+        """``CONCORD_BROKERS``, else what the local setup recorded, else None (topics exactly as declared)."""
+        if self.brokers is not None or self.bootstrap:
+            return self.brokers
+        size = self.local_config().get("brokers")
+        return int(size) if size is not None else None
 
     def effective_namespace(self) -> str:
         return str(self.local_config().get("namespace", self.namespace)) if not self.bootstrap else self.namespace

@@ -53,7 +53,7 @@ TEST_USERS: tuple[str, ...] = (
     "stranger",
 )
 
-_BROKER_FIXTURES = frozenset({"kafka_cluster", "kafka_access"})
+_BROKER_FIXTURES = frozenset({"kafka_cluster", "kafka_access", "kafka_trio", "cluster_exchange"})
 _BROKER_MARKERS = ("integration", "fault")
 
 
@@ -70,16 +70,22 @@ class KafkaCluster:
     passwords: Mapping[str, str]
     embedded: EmbeddedKafka | None = field(default=None, compare=False)
 
+    @property
+    def brokers(self) -> int | None:
+        """The embedded cluster's size (topics are fitted to it); None for an external cluster."""
+        return len(self.embedded.node_ids) if self.embedded is not None else None
+
     def access(self, username: str) -> KafkaAccess:
         if username not in TEST_USERS:
             raise ConfigError("not one of the test users", user=username, known=TEST_USERS)
         password = self.passwords.get(username)
         if password is None:
-            pytest.fail(f"no password for Kafka user {username!r}: set {_password_env(username)} "
-                        "(the external cluster must have every test user)", pytrace=False)
-        return KafkaAccess(bootstrap=self.bootstrap, ca_file=self.ca_file).as_principal(
-            username, password
-        )
+            pytest.fail(
+                f"no password for Kafka user {username!r}: set {_password_env(username)} "
+                "(the external cluster must have every test user)",
+                pytrace=False,
+            )
+        return KafkaAccess(bootstrap=self.bootstrap, ca_file=self.ca_file).as_principal(username, password)
 
 
 def _password_env(username: str) -> str:
@@ -87,11 +93,7 @@ def _password_env(username: str) -> str:
 
 
 def _external_cluster(bootstrap: str) -> KafkaCluster:
-    passwords = {
-        user: os.environ[_password_env(user)]
-        for user in TEST_USERS
-        if _password_env(user) in os.environ
-    }
+    passwords = {user: os.environ[_password_env(user)] for user in TEST_USERS if _password_env(user) in os.environ}
     admin = os.environ.get("CONCORD_TEST_ADMIN_PASSWORD")
     if admin is not None:
         passwords[ADMIN_USER] = admin
@@ -107,9 +109,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         and not any(item.get_closest_marker(m) for m in _BROKER_MARKERS)
     ]
     if misused:
-        raise pytest.UsageError(
-            "broker fixtures used by tests not marked integration or fault: " + ", ".join(misused)
-        )
+        raise pytest.UsageError("broker fixtures used by tests not marked integration or fault: " + ", ".join(misused))
 
 
 @pytest.fixture(scope="session")

@@ -98,8 +98,26 @@ def world_digest(world: World) -> str:
     return _digest(world.to_documents())
 
 
-def desired_topics(world: World, namespace: str) -> tuple[TopicSpec, ...]:
-    return world.topic_specs(namespace)
+def desired_topics(world: World, namespace: str, brokers: int | None = None) -> tuple[TopicSpec, ...]:
+    """Every topic the world needs, as a cluster of ``brokers`` holds them (``None``: as declared)."""
+    return tuple(s.fitted(brokers) for s in world.topic_specs(namespace))
+
+
+def fitting_note(world: World, namespace: str, brokers: int | None) -> str | None:
+    """What a cluster smaller than the declared replication changes, in one sentence; None if nothing."""
+    declared = world.topic_specs(namespace)
+    fitted = [(d, d.fitted(brokers)) for d in declared]
+    changed = [
+        (d, f) for d, f in fitted if (d.replication, d.min_insync_replicas) != (f.replication, f.min_insync_replicas)
+    ]
+    if not changed:
+        return None
+    shapes = sorted({(d.replication, d.min_insync_replicas, f.replication, f.min_insync_replicas) for d, f in changed})
+    held = "; ".join(f"declared replication {a}, min.insync.replicas {b}: held as {c} and {e}" for a, b, c, e in shapes)
+    return (
+        f"This cluster is set up with {brokers} broker(s), fewer than topics/ declares for "
+        f"{len(changed)} topic(s) ({held}). A production cluster gets the declaration."
+    )
 
 
 # --------------------------------------------------------------------------- states
@@ -375,6 +393,8 @@ class Plan(BaseModel):
     target: tuple[AclRule, ...] = ()
     unchanged: int = 0
     ledger_applied_at: datetime | None = None
+    brokers: int | None = None  # the cluster size topics were fitted to (None: as declared)
+    fitting: str | None = None  # what that fitting changed, for the reader
 
     # -- views ------------------------------------------------------------------
 
@@ -459,6 +479,8 @@ class Plan(BaseModel):
             lines.append(f"Last applied by Concord: {self.ledger_applied_at.isoformat(timespec='seconds')}")
         else:
             lines.append("Last applied by Concord: never (no ledger in this namespace)")
+        if self.fitting:
+            lines.append(self.fitting)
         for owner, groups in self.groups().items():
             lines.append("")
             lines.append(owner)
@@ -572,12 +594,15 @@ def make_plan(
     *,
     force_withdraw: Collection[str] = (),
     now: datetime | None = None,
+    brokers: int | None = None,
 ) -> Plan:
     """Everything that differs between the world at ``at`` and the live cluster, with reasons.
 
     ``drains`` holds the :func:`drain_status` of every :func:`drain_candidates` agency; an
     agency missing from it counts as not drained. ``force_withdraw`` names agencies whose
-    access is withdrawn without waiting (an operator's explicit decision).
+    access is withdrawn without waiting (an operator's explicit decision). ``brokers`` is
+    the size the cluster is set up with when it is smaller than topics/ declares for
+    (the local one-broker setup): topics are then planned as :meth:`TopicSpec.fitted`.
     """
     drains = dict(drains or {})
     now = now or datetime.now(UTC)
@@ -662,19 +687,21 @@ def make_plan(
         world_digest=world_digest(world),
         managed_agencies=scope.agencies,
         acls=tuple(changes),
-        topics=tuple(_topic_changes(world, namespace, live)),
+        topics=tuple(_topic_changes(world, namespace, live, brokers)),
         users=tuple(_user_changes(world, scope, live)),
         quotas=tuple(plan_quotas(world.quotas, set(world.agencies), _relevant_users(scope), live.quotas)),
         drains=tuple(drain_reports),
         target=target,
         unchanged=len(live_managed & desired.keys()),
         ledger_applied_at=ledger.applied_at if ledger else None,
+        brokers=brokers,
+        fitting=fitting_note(world, namespace, brokers),
     )
 
 
-def _topic_changes(world: World, namespace: str, live: LiveState) -> list[TopicChange]:
+def _topic_changes(world: World, namespace: str, live: LiveState, brokers: int | None) -> list[TopicChange]:
     out: list[TopicChange] = []
-    declared = desired_topics(world, namespace)
+    declared = desired_topics(world, namespace, brokers)
     for spec in declared:
         held = live.topics.get(spec.name)
         what = f"{spec.kind} of {spec.agency}" if spec.agency else spec.kind
@@ -685,7 +712,9 @@ def _topic_changes(world: World, namespace: str, live: LiveState) -> list[TopicC
                     name=spec.name,
                     spec=spec,
                     reason=f"declared ({what}): {spec.partitions} partition(s), "
-                    f"{spec.cleanup_policy}, retention.ms {spec.retention_ms}",
+                    f"replication {spec.replication}, min.insync.replicas "
+                    f"{spec.min_insync_replicas}, {spec.cleanup_policy}, "
+                    f"retention.ms {spec.retention_ms}",
                 )
             )
             continue

@@ -150,7 +150,11 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _KAFKA_TOPIC_MAX = 249
 # These topic configs have their own declared fields; setting them twice would let the
 # extra config silently contradict the declaration.
-_RESERVED_CONFIGS = {"cleanup.policy": "cleanup_policy", "retention.ms": "retention_ms"}
+_RESERVED_CONFIGS = {
+    "cleanup.policy": "cleanup_policy",
+    "retention.ms": "retention_ms",
+    "min.insync.replicas": "min_insync_replicas",
+}
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
@@ -432,14 +436,29 @@ class TopicSpec(_Frozen):
     cleanup_policy: CleanupPolicy
     retention_ms: RetentionMs
     config: FrozenMapping[str, ConfigValue] = Field(default_factory=FrozenDict)
+    min_insync_replicas: Count = 1
 
     def kafka_config(self) -> dict[str, str]:
         """The topic-level configs to set on the broker (declared fields plus extras)."""
         return {
             "cleanup.policy": self.cleanup_policy,
             "retention.ms": str(self.retention_ms),
+            "min.insync.replicas": str(self.min_insync_replicas),
             **self.config,
         }
+
+    def fitted(self, brokers: int | None) -> TopicSpec:
+        """This spec as a cluster of ``brokers`` can hold it (``None``: as declared).
+
+        A cluster smaller than the declared replication (one broker on a laptop) gets
+        one replica per broker, and keeps one replica of slack in ``min.insync.replicas``
+        so that ``acks=all`` writes are possible at all; a cluster at least as large gets
+        exactly the declaration.
+        """
+        if brokers is None or brokers >= self.replication:
+            return self
+        min_isr = min(self.min_insync_replicas, max(1, brokers - 1))
+        return self.model_copy(update={"replication": brokers, "min_insync_replicas": min_isr})
 
 
 class TopicOverride(_Frozen):
@@ -447,6 +466,7 @@ class TopicOverride(_Frozen):
 
     partitions: Count | None = None
     replication: Count | None = None
+    min_insync_replicas: Count | None = None
     retention_ms: RetentionMs | None = None
     config: FrozenMapping[str, ConfigValue] = Field(default_factory=FrozenDict)
 
@@ -462,6 +482,8 @@ class TopicTemplate(_Frozen):
     retention_ms: RetentionMs
     config: FrozenMapping[str, ConfigValue] = Field(default_factory=FrozenDict)
     overrides: FrozenMapping[AgencyId, TopicOverride] = Field(default_factory=FrozenDict)
+    # Writes with acks=all need this many replicas in sync; at most the replication.
+    min_insync_replicas: Count = 1
 
     @property
     def scope(self) -> Literal["publishers", "implementers"] | None:
@@ -472,10 +494,12 @@ class TopicTemplate(_Frozen):
         """The concrete spec for one agency (or the shared topic), overrides applied."""
         override = self.overrides.get(agency) if agency is not None else None
         partitions, replication, retention_ms = self.partitions, self.replication, self.retention_ms
+        min_isr = self.min_insync_replicas
         config = dict(self.config)
         if override is not None:
             partitions = override.partitions or partitions
             replication = override.replication or replication
+            min_isr = override.min_insync_replicas or min_isr
             if override.retention_ms is not None:
                 retention_ms = override.retention_ms
             config.update(override.config)
@@ -485,6 +509,7 @@ class TopicTemplate(_Frozen):
             agency=agency,
             partitions=partitions,
             replication=replication,
+            min_insync_replicas=min_isr,
             cleanup_policy=self.cleanup_policy,
             retention_ms=retention_ms,
             config=config,
@@ -1293,6 +1318,24 @@ class _Parser:
         world = World(agencies=agencies, programs={}, mous=(), topic_templates=templates)
         self.check_list_partitions(world)
         self.check_topic_names_unique(world)
+        self.check_min_insync(world)
+
+    def check_min_insync(self, world: World) -> None:
+        # More replicas required in sync than exist would refuse every acks=all write.
+        for spec in world.topic_specs():
+            if spec.min_insync_replicas > spec.replication:
+                template = world.topic_templates[spec.kind]
+                override = template.overrides.get(spec.agency) if spec.agency else None
+                loc: Loc = ("topics", spec.kind)
+                if override is not None and (override.min_insync_replicas or override.replication):
+                    loc += ("overrides", spec.agency or "")
+                self.problem(
+                    TOPIC_FILE,
+                    loc + ("min_insync_replicas",),
+                    f"min_insync_replicas {spec.min_insync_replicas} exceeds the replication "
+                    f"{spec.replication} of {spec.name}: no acks=all write could succeed",
+                )
+                return
 
     def check_topic_name(self, loc: Loc, template: TopicTemplate) -> None:
         try:

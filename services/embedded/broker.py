@@ -1,8 +1,10 @@
-"""One real Apache Kafka node (broker + KRaft controller) run as a plain JVM process.
+"""Real Apache Kafka nodes (broker + KRaft controller each) run as plain JVM processes.
 
 Concord's local setup and its integration tests run against the real broker, not
-a fake, so that ACLs, SCRAM logins and TLS behave exactly as in production.  The
-node is secured the way a shared cluster would be:
+a fake, so that ACLs, SCRAM logins and TLS behave exactly as in production.  One
+node is the default (``make run``, the integration tests); three form a cluster
+for the fault tests and ``concord run --brokers 3``.  Every node is secured the way
+a shared cluster would be:
 
 * ``CLIENT`` listener: SASL_SSL with SCRAM-SHA-512, certificate from a local CA
   (:mod:`services.embedded.tls`).  This is the only listener clients use.
@@ -14,19 +16,31 @@ node is secured the way a shared cluster would be:
   principal without an ACL is refused; ``broker`` and ``concord-admin`` are
   super users.
 
+With three or more nodes the cluster is durable the way production is: every
+node is a voter of the controller quorum, replication factor 3 for new and
+internal topics (offsets, transaction state log), ``min.insync.replicas=2``
+and unclean leader election off, so an ``acks=all`` write survives the loss of
+any one node and no write is lost to an out-of-sync replica.  With fewer nodes
+each setting is what that many nodes can hold (:func:`replication_for`).
+
+For fault tests a node can be killed (SIGKILL), stopped and started, paused
+(SIGSTOP) and resumed (SIGCONT); :meth:`EmbeddedKafka.active_controller` and
+:meth:`EmbeddedKafka.partition_leader` say where to aim.
+
 The broker's own metrics (under-replicated partitions, request rates and
 latencies, bytes in/out, ...) are served for Prometheus by the JMX exporter java
-agent on a loopback port of its own (``ports.jmx``, ``metrics_url``), keeping
-only what ``deploy/prometheus/kafka-jmx.yaml`` selects.
+agent on a loopback port of each node's own (``ports.jmx``, ``metrics_url``),
+keeping only what ``deploy/prometheus/kafka-jmx.yaml`` selects.
 
 Everything lives under one work directory, which makes restarts keep data,
-ports, credentials and the CA::
+ports, credentials and the CA.  A single node keeps its files at the top; with
+more nodes each has the same files in ``node-<id>/``::
 
-    state.json          cluster id, ports (client, broker, controller, jmx), broker password,
-                        seeded users (0600)
+    state.json          cluster id, ports of each node (client, broker, controller, jmx),
+                        broker password, seeded users (0600)
+    log4j2.properties   broker logging, into each node's logs/
+    tls/                ca.pem, ca-key.pem, broker.pem (shared by the nodes)
     server.properties   rendered on every start (0600, holds the broker password)
-    log4j2.properties   broker logging, into logs/
-    tls/                ca.pem, ca-key.pem, broker.pem
     data/               log.dirs and the KRaft metadata log
     logs/               server.log (log4j2), kafka.out (JVM stdout/stderr), format.out
     broker.pid          PID of the running JVM
@@ -38,6 +52,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -52,11 +67,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
-    AdminClient,
+import httpx
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+# The package re-exports these without marking them as exported; their home module is typed.
+from confluent_kafka.admin._scram import (
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
 
@@ -69,8 +88,8 @@ ADMIN_USER = "concord-admin"
 BROKER_USER = "broker"
 HOST = "127.0.0.1"
 JMX_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "kafka-jmx.yaml"
-_NODE_ID = 1
 _SCRAM_ITERATIONS = 8192
+_SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
 _SESSION_MS = 3000
 _HEARTBEAT_MS = 500
 # SCRAM seeds are passed to the storage tool as ``[name=...,password=...]``; keep
@@ -115,24 +134,53 @@ class _State:
     """What must survive restarts of the same work directory."""
 
     cluster_id: str
-    ports: Ports
+    nodes: tuple[Ports, ...]  # node id i + 1 listens on nodes[i]
     broker_password: str
     users: dict[str, str]  # username -> sha256 of the password last applied
+
+    @property
+    def ports(self) -> Ports:
+        return self.nodes[0]
 
     @classmethod
     def load(cls, path: Path) -> _State:
         raw = json.loads(path.read_text())
-        return cls(raw["cluster_id"], Ports(**raw["ports"]), raw["broker_password"], raw["users"])
+        nodes = tuple(Ports(**p) for p in raw.get("nodes") or [raw["ports"]])
+        return cls(raw["cluster_id"], nodes, raw["broker_password"], raw["users"])
 
-    def with_ports(self, ports: Ports) -> _State:
-        return _State(self.cluster_id, ports, self.broker_password, self.users)
+    def with_nodes(self, nodes: tuple[Ports, ...]) -> _State:
+        return _State(self.cluster_id, nodes, self.broker_password, self.users)
+
+    def with_users(self, users: dict[str, str]) -> _State:
+        return _State(self.cluster_id, self.nodes, self.broker_password, users)
 
     def save(self, path: Path) -> None:
-        data = json.dumps(asdict(self), indent=2).encode()
+        doc = {
+            "cluster_id": self.cluster_id,
+            "ports": asdict(self.ports),
+            "nodes": [asdict(p) for p in self.nodes],
+            "broker_password": self.broker_password,
+            "users": self.users,
+        }
+        data = json.dumps(doc, indent=2).encode()
         fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(path.with_suffix(".tmp"), path)
+
+
+@dataclass(frozen=True)
+class Replication:
+    """What a cluster of some size can hold: new and internal topics, ``acks=all`` writes."""
+
+    factor: int
+    min_insync: int
+
+
+def replication_for(nodes: int) -> Replication:
+    """Three replicas with two in sync from three nodes on; what fewer nodes can hold below that."""
+    factor = min(nodes, 3)
+    return Replication(factor=factor, min_insync=max(1, factor - 1))
 
 
 def _digest(password: str) -> str:
@@ -193,22 +241,49 @@ def _java() -> str:
     return candidate
 
 
+@dataclass
+class _Node:
+    """One JVM of the cluster: its folder and, while this object started it, its process."""
+
+    node_id: int
+    home: Path
+    proc: subprocess.Popen[bytes] | None = None
+    log_offset: int = 0
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def log_file(self) -> Path:
+        return self.logs_dir / "server.log"
+
+    @property
+    def properties(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "broker.pid"
+
+
 class EmbeddedKafka:
-    """A single-node KRaft Kafka in *workdir*, with SCRAM users from *users*.
+    """A KRaft Kafka of *nodes* combined broker+controller nodes in *workdir*, with SCRAM users from *users*.
 
     *users* maps SCRAM-SHA-512 user names to passwords and must contain
     ``concord-admin``.  They are written into the metadata log when the storage
     is formatted; users added or re-passworded on later starts are applied via
-    the admin API.  Ports are picked on first start and kept for restarts.
+    the admin API.  Ports are picked on first start and kept for restarts; a
+    work directory keeps the number of nodes it was made with.
 
-    With *tie_to_parent* the JVM gets SIGTERM when the thread that started it
+    With *tie_to_parent* each JVM gets SIGTERM when the thread that started it
     dies (Linux ``PR_SET_PDEATHSIG`` via ``setpriv``), so a killed test run does
     not leave a broker behind.  Leave it off when the broker must outlive the
     starting process (scripts that start it and exit).
 
-    With *jmx_exporter* (the default) the JVM runs the Prometheus JMX exporter
+    With *jmx_exporter* (the default) each JVM runs the Prometheus JMX exporter
     agent (resolved beside *libs_dir*, see :func:`jmx_exporter_jar`) with the rules
-    in *jmx_rules*, serving ``metrics_url``.
+    in *jmx_rules*, serving ``metrics_urls``.
     """
 
     def __init__(
@@ -217,6 +292,7 @@ class EmbeddedKafka:
         users: Mapping[str, str],
         *,
         libs_dir: Path,
+        nodes: int = 1,
         client_port: int | None = None,
         heap: str = "512m",
         tie_to_parent: bool = False,
@@ -229,25 +305,33 @@ class EmbeddedKafka:
             raise ConfigError(f"{BROKER_USER!r} is the internal broker principal, not a SCRAM user")
         for name, password in users.items():
             if not _SAFE.match(name) or not _SAFE.match(password):
-                raise ConfigError(
-                    "SCRAM user names and passwords must match [A-Za-z0-9._@+-]{1,128}", user=name
-                )
+                raise ConfigError("SCRAM user names and passwords must match [A-Za-z0-9._@+-]{1,128}", user=name)
         size = re.fullmatch(r"(\d+)([mMgG])", heap)
         if not size or int(size[1]) * (1024 if size[2] in "gG" else 1) < 128:
             raise ConfigError("heap must be at least 128m, written like 512m or 1g", heap=heap)
+        if not 1 <= nodes <= 9:
+            raise ConfigError("an embedded cluster has 1 to 9 nodes", nodes=nodes)
         self.workdir = Path(workdir).resolve()
         self.users = dict(users)
-        self.libs_dir = Path(libs_dir).resolve()  # the JVM runs in workdir
+        self.libs_dir = Path(libs_dir).resolve()  # the JVMs run in their node folders
         self.heap = heap
         self.tie_to_parent = tie_to_parent
         self.jmx_exporter = jmx_exporter
         self.jmx_rules = Path(jmx_rules).resolve()
+        self.replication = replication_for(nodes)
         self._requested_client_port = client_port
-        self._proc: subprocess.Popen[bytes] | None = None
         self._state: _State | None = None
-        self._log_offset = 0
+        self._nodes = {
+            i: _Node(i, self.workdir if nodes == 1 else self.workdir / f"node-{i}") for i in range(1, nodes + 1)
+        }
+        self._paused: set[int] = set()
+        self._admin_clients: dict[tuple[int, ...], AdminClient] = {}
 
     # -- paths and addresses -------------------------------------------------
+
+    @property
+    def node_ids(self) -> tuple[int, ...]:
+        return tuple(self._nodes)
 
     @property
     def tls_dir(self) -> Path:
@@ -255,11 +339,15 @@ class EmbeddedKafka:
 
     @property
     def logs_dir(self) -> Path:
-        return self.workdir / "logs"
+        """The first node's logs (the only node's, by default)."""
+        return self._nodes[1].logs_dir
 
     @property
     def log_file(self) -> Path:
-        return self.logs_dir / "server.log"
+        return self._nodes[1].log_file
+
+    def node_log_file(self, node_id: int) -> Path:
+        return self._node(node_id).log_file
 
     @property
     def ca_file(self) -> Path:
@@ -267,84 +355,106 @@ class EmbeddedKafka:
 
     @property
     def ports(self) -> Ports:
+        """The first node's ports."""
         return self._ensure_state().ports
+
+    def node_ports(self, node_id: int) -> Ports:
+        self._node(node_id)
+        return self._ensure_state().nodes[node_id - 1]
 
     @property
     def bootstrap(self) -> str:
-        return f"{HOST}:{self.ports.client}"
+        """Every node's client listener: clients find the cluster through any node that is up."""
+        return ",".join(f"{HOST}:{p.client}" for p in self._ensure_state().nodes)
 
     @property
     def metrics_address(self) -> str | None:
-        """``host:port`` of the JMX exporter (a Prometheus target), or None without the agent."""
-        port = self.ports.jmx if self.jmx_exporter else None
-        return f"{HOST}:{port}" if port else None
+        """``host:port`` of the first node's JMX exporter (a Prometheus target), or None without the agent."""
+        return self.metrics_addresses().get(1)
 
     @property
     def metrics_url(self) -> str | None:
-        """The JMX exporter's Prometheus endpoint, or None without the agent."""
+        """The first node's JMX exporter endpoint, or None without the agent."""
         return f"http://{self.metrics_address}/metrics" if self.metrics_address else None
+
+    def metrics_addresses(self) -> dict[int, str]:
+        """node id -> ``host:port`` of its JMX exporter; empty without the agent."""
+        if not self.jmx_exporter:
+            return {}
+        return {i: f"{HOST}:{p.jmx}" for i, p in zip(self._nodes, self._ensure_state().nodes, strict=True) if p.jmx}
 
     @property
     def pid(self) -> int | None:
-        """PID of the broker JVM if one is running for this work directory."""
-        if self._proc is not None and self._proc.poll() is None:
-            return self._proc.pid
-        return self._adoptable_pid()
+        """PID of the first node's JVM if it is running (the only node's, by default)."""
+        return self.node_pid(1)
+
+    def node_pid(self, node_id: int) -> int | None:
+        """PID of that node's JVM if one is running for this work directory."""
+        node = self._node(node_id)
+        if node.proc is not None and node.proc.poll() is None:
+            return node.proc.pid
+        return self._adoptable_pid(node)
+
+    def running_nodes(self) -> tuple[int, ...]:
+        return tuple(i for i in self._nodes if self.node_pid(i) is not None)
 
     @property
     def running(self) -> bool:
-        return self.pid is not None
+        return bool(self.running_nodes())
 
     def access(self, username: str) -> KafkaAccess:
-        """Client settings for a seeded user on the CLIENT listener."""
+        """Client settings for a seeded user on the CLIENT listeners."""
         if username not in self.users:
             raise ConfigError("not a user of this embedded broker", user=username)
-        return KafkaAccess(bootstrap=self.bootstrap, ca_file=self.ca_file).as_principal(
-            username, self.users[username]
-        )
+        return KafkaAccess(bootstrap=self.bootstrap, ca_file=self.ca_file).as_principal(username, self.users[username])
 
-    # -- lifecycle -------------------------------------------------------------
+    # -- lifecycle of the whole cluster -----------------------------------------
 
     def start(self, timeout: float = 90.0) -> None:
-        """Format if needed, launch the JVM and wait until concord-admin can log in."""
+        """Format if needed, launch every JVM and wait until concord-admin can log in and sees every node."""
         if self.running:
             raise ConfigError("a broker is already running for this work directory", pid=self.pid)
         deadline = time.monotonic() + timeout
         state = self._ensure_state()
-        self.logs_dir.mkdir(parents=True, exist_ok=True)
         # A fresh leaf on every start never expires under a long-lived workdir;
         # the CA is reused, so clients keep trusting the same ca.pem.
         tls.issue_broker_cert(self.tls_dir, tls.DEFAULT_HOSTS)
-        self._write_configs(state)
-        if not (self.workdir / "data" / "meta.properties").exists():
-            self._format(state, deadline)
-        self._launch()
+        (self.workdir / "log4j2.properties").write_text(_LOG4J2)
+        for node in self._nodes.values():
+            node.logs_dir.mkdir(parents=True, exist_ok=True)
+            self._write_properties(node, state)
+        for node in self._nodes.values():
+            if not (node.home / "data" / "meta.properties").exists():
+                self._format(node, state, deadline)
+        for node in self._nodes.values():
+            self._launch(node)
         try:
-            self._wait_ready(deadline)
+            self._wait_ready(deadline, set(self._nodes))
             self._apply_users(self._ensure_state())
+            if len(self._nodes) > 1:
+                self._prepare_coordinators(deadline)
         except BaseException:
             self.stop(grace=10.0)
             raise
 
     def stop(self, grace: float = 30.0) -> None:
-        """SIGTERM (controlled shutdown), then SIGKILL after *grace* seconds."""
-        pid = self.pid
-        if pid is None:
-            self._forget()
-            return
-        os.kill(pid, signal.SIGTERM)
-        if not self._wait_exit(pid, grace):
-            os.kill(pid, signal.SIGKILL)
-            self._wait_exit(pid, 10.0)
-        self._forget()
+        """SIGTERM every node (controlled shutdown), then SIGKILL what is left after *grace* seconds."""
+        self.resume_all()
+        pids = {i: pid for i in self._nodes if (pid := self.node_pid(i)) is not None}
+        for pid in pids.values():
+            os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + grace
+        for i, pid in pids.items():
+            if not self._wait_exit(self._nodes[i], pid, max(0.1, end - time.monotonic())):
+                os.kill(pid, signal.SIGKILL)
+                self._wait_exit(self._nodes[i], pid, 10.0)
+        for node in self._nodes.values():
+            self._forget(node)
 
     def kill(self) -> None:
-        """SIGKILL the broker: a crash, for fault tests.  Data stays for a restart."""
-        pid = self.pid
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-            self._wait_exit(pid, 10.0)
-        self._forget()
+        """SIGKILL every node: a crash, for fault tests.  Data stays for a restart."""
+        for i in self._nodes:
+            self.kill_node(i)
 
     def restart(self, timeout: float = 90.0) -> None:
         self.stop()
@@ -362,57 +472,184 @@ class EmbeddedKafka:
     ) -> None:
         self.stop()
 
+    # -- one node at a time (fault tests) ---------------------------------------------
+
+    def kill_node(self, node_id: int) -> None:
+        """SIGKILL one node (``kill -9``): no controlled shutdown, its data stays for a restart."""
+        node = self._node(node_id)
+        pid = self.node_pid(node_id)
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
+            self._wait_exit(node, pid, 10.0)
+        self._paused.discard(node_id)
+        self._forget(node)
+
+    def stop_node(self, node_id: int, grace: float = 30.0) -> None:
+        """SIGTERM one node (controlled shutdown: its leaderships move first), SIGKILL after *grace*."""
+        node = self._node(node_id)
+        self.resume_node(node_id)
+        pid = self.node_pid(node_id)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            if not self._wait_exit(node, pid, grace):
+                os.kill(pid, signal.SIGKILL)
+                self._wait_exit(node, pid, 10.0)
+        self._forget(node)
+
+    def start_node(self, node_id: int, timeout: float = 90.0) -> None:
+        """Start one stopped or killed node; return once the cluster lists it as a live broker again."""
+        node = self._node(node_id)
+        if self.node_pid(node_id) is not None:
+            raise ConfigError("that node is already running", node=node_id, pid=self.node_pid(node_id))
+        self._write_properties(node, self._ensure_state())
+        self._launch(node)
+        try:
+            self._wait_ready(time.monotonic() + timeout, {node_id})
+        except BaseException:
+            self.kill_node(node_id)
+            raise
+
+    def pause_node(self, node_id: int) -> None:
+        """SIGSTOP one node: alive to the OS, silent to the cluster (a long GC pause, a hung disk)."""
+        pid = self.node_pid(node_id)
+        if pid is None:
+            raise ConfigError("that node is not running", node=node_id)
+        os.kill(pid, signal.SIGSTOP)
+        self._paused.add(node_id)
+
+    def resume_node(self, node_id: int) -> None:
+        """SIGCONT a node paused by :meth:`pause_node`."""
+        pid = self.node_pid(node_id)
+        if pid is not None and node_id in self._paused:
+            os.kill(pid, signal.SIGCONT)
+        self._paused.discard(node_id)
+
+    def resume_all(self) -> None:
+        for i in list(self._paused):
+            self.resume_node(i)
+
+    # -- where things are (fault tests) -------------------------------------------------
+
+    def live_brokers(self, timeout: float = 10.0) -> tuple[int, ...]:
+        """Node ids the cluster's metadata lists as live brokers (registered and not fenced)."""
+        try:
+            md = self._admin().list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"cannot read cluster metadata: {exc}") from None
+        return tuple(sorted(md.brokers))
+
+    def partition_leader(self, topic: str, partition: int, timeout: float = 10.0) -> int:
+        """The node id leading ``topic[partition]`` now (-1 while it has no leader)."""
+        return self.partition_state(topic, partition, timeout)[0]
+
+    def partition_state(self, topic: str, partition: int, timeout: float = 10.0) -> tuple[int, tuple[int, ...]]:
+        """``(leader, in-sync replicas)`` of ``topic[partition]``, as the cluster's metadata says now."""
+        try:
+            md = self._admin().list_topics(topic, timeout=timeout)
+        except KafkaException as exc:
+            raise BrokerUnavailable(f"cannot read metadata of {topic}: {exc}") from None
+        t = md.topics.get(topic)
+        if t is None or t.error is not None or partition not in t.partitions:
+            raise BrokerUnavailable(
+                f"no partition {partition} of {topic} in the metadata", error=None if t is None else t.error
+            )
+        p = t.partitions[partition]
+        return p.leader, tuple(sorted(p.isrs))
+
+    def active_controller(self, timeout: float = 10.0) -> int:
+        """The node id of the active KRaft controller (the quorum's leader).
+
+        Read from each running node's ``ActiveControllerCount`` (1 on the active
+        controller, 0 elsewhere) through its JMX exporter, so it needs the agent.
+        Paused nodes are not asked (they cannot answer); raises when no node says
+        it is active before *timeout*, which is also what a quorum without a leader looks like.
+        """
+        urls = {i: f"http://{a}/metrics" for i, a in self.metrics_addresses().items()}
+        if not urls:
+            raise ConfigError("active_controller reads the JMX exporter: start the cluster with jmx_exporter=True")
+        deadline = time.monotonic() + timeout
+        while True:
+            for i in self.running_nodes():
+                if i in self._paused:
+                    continue
+                if _active_controller_count(urls[i]) == 1:
+                    return i
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"no node reports itself the active controller within {timeout:.0f}s")
+            time.sleep(0.2)
+
     # -- internals ---------------------------------------------------------------
+
+    def _node(self, node_id: int) -> _Node:
+        node = self._nodes.get(node_id)
+        if node is None:
+            raise ConfigError("no such node in this cluster", node=node_id, nodes=list(self._nodes))
+        return node
 
     def _ensure_state(self) -> _State:
         if self._state is not None:
             return self._state
         path = self.workdir / "state.json"
+        count = len(self._nodes)
         if path.exists():
             state = _State.load(path)
             wanted = self._requested_client_port
             if wanted is not None and wanted != state.ports.client:
                 raise ConfigError(
                     "work directory was set up with another client port",
-                    workdir=self.workdir, port=state.ports.client, requested=wanted,
+                    workdir=self.workdir,
+                    port=state.ports.client,
+                    requested=wanted,
+                )
+            if len(state.nodes) != count:
+                raise ConfigError(
+                    f"work directory holds a cluster of {len(state.nodes)} node(s), not {count}: "
+                    "use another directory (or remove it) to change the number of nodes",
+                    workdir=self.workdir,
                 )
         else:
             self.workdir.mkdir(parents=True, exist_ok=True)
             wanted = self._requested_client_port
-            picked = _free_ports(3 if wanted else 4)
-            broker, controller, jmx = picked[:3]
-            client = wanted or picked[3]
+            picked = iter(_free_ports(4 * count))
+            nodes = []
+            for i in range(count):
+                client = wanted if (wanted and i == 0) else next(picked)
+                nodes.append(Ports(client=client, broker=next(picked), controller=next(picked), jmx=next(picked)))
             state = _State(
                 cluster_id=base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
-                ports=Ports(client=client, broker=broker, controller=controller, jmx=jmx),
+                nodes=tuple(nodes),
                 broker_password=secrets.token_urlsafe(24),
                 users={},
             )
             state.save(path)
-        if state.ports.jmx is None and self.jmx_exporter:  # a work directory from before the agent
-            busy = {state.ports.client, state.ports.broker, state.ports.controller}
-            jmx = next(p for p in _free_ports(4) if p not in busy)
-            state = state.with_ports(Ports(state.ports.client, state.ports.broker, state.ports.controller, jmx))
+        if self.jmx_exporter and any(p.jmx is None for p in state.nodes):  # a work directory from before the agent
+            busy = {q for p in state.nodes for q in (p.client, p.broker, p.controller, p.jmx)}
+            spare = iter(p for p in _free_ports(4 * count + 4) if p not in busy)
+            state = state.with_nodes(
+                tuple(
+                    p if p.jmx is not None else Ports(p.client, p.broker, p.controller, next(spare))
+                    for p in state.nodes
+                )
+            )
             state.save(path)
         self._state = state
         return state
 
-    def _server_properties(self, state: _State) -> str:
-        p, pw = state.ports, state.broker_password
+    def _server_properties(self, node: _Node, state: _State) -> str:
+        p, pw = state.nodes[node.node_id - 1], state.broker_password
         plain = (
             "org.apache.kafka.common.security.plain.PlainLoginModule required "
             f'username="{BROKER_USER}" password="{pw}" user_{BROKER_USER}="{pw}";'
         )
-        data = self.workdir / "data"
+        voters = ",".join(f"{i}@{HOST}:{q.controller}" for i, q in enumerate(state.nodes, start=1))
+        factor, min_isr = str(self.replication.factor), str(self.replication.min_insync)
         conf = {
             "process.roles": "broker,controller",
-            "node.id": str(_NODE_ID),
-            "controller.quorum.voters": f"{_NODE_ID}@{HOST}:{p.controller}",
-            "listeners": f"CLIENT://{HOST}:{p.client},BROKER://{HOST}:{p.broker},"
-            f"CONTROLLER://{HOST}:{p.controller}",
+            "node.id": str(node.node_id),
+            "controller.quorum.voters": voters,
+            "listeners": f"CLIENT://{HOST}:{p.client},BROKER://{HOST}:{p.broker},CONTROLLER://{HOST}:{p.controller}",
             "advertised.listeners": f"CLIENT://{HOST}:{p.client},BROKER://{HOST}:{p.broker}",
-            "listener.security.protocol.map": "CLIENT:SASL_SSL,BROKER:SASL_PLAINTEXT,"
-            "CONTROLLER:SASL_PLAINTEXT",
+            "listener.security.protocol.map": "CLIENT:SASL_SSL,BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
             "inter.broker.listener.name": "BROKER",
             "controller.listener.names": "CONTROLLER",
             "sasl.mechanism.inter.broker.protocol": "PLAIN",
@@ -422,8 +659,7 @@ class EmbeddedKafka:
             "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
             "listener.name.controller.plain.sasl.jaas.config": plain,
             "listener.name.client.sasl.enabled.mechanisms": "SCRAM-SHA-512",
-            "listener.name.client.scram-sha-512.sasl.jaas.config":
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.client.scram-sha-512.sasl.jaas.config": _SCRAM_LOGIN,
             "listener.name.client.ssl.keystore.type": "PEM",
             "listener.name.client.ssl.keystore.location": str(self.tls_dir / tls.BROKER_PEM),
             "listener.name.client.ssl.truststore.type": "PEM",
@@ -432,21 +668,23 @@ class EmbeddedKafka:
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "allow.everyone.if.no.acl.found": "false",
             "super.users": f"User:{BROKER_USER};User:{ADMIN_USER}",
-            "log.dirs": str(data),
+            "log.dirs": str(node.home / "data"),
             "num.partitions": "1",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
+            "default.replication.factor": factor,
+            "min.insync.replicas": min_isr,
+            "unclean.leader.election.enable": "false",
+            "offsets.topic.replication.factor": factor,
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": factor,
+            "transaction.state.log.min.isr": min_isr,
             "transaction.state.log.num.partitions": "10",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": factor,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             # A restarted controller gives every registered broker a fresh session,
             # so the restarted broker cannot re-register until that session expires
-            # (9 s by default).  A short session keeps restarts quick.
+            # (9 s by default).  A short session keeps restarts quick, and a node that
+            # stops answering (killed, paused) is fenced and leaves the ISRs quickly.
             "broker.session.timeout.ms": str(_SESSION_MS),
             "broker.heartbeat.interval.ms": str(_HEARTBEAT_MS),
             "auto.create.topics.enable": "false",
@@ -454,14 +692,13 @@ class EmbeddedKafka:
         }
         return "".join(f"{k}={v}\n" for k, v in conf.items())
 
-    def _write_configs(self, state: _State) -> None:
-        props = self.workdir / "server.properties"
-        fd = os.open(props, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    def _write_properties(self, node: _Node, state: _State) -> None:
+        node.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(node.properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(self._server_properties(state))
-        (self.workdir / "log4j2.properties").write_text(_LOG4J2)
+            fh.write(self._server_properties(node, state))
 
-    def _jvm(self, main: str, *, heap: str, options: tuple[str, ...] = ()) -> list[str]:
+    def _jvm(self, node: _Node, main: str, *, heap: str, options: tuple[str, ...] = ()) -> list[str]:
         return [
             _java(),
             f"-Xmx{heap}",
@@ -470,7 +707,7 @@ class EmbeddedKafka:
             "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true",
             "-Dlog4j2.shutdownHookEnabled=false",
-            f"-Dkafka.logs.dir={self.logs_dir}",
+            f"-Dkafka.logs.dir={node.logs_dir}",
             f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
             *options,
             "-cp",
@@ -478,91 +715,165 @@ class EmbeddedKafka:
             main,
         ]
 
-    def _format(self, state: _State, deadline: float) -> None:
-        cmd = self._jvm("kafka.tools.StorageTool", heap="256m") + [
+    def _format(self, node: _Node, state: _State, deadline: float) -> None:
+        cmd = self._jvm(node, "kafka.tools.StorageTool", heap="256m") + [
             "format",
             # "=" form: a urlsafe-base64 id may start with "-" and read as an option.
             f"--cluster-id={state.cluster_id}",
-            "--config", str(self.workdir / "server.properties"),
+            "--config",
+            str(node.properties),
         ]
         for name, password in self.users.items():
             cmd += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
-        out = self.logs_dir / "format.out"
+        out = node.logs_dir / "format.out"
         with out.open("wb") as fh:
             try:
-                done = subprocess.run(
-                    cmd, stdout=fh, stderr=subprocess.STDOUT, check=False,
+                done = subprocess.run(  # noqa: S603 - the JVM and arguments are ours
+                    cmd,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    check=False,
                     timeout=max(1.0, deadline - time.monotonic()),
                 )
             except subprocess.TimeoutExpired as exc:
                 raise BrokerUnavailable("formatting Kafka storage timed out", log=out) from exc
         if done.returncode != 0:
             raise ConfigError(
-                "formatting Kafka storage failed:\n" + _tail(out), exit_code=done.returncode
+                "formatting Kafka storage failed:\n" + _tail(out), exit_code=done.returncode, node=node.node_id
             )
-        state = _State(
-            state.cluster_id, state.ports, state.broker_password,
-            {n: _digest(p) for n, p in self.users.items()},
-        )
+        state = self._ensure_state().with_users({n: _digest(p) for n, p in self.users.items()})
         state.save(self.workdir / "state.json")
         self._state = state
 
-    def _agent_options(self) -> tuple[str, ...]:
+    def _agent_options(self, node_id: int = 1) -> tuple[str, ...]:
         """``-javaagent:`` for the JMX exporter, bound to loopback like the listeners."""
         if not self.jmx_exporter:
             return ()
         jar = jmx_exporter_jar(self.libs_dir)
         if not jar.is_file():
-            raise ConfigError("the Prometheus JMX exporter agent is missing: run `make kafka` (or pass "
-                              "jmx_exporter=False)", expected=jar)
+            raise ConfigError(
+                "the Prometheus JMX exporter agent is missing: run `make kafka` (or pass jmx_exporter=False)",
+                expected=jar,
+            )
         if not self.jmx_rules.is_file():
             raise ConfigError("the JMX exporter rules file is missing", path=self.jmx_rules)
-        return (f"-javaagent:{jar}={HOST}:{self.ports.jmx}:{self.jmx_rules}",)
+        return (f"-javaagent:{jar}={HOST}:{self.node_ports(node_id).jmx}:{self.jmx_rules}",)
 
-    def _launch(self) -> None:
-        cmd = self._jvm("kafka.Kafka", heap=self.heap, options=self._agent_options()) + [
-            str(self.workdir / "server.properties")]
-        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+    def _launch(self, node: _Node) -> None:
+        cmd = self._jvm(node, "kafka.Kafka", heap=self.heap, options=self._agent_options(node.node_id)) + [
+            str(node.properties)
+        ]
+        node.log_offset = node.log_file.stat().st_size if node.log_file.exists() else 0
         setpriv = shutil.which("setpriv")
         if self.tie_to_parent and setpriv:
             cmd = [setpriv, "--pdeathsig", "TERM", "--"] + cmd
-        with (self.logs_dir / "kafka.out").open("ab") as out:
-            self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                cwd=self.workdir, start_new_session=True,
+        with (node.logs_dir / "kafka.out").open("ab") as out:
+            node.proc = subprocess.Popen(  # noqa: S603 - the JVM and arguments are ours
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=node.home,
+                start_new_session=True,
             )
-        (self.workdir / "broker.pid").write_text(f"{self._proc.pid}\n")
+        node.pid_file.write_text(f"{node.proc.pid}\n")
 
     def _admin(self) -> AdminClient:
-        conf = self.access(ADMIN_USER).confluent_config()
-        conf.update({"reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 500})
-        return AdminClient(conf)
+        """An admin client bootstrapped from the nodes that can answer now (running, not paused).
 
-    def _wait_ready(self, deadline: float) -> None:
-        """Ready means a SCRAM login as concord-admin over TLS gets metadata back."""
+        One per set of such nodes, kept (librdkafka must not be torn down with requests in
+        flight): a client that knows only a paused node's peers does not wait on it, while the
+        paused node's own connections stay open.
+        """
+        able = tuple(i for i in self.running_nodes() if i not in self._paused) or tuple(self._nodes)
+        client = self._admin_clients.get(able)
+        if client is None:
+            bootstrap = ",".join(f"{HOST}:{self.node_ports(i).client}" for i in able)
+            conf = self.access(ADMIN_USER).model_copy(update={"bootstrap": bootstrap}).confluent_config()
+            conf.update({"reconnect.backoff.ms": 100, "reconnect.backoff.max.ms": 500})
+            # librdkafka logs every refused connection (a node down on purpose); failures reach callers.
+            client = self._admin_clients[able] = AdminClient(conf, logger=_rdkafka_log)
+        return client
+
+    def _wait_ready(self, deadline: float, expected: set[int]) -> None:
+        """Ready means a SCRAM login as concord-admin over TLS gets metadata listing every *expected* node."""
         admin: AdminClient | None = None
         last = "client port not open"
         while time.monotonic() < deadline:
-            if self._proc is None or self._proc.poll() is not None:
-                code = None if self._proc is None else self._proc.returncode
-                self._forget()
-                raise BrokerUnavailable(
-                    f"Kafka exited during startup (exit code {code}):\n{self._log_tail()}",
-                    workdir=self.workdir,
-                )
-            if admin is None and _port_open(self.ports.client):
+            for i in expected:
+                node = self._nodes[i]
+                if node.proc is None or node.proc.poll() is not None:
+                    code = None if node.proc is None else node.proc.returncode
+                    tail = self._log_tail(node)
+                    self._forget(node)
+                    raise BrokerUnavailable(
+                        f"Kafka exited during startup (exit code {code}):\n{tail}",
+                        workdir=node.home,
+                    )
+            if admin is None and any(_port_open(self.node_ports(i).client) for i in expected):
                 admin = self._admin()
             if admin is not None:
                 try:
-                    admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
-                    return
+                    md = admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
+                    if expected <= set(md.brokers):
+                        return
+                    last = f"live brokers {sorted(md.brokers)}, waiting for {sorted(expected)}"
                 except KafkaException as exc:
                     last = str(exc)
             time.sleep(0.2)
         raise BrokerUnavailable(
-            f"Kafka did not accept a SCRAM login in time ({last}):\n{self._log_tail()}",
+            f"Kafka did not accept a SCRAM login in time ({last}):\n"
+            + "\n".join(self._log_tail(self._nodes[i]) for i in sorted(expected)),
             workdir=self.workdir,
         )
+
+    def _prepare_coordinators(self, deadline: float) -> None:
+        """Create the offsets and transaction state topics now, and wait until every partition is fully in sync.
+
+        Brokers create them on first use (a consumer group's coordinator, a transactional
+        producer); on a fresh cluster of several nodes that takes seconds of elections during
+        which the first clients' commits stall, so a cluster counts as started once its
+        coordinators are ready.
+        """
+        access = self.access(ADMIN_USER)
+        producer = Producer(
+            {**access.confluent_producer_config(), "transactional.id": "concord-embedded-start"}, logger=_rdkafka_log
+        )
+        consumer = Consumer(
+            {**access.confluent_config(), "group.id": "concord-embedded-start", "enable.auto.commit": False},
+            logger=_rdkafka_log,
+        )
+        internal = ("__consumer_offsets", "__transaction_state")
+        last, initialised = "not started", False
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    if not initialised:
+                        producer.init_transactions(5.0)
+                        initialised = True
+                    consumer.committed([TopicPartition(internal[0], 0)], timeout=5.0)  # asks the coordinator
+                    md = self._admin().list_topics(timeout=5)
+                except KafkaException as exc:
+                    last = str(exc)
+                    time.sleep(0.5)
+                    continue
+                ready = {
+                    t: t in md.topics
+                    and bool(md.topics[t].partitions)
+                    and all(
+                        p.leader >= 0 and len(p.isrs) == self.replication.factor
+                        for p in md.topics[t].partitions.values()
+                    )
+                    for t in internal
+                }
+                if all(ready.values()):
+                    return
+                last = f"internal topics ready: {ready}"
+                time.sleep(0.5)
+        finally:
+            consumer.close()
+            producer.flush(5.0)
+        raise BrokerUnavailable(f"the cluster's coordinators were not ready in time ({last})", workdir=self.workdir)
 
     def _apply_users(self, state: _State) -> None:
         """Create or re-password users that differ from what the metadata log holds."""
@@ -570,49 +881,45 @@ class EmbeddedKafka:
         if not changed:
             return
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, _SCRAM_ITERATIONS)
-        upserts = [UserScramCredentialUpsertion(n, info, p.encode()) for n, p in changed.items()]
+        upserts: list[UserScramCredentialAlteration] = [
+            UserScramCredentialUpsertion(n, info, p.encode()) for n, p in changed.items()
+        ]
         admin = self._admin()
         try:
             for fut in admin.alter_user_scram_credentials(upserts).values():
                 fut.result(timeout=30)
         except (KafkaException, TimeoutError) as exc:
-            raise BrokerUnavailable(
-                f"could not set SCRAM users: {exc}", users=sorted(changed)
-            ) from exc
-        state = _State(
-            state.cluster_id, state.ports, state.broker_password,
-            {**state.users, **{n: _digest(p) for n, p in changed.items()}},
-        )
+            raise BrokerUnavailable(f"could not set SCRAM users: {exc}", users=sorted(changed)) from exc
+        state = state.with_users({**state.users, **{n: _digest(p) for n, p in changed.items()}})
         state.save(self.workdir / "state.json")
         self._state = state
 
-    def _log_tail(self) -> str:
+    def _log_tail(self, node: _Node) -> str:
         """Errors of this launch first (the cause), then the last lines of both logs."""
-        lines = _read_from(self.log_file, self._log_offset)
+        lines = _read_from(node.log_file, node.log_offset)
         parts = [
             "\n".join(_first_errors(lines)),
             "\n".join(lines[-15:]),
-            _tail(self.logs_dir / "kafka.out", 15),
+            _tail(node.logs_dir / "kafka.out", 15),
         ]
         return "\n...\n".join(part for part in parts if part)
 
-    def _adoptable_pid(self) -> int | None:
-        """PID from broker.pid, only if that process is this work directory's broker."""
+    def _adoptable_pid(self, node: _Node) -> int | None:
+        """PID from broker.pid, only if that process is this node's broker."""
         try:
-            pid = int((self.workdir / "broker.pid").read_text().strip())
+            pid = int(node.pid_file.read_text().strip())
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return None
-        props = str(self.workdir / "server.properties").encode()
-        return pid if b"kafka.Kafka" in cmdline and props in cmdline else None
+        return pid if b"kafka.Kafka" in cmdline and str(node.properties).encode() in cmdline else None
 
-    def _wait_exit(self, pid: int, timeout: float) -> bool:
-        if self._proc is not None and self._proc.pid == pid:
+    def _wait_exit(self, node: _Node, pid: int, timeout: float) -> bool:
+        if node.proc is not None and node.proc.pid == pid:
             try:
-                self._proc.wait(timeout)
-                return True
+                node.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 return False
+            return True
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if not Path(f"/proc/{pid}").exists():
@@ -620,10 +927,24 @@ class EmbeddedKafka:
             time.sleep(0.1)
         return False
 
-    def _forget(self) -> None:
-        if self._proc is not None:
+    def _forget(self, node: _Node) -> None:
+        if node.proc is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(0)
-        self._proc = None
+                node.proc.wait(0)
+        node.proc = None
         with contextlib.suppress(FileNotFoundError):
-            (self.workdir / "broker.pid").unlink()
+            node.pid_file.unlink()
+
+
+_rdkafka_log = logging.getLogger("concord.rdkafka")
+_ACTIVE_CONTROLLER = re.compile(r"^kafka_controller_kafkacontroller_activecontrollercount\S*\s+([0-9.]+)", re.M)
+
+
+def _active_controller_count(url: str) -> int | None:
+    """``ActiveControllerCount`` from one node's JMX exporter, or None when it does not answer."""
+    try:
+        body = httpx.get(url, timeout=2.0).text
+    except httpx.HTTPError:
+        return None
+    found = _ACTIVE_CONTROLLER.search(body)
+    return int(float(found[1])) if found else None

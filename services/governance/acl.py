@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # not in its __all__
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic  # typed here; confluent_kafka.admin re-exports it untyped
 
 from services.core.errors import BrokerUnavailable
 from services.core.governance_plan import (
@@ -89,6 +90,7 @@ class Governance:
     world: World
     namespace: str
     credentials_file: Path
+    brokers: int | None = None  # a cluster smaller than topics/ declares replicas for (TopicSpec.fitted)
     _admin: AdminClient | None = field(default=None, init=False, repr=False)
 
     @property
@@ -118,7 +120,9 @@ class Governance:
         at = at or datetime.now(UTC)
         live = self.read_live()
         drains = self.measure(drain_candidates(self.world, self.namespace, at, live))
-        return make_plan(self.world, self.namespace, at, live, drains, force_withdraw=force_withdraw)
+        return make_plan(
+            self.world, self.namespace, at, live, drains, force_withdraw=force_withdraw, brokers=self.brokers
+        )
 
     def fingerprint_for(self, plan: Plan) -> tuple[str, LiveState]:
         """The live fingerprint as ``plan`` computed it: same scope, same draining agencies."""
@@ -150,8 +154,8 @@ class Governance:
         changed = bool(users or created or reconfigured or added or removed or quotas)
         written = changed or live.ledger is None or live.ledger.content() != ledger.content()
         if written:
-            registry = self.world.topic_templates["registry"]
-            ensure_ledger_topic(self.admin, self.namespace, registry.replication)
+            registry = self.world.topic_spec("registry", namespace=self.namespace).fitted(self.brokers)
+            ensure_ledger_topic(self.admin, self.namespace, registry.replication, registry.min_insync_replicas)
             write_ledger(self.access, ledger)
         return ApplyResult(
             len(added), len(removed), tuple(created), tuple(sorted(reconfigured)), tuple(users), written, quotas

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from services.core.access import ADMIN
-from services.core.governance_plan import DEFAULT_MAX_DELETIONS, Plan
 from services.core.errors import ConfigError
+from services.core.governance_plan import DEFAULT_MAX_DELETIONS, Plan
 
 EXIT_DRIFT = 1
 
@@ -43,8 +43,13 @@ def _governance(args: argparse.Namespace) -> Any:
     from services.governance.acl import Governance
 
     settings = _settings(args)
-    return Governance(access=settings.access(ADMIN), world=load_world(settings.world_dir),
-                      namespace=settings.effective_namespace(), credentials_file=settings.credentials_file)
+    return Governance(
+        access=settings.access(ADMIN),
+        world=load_world(settings.world_dir),
+        namespace=settings.effective_namespace(),
+        credentials_file=settings.credentials_file,
+        brokers=settings.cluster_size(),
+    )
 
 
 def cmd_acl_plan(args: argparse.Namespace) -> int:
@@ -57,8 +62,10 @@ def cmd_acl_plan(args: argparse.Namespace) -> int:
     else:
         print(plan.render(max_deletions=args.max_deletions))
         if args.out:
-            print(f"Saved to {args.out}: `concord acl apply --plan {args.out}` applies exactly this, "
-                  "if the cluster has not changed meanwhile.")
+            print(
+                f"Saved to {args.out}: `concord acl apply --plan {args.out}` applies exactly this, "
+                "if the cluster has not changed meanwhile."
+            )
     return 0
 
 
@@ -118,10 +125,13 @@ def cmd_registry_publish(args: argparse.Namespace) -> int:
     settings = _settings(args)
     keyring = load_keyring(settings.keys_path)
     signer = load_signer(settings.keys_path, ADMIN)
-    pub = publish_registry(settings.access(ADMIN), settings.effective_namespace(), load_world(settings.world_dir),
-                           keyring, signer)
-    print(f"published registry serial {pub.serial} to {pub.topic}: {pub.records} signed record(s), "
-          f"{pub.tombstones} tombstone(s), at {pub.published_at.isoformat()}")
+    pub = publish_registry(
+        settings.access(ADMIN), settings.effective_namespace(), load_world(settings.world_dir), keyring, signer
+    )
+    print(
+        f"published registry serial {pub.serial} to {pub.topic}: {pub.records} signed record(s), "
+        f"{pub.tombstones} tombstone(s), at {pub.published_at.isoformat()}"
+    )
     return 0
 
 
@@ -137,19 +147,37 @@ def add_commands(sub: Any) -> None:
     common(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--out", help="save the plan for `concord acl apply --plan FILE`")
-    p.add_argument("--max-deletions", type=int, default=DEFAULT_MAX_DELETIONS,
-                   help="warn when the plan removes more bindings than this")
-    p.add_argument("--force-withdraw", action="append", default=[], metavar="AGENCY",
-                   help="withdraw AGENCY's directive access without waiting for it to drain")
+    p.add_argument(
+        "--max-deletions",
+        type=int,
+        default=DEFAULT_MAX_DELETIONS,
+        help="warn when the plan removes more bindings than this",
+    )
+    p.add_argument(
+        "--force-withdraw",
+        action="append",
+        default=[],
+        metavar="AGENCY",
+        help="withdraw AGENCY's directive access without waiting for it to drain",
+    )
     p.set_defaults(fn=cmd_acl_plan)
 
     p = acl.add_parser("apply", help="apply a saved plan (refused if the cluster changed since), or plan and apply")
     common(p)
     p.add_argument("--plan", help="a plan saved by `concord acl plan --out FILE`")
-    p.add_argument("--max-deletions", type=int, default=DEFAULT_MAX_DELETIONS,
-                   help=f"refuse to remove more bindings than this (default {DEFAULT_MAX_DELETIONS})")
-    p.add_argument("--force-withdraw", action="append", default=[], metavar="AGENCY",
-                   help="withdraw AGENCY's directive access without waiting for it to drain")
+    p.add_argument(
+        "--max-deletions",
+        type=int,
+        default=DEFAULT_MAX_DELETIONS,
+        help=f"refuse to remove more bindings than this (default {DEFAULT_MAX_DELETIONS})",
+    )
+    p.add_argument(
+        "--force-withdraw",
+        action="append",
+        default=[],
+        metavar="AGENCY",
+        help="withdraw AGENCY's directive access without waiting for it to drain",
+    )
     p.set_defaults(fn=cmd_acl_apply)
 
     p = acl.add_parser("drift", help="exit 0 when the cluster matches the world, 1 with the differences")

@@ -52,8 +52,9 @@ class Publication:
     published_at: datetime
 
 
-def publish_registry(access: KafkaAccess, namespace: str, world: World, keyring: Keyring, signer: Signer,
-                     *, at: datetime | None = None) -> Publication:
+def publish_registry(
+    access: KafkaAccess, namespace: str, world: World, keyring: Keyring, signer: Signer, *, at: datetime | None = None
+) -> Publication:
     """Publish the world and keyring, signed by ``signer`` (the admin's key)."""
     topic = registry_topic(world, namespace)
     # Only a manifest this admin key verifies counts towards the serial: a forged one
@@ -67,7 +68,9 @@ def publish_registry(access: KafkaAccess, namespace: str, world: World, keyring:
         else:
             held.add(key)
         ts = msg.timestamp()[1]
-        state.add(key, msg.value(), msg.headers(), datetime.fromtimestamp(ts / 1000, UTC))
+        raw = msg.headers() or []
+        headers = [(k, v) for k, v in (raw.items() if isinstance(raw, dict) else raw) if isinstance(v, bytes)]
+        state.add(key, msg.value(), headers, datetime.fromtimestamp(ts / 1000, UTC))
     manifest = state.records.get(MANIFEST_KEY)
     serial = int(decode_value(manifest)["serial"]) if manifest is not None else 0
     published_at = (at or datetime.now(UTC)).replace(microsecond=0)
@@ -75,8 +78,7 @@ def publish_registry(access: KafkaAccess, namespace: str, world: World, keyring:
     gone = sorted(held - {r.key for r in records})
     # One request in flight keeps the manifest after the records it names; a retried
     # duplicate is harmless (compaction keeps one of each, readers check digests).
-    producer = Producer({**access.confluent_config(), "acks": "all", "max.in.flight.requests.per.connection": 1},
-                        logger=_log)
+    producer = Producer({**access.confluent_producer_config(), "max.in.flight.requests.per.connection": 1}, logger=_log)
     errors: list[str] = []
 
     def done(err: object, _msg: object) -> None:
@@ -109,8 +111,9 @@ async def follow_registry(
     """
     topic = topic or f"{ns}.registry"
     state = RegistryState(keyring_of_admin)
-    consumer = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        **access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         parts = await _partitions(consumer, topic)
@@ -136,7 +139,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
     deadline = asyncio.get_running_loop().time() + TIMEOUT
     while True:
         # aiokafka has no public call that waits for one topic's metadata.
-        await consumer._client.add_topic(topic)  # noqa: SLF001
+        await consumer._client.add_topic(topic)
         parts = consumer.partitions_for_topic(topic)
         if parts:
             return sorted(parts)

@@ -11,9 +11,7 @@ receipts that no agency applied any directive twice.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -22,83 +20,13 @@ from typing import Any
 import httpx
 import pytest
 
-from services.core.codec import default_registry
-from services.core.models import Receipt
-from services.keystore import load_keyring
 from services.localstack import LocalStack
-from services.ops.audit import AuditReport, read_all, run_audit
+from services.ops.audit import AuditReport
+from tests.fault.support import applied_twice, burst, publish_in_background, wait_clean
 from tests.integration.support import directives, for_entry, publish, wait_for
-from tests.unit.factories import delisting, entry_dict, legal_rep, make_ric, make_uscc, organization, person
+from tests.unit.factories import delisting, entry_dict, make_ric, person
 
 pytestmark = pytest.mark.fault
-
-
-def burst(n: int) -> list[dict[str, Any]]:
-    """n listings (organisations with a legal representative, and persons), then
-    amendments of every fifth and delistings of every third — in one entry order."""
-    out: list[dict[str, Any]] = []
-    for i in range(n):
-        subject = (
-            organization(make_uscc(10_000 + i), reps=[legal_rep(make_ric(i % 1000))])
-            if i % 2
-            else person(make_ric(i % 1000, area="110101"))
-        )
-        out.append(entry_dict(entry_id=f"b-{i}", subject=subject))
-    for i in range(0, n, 5):
-        prev = out[i]
-        out.append(
-            entry_dict(
-                entry_id=f"b-{i}", version=2, event_type="AMENDED", subject=prev["subject"], reason="Amended reason"
-            )
-        )
-    for i in range(0, n, 3):
-        version = 3 if i % 5 == 0 else 2
-        out.append(
-            entry_dict(
-                entry_id=f"b-{i}",
-                version=version,
-                event_type="DELISTED",
-                subject=out[i]["subject"],
-                delisting=delisting(),
-            )
-        )
-    return out
-
-
-def audit_stores(stack: LocalStack) -> AuditReport:
-    stores = {a.agency_id: stack.home / "data" / f"{a.agency_id}.sqlite" for a in stack.world.implementers()}
-    return asyncio.run(
-        run_audit(
-            access=stack.access("concord-admin"),
-            world=stack.world,
-            namespace=stack.namespace,
-            keyring=load_keyring(stack.home / "keys"),
-            schemas=default_registry(),
-            stores=stores,
-        )
-    )
-
-
-def wait_clean(stack: LocalStack, expect_events: int, timeout: float = 180.0) -> AuditReport:
-    deadline = time.monotonic() + timeout
-    while True:
-        report = audit_stores(stack)
-        if report.clean and report.events == expect_events:
-            return report
-        if time.monotonic() > deadline:
-            raise AssertionError("\n".join(report.lines()[:60]))
-        time.sleep(2)
-
-
-def applied_twice(stack: LocalStack) -> dict[str, int]:
-    """Directive ids some agency reported APPLIED more than once."""
-    topics = [s.name for s in stack.world.topic_specs(stack.namespace) if s.kind == "receipts"]
-    counts: Counter[str] = Counter()
-    for _, rec in asyncio.run(read_all(stack.access("concord-admin"), topics)):
-        r = default_registry().decode_model(rec.value, Receipt)  # type: ignore[attr-defined]
-        if r.status.value in ("APPLIED", "LIFTED"):
-            counts[f"{r.agency}:{r.directive_id}"] += 1
-    return {k: n for k, n in counts.items() if n > 1}
 
 
 def _coverage(stack: LocalStack) -> dict[str, Any]:
@@ -118,19 +46,6 @@ def assert_exactly_once(stack: LocalStack, events: int) -> AuditReport:
     assert written_twice(stack) == {}
     assert applied_twice(stack) == {}
     return report
-
-
-def publish_in_background(stack: LocalStack, records: list[dict[str, Any]], chunks: int = 6) -> threading.Thread:
-    size = max(1, len(records) // chunks)
-
-    def run() -> None:
-        for i in range(0, len(records), size):
-            publish(stack, "court", records[i : i + size])
-            time.sleep(0.4)
-
-    t = threading.Thread(target=run, name="burst", daemon=True)
-    t.start()
-    return t
 
 
 def test_kill_9_of_the_worker_three_times_mid_burst_loses_nothing_and_applies_nothing_twice(

@@ -26,7 +26,7 @@ def publish(stack: LocalStack, agency: str, records: Iterable[dict[str, Any] | L
     topic = stack.world.topic_name("lists", agency, namespace=stack.namespace)
 
     async def go() -> int:
-        producer = AIOKafkaProducer(**stack.access(agency).aiokafka_kwargs(), acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(**stack.access(agency).aiokafka_producer_kwargs())
         await producer.start()
         try:
             for ev in events:
@@ -49,9 +49,16 @@ def directives(stack: LocalStack) -> list[Directive]:
         if default_registry().kind_of(rec.value) == "heartbeat":  # type: ignore[attr-defined]
             continue  # the fan-out's sign of life, not a directive
         try:
-            out.append(admit_directive(agency=str(topics[topic]), value=rec.value, headers=rec.headers,  # type: ignore[attr-defined]
-                                       timestamp_ms=rec.timestamp, keyring=keyring,  # type: ignore[attr-defined]
-                                       schemas=default_registry()))
+            out.append(
+                admit_directive(
+                    agency=str(topics[topic]),
+                    value=rec.value,
+                    headers=rec.headers,  # type: ignore[attr-defined]
+                    timestamp_ms=rec.timestamp,
+                    keyring=keyring,  # type: ignore[attr-defined]
+                    schemas=default_registry(),
+                )
+            )
         except Refused as exc:
             raise AssertionError(f"a directive on {topic} does not verify: {exc}") from None
     return out
@@ -59,12 +66,15 @@ def directives(stack: LocalStack) -> list[Directive]:
 
 def quarantined(stack: LocalStack) -> list[QuarantineRecord]:
     topic = stack.world.topic_name("quarantine", namespace=stack.namespace)
-    return [default_registry().decode_model(rec.value, QuarantineRecord)  # type: ignore[attr-defined]
-            for _, rec in asyncio.run(read_all(stack.access("concord-admin"), [topic]))]
+    return [
+        default_registry().decode_model(rec.value, QuarantineRecord)  # type: ignore[attr-defined]
+        for _, rec in asyncio.run(read_all(stack.access("concord-admin"), [topic]))
+    ]
 
 
-def wait_for(fetch: Callable[[], list[Any]], done: Callable[[list[Any]], bool], *, timeout: float = 45.0,
-             what: str = "condition") -> list[Any]:
+def wait_for(
+    fetch: Callable[[], list[Any]], done: Callable[[list[Any]], bool], *, timeout: float = 45.0, what: str = "condition"
+) -> list[Any]:
     """Poll ``fetch`` until ``done`` holds; fail with the last value seen."""
     deadline = time.monotonic() + timeout
     while True:

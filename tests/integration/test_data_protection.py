@@ -31,7 +31,7 @@ from services.keystore import load_keyring
 from services.localstack import LocalStack
 from services.ops.audit import read_all
 from tests.conftest import KafkaCluster
-from tests.fault.test_fanout_faults import audit_stores
+from tests.fault.support import audit_stores
 from tests.integration.conftest import make_stack
 from tests.integration.support import directives, publish, wait_for
 from tests.unit.factories import delisting, entry_dict, legal_rep, make_ric, make_uscc, organization, person

@@ -25,7 +25,7 @@ from services.core.signing import Domain
 from services.keystore import load_signer
 from services.localstack import LocalStack
 from services.ops.audit import read_all
-from tests.fault.test_fanout_faults import audit_stores
+from tests.fault.support import audit_stores
 from tests.integration.support import directives, publish, wait_for
 from tests.unit.factories import entry_dict, make_ric, person
 

@@ -86,6 +86,7 @@ def home(
         json.dumps(
             {
                 "bootstrap": kafka_cluster.bootstrap,
+                "brokers": kafka_cluster.brokers,
                 "namespace": unique_ns,
                 "security_protocol": "SASL_SSL",
                 "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None,

@@ -365,8 +365,8 @@ def test_topic_differences_are_created_reconfigured_or_reported() -> None:
     topics = _topics(world)
     court = f"{NS}.lists.court"
     rail = f"{NS}.directives.rail"
-    topics[court] = TopicState(court, 6, 1, topics[court].config)
-    topics[rail] = TopicState(rail, 3, 1, {**topics[rail].config, "cleanup.policy": "delete"})
+    topics[court] = TopicState(court, 6, 3, topics[court].config)
+    topics[rail] = TopicState(rail, 3, 3, {**topics[rail].config, "cleanup.policy": "delete"})
     del topics[f"{NS}.quarantine"]
     topics[f"{NS}.leftover"] = TopicState(f"{NS}.leftover", 1, 1, {})
     topics[ledger_topic(NS)] = TopicState(ledger_topic(NS), 1, 1, {})
@@ -387,6 +387,36 @@ def test_the_fanout_state_changelog_is_declared_compacted_and_partitioned_like_t
     assert state.name == f"{NS}.fanout.state"
     assert state.cleanup_policy == "compact"
     assert {s.partitions for s in lists} == {state.partitions}
+def test_replication_and_min_insync_replicas_are_checked_against_the_cluster() -> None:
+    world = real_world()
+    topics = _topics(world)
+    court = f"{NS}.lists.court"
+    topics[court] = TopicState(court, 3, 2, {**topics[court].config, "min.insync.replicas": "1"})
+    live = LiveState(compile_acls(world, NS, AT), topics, frozenset(scram_users(world)))
+    plan = make_plan(world, NS, AT, live)
+    by = {(t.action, t.name): t for t in plan.topics}
+    assert set(by) == {("report", court), ("alter", court)}
+    assert "replication 2, declared 3: not changed" in by[("report", court)].reason
+    assert by[("alter", court)].config == {"min.insync.replicas": "2"}
+    assert plan.fitting is None
+
+
+def test_a_cluster_smaller_than_the_declaration_is_planned_as_it_can_hold_and_says_so() -> None:
+    world = real_world()
+    declared = {s.name: s for s in world.topic_specs(NS)}
+    assert {(s.replication, s.min_insync_replicas) for s in declared.values()} == {(3, 2)}
+    one = {
+        n: TopicState(n, s.partitions, 1, {**s.kafka_config(), "min.insync.replicas": "1"}) for n, s in declared.items()
+    }
+    live = LiveState(compile_acls(world, NS, AT), one, frozenset(scram_users(world)))
+    plan = make_plan(world, NS, AT, live, brokers=1)
+    assert plan.topics == ()
+    assert plan.fitting is not None and "1 broker(s)" in plan.fitting
+    assert "declared replication 3, min.insync.replicas 2: held as 1 and 1" in plan.render()
+    # the same cluster judged as a production one: every topic is under-replicated
+    strict = make_plan(world, NS, AT, live)
+    assert {t.action for t in strict.topics} == {"report", "alter"}
+    assert len([t for t in strict.topics if t.action == "report"]) == len(one)
 
 
 def test_the_ledger_round_trips_and_compares_by_content() -> None:
