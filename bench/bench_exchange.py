@@ -76,6 +76,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_subscriber import ric, uscc  # noqa: E402
+from results import write_headline  # noqa: E402
 
 from services.core.codec import default_registry  # noqa: E402
 from services.kafka_access import KafkaAccess  # noqa: E402
@@ -1265,6 +1266,7 @@ def main(argv: list[str] | None = None) -> int:
             run["samples"] = run["samples"][:: max(1, len(run["samples"]) // 20000)]
     out = home / f"bench-exchange-{stamp}.json"
     out.write_text(json.dumps(results, indent=1, default=str))
+    write_headline("exchange", figures(results), command=f"make bench (BENCH_N={args.n})", full=out)
     if runs:
         say_plain(f"latency chart: {png}")
     say_plain(str(out))

@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_exchange import ADMIN, PUBLISHERS, Child, Generator, committed, concord, end_offsets, pct  # noqa: E402
+from results import write_headline  # noqa: E402
 
 from services.core.codec import default_registry  # noqa: E402
 from services.core.models import Directive, ListEntryEvent  # noqa: E402
@@ -550,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     print("targets: rss <= 400 MB at 1M; p99 <= 250 ms at 1,000/s held; max pause <= 250 ms; 100k lifted <= 60 s")
     out = home / f"bench-scale-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(res, indent=1, default=str))
+    write_headline("scale", figures, command=f"make bench-scale (SCALE_N={args.entries})", full=out)
     print(out)
     return 0
 

@@ -50,6 +50,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from results import flatten, write_headline  # noqa: E402  # bench/ is the script's own folder
+
 from services.core.codec import default_registry  # noqa: E402
 from services.core.identifiers import org_code_check_char, ric_check_char, uscc_check_char  # noqa: E402
 from services.kafka_access import KafkaAccess  # noqa: E402
@@ -777,6 +779,7 @@ def main() -> int:
     print(f"  resident memory     {chk['rss_mb']:>12.0f} MB with {chk['active']:,} active  (<= 300 MB)")
     out = HOME / "bench-subscriber.json"
     out.write_text(json.dumps(figures, indent=2))
+    write_headline("subscriber", flatten(figures), command="make bench-subscriber", full=out)
     print(out)
     return 0
 
