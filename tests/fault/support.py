@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from services.core.codec import default_registry
-from services.core.models import ListEntryEvent, Receipt
+from services.core.disclosure import reveal, unwrap
+from services.core.models import ListingCommitments, Receipt
 from services.keystore import load_keyring
 from services.localstack import LocalStack
 from services.ops.audit import AuditReport, read_all, run_audit
@@ -135,8 +136,16 @@ def list_records(stack: LocalStack) -> Counter[str]:
     topics = [s.name for s in stack.world.topic_specs(stack.namespace) if s.kind == "lists"]
     counts: Counter[str] = Counter()
     for _, rec in asyncio.run(read_all(stack.access("concord-admin"), topics)):
-        counts[default_registry().decode_model(rec.value, ListEntryEvent).event_id] += 1  # type: ignore[attr-defined]
+        counts[_event_id(rec.value)] += 1  # type: ignore[attr-defined]
     return counts
+
+
+def _event_id(value: bytes) -> str:
+    """The event id of a sealed list record (its commitments opened with every disclosure)."""
+    schemas = default_registry()
+    sealed = unwrap(value, schemas)
+    commitments = schemas.decode_model(sealed.commitments, ListingCommitments)
+    return reveal(commitments, sealed.disclosures).full_event().event_id
 
 
 # --------------------------------------------------------------------------- load

@@ -122,13 +122,14 @@ def test_the_demo_holds_on_three_brokers(kafka_trio: KafkaCluster, cluster_excha
     trio = _trio(kafka_trio)
     topic = _list_topics(cluster_exchange)[0]
     assert trio.partition_state(topic, 0)[1] == (1, 2, 3)  # three replicas, all in sync
-    results = run_scenario(
-        cluster_exchange.subscriber_urls(),
-        cli_publisher(cluster_exchange.home),
-        cluster_exchange.home / "demo",
-        person_period=12,
-        timeout=60,
-    )
+    clients = {agency: cluster_exchange.check_client(agency) for agency in cluster_exchange.subscriber_urls()}
+    try:
+        results = run_scenario(
+            clients, cli_publisher(cluster_exchange.home), cluster_exchange.home / "demo", person_period=12, timeout=60
+        )
+    finally:
+        for c in clients.values():
+            c.close()
     assert all(e.ok for e in results), f"{table(results)}\n{log_tails(cluster_exchange)}"
 
 

@@ -71,6 +71,7 @@ def _governance(stack: LocalStack, world: Path) -> Governance:
         world=load_world(world),
         namespace=stack.namespace,
         credentials_file=stack.home / "credentials.json",
+        brokers=stack.brokers,
     )
 
 
