@@ -259,6 +259,8 @@ class SubscriberService:
         self._producer: AIOKafkaProducer | None = None
         self._connected = False
         self._confirmed_at: float | None = None
+        #: While a bootstrap is shown: when it started and how many records it has read.
+        self._bootstrap: tuple[float, int] | None = None
         self._as_of: str | None = None
         self._lag: int | None = None
         self._partitions: tuple[int, ...] = ()
@@ -363,10 +365,9 @@ class SubscriberService:
         begins = await consumer.beginning_offsets(tps)
         held = self.store.positions()
         total = sum(max(0, ends[tp] - max(begins[tp], held.get((tp.topic, tp.partition), -1) + 1)) for tp in tps)
-        show = self.progress and total > self.progress_threshold
         started = shown = time.monotonic()
-        done = 0
-        if show:
+        self._bootstrap = (started, 0) if self.progress and total > self.progress_threshold else None
+        if self._bootstrap is not None:
             self._say(f"bootstrap: reading {total:,} directives from {self.directive_topic}")
         applied = {a: self.metrics.applied.labels(self.agency, a.value) for a in Action}
         latency = self.metrics.apply_latency.labels(self.agency)
@@ -389,22 +390,14 @@ class SubscriberService:
                         applied[item.directive.action].inc()
                         latency.observe(max(0.0, now.timestamp() - ts))
                 self.metrics.active.labels(self.agency).set(self.store.active_count())
-                done += len(batch)
+                if self._bootstrap is not None:
+                    self._bootstrap = (started, self._bootstrap[1] + len(batch))
             await self._update_lag()
-            if show:
-                t = time.monotonic()
-                if self._confirmed_at is not None:
-                    took = t - started
-                    self._say(
-                        f"bootstrap: done, {done:,} records in {took:.1f}s "
-                        f"({done / max(took, 1e-6):,.0f}/s); {self.store.active_count():,} active"
-                    )
-                    show = False
-                elif t - shown >= 1.0:
-                    shown = t
-                    self._say(
-                        f"bootstrap: {min(done, total):,}/{total:,} directives ({done / max(t - started, 1e-6):,.0f}/s)"
-                    )
+            if self._bootstrap is not None and (t := time.monotonic()) - shown >= 1.0:
+                shown, done = t, self._bootstrap[1]
+                self._say(
+                    f"bootstrap: {min(done, total):,}/{total:,} directives ({done / max(t - started, 1e-6):,.0f}/s)"
+                )
             # Let the API answer between batches, however long the backlog.
             await asyncio.sleep(0)
 
@@ -589,6 +582,15 @@ class SubscriberService:
         self._confirmed_at = at
         self._refresh()
         self.ready.set()
+        if self._bootstrap is not None:
+            # Said the moment answers become current, so the log never lags what /healthz shows.
+            started, done = self._bootstrap
+            self._bootstrap = None
+            took = time.monotonic() - started
+            self._say(
+                f"bootstrap: done, {done:,} records in {took:.1f}s "
+                f"({done / max(took, 1e-6):,.0f}/s); {self.store.active_count():,} active"
+            )
 
     def heard(self, partition: int, broker_ts: float) -> None:
         """A verified heartbeat of ``partition``, stamped ``broker_ts`` by the broker."""
