@@ -85,13 +85,13 @@ $(QUIX_STAMP): bench/quix-constraints.txt
 	$(QUIX_VENV)/bin/pip install --quiet -c bench/quix-constraints.txt quixstreams
 	touch $(QUIX_STAMP)
 
-bench: install kafka $(QUIX_STAMP) ## the exchange under load: BENCH_N listings (200,000), beside Kafka's producer tool, a passthrough and the engine's floor
+bench: install kafka $(QUIX_STAMP) bench-records ## the record path per core (bench-records), then the exchange under load: BENCH_N listings (200,000), beside Kafka's producer tool, a passthrough and the engine's floor
 	$(BIN)/python bench/bench_exchange.py --n $(or $(BENCH_N),200000) --quix-python $(QUIX_VENV)/bin/python
 
 bench-scale: install kafka ## the fan-out holding a million entries: memory, state on disk, latency, pauses, mass expiry, re-evaluation
 	$(BIN)/python bench/bench_scale.py --entries $(or $(SCALE_N),1000000)
 
-bench-records: install ## record path per core: encode+sign, verify+decode, beside raw fastavro and Ed25519
+bench-records: install ## record path per core: encode+sign, verify+decode beside raw fastavro and Ed25519; redacted beside plain
 	$(BIN)/python bench/bench_records.py
 
 bench-subscriber: install kafka ## subscriber: bootstrap of 1M directives, RSS, in-process and HTTP check rates
