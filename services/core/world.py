@@ -12,7 +12,8 @@ Layout of ``topics/`` (the loader's root):
 ``agencies.yaml``
     ``agencies:`` a list of ``{agency_id, name, publishes, implements}``.
 ``programs.yaml``
-    ``programs:`` a list of ``{program_id, owner, list_kind, title, legal_basis}``.
+    ``programs:`` a list of ``{program_id, owner, list_kind, title, legal_basis, removal}``
+    (``removal`` is optional).
 ``mous/<mou_id>.yaml``
     One file per MOU: ``mou_id`` once at the top and ``versions:``, the list of its
     versions. Keeping every version in one file makes the amendment history of an MOU
@@ -322,6 +323,14 @@ class Program(_Frozen):
     list_kind: ListKind
     title: Text
     legal_basis: Text
+    removal: Annotated[
+        Text | None,
+        Field(
+            description="How a listed subject gets off this list, in words a listed person can act on: what "
+            "they must do and whom they ask (e.g. perform the judgment, then ask the court to delist). "
+            "Shown in `concord subject-report`; absent when the owner has not declared it."
+        ),
+    ] = None
 
 
 class Measure(_Frozen):
