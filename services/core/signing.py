@@ -72,6 +72,7 @@ class Domain(StrEnum):
     REGISTRY = "concord/v1/registry"
     HEARTBEAT = "concord/v1/heartbeat"
     NOTICE = "concord/v1/notice"
+    SUBJECT_REPORT = "concord/v1/subject-report"
 
 
 class Reason(StrEnum):
