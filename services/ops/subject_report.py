@@ -166,12 +166,12 @@ async def build_report(
 # --- signing and verifying ---------------------------------------------------------------------------
 
 
-def signer_for(report: SubjectReport, world: World, keys_dir: Path, as_agency: str | None) -> Signer:
-    """The key of the agency producing the report: ``as_agency``, else the listing agency of its first
-    listing."""
+def signer_for(world: World, keys_dir: Path, as_agency: str | None, report: SubjectReport | None = None) -> Signer:
+    """The key of the agency producing a report: ``as_agency``, else the listing agency of the
+    report's first listing."""
     agency = as_agency
     if agency is None:
-        if not report.listings:
+        if report is None or not report.listings:
             raise ConfigError("no listing names this identifier: pass --as AGENCY to sign a report that says so")
         agency = report.listings[0].listing_agency.agency_id
     if agency not in world.agencies:
@@ -231,15 +231,26 @@ def verify(doc: Any, keyring: Keyring, *, now: datetime | None = None) -> Signed
 
 
 def read_document(path: Path) -> Any:
-    """A saved report as JSON, or ConfigError saying why it cannot be read."""
+    """A saved report as JSON: ConfigError if the file cannot be read, SignatureInvalid (``MALFORMED``)
+    if it is not JSON."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _malformed("the file is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+        raise _malformed(f"line {exc.lineno}: not JSON: {exc.msg}") from None
+
+
+def save(path: Path, text: str) -> None:
+    """Write a report or its page, or ConfigError saying why not."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be written: {exc.strerror or exc}") from None
 
 
 # --- the readable page -------------------------------------------------------------------------------

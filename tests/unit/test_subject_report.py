@@ -9,10 +9,12 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from services.cli import main
 from services.core.errors import SignatureInvalid
 from services.core.models import Directive, ListEntryEvent, Receipt, ReceiptStatus
 from services.core.routing import Accepted, EntryState, on_record, on_tick
@@ -26,6 +28,7 @@ from services.core.subject_report import (
     assemble,
     signed_bytes,
 )
+from services.keystore import ensure_keys, load_signer
 from services.ops.audit import latest_of
 from services.ops.subject_report import render_html, sign, verify
 from tests.unit.factories import (
@@ -323,3 +326,34 @@ def test_a_report_of_nobody_renders() -> None:
     page = render_html(doc, WORLD)
     assert "No listing names this identifier." in page
     assert datetime.fromisoformat(doc["report"]["generated_at"]) == NOW.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- concord subject-report --verify
+
+
+def test_verify_exits_0_for_a_good_report_1_for_a_bad_one_and_2_for_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = tmp_path / "keys"
+    ensure_keys(keys, ["court"])
+    monkeypatch.setenv("CONCORD_KEYS_DIR", str(keys))
+    doc = sign(_report(KNOWN_RIC, [LISTED], _feed([LISTED]), now=datetime.now(UTC)), load_signer(keys, "court"))
+    good = tmp_path / "report.json"
+    good.write_text(json.dumps(doc, indent=2))
+    assert main(["subject-report", "--verify", str(good)]) == 0
+    assert "valid, signed by court" in capsys.readouterr().out
+
+    doc["report"]["lifted"] = [*doc["report"]["lifted"], *doc["report"]["in_force"]]
+    doc["report"]["in_force"] = []
+    bad = tmp_path / "tampered.json"
+    bad.write_text(json.dumps(doc))
+    assert main(["subject-report", "--verify", str(bad)]) == 1
+    assert "NOT VALID: TAMPERED" in capsys.readouterr().out
+
+    garbled = tmp_path / "garbled.json"
+    garbled.write_text('{"report": ')
+    assert main(["subject-report", "--verify", str(garbled)]) == 1
+    assert "NOT VALID: MALFORMED" in capsys.readouterr().out
+
+    assert main(["subject-report", "--verify", str(tmp_path / "missing.json")]) == 2
+    assert "missing.json: cannot be read" in capsys.readouterr().err
