@@ -377,6 +377,53 @@ def cmd_deploy_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_subject_report(args: argparse.Namespace) -> int:
+    from services.core.codec import default_registry
+    from services.core.errors import SignatureInvalid
+    from services.core.subject_report import Asked
+    from services.keystore import load_keyring
+    from services.ops import subject_report
+
+    settings = _settings()
+    keyring = load_keyring(settings.keys_path)
+    if args.verify:
+        try:
+            headers = subject_report.verify(subject_report.read_document(Path(args.verify)), keyring)
+        except SignatureInvalid as exc:
+            print(f"{args.verify}: NOT VALID: {exc.reason}: {exc.message}")
+            return EXIT_INVALID
+        print(f"{args.verify}: valid, signed by {headers.agency} (key {headers.key_id})")
+        return 0
+    world = _world(settings)
+    asked = Asked.parse(args.id, args.scheme)
+    chosen = subject_report.signer_for(world, settings.keys_path, args.as_agency) if args.as_agency else None
+    report = asyncio.run(
+        subject_report.build_report(
+            access=settings.access(args.principal),
+            world=world,
+            namespace=settings.effective_namespace(),
+            keyring=keyring,
+            schemas=default_registry(),
+            asked=asked,
+        )
+    )
+    signer = chosen or subject_report.signer_for(world, settings.keys_path, None, report)
+    doc = subject_report.sign(report, signer)
+    text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+    if args.out:
+        subject_report.save(Path(args.out), text)
+    else:
+        sys.stdout.write(text)
+    if args.html:
+        subject_report.save(Path(args.html), subject_report.render_html(doc, world))
+    print(
+        f"{len(report.listings)} listing(s), {len(report.in_force)} measure(s) in force, {len(report.lifted)} "
+        f"lifted; signed by {signer.agency} (key {signer.key_id})",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from services.demo import run_local
 
@@ -458,6 +505,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--principal", default="concord-admin", help="who reads the logs (needs READ on them)")
     s.add_argument("--stores", action="store_true", help="also audit the local subscribers' stores")
     s.set_defaults(fn=cmd_audit)
+
+    s = sub.add_parser(
+        "subject-report",
+        help="a signed account, for a person or organisation, of every listing and measure that applies to them, "
+        "what was lifted and why, and how removal works (JSON, and a readable HTML page)",
+    )
+    what = s.add_mutually_exclusive_group(required=True)
+    what.add_argument("--id", help="the identifier (normalised as a check normalises it)")
+    what.add_argument("--verify", metavar="FILE", help="check a saved report's signature: exit 0 valid, 1 not")
+    s.add_argument("--scheme", help="match only identifiers of this scheme (e.g. CN_RIC)")
+    s.add_argument(
+        "--as",
+        dest="as_agency",
+        metavar="AGENCY",
+        help="the agency producing and signing the report (default: the listing agency of its first listing)",
+    )
+    s.add_argument("--principal", default="concord-admin", help="who reads the logs (needs READ on them)")
+    s.add_argument("--out", metavar="FILE", help="write the signed JSON here (default: standard output)")
+    s.add_argument("--html", metavar="FILE", help="also write the readable page here")
+    s.set_defaults(fn=cmd_subject_report)
 
     s = sub.add_parser("fanout", help="the fan-out")
     fs = s.add_subparsers(dest="fanout_command", required=True)

@@ -12,7 +12,8 @@ Layout of ``topics/`` (the loader's root):
 ``agencies.yaml``
     ``agencies:`` a list of ``{agency_id, name, publishes, implements}``.
 ``programs.yaml``
-    ``programs:`` a list of ``{program_id, owner, list_kind, title, legal_basis}``.
+    ``programs:`` a list of ``{program_id, owner, list_kind, title, legal_basis, removal}``
+    (``removal`` is optional).
 ``mous/<mou_id>.yaml``
     One file per MOU: ``mou_id`` once at the top and ``versions:``, the list of its
     versions. Keeping every version in one file makes the amendment history of an MOU
@@ -114,7 +115,13 @@ MEASURE_KINDS: tuple[MeasureKind, ...] = ("PUNISH", "INCENT")
 
 #: Topic kinds in the order specs are expanded, and whom each is declared for.
 TOPIC_KINDS: tuple[TopicKind, ...] = (
-    "lists", "directives", "receipts", "quarantine", "registry", "fanout_state", "notices",
+    "lists",
+    "directives",
+    "receipts",
+    "quarantine",
+    "registry",
+    "fanout_state",
+    "notices",
 )
 _TOPIC_SCOPE: Mapping[TopicKind, Literal["publishers", "implementers"] | None] = {
     "lists": "publishers",
@@ -133,8 +140,7 @@ CO_PARTITIONED: tuple[TopicKind, ...] = ("lists", "receipts", "fanout_state")
 #: Subject fields an MOU may make visible to an implementing agency.
 #: Parts of a listing an MOU may make visible to an implementing agency: the subject's fields and,
 #: beside them, the listing's reason, legal basis and delisting (see services/core/disclosure.py).
-SUBJECT_FIELDS: tuple[str, ...] = ("kind", "names", "identifiers", "related_parties", "reason", "basis",
-                                   "delisting")
+SUBJECT_FIELDS: tuple[str, ...] = ("kind", "names", "identifiers", "related_parties", "reason", "basis", "delisting")
 
 # Agency ids end up in topic names, principals and consumer-group prefixes, so they stay
 # within the characters all three accept, and without dots (a dot separates the parts
@@ -321,6 +327,14 @@ class Program(_Frozen):
     list_kind: ListKind
     title: Text
     legal_basis: Text
+    removal: Annotated[
+        Text | None,
+        Field(
+            description="How a listed subject gets off this list, in words a listed person can act on: what "
+            "they must do and whom they ask (e.g. perform the judgment, then ask the court to delist). "
+            "Shown in `concord subject-report`; absent when the owner has not declared it."
+        ),
+    ] = None
 
 
 class Measure(_Frozen):
@@ -1388,12 +1402,15 @@ class _Parser:
         for spec in world.topic_specs():
             if spec.kind not in CO_PARTITIONED or spec.partitions == base:
                 continue
-            loc: Loc = (("topics", spec.kind, "overrides", spec.agency, "partitions") if spec.agency
-                        and spec.agency in world.topic_templates[spec.kind].overrides
-                        else ("topics", spec.kind, "partitions"))
+            loc: Loc = (
+                ("topics", spec.kind, "overrides", spec.agency, "partitions")
+                if spec.agency and spec.agency in world.topic_templates[spec.kind].overrides
+                else ("topics", spec.kind, "partitions")
+            )
             who = f"{spec.kind} of {spec.agency}" if spec.agency else spec.kind
             self.problem(
-                TOPIC_FILE, loc,
+                TOPIC_FILE,
+                loc,
                 f"{', '.join(CO_PARTITIONED)} topics must all have the same partition count (the fan-out "
                 f"co-partitions them): {who} has {spec.partitions}, the list topics {base}",
             )
