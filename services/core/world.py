@@ -64,6 +64,7 @@ from pydantic import (
 )
 
 from services.core.errors import WorldInvalid
+from services.core.principals import UNTHROTTLED
 
 __all__ = [
     "AGENCY_FILE",
@@ -114,7 +115,13 @@ MEASURE_KINDS: tuple[MeasureKind, ...] = ("PUNISH", "INCENT")
 
 #: Topic kinds in the order specs are expanded, and whom each is declared for.
 TOPIC_KINDS: tuple[TopicKind, ...] = (
-    "lists", "directives", "receipts", "quarantine", "registry", "fanout_state", "notices",
+    "lists",
+    "directives",
+    "receipts",
+    "quarantine",
+    "registry",
+    "fanout_state",
+    "notices",
 )
 _TOPIC_SCOPE: Mapping[TopicKind, Literal["publishers", "implementers"] | None] = {
     "lists": "publishers",
@@ -133,8 +140,7 @@ CO_PARTITIONED: tuple[TopicKind, ...] = ("lists", "receipts", "fanout_state")
 #: Subject fields an MOU may make visible to an implementing agency.
 #: Parts of a listing an MOU may make visible to an implementing agency: the subject's fields and,
 #: beside them, the listing's reason, legal basis and delisting (see services/core/disclosure.py).
-SUBJECT_FIELDS: tuple[str, ...] = ("kind", "names", "identifiers", "related_parties", "reason", "basis",
-                                   "delisting")
+SUBJECT_FIELDS: tuple[str, ...] = ("kind", "names", "identifiers", "related_parties", "reason", "basis", "delisting")
 
 # Agency ids end up in topic names, principals and consumer-group prefixes, so they stay
 # within the characters all three accept, and without dots (a dot separates the parts
@@ -490,8 +496,6 @@ class TopicTemplate(_Frozen):
             config=config,
         )
 
-
-UNTHROTTLED = ("concord-fanout", "concord-admin")
 
 ByteRate = Annotated[int, Field(ge=1024, le=2**40)]
 Percentage = Annotated[float, Field(gt=0, le=100_000)]
@@ -1345,12 +1349,15 @@ class _Parser:
         for spec in world.topic_specs():
             if spec.kind not in CO_PARTITIONED or spec.partitions == base:
                 continue
-            loc: Loc = (("topics", spec.kind, "overrides", spec.agency, "partitions") if spec.agency
-                        and spec.agency in world.topic_templates[spec.kind].overrides
-                        else ("topics", spec.kind, "partitions"))
+            loc: Loc = (
+                ("topics", spec.kind, "overrides", spec.agency, "partitions")
+                if spec.agency and spec.agency in world.topic_templates[spec.kind].overrides
+                else ("topics", spec.kind, "partitions")
+            )
             who = f"{spec.kind} of {spec.agency}" if spec.agency else spec.kind
             self.problem(
-                TOPIC_FILE, loc,
+                TOPIC_FILE,
+                loc,
                 f"{', '.join(CO_PARTITIONED)} topics must all have the same partition count (the fan-out "
                 f"co-partitions them): {who} has {spec.partitions}, the list topics {base}",
             )

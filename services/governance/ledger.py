@@ -23,11 +23,13 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic  # where it is declared
 from pydantic import ValidationError
 
+from services.core.access import ledger_topic
 from services.core.errors import BrokerUnavailable, ConfigError
-from services.core.governance_plan import Ledger, ledger_topic
+from services.core.governance_plan import Ledger
 from services.governance.admin import TIMEOUT
 from services.governance.reading import read_to_end
 from services.kafka_access import KafkaAccess
@@ -43,13 +45,15 @@ def read_ledger(access: KafkaAccess, namespace: str) -> tuple[Ledger | None, str
     latest = None
     for msg in read_to_end(access, topic, last_only=True):
         latest = msg
-    if latest is None or latest.value() is None:
+    value = latest.value() if latest is not None else None
+    if latest is None or value is None:
         return None, None
     try:
-        ledger = Ledger.from_bytes(latest.value())
+        ledger = Ledger.from_bytes(value)
     except ValidationError as exc:
-        raise ConfigError(f"the ledger in {topic} at offset {latest.offset()} is unreadable: {exc}",
-                          topic=topic) from None
+        raise ConfigError(
+            f"the ledger in {topic} at offset {latest.offset()} is unreadable: {exc}", topic=topic
+        ) from None
     return ledger, f"offset:{latest.offset()}"
 
 
@@ -57,11 +61,16 @@ def ensure_ledger_topic(admin: AdminClient, namespace: str, replication: int) ->
     topic = ledger_topic(namespace)
     if topic in admin.list_topics(timeout=TIMEOUT).topics:
         return
-    new = NewTopic(topic, num_partitions=1, replication_factor=replication, config={
-        "cleanup.policy": "compact",
-        "min.compaction.lag.ms": str(90 * 24 * 3600 * 1000),
-        "max.message.bytes": str(MAX_BYTES),
-    })
+    new = NewTopic(
+        topic,
+        num_partitions=1,
+        replication_factor=replication,
+        config={
+            "cleanup.policy": "compact",
+            "min.compaction.lag.ms": str(90 * 24 * 3600 * 1000),
+            "max.message.bytes": str(MAX_BYTES),
+        },
+    )
     for name, fut in admin.create_topics([new], request_timeout=TIMEOUT).items():
         try:
             fut.result()
@@ -73,8 +82,10 @@ def ensure_ledger_topic(admin: AdminClient, namespace: str, replication: int) ->
 def write_ledger(access: KafkaAccess, ledger: Ledger) -> None:
     # No idempotent producer: a retried duplicate of the ledger is harmless (the latest
     # record wins), and idempotence would wait on the transaction coordinator.
-    producer = Producer({**access.confluent_config(), "acks": "all",
-                         "compression.type": "gzip", "message.max.bytes": MAX_BYTES}, logger=_log)
+    producer = Producer(
+        {**access.confluent_config(), "acks": "all", "compression.type": "gzip", "message.max.bytes": MAX_BYTES},
+        logger=_log,
+    )
     errors: list[str] = []
 
     def done(err: object, _msg: object) -> None:
@@ -84,5 +95,6 @@ def write_ledger(access: KafkaAccess, ledger: Ledger) -> None:
     producer.produce(ledger_topic(ledger.namespace), key=KEY, value=ledger.to_bytes(), on_delivery=done)
     left = producer.flush(TIMEOUT)
     if left or errors:
-        raise BrokerUnavailable(f"the ledger was not written: {'; '.join(errors) or 'timed out'}",
-                                topic=ledger_topic(ledger.namespace))
+        raise BrokerUnavailable(
+            f"the ledger was not written: {'; '.join(errors) or 'timed out'}", topic=ledger_topic(ledger.namespace)
+        )
