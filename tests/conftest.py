@@ -32,16 +32,16 @@ from pathlib import Path
 import pytest
 
 from services.core.errors import ConfigError
-from services.embedded.broker import ADMIN_USER, EmbeddedKafka
+from services.core.principals import ADMIN, CONCORD_PRINCIPALS
+from services.credentials import write_credentials
+from services.embedded.broker import EmbeddedKafka
 from services.embedded.libs import ensure_kafka_libs
 from services.kafka_access import KafkaAccess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 TEST_USERS: tuple[str, ...] = (
-    "concord-admin",
-    "concord-fanout",
-    "concord-ops",
+    *CONCORD_PRINCIPALS,
     "court",
     "market",
     "tax",
@@ -75,11 +75,12 @@ class KafkaCluster:
             raise ConfigError("not one of the test users", user=username, known=TEST_USERS)
         password = self.passwords.get(username)
         if password is None:
-            pytest.fail(f"no password for Kafka user {username!r}: set {_password_env(username)} "
-                        "(the external cluster must have every test user)", pytrace=False)
-        return KafkaAccess(bootstrap=self.bootstrap, ca_file=self.ca_file).as_principal(
-            username, password
-        )
+            pytest.fail(
+                f"no password for Kafka user {username!r}: set {_password_env(username)} "
+                "(the external cluster must have every test user)",
+                pytrace=False,
+            )
+        return KafkaAccess(bootstrap=self.bootstrap, ca_file=self.ca_file).as_principal(username, password)
 
 
 def _password_env(username: str) -> str:
@@ -87,14 +88,10 @@ def _password_env(username: str) -> str:
 
 
 def _external_cluster(bootstrap: str) -> KafkaCluster:
-    passwords = {
-        user: os.environ[_password_env(user)]
-        for user in TEST_USERS
-        if _password_env(user) in os.environ
-    }
+    passwords = {user: os.environ[_password_env(user)] for user in TEST_USERS if _password_env(user) in os.environ}
     admin = os.environ.get("CONCORD_TEST_ADMIN_PASSWORD")
     if admin is not None:
-        passwords[ADMIN_USER] = admin
+        passwords[ADMIN] = admin
     ca = os.environ.get("CONCORD_TEST_CA_FILE")
     return KafkaCluster(bootstrap=bootstrap, ca_file=Path(ca) if ca else None, passwords=passwords)
 
@@ -107,9 +104,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         and not any(item.get_closest_marker(m) for m in _BROKER_MARKERS)
     ]
     if misused:
-        raise pytest.UsageError(
-            "broker fixtures used by tests not marked integration or fault: " + ", ".join(misused)
-        )
+        raise pytest.UsageError("broker fixtures used by tests not marked integration or fault: " + ", ".join(misused))
 
 
 @pytest.fixture(scope="session")
@@ -137,6 +132,12 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaClu
 def kafka_access(kafka_cluster: KafkaCluster) -> Callable[[str], KafkaAccess]:
     """``kafka_access(username)``: client settings for that user on the session cluster."""
     return kafka_cluster.access
+
+
+def write_all_credentials(home: Path, passwords: Mapping[str, str]) -> None:
+    """One credentials file per principal under ``<home>/credentials/``, as services read them."""
+    for principal, password in passwords.items():
+        write_credentials(home / "credentials", principal, password)
 
 
 @pytest.fixture

@@ -53,20 +53,22 @@ from pathlib import Path
 from types import TracebackType
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
-    AdminClient,
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._scram import (  # the package re-exports them without declaring it
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
 
 from services.core.errors import BrokerUnavailable, ConfigError
+from services.core.principals import ADMIN, BROKER
 from services.embedded import tls
 from services.embedded.libs import classpath, jmx_exporter_jar
 from services.kafka_access import KafkaAccess
 
-ADMIN_USER = "concord-admin"
-BROKER_USER = "broker"
+ADMIN_USER = ADMIN
+BROKER_USER = BROKER
 HOST = "127.0.0.1"
 JMX_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "kafka-jmx.yaml"
 _NODE_ID = 1
@@ -198,8 +200,10 @@ class EmbeddedKafka:
 
     *users* maps SCRAM-SHA-512 user names to passwords and must contain
     ``concord-admin``.  They are written into the metadata log when the storage
-    is formatted; users added or re-passworded on later starts are applied via
-    the admin API.  Ports are picked on first start and kept for restarts.
+    is formatted (read by the storage tool from a private argument file, never
+    from its command line); users added or re-passworded on later starts are
+    applied via the admin API.  Ports are picked on first start and kept for
+    restarts.
 
     With *tie_to_parent* the JVM gets SIGTERM when the thread that started it
     dies (Linux ``PR_SET_PDEATHSIG`` via ``setpriv``), so a killed test run does
@@ -229,9 +233,7 @@ class EmbeddedKafka:
             raise ConfigError(f"{BROKER_USER!r} is the internal broker principal, not a SCRAM user")
         for name, password in users.items():
             if not _SAFE.match(name) or not _SAFE.match(password):
-                raise ConfigError(
-                    "SCRAM user names and passwords must match [A-Za-z0-9._@+-]{1,128}", user=name
-                )
+                raise ConfigError("SCRAM user names and passwords must match [A-Za-z0-9._@+-]{1,128}", user=name)
         size = re.fullmatch(r"(\d+)([mMgG])", heap)
         if not size or int(size[1]) * (1024 if size[2] in "gG" else 1) < 128:
             raise ConfigError("heap must be at least 128m, written like 512m or 1g", heap=heap)
@@ -299,9 +301,7 @@ class EmbeddedKafka:
         """Client settings for a seeded user on the CLIENT listener."""
         if username not in self.users:
             raise ConfigError("not a user of this embedded broker", user=username)
-        return KafkaAccess(bootstrap=self.bootstrap, ca_file=self.ca_file).as_principal(
-            username, self.users[username]
-        )
+        return KafkaAccess(bootstrap=self.bootstrap, ca_file=self.ca_file).as_principal(username, self.users[username])
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -374,7 +374,9 @@ class EmbeddedKafka:
             if wanted is not None and wanted != state.ports.client:
                 raise ConfigError(
                     "work directory was set up with another client port",
-                    workdir=self.workdir, port=state.ports.client, requested=wanted,
+                    workdir=self.workdir,
+                    port=state.ports.client,
+                    requested=wanted,
                 )
         else:
             self.workdir.mkdir(parents=True, exist_ok=True)
@@ -408,11 +410,9 @@ class EmbeddedKafka:
             "process.roles": "broker,controller",
             "node.id": str(_NODE_ID),
             "controller.quorum.voters": f"{_NODE_ID}@{HOST}:{p.controller}",
-            "listeners": f"CLIENT://{HOST}:{p.client},BROKER://{HOST}:{p.broker},"
-            f"CONTROLLER://{HOST}:{p.controller}",
+            "listeners": f"CLIENT://{HOST}:{p.client},BROKER://{HOST}:{p.broker},CONTROLLER://{HOST}:{p.controller}",
             "advertised.listeners": f"CLIENT://{HOST}:{p.client},BROKER://{HOST}:{p.broker}",
-            "listener.security.protocol.map": "CLIENT:SASL_SSL,BROKER:SASL_PLAINTEXT,"
-            "CONTROLLER:SASL_PLAINTEXT",
+            "listener.security.protocol.map": "CLIENT:SASL_SSL,BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
             "inter.broker.listener.name": "BROKER",
             "controller.listener.names": "CONTROLLER",
             "sasl.mechanism.inter.broker.protocol": "PLAIN",
@@ -422,8 +422,9 @@ class EmbeddedKafka:
             "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
             "listener.name.controller.plain.sasl.jaas.config": plain,
             "listener.name.client.sasl.enabled.mechanisms": "SCRAM-SHA-512",
-            "listener.name.client.scram-sha-512.sasl.jaas.config":
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            "listener.name.client.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
             "listener.name.client.ssl.keystore.type": "PEM",
             "listener.name.client.ssl.keystore.location": str(self.tls_dir / tls.BROKER_PEM),
             "listener.name.client.ssl.truststore.type": "PEM",
@@ -478,30 +479,52 @@ class EmbeddedKafka:
             main,
         ]
 
-    def _format(self, state: _State, deadline: float) -> None:
-        cmd = self._jvm("kafka.tools.StorageTool", heap="256m") + [
+    def format_command(self, state: _State) -> tuple[list[str], list[str]]:
+        """The storage tool's command line, and the arguments it reads from its argument file.
+
+        The SCRAM seeds carry passwords, so they never go on the command line (``ps`` shows
+        every process's arguments to every user): the JVM reads them, with the rest of its
+        arguments, from a file only this user can read (``java @file``), removed after use.
+        """
+        args = self._jvm("kafka.tools.StorageTool", heap="256m")[1:] + [
             "format",
             # "=" form: a urlsafe-base64 id may start with "-" and read as an option.
             f"--cluster-id={state.cluster_id}",
-            "--config", str(self.workdir / "server.properties"),
+            "--config",
+            str(self.workdir / "server.properties"),
         ]
         for name, password in self.users.items():
-            cmd += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
+            args += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
+        return [_java(), f"@{self.workdir / 'format.args'}"], args
+
+    def _format(self, state: _State, deadline: float) -> None:
+        cmd, args = self.format_command(state)
+        argfile = self.workdir / "format.args"
+        fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            # One argument per line, quoted: the launcher's argument-file syntax.
+            fh.write("".join('"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"\n' for a in args))
         out = self.logs_dir / "format.out"
-        with out.open("wb") as fh:
-            try:
-                done = subprocess.run(
-                    cmd, stdout=fh, stderr=subprocess.STDOUT, check=False,
-                    timeout=max(1.0, deadline - time.monotonic()),
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise BrokerUnavailable("formatting Kafka storage timed out", log=out) from exc
+        try:
+            with out.open("wb") as fh:
+                try:
+                    done = subprocess.run(  # noqa: S603 - the JDK's launcher and our own argument file
+                        cmd,
+                        stdout=fh,
+                        stderr=subprocess.STDOUT,
+                        check=False,
+                        timeout=max(1.0, deadline - time.monotonic()),
+                    )
+                except subprocess.TimeoutExpired as exc:
+                    raise BrokerUnavailable("formatting Kafka storage timed out", log=out) from exc
+        finally:
+            argfile.unlink(missing_ok=True)
         if done.returncode != 0:
-            raise ConfigError(
-                "formatting Kafka storage failed:\n" + _tail(out), exit_code=done.returncode
-            )
+            raise ConfigError("formatting Kafka storage failed:\n" + _tail(out), exit_code=done.returncode)
         state = _State(
-            state.cluster_id, state.ports, state.broker_password,
+            state.cluster_id,
+            state.ports,
+            state.broker_password,
             {n: _digest(p) for n, p in self.users.items()},
         )
         state.save(self.workdir / "state.json")
@@ -513,23 +536,30 @@ class EmbeddedKafka:
             return ()
         jar = jmx_exporter_jar(self.libs_dir)
         if not jar.is_file():
-            raise ConfigError("the Prometheus JMX exporter agent is missing: run `make kafka` (or pass "
-                              "jmx_exporter=False)", expected=jar)
+            raise ConfigError(
+                "the Prometheus JMX exporter agent is missing: run `make kafka` (or pass jmx_exporter=False)",
+                expected=jar,
+            )
         if not self.jmx_rules.is_file():
             raise ConfigError("the JMX exporter rules file is missing", path=self.jmx_rules)
         return (f"-javaagent:{jar}={HOST}:{self.ports.jmx}:{self.jmx_rules}",)
 
     def _launch(self) -> None:
         cmd = self._jvm("kafka.Kafka", heap=self.heap, options=self._agent_options()) + [
-            str(self.workdir / "server.properties")]
+            str(self.workdir / "server.properties")
+        ]
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         setpriv = shutil.which("setpriv")
         if self.tie_to_parent and setpriv:
             cmd = [setpriv, "--pdeathsig", "TERM", "--"] + cmd
         with (self.logs_dir / "kafka.out").open("ab") as out:
-            self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                cwd=self.workdir, start_new_session=True,
+            self._proc = subprocess.Popen(  # noqa: S603 - the JDK's launcher, the jars we resolved
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                start_new_session=True,
             )
         (self.workdir / "broker.pid").write_text(f"{self._proc.pid}\n")
 
@@ -555,9 +585,10 @@ class EmbeddedKafka:
             if admin is not None:
                 try:
                     admin.list_topics(timeout=min(5.0, max(0.5, deadline - time.monotonic())))
-                    return
                 except KafkaException as exc:
                     last = str(exc)
+                else:
+                    return
             time.sleep(0.2)
         raise BrokerUnavailable(
             f"Kafka did not accept a SCRAM login in time ({last}):\n{self._log_tail()}",
@@ -570,17 +601,19 @@ class EmbeddedKafka:
         if not changed:
             return
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, _SCRAM_ITERATIONS)
-        upserts = [UserScramCredentialUpsertion(n, info, p.encode()) for n, p in changed.items()]
+        upserts: list[UserScramCredentialAlteration] = [
+            UserScramCredentialUpsertion(n, info, p.encode()) for n, p in changed.items()
+        ]
         admin = self._admin()
         try:
             for fut in admin.alter_user_scram_credentials(upserts).values():
                 fut.result(timeout=30)
         except (KafkaException, TimeoutError) as exc:
-            raise BrokerUnavailable(
-                f"could not set SCRAM users: {exc}", users=sorted(changed)
-            ) from exc
+            raise BrokerUnavailable(f"could not set SCRAM users: {exc}", users=sorted(changed)) from exc
         state = _State(
-            state.cluster_id, state.ports, state.broker_password,
+            state.cluster_id,
+            state.ports,
+            state.broker_password,
             {**state.users, **{n: _digest(p) for n, p in changed.items()}},
         )
         state.save(self.workdir / "state.json")
@@ -610,9 +643,9 @@ class EmbeddedKafka:
         if self._proc is not None and self._proc.pid == pid:
             try:
                 self._proc.wait(timeout)
-                return True
             except subprocess.TimeoutExpired:
                 return False
+            return True
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if not Path(f"/proc/{pid}").exists():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -17,7 +17,7 @@ from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFai
 
 from services.cli import main
 from services.kafka_access import KafkaAccess
-from tests.conftest import KafkaCluster
+from tests.conftest import KafkaCluster, write_all_credentials
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -26,18 +26,25 @@ Access = Callable[[str], KafkaAccess]
 
 
 @pytest.fixture(scope="module")
-def applied_ns(kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def applied_ns(kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A namespace set up by `concord acl apply` alone (topics, users, ACLs)."""
     ns = "t" + secrets.token_hex(4)
     home = tmp_path_factory.mktemp("acl-home")
-    (home / "concord.json").write_text(json.dumps({
-        "bootstrap": kafka_cluster.bootstrap, "namespace": ns, "security_protocol": "SASL_SSL",
-        "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None}))
-    (home / "credentials.json").write_text(json.dumps(dict(kafka_cluster.passwords)))
+    (home / "concord.json").write_text(
+        json.dumps(
+            {
+                "bootstrap": kafka_cluster.bootstrap,
+                "namespace": ns,
+                "security_protocol": "SASL_SSL",
+                "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None,
+            }
+        )
+    )
+    write_all_credentials(home, kafka_cluster.passwords)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CONCORD_HOME", str(home))
         assert main(["acl", "apply"]) == 0
-    yield ns
+    return ns
 
 
 async def _produce(access: KafkaAccess, topic: str, value: bytes, key: bytes = b"k") -> None:
@@ -63,8 +70,13 @@ async def _consume_one(access: KafkaAccess, topic: str, group: str | None = None
     A subscription is refused with TopicAuthorizationFailedError; an assigned consumer
     would only log the refusal and wait.
     """
-    consumer = AIOKafkaConsumer(topic, group_id=group or _own_group(access, topic), auto_offset_reset="earliest",
-                                enable_auto_commit=False, **access.aiokafka_kwargs())
+    consumer = AIOKafkaConsumer(
+        topic,
+        group_id=group or _own_group(access, topic),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **access.aiokafka_kwargs(),
+    )
     try:
         await asyncio.wait_for(consumer.start(), WAIT_S)
         record = await asyncio.wait_for(consumer.getone(), WAIT_S)
@@ -148,8 +160,10 @@ async def test_a_stranger_gets_nothing(kafka_access: Access, applied_ns: str) ->
 def test_apply_created_the_namespace_from_nothing(applied_ns: str, kafka_cluster: KafkaCluster) -> None:
     from services.governance.admin import admin_client, topic_states
 
-    topics = topic_states(admin_client(kafka_cluster.access("concord-admin")),
-                          lambda n: n.startswith((f"{applied_ns}.", f"{applied_ns}-")))
+    topics = topic_states(
+        admin_client(kafka_cluster.access("concord-admin")),
+        lambda n: n.startswith((f"{applied_ns}.", f"{applied_ns}-")),
+    )
     assert f"{applied_ns}.governance-ledger" in topics
     assert topics[f"{applied_ns}.directives.rail"].config["cleanup.policy"] == "compact"
     assert topics[f"{applied_ns}.fanout.state"].partitions == 3

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,13 +14,13 @@ import pytest
 from confluent_kafka import Producer
 
 from services.cli import main
-from services.core.access import ADMIN, FANOUT
+from services.core.principals import ADMIN, FANOUT
 from services.core.registry import RegistryStale, admin_keyring, encode_value
 from services.core.signing import Domain, Signer
 from services.core.world import load_world
 from services.governance.registry import follow_registry, publish_registry
 from services.keystore import ensure_keys, load_keyring, load_signer
-from tests.conftest import KafkaCluster
+from tests.conftest import KafkaCluster, write_all_credentials
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -29,14 +28,20 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def home(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str,
-         monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def home(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "home"
     path.mkdir()
-    (path / "concord.json").write_text(json.dumps({
-        "bootstrap": kafka_cluster.bootstrap, "namespace": unique_ns, "security_protocol": "SASL_SSL",
-        "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None}))
-    (path / "credentials.json").write_text(json.dumps(dict(kafka_cluster.passwords)))
+    (path / "concord.json").write_text(
+        json.dumps(
+            {
+                "bootstrap": kafka_cluster.bootstrap,
+                "namespace": unique_ns,
+                "security_protocol": "SASL_SSL",
+                "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None,
+            }
+        )
+    )
+    write_all_credentials(path, kafka_cluster.passwords)
     shutil.copytree(REPO_ROOT / "topics", tmp_path / "world")
     ensure_keys(path / "keys", [*sorted(load_world(tmp_path / "world").agencies), FANOUT, ADMIN])
     for name in [k for k in os.environ if k.startswith("CONCORD_")]:
@@ -44,11 +49,12 @@ def home(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str,
     monkeypatch.setenv("CONCORD_HOME", str(path))
     monkeypatch.setenv("CONCORD_WORLD_DIR", str(tmp_path / "world"))
     assert main(["acl", "apply"]) == 0
-    yield path
+    return path
 
 
-async def test_an_agency_follows_the_published_registry(home: Path, kafka_cluster: KafkaCluster,
-                                                        unique_ns: str, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_an_agency_follows_the_published_registry(
+    home: Path, kafka_cluster: KafkaCluster, unique_ns: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     capsys.readouterr()
     assert main(["registry", "publish"]) == 0
     assert f"published registry serial 1 to {unique_ns}.registry" in capsys.readouterr().out
@@ -59,23 +65,39 @@ async def test_an_agency_follows_the_published_registry(home: Path, kafka_cluste
     try:
         first = await asyncio.wait_for(follower.__anext__(), 30)
         assert first.serial == 1 and first.world == load_world(world_dir)
-        court_keys = [k for k in first.keyring.keys() if k.agency == "court"]
+        court_keys = [k for k in first.keyring.keys() if k.agency == "court"]  # noqa: SIM118 - a Keyring
         assert court_keys and court_keys[0].public_key == load_signer(home / "keys", "court").public_bytes()
 
         # A forged publication (written with the admin's credentials, signed by another key) is ignored.
         impostor = Signer.generate(ADMIN, trust.keys()[0].key_id)
-        manifest = encode_value({"kind": "manifest", "key": "manifest/registry", "serial": 99,
-                                 "published_at": datetime.now(UTC).isoformat(), "records": {}})
+        manifest = encode_value(
+            {
+                "kind": "manifest",
+                "key": "manifest/registry",
+                "serial": 99,
+                "published_at": datetime.now(UTC).isoformat(),
+                "records": {},
+            }
+        )
         producer = Producer(kafka_cluster.access(ADMIN).confluent_config(), logger=logging.getLogger("tests.rdkafka"))
-        producer.produce(f"{unique_ns}.registry", key=b"manifest/registry", value=manifest,
-                         headers=impostor.sign(Domain.REGISTRY, manifest).as_kafka())
+        producer.produce(
+            f"{unique_ns}.registry",
+            key=b"manifest/registry",
+            value=manifest,
+            headers=impostor.sign(Domain.REGISTRY, manifest).as_kafka(),
+        )
         assert producer.flush(10) == 0
 
         # The next genuine publication, with an MOU terminated, arrives as a new snapshot.
         mou = world_dir / "mous" / "mou-food-safety.yaml"
         mou.write_text(mou.read_text().replace("terminated_on: null", "terminated_on: 2026-03-01"))
-        publish_registry(kafka_cluster.access(ADMIN), unique_ns, load_world(world_dir), load_keyring(home / "keys"),
-                         load_signer(home / "keys", ADMIN))
+        publish_registry(
+            kafka_cluster.access(ADMIN),
+            unique_ns,
+            load_world(world_dir),
+            load_keyring(home / "keys"),
+            load_signer(home / "keys", ADMIN),
+        )
         second = await asyncio.wait_for(follower.__anext__(), 30)
         assert second.serial == 2 and second.world == load_world(world_dir)
         assert second.world.mou("mou-food-safety", 1).terminated_on is not None
@@ -85,8 +107,14 @@ async def test_an_agency_follows_the_published_registry(home: Path, kafka_cluste
 
 async def test_a_stale_registry_is_refused(home: Path, kafka_cluster: KafkaCluster, unique_ns: str) -> None:
     world = load_world(Path(os.environ["CONCORD_WORLD_DIR"]))
-    publish_registry(kafka_cluster.access(ADMIN), unique_ns, world, load_keyring(home / "keys"),
-                     load_signer(home / "keys", ADMIN), at=datetime.now(UTC) - timedelta(days=2))
+    publish_registry(
+        kafka_cluster.access(ADMIN),
+        unique_ns,
+        world,
+        load_keyring(home / "keys"),
+        load_signer(home / "keys", ADMIN),
+        at=datetime.now(UTC) - timedelta(days=2),
+    )
     trust = admin_keyring(load_keyring(home / "keys"))
     follower = follow_registry(kafka_cluster.access("rail"), unique_ns, trust, max_age=timedelta(days=1))
     with pytest.raises(RegistryStale, match="older than the 86400s allowed"):
