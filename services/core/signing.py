@@ -54,6 +54,7 @@ from enum import StrEnum
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
     Encoding,
     NoEncryption,
     PrivateFormat,
@@ -121,8 +122,14 @@ def batch_signing_input(domain: Domain, agency: str, key_id: str, size: int, roo
     """The exact bytes Ed25519 signs for a batch: a record's structure, the batch marker in place of
     the schema fingerprint, then the tree size and the Merkle root."""
     return b"".join(
-        (_lp(domain.value.encode()), _lp(agency.encode()), _lp(key_id.encode()), _lp(BATCH_MARKER),
-         _lp(struct.pack(">I", size)), _lp(root))
+        (
+            _lp(domain.value.encode()),
+            _lp(agency.encode()),
+            _lp(key_id.encode()),
+            _lp(BATCH_MARKER),
+            _lp(struct.pack(">I", size)),
+            _lp(root),
+        )
     )
 
 
@@ -178,8 +185,13 @@ class SignedHeaders:
             if not batch_keys and found.keys() == set(SIGNATURE_HEADERS):
                 return cls(found[H_AGENCY].decode(), found[H_KEY].decode(), found[H_DIGEST], found[H_SIG])
             if batch_keys and found.keys() == set(BATCH_HEADERS):
-                return cls(found[H_AGENCY].decode(), found[H_KEY].decode(), found[H_DIGEST], found[H_ROOT_SIG],
-                           BatchProof(found[H_ROOT], found[H_PATH]))
+                return cls(
+                    found[H_AGENCY].decode(),
+                    found[H_KEY].decode(),
+                    found[H_DIGEST],
+                    found[H_ROOT_SIG],
+                    BatchProof(found[H_ROOT], found[H_PATH]),
+                )
         except UnicodeDecodeError:
             return None
         return None
@@ -214,14 +226,23 @@ class Signer:
         return cls(agency, key_id, Ed25519PrivateKey.generate())
 
     @classmethod
-    def from_pem(cls, agency: str, key_id: str, pem: bytes) -> Signer:
-        key = load_pem_private_key(pem, password=None)
+    def from_pem(cls, agency: str, key_id: str, pem: bytes, passphrase: bytes | None = None) -> Signer:
+        """The key in ``pem`` (PKCS#8), decrypted with ``passphrase`` when it is kept encrypted.
+
+        Raises ValueError when an encrypted key is given no passphrase or a wrong one, or a
+        passphrase is given for a key that is not encrypted."""
+        try:
+            key = load_pem_private_key(pem, password=passphrase)
+        except TypeError as exc:  # cryptography's word for a passphrase missing or not needed
+            raise ValueError(str(exc)) from None
         if not isinstance(key, Ed25519PrivateKey):
             raise SignatureInvalid("UNKNOWN_KEY", f"signing key {key_id} of {agency} is not an Ed25519 key")
         return cls(agency, key_id, key)
 
-    def private_pem(self) -> bytes:
-        return self._key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    def private_pem(self, passphrase: bytes | None = None) -> bytes:
+        """PKCS#8, encrypted with ``passphrase`` (the library's best available scheme) when given."""
+        crypt = BestAvailableEncryption(passphrase) if passphrase else NoEncryption()
+        return self._key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, crypt)
 
     def public_bytes(self) -> bytes:
         return self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -241,8 +262,10 @@ class Signer:
         size, root = tree.size, tree.root
         sig = self._key.sign(batch_signing_input(domain, self.agency, self.key_id, size, root))
         encode = merkle.encode_proof
-        return [SignedHeaders(self.agency, self.key_id, d, sig, BatchProof(root, encode(i, size, tree.path(i))))
-                for i, d in enumerate(digests)]
+        return [
+            SignedHeaders(self.agency, self.key_id, d, sig, BatchProof(root, encode(i, size, tree.path(i))))
+            for i, d in enumerate(digests)
+        ]
 
 
 @dataclass(frozen=True)
@@ -351,9 +374,13 @@ class Keyring:
                 Reason.UNKNOWN_KEY, f"unknown key {headers.key_id!r} for {headers.agency!r}", agency=headers.agency
             )
         if meta.revoked_at is not None and at >= meta.revoked_at:
-            raise SignatureInvalid(Reason.KEY_REVOKED, f"key {meta.key_id} was revoked at {meta.revoked_at:%Y-%m-%d %H:%M:%SZ}")
+            raise SignatureInvalid(
+                Reason.KEY_REVOKED, f"key {meta.key_id} was revoked at {meta.revoked_at:%Y-%m-%d %H:%M:%SZ}"
+            )
         if at < meta.valid_from:
-            raise SignatureInvalid(Reason.KEY_NOT_YET_VALID, f"key {meta.key_id} is valid only from {meta.valid_from:%Y-%m-%d}")
+            raise SignatureInvalid(
+                Reason.KEY_NOT_YET_VALID, f"key {meta.key_id} is valid only from {meta.valid_from:%Y-%m-%d %H:%M:%SZ}"
+            )
         if meta.valid_until is not None and at >= meta.valid_until:
             raise SignatureInvalid(Reason.KEY_EXPIRED, f"key {meta.key_id} expired at {meta.valid_until:%Y-%m-%d}")
         if not hmac.compare_digest(digest_of(record), headers.digest):
@@ -373,14 +400,16 @@ class Keyring:
 
     def _verify_batch(self, domain: Domain, headers: SignedHeaders) -> None:
         batch = headers.batch
-        assert batch is not None
+        if batch is None:
+            raise SignatureInvalid(Reason.UNSIGNED, "not a batch signature")
         try:
             index, size, path = merkle.decode_proof(batch.proof)
         except ValueError as exc:
             raise SignatureInvalid(Reason.TAMPERED, f"malformed audit path: {exc}") from None
         if merkle.root_from_path(headers.digest, index, size, path) != batch.root:
-            raise SignatureInvalid(Reason.TAMPERED, f"the audit path of leaf {index} of {size} does not lead to "
-                                                    "the signed batch root")
+            raise SignatureInvalid(
+                Reason.TAMPERED, f"the audit path of leaf {index} of {size} does not lead to the signed batch root"
+            )
         cache_key = (domain.value, headers.agency, headers.key_id, size, batch.root, headers.signature)
         if cache_key in self._roots:
             self._roots.move_to_end(cache_key)
@@ -389,7 +418,8 @@ class Keyring:
         self.root_misses += 1
         try:
             self._loaded[(headers.agency, headers.key_id)].verify(
-                headers.signature, batch_signing_input(domain, headers.agency, headers.key_id, size, batch.root))
+                headers.signature, batch_signing_input(domain, headers.agency, headers.key_id, size, batch.root)
+            )
         except InvalidSignature:
             raise SignatureInvalid(
                 Reason.FORGED, f"batch root signature was not made by key {headers.key_id} of {headers.agency!r}"

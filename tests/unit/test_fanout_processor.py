@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message
 
 from services.core.codec import default_registry
 from services.core.models import (
@@ -58,15 +58,25 @@ class Tx:
     """A transaction that records what the fan-out produces in it."""
 
     sent: list[tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None]] = field(
-        default_factory=list)
+        default_factory=list
+    )
 
-    def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
-                headers: list[tuple[str, bytes]] | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         self.sent.append((topic, key, value, partition, headers))
 
     def directives(self) -> list[Directive]:
-        return [SCHEMAS.decode_model(v, Directive) for t, _, v, _, _ in self.sent
-                if ".directives." in t and v is not None and SCHEMAS.split(v)[0].name == "directive"]
+        return [
+            SCHEMAS.decode_model(v, Directive)
+            for t, _, v, _, _ in self.sent
+            if ".directives." in t and v is not None and SCHEMAS.split(v)[0].name == "directive"
+        ]
 
     def of(self, kind: str) -> list[tuple[str, bytes | None, bytes, int, list[tuple[str, bytes]] | None]]:
         return [(t, k, v, p, h) for t, k, v, p, h in self.sent if v is not None and SCHEMAS.split(v)[0].name == kind]
@@ -110,20 +120,39 @@ class Rig:
         k = event.entry_id.encode() if key == "auto" else key
         p = partition_for(event.entry_id, 3) if partition is None else partition
         topic = f"{NS}.lists.court"
-        msg = Message(topic=topic, partition=p, offset=self._next(topic, p), key=k, value=record,
-                      headers=headers, timestamp=(1, int(self.clock().timestamp() * 1000)))
+        msg = Message(
+            topic=topic,
+            partition=p,
+            offset=self._next(topic, p),
+            key=k,
+            value=record,
+            headers=headers,
+            timestamp=(TIMESTAMP_LOG_APPEND_TIME, int(self.clock().timestamp() * 1000)),
+        )
         self.fanout.handle(msg, self.stores[p], self.tx)
         return p
 
     def receipt(self, d: Directive, signer: Signer, status: ReceiptStatus = ReceiptStatus.APPLIED) -> None:
-        r = Receipt(directive_id=d.directive_id, agency=signer.agency, status=status, directive_key=d.key,
-                    seq=d.seq, recorded_at=self.clock())
+        r = Receipt(
+            directive_id=d.directive_id,
+            agency=signer.agency,
+            status=status,
+            directive_key=d.key,
+            seq=d.seq,
+            recorded_at=self.clock(),
+        )
         value = SCHEMAS.encode_model(r)
         p = partition_for(d.entry_id, 3)
         topic = f"{NS}.receipts.{signer.agency}"
-        msg = Message(topic=topic, partition=p, offset=self._next(topic, p), key=d.key.encode(), value=value,
-                      headers=signer.sign(Domain.RECEIPT, value).as_kafka(),
-                      timestamp=(1, int(self.clock().timestamp() * 1000)))
+        msg = Message(
+            topic=topic,
+            partition=p,
+            offset=self._next(topic, p),
+            key=d.key.encode(),
+            value=value,
+            headers=signer.sign(Domain.RECEIPT, value).as_kafka(),
+            timestamp=(1, int(self.clock().timestamp() * 1000)),
+        )
         self.fanout.handle(msg, self.stores[p], self.tx)
 
     def work(self) -> int:
@@ -138,12 +167,29 @@ class Rig:
         return {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in reg.collect() for s in fam.samples}
 
 
-def _rig(tmp_path: Path, world: World | None = None, *, sweep_batch: int = 500,
-         stores: dict[int, PartitionStore] | None = None, clock: Clock | None = None) -> Rig:
+def _rig(
+    tmp_path: Path,
+    world: World | None = None,
+    *,
+    sweep_batch: int = 500,
+    stores: dict[int, PartitionStore] | None = None,
+    clock: Clock | None = None,
+) -> Rig:
     clock = clock or Clock(T0)
-    cfg = FanoutConfig(access=KafkaAccess(bootstrap="127.0.0.1:1"), world=world or real_world(), keyring=RING,
-                       schemas=SCHEMAS, signer=FANOUT, key_secret=b"k" * 32, namespace=NS, name="w1",
-                       state_dir=tmp_path, metrics=FanoutMetrics.create(), clock=clock, sweep_batch=sweep_batch)
+    cfg = FanoutConfig(
+        access=KafkaAccess(bootstrap="127.0.0.1:1"),
+        world=world or real_world(),
+        keyring=RING,
+        schemas=SCHEMAS,
+        signer=FANOUT,
+        key_secret=b"k" * 32,
+        namespace=NS,
+        name="w1",
+        state_dir=tmp_path,
+        metrics=FanoutMetrics.create(),
+        clock=clock,
+        sweep_batch=sweep_batch,
+    )
     fanout = Fanout(cfg)
     stores = stores if stores is not None else {p: PartitionStore(tmp_path / f"p{p}", p, cache_mb=0) for p in range(3)}
     fanout.assigned(stores)
@@ -175,8 +221,10 @@ def test_a_listing_commits_its_directives_to_the_entry_partition_and_its_receipt
     rig.commit()
     sent = rig.tx.directives()
     assert {(d.subscriber, d.measure_id) for d in sent} == {
-        ("finance", "finance.procurement-ban"), ("aviation", "aviation.no-air-tickets"),
-        ("rail", "rail.no-high-speed-rail")}
+        ("finance", "finance.procurement-ban"),
+        ("aviation", "aviation.no-air-tickets"),
+        ("rail", "rail.no-high-speed-rail"),
+    }
     assert {part for t, _, _, part, _ in rig.tx.sent if ".directives." in t} == {p}
     # Kafka keys are pseudonyms: a directive key names the subject's identifier, its topic key does not.
     keys = [k for t, k, _, _, _ in rig.tx.sent if ".directives." in t]
@@ -334,8 +382,9 @@ def test_a_new_version_supersedes_the_pending_directive_of_its_key(rig: Rig) -> 
     ev = _person(5)
     p = rig.listing(ev)
     rig.commit()
-    delisted = entry(entry_id="p-5", subject=person(make_ric(5)), version=2, event_type="DELISTED",
-                     delisting={"reason": "PERFORMED"})
+    delisted = entry(
+        entry_id="p-5", subject=person(make_ric(5)), version=2, event_type="DELISTED", delisting={"reason": "PERFORMED"}
+    )
     rig.listing(delisted)
     rig.commit()
     # Only the LIFTs are outstanding: the APPLYs they replaced need no receipt any more.
@@ -355,7 +404,10 @@ def test_each_directive_is_told_to_the_listing_agency_as_a_signed_notice(rig: Ri
     key, value, headers = got["finance.procurement-ban"]
     notice = SCHEMAS.decode_model(value, Notice)
     assert (notice.notice_id, notice.implementing_agency, notice.action) == (
-        directives["finance.procurement-ban"].directive_id, "finance", Action.APPLY)
+        directives["finance.procurement-ban"].directive_id,
+        "finance",
+        Action.APPLY,
+    )
     assert notice.legal_basis.startswith("Government Procurement Law")
     assert key == next(k for t, k, _, _, _ in rig.tx.sent if ".directives.finance" in t)  # the same pseudonym
     RING.verify(Domain.NOTICE, value, SignedHeaders.from_kafka(headers), expected_agency="concord-fanout", at=T0)
@@ -365,8 +417,9 @@ def test_an_ended_entry_leaves_the_state_after_its_retention_with_tombstones_for
     p = rig.listing(_person(7))
     rig.commit()
     applied = rig.tx.directives()
-    delisted = entry(entry_id="p-7", subject=person(make_ric(7)), version=2, event_type="DELISTED",
-                     delisting={"reason": "PERFORMED"})
+    delisted = entry(
+        entry_id="p-7", subject=person(make_ric(7)), version=2, event_type="DELISTED", delisting={"reason": "PERFORMED"}
+    )
     rig.listing(delisted)
     rig.commit()
     for d in applied:
@@ -387,8 +440,12 @@ def test_an_ended_entry_leaves_the_state_after_its_retention_with_tombstones_for
 
 def test_a_listing_past_its_publication_applies_nothing_and_leaves_at_once(rig: Rig) -> None:
     ended = T0 + timedelta(hours=1)
-    ev = entry(entry_id="p-8", subject=person(make_ric(8)), effective_until=(T0 + timedelta(days=400)).isoformat(),
-               publication_until=ended.isoformat())
+    ev = entry(
+        entry_id="p-8",
+        subject=person(make_ric(8)),
+        effective_until=(T0 + timedelta(days=400)).isoformat(),
+        publication_until=ended.isoformat(),
+    )
     p = rig.listing(ev)
     rig.commit()
     assert {d.valid_until for d in rig.tx.directives()} == {ended}  # capped by the publication period
