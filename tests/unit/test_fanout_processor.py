@@ -29,15 +29,27 @@ from services.core.models import (
     Receipt,
     ReceiptStatus,
 )
+from services.core.registry import RegistrySnapshot
 from services.core.signing import Domain, SignedHeaders, Signer
 from services.core.world import World, parse_world
 from services.fanout import store as st
 from services.fanout.app import Fanout, FanoutConfig
 from services.fanout.metrics import FanoutMetrics
 from services.fanout.store import PartitionStore
+from services.governance.registry import RegistryStatus
 from services.kafka_access import KafkaAccess
 from services.partitioning import partition_for
-from tests.unit.factories import entry, keyring, make_ric, make_uscc, organization, person, real_world, sealed
+from tests.unit.factories import (
+    delisting,
+    entry,
+    keyring,
+    make_ric,
+    make_uscc,
+    organization,
+    person,
+    real_world,
+    sealed,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -458,3 +470,107 @@ def test_a_listing_past_its_publication_applies_nothing_and_leaves_at_once(rig: 
     rig.work()
     rig.commit()
     assert rig.stores[p].get(st.entry_key("court/p-8")) is None
+
+
+# --- the signed registry: followed live, holding APPLYs while it is stale ------------------------------
+
+
+class FakeWatch:
+    """What the fan-out reads of a RegistryWatch: the newest snapshot and whether it is fresh."""
+
+    def __init__(self, world: World) -> None:
+        self.snapshot = RegistrySnapshot(world, RING, T0, 1)
+        self.fresh = True
+        self.last_caught_up = 0.0
+        self.max_age = timedelta(hours=1)
+
+    def status(self, now: datetime | None = None) -> RegistryStatus:
+        snap = self.snapshot
+        return RegistryStatus(
+            self.fresh, None if self.fresh else "older than allowed (test)", snap.serial, snap.published_at, 0.0
+        )
+
+    def catch_up(self, timeout: float = 0.0) -> RegistrySnapshot:
+        return self.snapshot
+
+    def refresh_credentials(self, access: KafkaAccess) -> None:
+        return None
+
+    def publish(self, world: World, *, fresh: bool = True) -> None:
+        self.snapshot = RegistrySnapshot(world, RING, T0, self.snapshot.serial + 1)
+        self.fresh = fresh
+
+
+def _followed(tmp_path: Path) -> tuple[Rig, FakeWatch]:
+    watch = FakeWatch(real_world())
+    r = _rig(tmp_path)
+    r.fanout.cfg.registry = watch  # type: ignore[assignment]  # a stand-in with the same reads
+    r.fanout.serial = 1
+    return r, watch
+
+
+def _tick(r: Rig) -> None:
+    """Let the worker look at the registry now (it looks every 0.2 s and re-judges its epoch every second)."""
+    r.fanout._next_follow = 0.0  # noqa: SLF001
+    r.fanout._epoch_at = 0.0  # noqa: SLF001
+    for _ in range(20):
+        r.work()
+        if not r.fanout._sweeping:  # noqa: SLF001
+            break
+    r.commit()
+
+
+def test_directives_name_the_registry_serial_they_were_routed_by(tmp_path: Path) -> None:
+    r, _ = _followed(tmp_path)
+    r.listing(_company(1))
+    r.commit()
+    assert {d.registry_serial for d in r.tx.directives()} == {1}
+
+
+def test_a_stale_registry_withholds_applys_lets_lifts_flow_and_a_fresh_one_issues_what_was_withheld(
+    tmp_path: Path,
+) -> None:
+    r, watch = _followed(tmp_path)
+    r.listing(_company(1))
+    _tick(r)
+    watch.fresh = False
+    _tick(r)
+    assert r.fanout.registry_status is not None and not r.fanout.registry_status.fresh
+    sent = len(r.tx.directives())
+    r.listing(_company(2))  # a new listing while stale: nothing applied
+    delisted = entry(
+        entry_id="c-1",
+        subject=organization(make_uscc(5001)),
+        event_type="DELISTED",
+        version=2,
+        event_id="court:c-1:2",
+        delisting=delisting(),
+    )
+    r.listing(delisted)  # the delisting of the first: its LIFTs flow
+    r.commit()
+    during = r.tx.directives()[sent:]
+    assert {(d.entry_id, d.action) for d in during} == {("c-1", Action.LIFT)}
+    # A fresh publication: the partitions were marked as evaluated while holding, so they are swept and
+    # the withheld APPLYs go out, routed by the new serial.
+    watch.publish(real_world())
+    _tick(r)
+    after = r.tx.directives()[sent + len(during) :]
+    assert {(d.entry_id, d.action, d.registry_serial) for d in after} == {("c-2", Action.APPLY, 2)}
+    assert {d.measure_id for d in after} == {
+        "finance.procurement-ban",
+        "aviation.no-air-tickets",
+        "rail.no-high-speed-rail",
+    }
+
+
+def test_a_newer_publication_changes_the_routing_live(tmp_path: Path) -> None:
+    r, watch = _followed(tmp_path)
+    r.listing(_company(1))
+    _tick(r)
+    sent = len(r.tx.directives())
+    docs = copy.deepcopy(real_world().to_documents())
+    docs[f"mous/{JD}.yaml"]["versions"][0]["terminated_on"] = T0.date().isoformat()
+    watch.publish(parse_world(docs))
+    _tick(r)
+    lifted = r.tx.directives()[sent:]
+    assert lifted and {(d.action, d.cause, d.registry_serial) for d in lifted} == {(Action.LIFT, Cause.MOU_CHANGED, 2)}
