@@ -133,11 +133,12 @@ class Fanout:
         self.registry_status: RegistryStatus | None = None
         self._credentials: CredentialsWatch | None = cfg.access.watch_credentials()
         self._next_follow = 0.0
+        self.engine: Any = None  # set by the worker: positions and pauses for the gauges
         if cfg.registry is not None:
-            snapshot = cfg.registry.snapshot
-            if snapshot is not None:
-                self.serial = snapshot.serial
             self.metrics.registry_age.bind(cfg.registry)
+            snapshot = cfg.registry.snapshot
+            if snapshot is not None:  # the world, keys and serial of one publication, together
+                self._take(snapshot.serial, snapshot.world, snapshot.keyring)
         self._tx: Transaction | None = None
         self._done: list[_Done] = []
         self._next_tick = 0.0
@@ -148,7 +149,6 @@ class Fanout:
         self._sweeping: set[int] = set()
         self._stores: dict[int, PartitionStore] = {}
         self._receipts_caught_up = False
-        self.engine: Any = None  # set by the worker: positions and pauses for the gauges
         # What /coverage shows, replaced whole by the loop's thread (the web thread only reads it).
         self.coverage: dict[str, object] = {"worker": cfg.name, "worker_partitions": [], "outstanding": []}
 

@@ -514,6 +514,10 @@ class SubscriberService:
                     schemas=self.schemas,
                 )
             except Refused as r:
+                if r.reason == "UNKNOWN_KEY" and self.registry is not None:
+                    # Signed with a key of a registry publication not in hand yet: catch up first.
+                    self._behind_since = self._behind_since or self.clock()
+                    return None
                 self.metrics.rejected.labels(self.agency, r.reason).inc()
                 log.warning("%s: refused heartbeat at %s[%d]@%d: %s", self.agency, tp.topic, tp.partition, offset, r)
             else:
