@@ -19,10 +19,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from services.core.codec import default_registry
 from services.core.models import Receipt
+from services.core.principals import ADMIN
 from services.keystore import load_keyring
 from services.localstack import LocalStack
 from services.ops.audit import AuditReport, read_all, run_audit
@@ -68,7 +70,7 @@ def audit_stores(stack: LocalStack) -> AuditReport:
     stores = {a.agency_id: stack.home / "data" / f"{a.agency_id}.sqlite" for a in stack.world.implementers()}
     return asyncio.run(
         run_audit(
-            access=stack.access("concord-admin"),
+            access=stack.access(ADMIN),
             world=stack.world,
             namespace=stack.namespace,
             keyring=load_keyring(stack.home / "keys"),
@@ -93,7 +95,7 @@ def applied_twice(stack: LocalStack) -> dict[str, int]:
     """Directive ids some agency reported APPLIED more than once."""
     topics = [s.name for s in stack.world.topic_specs(stack.namespace) if s.kind == "receipts"]
     counts: Counter[str] = Counter()
-    for _, rec in asyncio.run(read_all(stack.access("concord-admin"), topics)):
+    for _, rec in asyncio.run(read_all(stack.access(ADMIN), topics)):
         r = default_registry().decode_model(rec.value, Receipt)  # type: ignore[attr-defined]
         if r.status.value in ("APPLIED", "LIFTED"):
             counts[f"{r.agency}:{r.directive_id}"] += 1
@@ -133,12 +135,17 @@ def publish_in_background(stack: LocalStack, records: list[dict[str, Any]], chun
 
 
 def test_kill_9_of_the_worker_three_times_mid_burst_loses_nothing_and_applies_nothing_twice(
-        exchange: LocalStack) -> None:
+    exchange: LocalStack,
+) -> None:
     records = burst(150)
     t = publish_in_background(exchange, records, chunks=10)
     for seen in (40, 120, 200):
-        wait_for(lambda: directives(exchange), lambda ds, n=seen: len(ds) >= n,  # type: ignore[misc]
-                 what=f"{seen} directives of the burst", timeout=120)
+        wait_for(
+            lambda: directives(exchange),
+            lambda ds, n=seen: len(ds) >= n,  # type: ignore[misc]
+            what=f"{seen} directives of the burst",
+            timeout=120,
+        )
         exchange.stop("fanout", kill=True)  # SIGKILL, mid-burst, mid-transaction
         exchange.start_fanout()
         exchange.wait_healthy(timeout=120)
@@ -157,13 +164,21 @@ def test_a_worker_whose_state_folder_was_deleted_restores_it_from_the_changelog(
     exchange.wait_healthy(timeout=120)
     assert _coverage(exchange)["entries"] == held
     # Every entry is known again: amendments and delistings of the restored entries apply exactly.
-    later = [entry_dict(entry_id=r["entry_id"], version=9, event_type="DELISTED", subject=r["subject"],
-                        delisting=delisting()) for r in first[:60:2] if r["version"] == 1]
+    later = [
+        entry_dict(
+            entry_id=r["entry_id"], version=9, event_type="DELISTED", subject=r["subject"], delisting=delisting()
+        )
+        for r in first[:60:2]
+        if r["version"] == 1
+    ]
     publish(exchange, "court", later)
     report = assert_exactly_once(exchange, len(first) + len(later))
     assert report.events == len(first) + len(later)
-    assert not [d for d in directives(exchange) if d.entry_id in {r["entry_id"] for r in later}
-                and d.entry_version == 9 and d.action.value != "LIFT"]
+    assert not [
+        d
+        for d in directives(exchange)
+        if d.entry_id in {r["entry_id"] for r in later} and d.entry_version == 9 and d.action.value != "LIFT"
+    ]
 
 
 def test_a_worker_joining_and_another_leaving_mid_burst(exchange: LocalStack) -> None:
