@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from services.core.principals import ADMIN
 from services.embedded.broker import EmbeddedKafka
 from services.embedded.libs import BROKER_JAR
 
@@ -16,7 +17,7 @@ def test_the_storage_format_reads_its_scram_seeds_from_a_private_file(tmp_path: 
     libs = tmp_path / "libs"
     libs.mkdir()
     (libs / BROKER_JAR).write_bytes(b"")
-    users = {"concord-admin": "admin-secret-1", "court": "court-secret-2"}
+    users = {ADMIN: "admin-secret-1", "court": "court-secret-2"}
     broker = EmbeddedKafka(tmp_path / "node", users, libs_dir=libs, jmx_exporter=False)
     state = broker._ensure_state()  # noqa: SLF001 - what a first start formats with
     command, args = broker.format_command(state)

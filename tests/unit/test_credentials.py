@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from services.core.errors import ConfigError
+from services.core.principals import FANOUT
 from services.credentials import (
     CredentialsWatch,
     begin_rotation,
@@ -30,13 +31,13 @@ pytestmark = pytest.mark.unit
 
 def test_each_principal_gets_a_private_file_of_its_own(tmp_path: Path) -> None:
     folder = tmp_path / "credentials"
-    passwords = ensure_credentials(folder, ["concord-fanout", "court"])
+    passwords = ensure_credentials(folder, [FANOUT, "court"])
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     for name, password in passwords.items():
         path = credentials_path(folder, name)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert json.loads(path.read_text()) == {"username": name, "password": password}
-    assert passwords["court"] != passwords["concord-fanout"]
+    assert passwords["court"] != passwords[FANOUT]
     assert ensure_credentials(folder, ["court"]) == {"court": passwords["court"]}  # kept, not regenerated
 
 

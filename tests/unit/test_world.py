@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.core.errors import WorldInvalid
+from services.core.principals import ADMIN
 from services.core.world import (
     Mou,
     World,
@@ -725,7 +726,7 @@ def test_unknown_key(docs: dict[str, Any]) -> None:
     [
         ("Court", "not a valid agency id"),
         ("court.enforcement", "not a valid agency id"),
-        ("concord-admin", "reserved"),
+        (ADMIN, "reserved"),
         ("concord", "reserved"),
     ],
 )
