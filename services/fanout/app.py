@@ -198,6 +198,13 @@ class Fanout:
         if snapshot is not None and snapshot.serial != self.serial:
             self._take(snapshot.serial, snapshot.world, snapshot.keyring)
 
+    def _newest(self) -> None:
+        """Verify every record with the newest publication in hand (a revocation applies at once)."""
+        watch = self.cfg.registry
+        snapshot = watch.snapshot if watch is not None else None
+        if snapshot is not None and snapshot.serial != self.serial:
+            self._take(snapshot.serial, snapshot.world, snapshot.keyring)
+
     def _take(self, serial: int, world: World, keyring: Keyring) -> None:
         before = set(self.input_topics)
         try:
@@ -264,6 +271,7 @@ class Fanout:
             self._receipt(msg, store)
 
     def _list_record(self, msg: Message, store: PartitionStore) -> None:
+        self._newest()
         origin = self.list_topics[msg.topic() or ""]
         now = self.cfg.clock()
         key = msg.key()
@@ -305,15 +313,24 @@ class Fanout:
         )
 
     def _hold(self, store: PartitionStore) -> bool:
-        """Whether APPLYs are withheld now; if so, the partition is marked as evaluated under the holding
-        epoch, so that the return of a fresh registry sweeps it and issues what was withheld."""
+        """Whether APPLYs are withheld now (judged for every record, not once a tick: no APPLY may leave
+        under a registry that has just gone stale); if so, the partition is marked as evaluated under
+        the holding epoch, so that the return of a fresh registry sweeps it and issues what was withheld."""
+        watch = self.cfg.registry
+        now = self.cfg.clock()
+        if watch is not None:
+            self._newest()
+            if watch.status(now).fresh == self._holding:  # the hold begins or ends with this record
+                self._epoch = ""
         if not self._epoch:
-            self._check_epoch({}, self.cfg.clock(), time.monotonic())
+            self._epoch_at = 0.0
+            self._check_epoch({}, now, time.monotonic())
         if self._holding and store.get(_EPOCH) != self._epoch.encode():
             store.put(_EPOCH, self._epoch.encode())
         return self._holding
 
     def _receipt(self, msg: Message, store: PartitionStore) -> None:
+        self._newest()
         agency = self.receipt_topics[msg.topic() or ""]
         value = msg.value()
         if value is None:

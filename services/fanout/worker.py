@@ -68,7 +68,8 @@ def run_worker(cfg: FanoutConfig, *, host: str = "127.0.0.1") -> int:
                 "world_rev": fanout.world_rev,
             }
             if cfg.registry is not None:
-                out["registry"] = cfg.registry.status().to_json()
+                # The serial it routes by (the watch may already hold a newer one, taken with the next record).
+                out["registry"] = {**cfg.registry.status().to_json(), "serial": fanout.serial}
             return out
 
         def problem() -> str | None:

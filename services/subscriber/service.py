@@ -295,6 +295,7 @@ class SubscriberService:
         self._outbox = asyncio.Event()
         self._sources = SourceCache(self.keyring)
         self._serial: int | None = None
+        self._published_at: datetime | None = None
         self._registry_until = float("inf")  # when the registry in hand grows too old (inf: files)
         self._credentials = self.access.watch_credentials()
         self._behind_since: float | None = None
@@ -601,6 +602,7 @@ class SubscriberService:
         if self.registry is not None:
             self._registry_until = snapshot.published_at.timestamp() + self.registry.max_age.total_seconds()
         self._serial = snapshot.serial
+        self._published_at = snapshot.published_at
 
     async def _follow_loop(self) -> None:
         """Take each newer registry publication and a rotated password as they come."""
@@ -787,11 +789,8 @@ class SubscriberService:
         registry = problem = None
         if self.registry is not None:
             status = self.registry.status()
-            registry = (
-                f"serial {status.serial}, published {status.published_at.isoformat()}"
-                if status.published_at is not None
-                else None
-            )
+            if self._serial is not None and self._published_at is not None:  # the publication verified against
+                registry = f"serial {self._serial}, published {self._published_at.isoformat()}"
             if not status.fresh:
                 problem = f"answers are unknown: {status.reason}"
         return assess_health(
