@@ -79,6 +79,7 @@ from bench_subscriber import ric, uscc  # noqa: E402
 from results import write_headline  # noqa: E402
 
 from services.core.codec import default_registry  # noqa: E402
+from services.credentials import read_password  # noqa: E402
 from services.kafka_access import KafkaAccess  # noqa: E402
 from services.localstack import LocalStack, ensure_credentials, free_port, principals  # noqa: E402
 
@@ -361,9 +362,15 @@ async def _read(
     """Every record of the given partitions from ``starts`` up to ``ends``, passed through ``keep``."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    c = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
-                         auto_offset_reset="earliest", max_poll_records=5000, fetch_max_bytes=64 * 1024 * 1024,
-                         isolation_level="read_committed")
+    c = AIOKafkaConsumer(
+        **access.aiokafka_kwargs(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=5000,
+        fetch_max_bytes=64 * 1024 * 1024,
+        isolation_level="read_committed",
+    )
     await c.start()
     out: list[Any] = []
     try:
@@ -410,19 +417,39 @@ class Exchange:
         return [s.name for s in self.stack.world.topic_specs(self.ns) if s.kind == kind]
 
     def spawn(self, name: str, argv: list[str], stdin: Any = None, profiled: bool = False) -> Child:
-        prof = (self.profile_dir / f"{self.mode}-{name}.{PROFILE_FORMAT}" if profiled and self.profile_dir
-                else None)
+        prof = self.profile_dir / f"{self.mode}-{name}.{PROFILE_FORMAT}" if profiled and self.profile_dir else None
         env = {**self.stack._env(), "PYTHONPATH": str(REPO)}  # noqa: SLF001
-        child = Child(name, argv, env=env, log=self.stack.home / "logs" / f"{name}.log", stdin=stdin, profile=prof,
-                      cwd=self.stack.home)
+        child = Child(
+            name,
+            argv,
+            env=env,
+            log=self.stack.home / "logs" / f"{name}.log",
+            stdin=stdin,
+            profile=prof,
+            cwd=self.stack.home,
+        )
         self.children[name] = child
         return child
 
     def start_fanout(self, name: str = "fanout") -> Child:
         port = free_port()
         self.urls[name] = f"http://127.0.0.1:{port}"
-        return self.spawn(name, concord("fanout", "worker", "--name", name, "--web-port", str(port),
-                                        "--loglevel", "WARNING", "--signatures", self.mode), profiled=True)
+        return self.spawn(
+            name,
+            concord(
+                "fanout",
+                "worker",
+                "--name",
+                name,
+                "--web-port",
+                str(port),
+                "--loglevel",
+                "WARNING",
+                "--signatures",
+                self.mode,
+            ),
+            profiled=True,
+        )
 
     def start_subscriber(self, agency: str) -> Child:
         port = free_port()
@@ -548,7 +575,7 @@ def producer_perf(stack: LocalStack, kafka_libs: Path, n: int, size: int, home: 
     for f in adm.create_topics([NewTopic(topic, 3, 1)]).values():
         f.result()
     cfg = json.loads((stack.home / "concord.json").read_text())
-    pw = json.loads((stack.home / "credentials.json").read_text())[ADMIN]
+    pw = read_password(stack.credentials_dir, ADMIN)
     props = home / "perf-client.properties"
     lines = [
         f"bootstrap.servers={cfg['bootstrap']}",
@@ -610,11 +637,12 @@ PASSTHROUGH = r"""
 import asyncio, json, sys, time
 from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from services.credentials import read_password
 from services.kafka_access import KafkaAccess
 
 async def main(cfg):
     access = KafkaAccess(bootstrap=cfg["bootstrap"], ca_file=Path(cfg["ca"]) if cfg["ca"] else None
-                         ).as_principal(cfg["user"], cfg["password"])
+                         ).as_principal(cfg["user"], read_password(Path(cfg["credentials"]), cfg["user"]))
     c = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
                          auto_offset_reset="earliest", max_poll_records=2000)
     p = AIOKafkaProducer(**access.aiokafka_kwargs(), acks="all", enable_idempotence=True, linger_ms=10,
@@ -656,13 +684,13 @@ def passthrough(ex: Exchange) -> dict[str, Any]:
         f.result()
     ends = end_offsets(stack, ex.topics("lists"))
     cfg = json.loads((stack.home / "concord.json").read_text())
-    pw = json.loads((stack.home / "credentials.json").read_text())[ADMIN]
     arg = json.dumps(
         {
             "bootstrap": cfg["bootstrap"],
             "ca": cfg.get("ca_file"),
             "user": ADMIN,
-            "password": pw,
+            # The child reads the password from the principal's credentials file: never from argv.
+            "credentials": str(stack.credentials_dir),
             "out": out,
             "ends": {f"{t}:{p}": v for (t, p), v in ends.items()},
         }
@@ -690,17 +718,29 @@ def _floor_args(ex: Exchange, tag: str, records: int) -> dict[str, Any]:
     for f in adm.create_topics(specs).values():
         f.result()
     cfg = json.loads((stack.home / "concord.json").read_text())
-    pw = json.loads((stack.home / "credentials.json").read_text())[ADMIN]
-    return {"bootstrap": cfg["bootstrap"], "ca": cfg.get("ca_file"), "user": ADMIN, "password": pw,
-            "topics": ex.topics("lists"), "out": out, "changelog": changelog, "group": f"{ex.ns}-{tag}",
-            "state": str(stack.home / tag), "records": records}
+    return {
+        "bootstrap": cfg["bootstrap"],
+        "ca": cfg.get("ca_file"),
+        "user": ADMIN,
+        "credentials": str(stack.credentials_dir),
+        "topics": ex.topics("lists"),
+        "out": out,
+        "changelog": changelog,
+        "group": f"{ex.ns}-{tag}",
+        "state": str(stack.home / tag),
+        "records": records,
+    }
 
 
 def engine_floor(ex: Exchange, records: int) -> dict[str, Any]:
     """The fan-out's engine doing nothing but a RocksDB get and set per record, exactly once."""
     arg = json.dumps(_floor_args(ex, "floor", records))
-    child = Child("engine-floor", [sys.executable, str(REPO / "bench" / "engine_floor.py"), arg],
-                  env={**os.environ, "PYTHONPATH": str(REPO)}, log=ex.stack.home / "logs" / "engine-floor.log")
+    child = Child(
+        "engine-floor",
+        [sys.executable, str(REPO / "bench" / "engine_floor.py"), arg],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        log=ex.stack.home / "logs" / "engine-floor.log",
+    )
     usage = child.wait(900)
     lines = [ln for ln in child.log.read_text().splitlines() if ln.startswith("{")]
     if child.proc.returncode != 0 or not lines:
@@ -711,8 +751,12 @@ def engine_floor(ex: Exchange, records: int) -> dict[str, Any]:
 def quix_floor(ex: Exchange, records: int, python: Path) -> dict[str, Any]:
     """quix-streams doing the same nothing, for the record of why the fan-out does not run on it."""
     arg = json.dumps(_floor_args(ex, "quix", records))
-    child = Child("quix-floor", [str(python), str(REPO / "bench" / "quix_floor.py"), arg], env=dict(os.environ),
-                  log=ex.stack.home / "logs" / "quix-floor.log")
+    child = Child(
+        "quix-floor",
+        [str(python), str(REPO / "bench" / "quix_floor.py"), arg],
+        env=dict(os.environ),
+        log=ex.stack.home / "logs" / "quix-floor.log",
+    )
     usage = child.wait(900)
     lines = [ln for ln in child.log.read_text().splitlines() if ln.startswith("{")]
     if child.proc.returncode != 0 or not lines:
@@ -735,8 +779,14 @@ def two_workers(ex: Exchange, files: dict[str, Path]) -> dict[str, Any]:
     ds = stamps(ex.stack, before, after)
     cpu = sum(w.snapshot()[0] for w in workers)
     ex.stop_all()
-    return {"listings": count, "directives": len(ds), "seconds": ds[-1] - ds[0],
-            "rate": count / max(ds[-1] - ds[0], 1e-9), "wall_s": time.monotonic() - t0, "cpu_s": cpu}
+    return {
+        "listings": count,
+        "directives": len(ds),
+        "seconds": ds[-1] - ds[0],
+        "rate": count / max(ds[-1] - ds[0], 1e-9),
+        "wall_s": time.monotonic() - t0,
+        "cpu_s": cpu,
+    }
 
 
 # --------------------------------------------------------------------------- latency at rate
@@ -961,9 +1011,17 @@ def chart(path: Path, runs: list[dict[str, Any]]) -> None:
 # --------------------------------------------------------------------------- one signature kind
 
 
-def run_mode(ex: Exchange, lines: dict[str, list[str]], n: int, *, with_passthrough: bool,
-             paced_args: tuple[Generator, float, float] | None, compare_n: int = 0,
-             quix_python: Path | None = None, two: Exchange | None = None) -> dict[str, Any]:
+def run_mode(
+    ex: Exchange,
+    lines: dict[str, list[str]],
+    n: int,
+    *,
+    with_passthrough: bool,
+    paced_args: tuple[Generator, float, float] | None,
+    compare_n: int = 0,
+    quix_python: Path | None = None,
+    two: Exchange | None = None,
+) -> dict[str, Any]:
     res: dict[str, Any] = {"mode": ex.mode, "namespace": ex.ns, "n": n}
     files = {}
     for a in PUBLISHERS:
@@ -991,16 +1049,22 @@ def run_mode(ex: Exchange, lines: dict[str, list[str]], n: int, *, with_passthro
     )
     if with_passthrough:
         res["passthrough"] = passthrough(ex)
-        say(f"[{ex.mode}] baseline: aiokafka passthrough {res['passthrough']['records']:,} records "
-            f"in {res['passthrough']['seconds']:.1f}s = {res['passthrough']['rate']:,.0f}/s")
+        say(
+            f"[{ex.mode}] baseline: aiokafka passthrough {res['passthrough']['records']:,} records "
+            f"in {res['passthrough']['seconds']:.1f}s = {res['passthrough']['rate']:,.0f}/s"
+        )
         res["engine_floor"] = engine_floor(ex, count)
-        say(f"[{ex.mode}] baseline: the fan-out's engine doing nothing (RocksDB get + set per record, exactly "
+        say(
+            f"[{ex.mode}] baseline: the fan-out's engine doing nothing (RocksDB get + set per record, exactly "
             f"once) {res['engine_floor']['records']:,} records in {res['engine_floor']['seconds']:.1f}s = "
-            f"{res['engine_floor']['rate']:,.0f}/s")
+            f"{res['engine_floor']['rate']:,.0f}/s"
+        )
         if quix_python is not None:
             res["quix_floor"] = quix_floor(ex, count, quix_python)
-            say(f"[{ex.mode}] baseline: quix-streams doing the same nothing {res['quix_floor']['records']:,} "
-                f"records in {res['quix_floor']['seconds']:.1f}s = {res['quix_floor']['rate']:,.0f}/s")
+            say(
+                f"[{ex.mode}] baseline: quix-streams doing the same nothing {res['quix_floor']['records']:,} "
+                f"records in {res['quix_floor']['seconds']:.1f}s = {res['quix_floor']['rate']:,.0f}/s"
+            )
 
     directive_topics = ex.topics("directives")
     before = end_offsets(ex.stack, directive_topics)
@@ -1088,9 +1152,7 @@ def setup(
     mode_home.mkdir(parents=True, exist_ok=True)
     stack = LocalStack.at(mode_home, namespace=ns)
     stack.write_config(bootstrap, ca, brokers=brokers)
-    fd = os.open(mode_home / "credentials.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(world_creds, fh)
+    stack.write_credentials(world_creds)
     stack.ensure_keys()
     stack.provision()
     return stack
@@ -1122,16 +1184,26 @@ def table(res: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "200000")),
-                    help="listings of the batch kind (default $BENCH_N, else 200,000)")
+    ap.add_argument(
+        "--n",
+        type=int,
+        default=int(os.environ.get("BENCH_N", "200000")),
+        help="listings of the batch kind (default $BENCH_N, else 200,000)",
+    )
     ap.add_argument("--rate", type=float, default=1000.0, help="listings/s asked of the latency run (default 1000)")
     ap.add_argument("--seconds", type=float, default=15.0, help="length of a latency run (default 15)")
-    ap.add_argument("--quix-python", type=Path,
-                    help="an interpreter with quix-streams installed, for its floor beside the engine's "
-                         "(make bench makes .local/venv-quix)")
-    ap.add_argument("--start-rate", type=float, default=1000.0,
-                    help="the latency run runs at min(--rate, this), halving until the exchange keeps up "
-                         "(default 1000)")
+    ap.add_argument(
+        "--quix-python",
+        type=Path,
+        help="an interpreter with quix-streams installed, for its floor beside the engine's "
+        "(make bench makes .local/venv-quix)",
+    )
+    ap.add_argument(
+        "--start-rate",
+        type=float,
+        default=1000.0,
+        help="the latency run runs at min(--rate, this), halving until the exchange keeps up (default 1000)",
+    )
     ap.add_argument("--modes", default="batch,single", help="signature kinds to run (default batch,single)")
     ap.add_argument(
         "--other-n", type=int, help="listings for the second kind (default N/4: its rates, not its scale, are compared)"
@@ -1239,9 +1311,12 @@ def main(argv: list[str] | None = None) -> int:
                     n,
                     with_passthrough=mode == modes[0],
                     paced_args=(Generator(seed=2, prefix=f"p{stamp[9:15]}"), paced_rate, args.seconds)
-                    if mode == "batch" else None, compare_n=args.other_n if mode == modes[0] else 0,
+                    if mode == "batch"
+                    else None,
+                    compare_n=args.other_n if mode == modes[0] else 0,
                     quix_python=args.quix_python if mode == modes[0] else None,
-                    two=Exchange(two_stack, "batch", None) if mode == "batch" and two_stack else None)
+                    two=Exchange(two_stack, "batch", None) if mode == "batch" and two_stack else None,
+                )
             finally:
                 ex.stop_all()
         if "passthrough" in results["modes"].get(modes[0], {}):
@@ -1321,8 +1396,10 @@ def print_report(res: dict[str, Any]) -> None:
         f = res["modes"]["single"]["fanout"]["rate"]
         say_plain(f"  fan-out, single signatures  {f:>10,.0f} listings/s")
     for run in res.get("latency", {}).get("runs", []) + res["modes"].get("batch", {}).get("paced", []):
-        say_plain(f"  end-to-end at {run['achieved_rate']:>6,.0f} listings/s ({run['table']}): p50 "
-            f"{run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms, {'kept up' if run['kept_up'] else 'fell behind'}")
+        say_plain(
+            f"  end-to-end at {run['achieved_rate']:>6,.0f} listings/s ({run['table']}): p50 "
+            f"{run['p50_ms']:.0f} ms, p99 {run['p99_ms']:.0f} ms, {'kept up' if run['kept_up'] else 'fell behind'}"
+        )
     say_plain("")
     say_plain(f"{'process':34} {'CPU s':>8} {'peak MB':>8} {'wall s':>8}")
     for name, u in res.get("latency", {}).get("processes", {}).items():

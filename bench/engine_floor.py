@@ -1,6 +1,6 @@
 """The fan-out engine doing nothing: its floor on the same records (run by bench_exchange.py).
 
-    python bench/engine_floor.py '{"bootstrap": ..., "ca": ..., "user": ..., "password": ...,
+    python bench/engine_floor.py '{"bootstrap": ..., "ca": ..., "user": ..., "credentials": DIR,
                                    "topics": [...], "out": ..., "changelog": ..., "group": ..., "state": ...,
                                    "records": N}'
 
@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from confluent_kafka import Message  # noqa: E402
 
+from services.credentials import read_password  # noqa: E402
 from services.fanout.engine import EngineConfig, Transaction, TransactionalEngine  # noqa: E402
 from services.fanout.store import PartitionStore  # noqa: E402
 from services.kafka_access import KafkaAccess  # noqa: E402
@@ -68,11 +69,21 @@ class Floor:
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
-    access = KafkaAccess(bootstrap=cfg["bootstrap"], ca_file=Path(cfg["ca"]) if cfg["ca"] else None
-                         ).as_principal(cfg["user"], cfg["password"])
+    access = KafkaAccess(bootstrap=cfg["bootstrap"], ca_file=Path(cfg["ca"]) if cfg["ca"] else None).as_principal(
+        cfg["user"], read_password(Path(cfg["credentials"]), cfg["user"])
+    )
     floor = Floor(cfg["out"], int(cfg["records"]))
-    engine = TransactionalEngine(EngineConfig(access=access, group=cfg["group"], name="floor", topics=cfg["topics"],
-                                              changelog=cfg["changelog"], state_dir=Path(cfg["state"])), floor)
+    engine = TransactionalEngine(
+        EngineConfig(
+            access=access,
+            group=cfg["group"],
+            name="floor",
+            topics=cfg["topics"],
+            changelog=cfg["changelog"],
+            state_dir=Path(cfg["state"]),
+        ),
+        floor,
+    )
     floor.engine = engine
     engine.run()
     took = floor.last - (floor.first or floor.last)

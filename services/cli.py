@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.core.errors import ConcordError, ConfigError
+from services.core.principals import AUDIT
 
 if TYPE_CHECKING:  # imported lazily at run time, so that `concord --help` starts fast
     from services.adapter.sources import ReadLimits
@@ -98,9 +99,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from services.adapter import commands
+    from services.governed import snapshot_once
 
     settings = _settings()
-    world = _world(settings)
+    access = settings.access(args.agency)
+    # With a registry: its world and keys, and nothing is published while it is stale.
+    world, keyring = snapshot_once(settings, access)
     _require_agency(world, args.agency, role="publishes")
     return commands.publish(
         settings=settings,
@@ -111,31 +115,47 @@ def cmd_publish(args: argparse.Namespace) -> int:
         ledger=args.ledger,
         signatures=args.signatures,
         limits=_limits(settings, args),
+        keyring=keyring,
+        access=access,
     )
 
 
 def cmd_adapter_run(args: argparse.Namespace) -> int:
     from services.adapter import commands
+    from services.governed import governance
 
     settings = _settings()
-    world = _world(settings)
-    _require_agency(world, args.agency, role="publishes")
+    access = settings.access(args.agency)
+    gov = governance(settings, access, f"adapter-{args.agency}")
+    if gov.world is None:
+        raise ConfigError("no signed registry to publish by")
+    _require_agency(gov.world, args.agency, role="publishes")
     if args.metrics_port is not None:
         from services.ops.adapter_metrics import serve_inbox_metrics
 
-        port = serve_inbox_metrics(args.agency, Path(args.inbox), args.metrics_port, args.metrics_host)
-        print(f"serving /metrics on {args.metrics_host}:{port}", file=sys.stderr, flush=True)
-    return commands.run_inbox(
-        settings=settings,
-        world=world,
-        agency=args.agency,
-        inbox=args.inbox,
-        mapping=args.mapping,
-        ledger=args.ledger,
-        poll=args.poll,
-        signatures=args.signatures,
-        limits=_limits(settings, args),
-    )
+        port = serve_inbox_metrics(
+            args.agency, Path(args.inbox), args.metrics_port, args.metrics_host, registry=gov.watch
+        )
+        print(f"serving /metrics and /healthz on {args.metrics_host}:{port}", file=sys.stderr, flush=True)
+    try:
+        return commands.run_inbox(
+            settings=settings,
+            world=gov.world,
+            agency=args.agency,
+            inbox=args.inbox,
+            mapping=args.mapping,
+            ledger=args.ledger,
+            poll=args.poll,
+            signatures=args.signatures,
+            limits=_limits(settings, args),
+            keyring=gov.keyring,
+            access=access,
+            registry=gov.watch,
+            signer_for=gov.signer_for(settings, args.agency) if gov.watch is not None else None,
+        )
+    finally:
+        if gov.watch is not None:
+            gov.watch.stop()
 
 
 # --- services ------------------------------------------------------------------
@@ -143,20 +163,34 @@ def cmd_adapter_run(args: argparse.Namespace) -> int:
 
 def cmd_fanout_worker(args: argparse.Namespace) -> int:
     from services.core.codec import default_registry
-    from services.core.intake import FANOUT_PRINCIPAL
+    from services.core.principals import FANOUT
     from services.fanout.app import FanoutConfig
     from services.fanout.worker import run_worker
-    from services.keystore import keyed_hash_secret, load_keyring, load_signer
+    from services.governed import governance
+    from services.keystore import keyed_hash_secret
 
     settings = _settings()
     logging.getLogger("concord").setLevel(args.loglevel.upper())
     state_dir = Path(args.state_dir) if args.state_dir else settings.home / "fanout" / args.name
+    access = settings.access(FANOUT)
+    gov = governance(settings, access, "fanout")
+    if gov.world is None or gov.keyring is None:
+        raise ConfigError("no signed registry to route by")
+    signer_for = gov.signer_for(settings, FANOUT)
     cfg = FanoutConfig(
-        access=settings.access(FANOUT_PRINCIPAL), world=_world(settings),
-        keyring=load_keyring(settings.keys_path), schemas=default_registry(),
-        signer=load_signer(settings.keys_path, FANOUT_PRINCIPAL), namespace=settings.effective_namespace(),
-        name=args.name, state_dir=state_dir, web_port=args.web_port, batch_signatures=args.signatures == "batch",
-        key_secret=keyed_hash_secret(settings.keys_path, FANOUT_PRINCIPAL),
+        access=access,
+        world=gov.world,
+        keyring=gov.keyring,
+        schemas=default_registry(),
+        signer=signer_for(gov.keyring),
+        namespace=settings.effective_namespace(),
+        name=args.name,
+        state_dir=state_dir,
+        web_port=args.web_port,
+        batch_signatures=args.signatures == "batch",
+        key_secret=keyed_hash_secret(settings.keys_path, FANOUT),
+        registry=gov.watch,
+        signer_for=signer_for if gov.watch is not None else None,
     )
     return run_worker(cfg)
 
@@ -173,7 +207,9 @@ def _query_log_path(settings: Settings, args: argparse.Namespace) -> Path:
 
 def cmd_subscriber_run(args: argparse.Namespace) -> int:
     from services.core.codec import default_registry
-    from services.keystore import load_keyring, load_signer
+    from services.core.signing import Keyring, Signer
+    from services.core.world import Retention
+    from services.governed import governance
     from services.subscriber.api import RequestLimits
     from services.subscriber.clients import load_clients
     from services.subscriber.querylog import QueryLog, ensure_key
@@ -182,9 +218,15 @@ def cmd_subscriber_run(args: argparse.Namespace) -> int:
     from services.subscriber.store import DirectiveStore
 
     settings = _settings()
-    world = _world(settings)
-    _require_agency(world, args.agency, role="implements")
     ns = settings.effective_namespace()
+    access = settings.access(args.agency)
+    # With a registry, the API does not wait for it: it answers `unknown` until the feed has taken
+    # the first publication and caught up.
+    gov = governance(settings, access, f"subscriber-{args.agency}", wait=10.0)
+    world = gov.world
+    if world is not None:
+        _require_agency(world, args.agency, role="implements")
+    retention = world.retention if world is not None else Retention()
     home = _subscriber_home(settings, args.agency)
     clients = load_clients(Path(args.clients) if args.clients else home.clients)
     certfile = Path(args.tls_cert) if args.tls_cert else home.server
@@ -193,37 +235,54 @@ def cmd_subscriber_run(args: argparse.Namespace) -> int:
         if not path.exists():
             raise ConfigError(f"{what}: {path} does not exist (the local setup issues it: `make run`)")
     key = ensure_key(Path(args.query_log_key) if args.query_log_key else home.query_log_key)
-    retention_days = args.query_log_retention or world.retention.query_log_days
+    retention_days = args.query_log_retention or retention.query_log_days
     querylog = QueryLog(_query_log_path(settings, args), key, retention_s=retention_days * 86400)
     db = Path(args.db) if args.db else settings.home / "data" / f"{args.agency}.sqlite"
+    signer_for = gov.signer_for(settings, args.agency)
+
+    def topics_for(w: World) -> tuple[str, str]:
+        return (
+            w.topic_name("directives", args.agency, namespace=ns),
+            w.topic_name("receipts", args.agency, namespace=ns),
+        )
+
+    directives, receipts = topics_for(world) if world is not None else ("", "")
     svc = SubscriberService(
         agency=args.agency,
-        access=settings.access(args.agency),
+        access=access,
         store=DirectiveStore(db, args.agency),
-        keyring=load_keyring(settings.keys_path),
+        keyring=gov.keyring or Keyring(),
         schemas=default_registry(),
-        signer=load_signer(settings.keys_path, args.agency),
-        directive_topic=world.topic_name("directives", args.agency, namespace=ns),
-        receipts_topic=world.topic_name("receipts", args.agency, namespace=ns),
+        # Until the registry's first publication names the agency's key, no receipt is signed.
+        signer=signer_for(gov.keyring) if gov.keyring is not None else Signer.generate(args.agency, "none"),
+        directive_topic=directives,
+        receipts_topic=receipts,
         stale_after=args.stale_after,
         progress_threshold=args.progress_threshold,
         world=world,
-        lifted_retention_days=world.retention.lifted_directives_days,
+        lifted_retention_days=retention.lifted_directives_days,
+        registry=gov.watch,
+        signer_for=signer_for if gov.watch is not None else None,
+        topics_for=topics_for,
     )
     limits = RequestLimits(max_body=args.max_body, body_timeout=args.request_timeout)
-    run(
-        svc,
-        clients,
-        querylog,
-        ServeOptions(
-            certfile=certfile,
-            client_ca=client_ca,
-            host=args.host,
-            port=args.port,
-            metrics_port=args.metrics_port,
-            limits=limits,
-        ),
-    )
+    try:
+        run(
+            svc,
+            clients,
+            querylog,
+            ServeOptions(
+                certfile=certfile,
+                client_ca=client_ca,
+                host=args.host,
+                port=args.port,
+                metrics_port=args.metrics_port,
+                limits=limits,
+            ),
+        )
+    finally:
+        if gov.watch is not None:
+            gov.watch.stop()
     return 0
 
 
@@ -328,21 +387,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from services.core.codec import default_registry
-    from services.keystore import load_keyring
+    from services.governed import snapshot_once
     from services.ops.audit import run_audit
 
     settings = _settings()
-    world = _world(settings)
+    access = settings.access(args.principal)
+    world, keyring = snapshot_once(settings, access)
     stores = {}
     data = settings.home / "data"
     if args.stores and data.exists():
         stores = {p.stem: p for p in sorted(data.glob("*.sqlite")) if p.stem in world.agencies}
     report = asyncio.run(
         run_audit(
-            access=settings.access(args.principal),
+            access=access,
             world=world,
             namespace=settings.effective_namespace(),
-            keyring=load_keyring(settings.keys_path),
+            keyring=keyring,
             schemas=default_registry(),
             stores=stores,
         )
@@ -502,7 +562,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "audit", help="prove from the logs that every required measure is held and every lifted one lifted"
     )
-    s.add_argument("--principal", default="concord-admin", help="who reads the logs (needs READ on them)")
+    s.add_argument(
+        "--principal",
+        default=AUDIT,
+        help=f"who reads the logs (default {AUDIT}: reads lists, directives, receipts, quarantine)",
+    )
     s.add_argument("--stores", action="store_true", help="also audit the local subscribers' stores")
     s.set_defaults(fn=cmd_audit)
 
@@ -529,8 +593,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fanout", help="the fan-out")
     fs = s.add_subparsers(dest="fanout_command", required=True)
     w = fs.add_parser("worker", help="run a fan-out worker")
-    w.add_argument("--name", default="worker",
-                   help="this worker's name, unique in the group: its transactional id and state folder")
+    w.add_argument(
+        "--name",
+        default="worker",
+        help="this worker's name, unique in the group: its transactional id and state folder",
+    )
     w.add_argument("--state-dir", help="where its state partitions live (default <home>/fanout/<name>)")
     w.add_argument("--web-port", type=int, default=None, help="serve /metrics, /healthz and /coverage")
     w.add_argument("--loglevel", default="INFO")
@@ -574,8 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-body", type=int, default=256 * 1024, help="largest request body accepted, in bytes")
     r.add_argument("--request-timeout", type=float, default=10.0, help="seconds a request body may take to arrive")
     _query_log_args(r)
-    r.add_argument("--query-log-retention", type=float,
-                   help="days a query is kept in the log (default: retention.query_log_days of topics.yaml)")
+    r.add_argument(
+        "--query-log-retention",
+        type=float,
+        help="days a query is kept in the log (default: retention.query_log_days of topics.yaml)",
+    )
     r.set_defaults(fn=cmd_subscriber_run)
 
     q = ss.add_parser(

@@ -309,6 +309,8 @@ def run_local(*, stay: bool, home: Path, brokers: int = 1) -> int:
             for agency in stack.world.publishers():
                 stack.start_adapter(agency.agency_id)
             stack.start_drift()
+            # Republished well within its maximum age, so the services never fail closed for want of it.
+            stack.start_registry_publisher(every=stack.registry_max_age / 24)
         stack.wait_healthy()
         urls = stack.subscriber_urls()
         clients = {agency: stack.check_client(agency) for agency in urls}

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, SecretStr
+
+if TYPE_CHECKING:
+    from services.credentials import CredentialsWatch
 
 SecurityProtocol = Literal["SASL_SSL", "SASL_PLAINTEXT", "SSL", "PLAINTEXT"]
 
@@ -28,6 +31,9 @@ class KafkaAccess(BaseModel):
     security_protocol: SecurityProtocol = "SASL_SSL"
     sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
     ca_file: Path | None = None
+    # Where the password was read from: a service watches it and uses a rotated password for
+    # the connections it opens afterwards (services.credentials).
+    credentials_file: Path | None = None
 
     @property
     def uses_sasl(self) -> bool:
@@ -40,6 +46,17 @@ class KafkaAccess(BaseModel):
     def as_principal(self, username: str, password: str) -> KafkaAccess:
         """The same cluster reached as another principal."""
         return self.model_copy(update={"username": username, "password": SecretStr(password)})
+
+    def watch_credentials(self) -> CredentialsWatch | None:
+        """A watch on this principal's credentials file, if the password came from one."""
+        if self.credentials_file is None or self.username is None:
+            return None
+        from services.credentials import CredentialsWatch
+
+        return CredentialsWatch(self.credentials_file, self.username)
+
+    def with_password(self, password: str) -> KafkaAccess:
+        return self.model_copy(update={"password": SecretStr(password)})
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.uses_tls:
@@ -90,6 +107,22 @@ class KafkaAccess(BaseModel):
             conf["sasl.username"] = self.username or ""
             conf["sasl.password"] = self._secret()
         return conf
+
+    def refresh_confluent(self, *clients: Any) -> None:
+        """Give confluent-kafka clients this access's password for the connections they open next."""
+        if self.uses_sasl:
+            for client in clients:
+                client.set_sasl_credentials(self.username or "", self._secret())
+
+    def refresh_aiokafka(self, *clients: Any) -> None:
+        """Give aiokafka producers and consumers this access's password for the connections they open
+        next (aiokafka logs in with what its client holds; it has no public call to change it)."""
+        if not self.uses_sasl:
+            return
+        for client in clients:
+            inner = getattr(client, "client", None) or getattr(client, "_client", None)
+            if inner is not None:
+                inner._sasl_plain_password = self._secret()  # noqa: SLF001 - no public setter exists
 
     def describe(self) -> str:
         who = self.username or "anonymous"

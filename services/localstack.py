@@ -2,9 +2,10 @@
 
 ``<home>/`` (``.local`` by default, ignored by git):
 
-    concord.json        bootstrap, CA file, namespace — how commands find the cluster
-    credentials.json    SCRAM password per principal (mode 0600)
-    keys/               signing keys per agency and the public keyring
+    concord.json        bootstrap, CA file, namespace, "registry": "follow" — how commands find the
+                        cluster, and that services take their world and keys from the signed registry
+    credentials/        one SCRAM credentials file per principal (0600; services.credentials)
+    keys/               signing keys per agency, the admin-signed keyring and the registry key
     broker/             the embedded Kafka node's data, logs and TLS material
     run/                one JSON file per running service (pid, url), for `concord status`
     run/scrape/         one Prometheus file_sd target list per /metrics endpoint
@@ -14,14 +15,16 @@
                         and query-log key (services.subscriber.identity)
 
 The same :class:`LocalStack` serves ``make run``, ``make demo`` and the test
-fixtures, so what the tests exercise is what a user runs.
+fixtures, so what the tests exercise is what a user runs.  With ``registry`` (the
+default) the setup publishes the signed registry from the files and every service
+follows it; ``use_world`` then publishes the new world, which running services take
+without a restart.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import socket
 import ssl
@@ -34,12 +37,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from services.core.access import ADMIN, FANOUT, OPS, compile_acls
+from services.core.access import compile_acls
 from services.core.errors import ConfigError
+from services.core.principals import ADMIN, FANOUT, SIGNING_PRINCIPALS, all_principals
 from services.core.world import World, load_world
+from services.credentials import credentials_path, read_password, write_credentials
+from services.credentials import ensure_credentials as ensure_credential_files
 from services.governance.admin import admin_client, ensure_acls, ensure_topics
+from services.governance.registry import Publication, publish_registry
 from services.kafka_access import KafkaAccess
-from services.keystore import ensure_keys, keyed_hash_secret
+from services.keystore import ensure_keys, keyed_hash_secret, load_keyring, load_signer
 from services.settings import REPO_ROOT
 from services.subscriber.identity import SubscriberHome
 
@@ -48,7 +55,7 @@ if TYPE_CHECKING:
 
 
 def principals(world: World) -> list[str]:
-    return [ADMIN, FANOUT, OPS, *sorted(world.agencies)]
+    return all_principals(world.agencies)
 
 
 def free_port() -> int:
@@ -57,26 +64,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _write_private_json(path: Path, data: Mapping[str, object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    tmp.replace(path)
-
-
 def ensure_credentials(home: Path, names: list[str]) -> dict[str, str]:
-    path = home / "credentials.json"
-    creds: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-    changed = False
-    for n in names:
-        if n not in creds:
-            creds[n] = secrets.token_urlsafe(24)
-            changed = True
-    if changed or not path.exists():
-        _write_private_json(path, creds)
-    return creds
+    """Every principal's password, one credentials file each under ``<home>/credentials/`` (an older
+    setup's shared ``credentials.json`` is split into them)."""
+    return ensure_credential_files(home / "credentials", names, legacy=home / "credentials.json")
 
 
 @dataclass
@@ -95,20 +86,36 @@ class LocalStack:
     namespace: str = "concord"
     world_dir: Path | None = None
     services: list[Service] = field(default_factory=list)
+    registry: bool = True  # services follow the signed registry (else they read the files)
+    registry_max_age: float = 24 * 3600.0
 
     @classmethod
-    def at(cls, home: Path, namespace: str = "concord", world_dir: Path | None = None) -> LocalStack:
+    def at(
+        cls, home: Path, namespace: str = "concord", world_dir: Path | None = None, *, registry: bool = True
+    ) -> LocalStack:
         return cls(
             home=home.resolve(),
             world=load_world(world_dir or REPO_ROOT / "topics"),
             namespace=namespace,
             world_dir=world_dir,
+            registry=registry,
         )
 
     def use_world(self, world_dir: Path) -> None:
-        """Services started from now on read the declared world from ``world_dir``."""
+        """The declared world is ``world_dir`` from now on: published in the registry (running
+        services take it live), or read by services started from now on (without a registry)."""
         self.world_dir = world_dir
         self.world = load_world(world_dir)
+        if self.registry:
+            self.publish_registry()
+
+    def publish_registry(self, *, at: datetime | None = None) -> Publication:
+        """Publish the world and the keyring as the admin (``at``: the publication time it claims)."""
+        keys = self.home / "keys"
+        keyring = load_keyring(keys)
+        return publish_registry(
+            self.access(ADMIN), self.namespace, self.world, keyring, load_signer(keys, ADMIN, keyring=keyring), at=at
+        )
 
     # --- set-up -----------------------------------------------------------------
 
@@ -122,6 +129,8 @@ class LocalStack:
             "namespace": self.namespace,
             "security_protocol": "SASL_SSL",
             "brokers": brokers,
+            "registry": "follow" if self.registry else "files",
+            "registry_max_age": self.registry_max_age,
         }
         (self.home / "concord.json").write_text(json.dumps(cfg, indent=2))
 
@@ -131,15 +140,25 @@ class LocalStack:
         size = json.loads((self.home / "concord.json").read_text()).get("brokers")
         return int(size) if size is not None else None
 
+    @property
+    def credentials_dir(self) -> Path:
+        return self.home / "credentials"
+
+    def write_credentials(self, passwords: Mapping[str, str]) -> None:
+        """One credentials file per principal (for a cluster whose users exist already)."""
+        for principal, password in passwords.items():
+            write_credentials(self.credentials_dir, principal, password)
+
     def access(self, principal: str) -> KafkaAccess:
         cfg = json.loads((self.home / "concord.json").read_text())
-        creds = json.loads((self.home / "credentials.json").read_text())
         return KafkaAccess(
-            bootstrap=cfg["bootstrap"], ca_file=Path(cfg["ca_file"]) if cfg["ca_file"] else None
-        ).as_principal(principal, creds[principal])
+            bootstrap=cfg["bootstrap"],
+            ca_file=Path(cfg["ca_file"]) if cfg["ca_file"] else None,
+            credentials_file=credentials_path(self.credentials_dir, principal),
+        ).as_principal(principal, read_password(self.credentials_dir, principal))
 
     def ensure_keys(self) -> None:
-        ensure_keys(self.home / "keys", [*sorted(self.world.agencies), FANOUT, ADMIN])
+        ensure_keys(self.home / "keys", [*sorted(self.world.agencies), *SIGNING_PRINCIPALS])
         keyed_hash_secret(self.home / "keys", FANOUT)  # shared by every fan-out worker
 
     def provision(self) -> tuple[list[str], int]:
@@ -147,6 +166,8 @@ class LocalStack:
         admin = admin_client(self.access(ADMIN))
         topics = ensure_topics(admin, [s.fitted(self.brokers) for s in self.world.topic_specs(self.namespace)])
         acls = ensure_acls(admin, compile_acls(self.world, self.namespace, datetime.now(UTC)))
+        if self.registry:
+            self.publish_registry()
         return topics, len(acls)
 
     # --- services ---------------------------------------------------------------
@@ -218,8 +239,12 @@ class LocalStack:
         """A fan-out worker named ``name``: its state lives in ``<home>/fanout/<name>``, so a worker
         started again under the same name resumes from its own copy."""
         port = port or free_port()
-        return self._spawn(name, ["fanout", "worker", "--name", name, "--web-port", str(port)],
-                           url=f"http://127.0.0.1:{port}", metrics_port=port)
+        return self._spawn(
+            name,
+            ["fanout", "worker", "--name", name, "--web-port", str(port)],
+            url=f"http://127.0.0.1:{port}",
+            metrics_port=port,
+        )
 
     def subscriber_home(self, agency: str) -> SubscriberHome:
         """The agency's subscriber identity material, issued on first use (its CA, server
@@ -279,6 +304,11 @@ class LocalStack:
             ["adapter", "run", "--agency", agency, "--inbox", str(inbox), "--metrics-port", str(port)],
             metrics_port=port,
         )
+
+    def start_registry_publisher(self, every: float = 3600.0) -> Service:
+        """``concord registry publish --every``: keeps the registry younger than its maximum age, and
+        publishes what is edited in the world folder meanwhile."""
+        return self._spawn("registry", ["registry", "publish", "--every", f"{every:.0f}s"])
 
     def start_drift(self, interval: float = 60.0, port: int | None = None) -> Service:
         """``concord acl drift`` checking every ``interval`` seconds, its gauges on /metrics."""

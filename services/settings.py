@@ -2,11 +2,21 @@
 
 Resolution order for how to reach Kafka, most specific first:
 
-1. ``CONCORD_BOOTSTRAP`` (+ ``CONCORD_CA_FILE``, ``CONCORD_SECURITY_PROTOCOL``,
-   ``CONCORD_USERNAME``/``CONCORD_PASSWORD``): an existing cluster run by someone else;
-2. ``<home>/concord.json`` and ``<home>/credentials.json`` written by the local setup
-   (``make run``), so that commands typed in the repository find the embedded broker
-   with no flags at all.
+1. ``CONCORD_BOOTSTRAP`` (+ ``CONCORD_CA_FILE``, ``CONCORD_SECURITY_PROTOCOL``): an existing
+   cluster run by someone else;
+2. ``<home>/concord.json`` written by the local setup (``make run``), so that commands typed
+   in the repository find the embedded broker with no flags at all.
+
+A principal's password comes from ``CONCORD_USERNAME``/``CONCORD_PASSWORD`` when
+``CONCORD_USERNAME`` names that principal (an environment password applies to the user it
+names and to no other), else from its own credentials file,
+``<credentials dir>/<principal>.json`` (:mod:`services.credentials`).
+
+Where the world and the keys come from: the signed registry when one is followed
+(``CONCORD_REGISTRY=follow``, or ``"registry": "follow"`` in ``concord.json``, which the local
+setup writes), checked against the admin's public key (``CONCORD_REGISTRY_ANCHOR``, default
+``<keys>/registry-key.json``) and refused when older than ``CONCORD_REGISTRY_MAX_AGE``
+seconds; else the files (``CONCORD_WORLD_DIR``, ``<keys>/keyring.json``).
 
 ``home`` defaults to ``.local`` in the current directory (``CONCORD_HOME``).
 """
@@ -15,14 +25,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.adapter.sources import ReadLimits
 from services.core.errors import ConfigError
+from services.credentials import credentials_path, read_password
 from services.kafka_access import KafkaAccess, SecurityProtocol
+
+DEFAULT_REGISTRY_MAX_AGE = 24 * 3600.0
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +52,14 @@ class Settings(BaseSettings):
     namespace: str = "concord"
     world_dir: Path = REPO_ROOT / "topics"
     keys_dir: Path | None = None
+    credentials_dir: Path | None = None
+    # The signed registry: "follow" it (world and keyring from the cluster) or use the "files".
+    registry: Literal["follow", "files"] | None = None
+    registry_max_age: float | None = None  # seconds
+    registry_anchor: Path | None = None
+    # A passphrase for private keys kept encrypted at rest (given only to the service that signs).
+    key_passphrase: SecretStr | None = None
+    key_passphrase_file: Path | None = None
     # What the adapter's readers accept (services.adapter.sources.ReadLimits has the defaults and why).
     max_line_bytes: int = 256 * 1024
     max_json_depth: int = 16
@@ -66,8 +87,36 @@ class Settings(BaseSettings):
         return self.home / "concord.json"
 
     @property
-    def credentials_file(self) -> Path:
-        return self.home / "credentials.json"
+    def credentials_path(self) -> Path:
+        """The folder of per-principal credentials files."""
+        return self.credentials_dir or self.home / "credentials"
+
+    @property
+    def anchor_path(self) -> Path:
+        """The admin's public keys: what the registry and the keyring file are checked against."""
+        return self.registry_anchor or self.keys_path / "registry-key.json"
+
+    def follows_registry(self) -> bool:
+        if self.registry is not None:
+            return self.registry == "follow"
+        return not self.bootstrap and self.local_config().get("registry") == "follow"
+
+    def max_registry_age(self) -> float:
+        if self.registry_max_age is not None:
+            return self.registry_max_age
+        local = self.local_config().get("registry_max_age") if not self.bootstrap else None
+        return float(local) if local else DEFAULT_REGISTRY_MAX_AGE
+
+    def passphrase(self) -> bytes | None:
+        """The private keys' passphrase: from its file, else from the environment, else None."""
+        if self.key_passphrase_file is not None:
+            try:
+                return self.key_passphrase_file.read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                raise ConfigError(f"cannot read the key passphrase file {self.key_passphrase_file}: {exc}") from None
+        if self.key_passphrase is not None:
+            return self.key_passphrase.get_secret_value().encode()
+        return None
 
     def local_config(self) -> dict[str, Any]:
         if self.config_file.exists():
@@ -96,24 +145,28 @@ class Settings(BaseSettings):
                 "or set CONCORD_BOOTSTRAP (and CONCORD_CA_FILE, CONCORD_USERNAME, CONCORD_PASSWORD)"
             )
         ca = self.ca_file or (Path(local["ca_file"]) if local.get("ca_file") else None)
-        password = self._password_for(principal)
+        password, source = self._password_for(principal)
         return KafkaAccess(
             bootstrap=bootstrap,
             username=principal,
             password=SecretStr(password),
             security_protocol=self.security_protocol if self.bootstrap else local.get("security_protocol", "SASL_SSL"),
             ca_file=ca,
+            credentials_file=source,
         )
 
-    def _password_for(self, principal: str) -> str:
-        if self.password is not None and (self.username is None or self.username == principal):
-            return self.password.get_secret_value()
-        if self.credentials_file.exists():
-            creds = json.loads(self.credentials_file.read_text())
-            if principal in creds:
-                return str(creds[principal])
-        raise ConfigError(
-            f"no credentials for principal {principal!r}: set CONCORD_USERNAME/CONCORD_PASSWORD "
-            f"or add it to {self.credentials_file}",
-            principal=principal,
-        )
+    def _password_for(self, principal: str) -> tuple[str, Path | None]:
+        """The password and the file it came from (None: the environment)."""
+        if self.password is not None:
+            if self.username is None:
+                raise ConfigError("CONCORD_PASSWORD is set without CONCORD_USERNAME: name the user it belongs to")
+            if self.username == principal:
+                return self.password.get_secret_value(), None
+        path = credentials_path(self.credentials_path, principal)
+        if not path.exists():
+            raise ConfigError(
+                f"no credentials for principal {principal!r}: set CONCORD_USERNAME={principal} and "
+                f"CONCORD_PASSWORD, or give it its credentials file {path}",
+                principal=principal,
+            )
+        return read_password(self.credentials_path, principal), path

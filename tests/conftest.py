@@ -32,16 +32,16 @@ from pathlib import Path
 import pytest
 
 from services.core.errors import ConfigError
-from services.embedded.broker import ADMIN_USER, EmbeddedKafka
+from services.core.principals import ADMIN, CONCORD_PRINCIPALS
+from services.credentials import write_credentials
+from services.embedded.broker import EmbeddedKafka
 from services.embedded.libs import ensure_kafka_libs
 from services.kafka_access import KafkaAccess
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 TEST_USERS: tuple[str, ...] = (
-    "concord-admin",
-    "concord-fanout",
-    "concord-ops",
+    *CONCORD_PRINCIPALS,
     "court",
     "market",
     "tax",
@@ -96,7 +96,7 @@ def _external_cluster(bootstrap: str) -> KafkaCluster:
     passwords = {user: os.environ[_password_env(user)] for user in TEST_USERS if _password_env(user) in os.environ}
     admin = os.environ.get("CONCORD_TEST_ADMIN_PASSWORD")
     if admin is not None:
-        passwords[ADMIN_USER] = admin
+        passwords[ADMIN] = admin
     ca = os.environ.get("CONCORD_TEST_CA_FILE")
     return KafkaCluster(bootstrap=bootstrap, ca_file=Path(ca) if ca else None, passwords=passwords)
 
@@ -137,6 +137,12 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaClu
 def kafka_access(kafka_cluster: KafkaCluster) -> Callable[[str], KafkaAccess]:
     """``kafka_access(username)``: client settings for that user on the session cluster."""
     return kafka_cluster.access
+
+
+def write_all_credentials(home: Path, passwords: Mapping[str, str]) -> None:
+    """One credentials file per principal under ``<home>/credentials/``, as services read them."""
+    for principal, password in passwords.items():
+        write_credentials(home / "credentials", principal, password)
 
 
 @pytest.fixture

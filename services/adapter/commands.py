@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,10 @@ from services.adapter.jobs import open_publisher, publish_source, resolve_source
 from services.adapter.ledger import default_ledger_path
 from services.adapter.publish import BatchPolicy, Report, RowProblem
 from services.adapter.sources import DEFAULT_LIMITS, ReadLimits
+from services.core.signing import Keyring, Signer
 from services.core.world import World
+from services.governance.registry import RegistryWatch
+from services.kafka_access import KafkaAccess
 
 EXIT_INVALID = 1
 EXIT_INTERRUPTED = 130
@@ -108,7 +112,13 @@ SIGNATURES = ("batch", "single")
 
 
 def _publisher_kwargs(
-    settings: Any, world: World, agency: str, ledger: str | None, signatures: str = "batch"
+    settings: Any,
+    world: World,
+    agency: str,
+    ledger: str | None,
+    signatures: str = "batch",
+    keyring: Keyring | None = None,
+    access: KafkaAccess | None = None,
 ) -> dict[str, Any]:
     from services.core.codec import default_registry
     from services.keystore import load_signer
@@ -117,10 +127,10 @@ def _publisher_kwargs(
         raise ValueError(f"signatures must be one of {SIGNATURES}")
     return {
         "batch": BatchPolicy() if signatures == "batch" else None,
-        "access": settings.access(agency),
+        "access": access or settings.access(agency),
         "agency": agency,
         "topic": world.topic_name("lists", agency, namespace=settings.effective_namespace()),
-        "signer": load_signer(settings.keys_path, agency),
+        "signer": load_signer(settings.keys_path, agency, passphrase=settings.passphrase(), keyring=keyring),
         "schemas": default_registry(),
         "ledger_path": Path(ledger) if ledger else default_ledger_path(settings.home, agency),
     }
@@ -136,9 +146,11 @@ def publish(
     ledger: str | None,
     signatures: str = "batch",
     limits: ReadLimits = DEFAULT_LIMITS,
+    keyring: Keyring | None = None,
+    access: KafkaAccess | None = None,
 ) -> int:
     src = resolve_source(file, _mapping(mapping), limits)
-    kw = _publisher_kwargs(settings, world, agency, ledger, signatures)
+    kw = _publisher_kwargs(settings, world, agency, ledger, signatures, keyring, access)
     _quiet_repeats()
 
     async def go() -> Report:
@@ -180,17 +192,48 @@ def run_inbox(
     poll: float,
     signatures: str = "batch",
     limits: ReadLimits = DEFAULT_LIMITS,
+    keyring: Keyring | None = None,
+    access: KafkaAccess | None = None,
+    registry: RegistryWatch | None = None,
+    signer_for: Callable[[Keyring], Signer] | None = None,
 ) -> int:
+    """Publish what is dropped in ``inbox``; with ``registry``, follow it: new worlds and keys are taken
+    between files, and nothing is published while it is stale."""
     box = Inbox(Path(inbox), limits)
     box.prepare()
     csv_mapping = _mapping(mapping)
-    kw = _publisher_kwargs(settings, world, agency, ledger, signatures)
+    kw = _publisher_kwargs(settings, world, agency, ledger, signatures, keyring, access)
+    credentials = kw["access"].watch_credentials()
     _quiet_repeats()
 
     async def go() -> None:
         stop = _stop_on_signals(asyncio.get_running_loop())
         async with open_publisher(**kw) as pub:
-            await InboxRunner(box, publisher=pub, world=world, mapping=csv_mapping, say=_say, poll=poll).run(stop)
+            serial = registry.snapshot.serial if registry is not None and registry.snapshot is not None else None
+
+            def gate() -> str | None:
+                nonlocal serial
+                if credentials is not None:
+                    password = credentials.changed()
+                    if password is not None:
+                        pub.refresh_credentials(kw["access"].with_password(password))
+                        _say(f"[{agency}] the credentials changed: connections opened from now on use them")
+                if registry is None:
+                    return None
+                snapshot = registry.snapshot
+                if snapshot is not None and snapshot.serial != serial:
+                    serial = snapshot.serial
+                    runner.world = snapshot.world
+                    if signer_for is not None:
+                        signer = signer_for(snapshot.keyring)
+                        if signer.key_id != pub.signer.key_id:
+                            _say(f"[{agency}] signing with key {signer.key_id} from registry serial {serial}")
+                        pub.signer = signer
+                status = registry.status()
+                return None if status.fresh else status.reason
+
+            runner = InboxRunner(box, publisher=pub, world=world, mapping=csv_mapping, say=_say, poll=poll, gate=gate)
+            await runner.run(stop)
 
     asyncio.run(go())
     return 0

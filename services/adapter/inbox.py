@@ -262,8 +262,12 @@ class InboxRunner:
         say: Callable[[str], None] = lambda _m: None,
         poll: float = 0.5,
         retry_after: float = 5.0,
+        gate: Callable[[], str | None] | None = None,
     ) -> None:
         self.inbox = inbox
+        # Asked before each look at the folder: a reason not to publish now (a stale registry), or None.
+        self.gate = gate
+        self.holding: str | None = None
         self.publisher = publisher
         self.world = world
         self.mapping = mapping
@@ -279,7 +283,15 @@ class InboxRunner:
         self.say(f"[{agency}] watching {self.inbox.root} (finished files in done/, unreadable ones in failed/)")
         while not stop.is_set():
             wait = self.poll
-            for path in self.inbox.ready():
+            holding = self.gate() if self.gate is not None else None
+            if holding != self.holding:
+                self.say(
+                    f"[{agency}] not publishing (files wait in the inbox): {holding}"
+                    if holding
+                    else f"[{agency}] publishing again"
+                )
+                self.holding = holding
+            for path in [] if holding else self.inbox.ready():
                 if stop.is_set():
                     break
                 mark = self._mark(path)

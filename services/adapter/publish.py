@@ -29,6 +29,7 @@ stop a retried batch from being written twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections import deque
@@ -143,8 +144,11 @@ def check_row(row: Row, *, agency: str, world: World, report: Report) -> ListEnt
 def size_problem(value: bytes) -> FieldProblem | None:
     """Records stay well below what Kafka takes by default (1 MiB), whatever the field limits allow."""
     if len(value) > MAX_RECORD_BYTES:
-        return FieldProblem("", f"the encoded record is {len(value) // 1024} KiB, more than "
-                                f"{MAX_RECORD_BYTES // 1024} KiB (fewer names, identifiers or related parties)")
+        return FieldProblem(
+            "",
+            f"the encoded record is {len(value) // 1024} KiB, more than "
+            f"{MAX_RECORD_BYTES // 1024} KiB (fewer names, identifiers or related parties)",
+        )
     return None
 
 
@@ -152,8 +156,12 @@ def write_rejects(path: Path, rejected: list[RowProblem]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as out:
         for r in rejected:
-            out.write(json.dumps({"line": r.line, "problems": [str(p) for p in r.problems], "record": r.text},
-                                 ensure_ascii=False) + "\n")
+            out.write(
+                json.dumps(
+                    {"line": r.line, "problems": [str(p) for p in r.problems], "record": r.text}, ensure_ascii=False
+                )
+                + "\n"
+            )
     tmp.replace(path)
 
 
@@ -164,14 +172,27 @@ class Producer(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: Any = None,
-                   timestamp_ms: Any = None, headers: Any = None) -> asyncio.Future[Any]: ...
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: Any = None,
+        timestamp_ms: Any = None,
+        headers: Any = None,
+    ) -> asyncio.Future[Any]: ...
 
 
 def kafka_producer(access: KafkaAccess, *, delivery_timeout_ms: int = DELIVERY_TIMEOUT_MS) -> AIOKafkaProducer:
-    return AIOKafkaProducer(**access.aiokafka_kwargs(), acks="all", enable_idempotence=True, linger_ms=10,
-                            max_batch_size=256 * 1024, request_timeout_ms=delivery_timeout_ms,
-                            retry_backoff_ms=250)
+    return AIOKafkaProducer(
+        **access.aiokafka_kwargs(),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=10,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=delivery_timeout_ms,
+        retry_backoff_ms=250,
+    )
 
 
 class Publisher:
@@ -183,9 +204,19 @@ class Publisher:
     seconds, so a long stream's ledger stays current.
     """
 
-    def __init__(self, *, producer: Producer, agency: str, topic: str, signer: Signer, schemas: SchemaRegistry,
-                 ledger: Ledger, commit_interval: float = 0.25, max_in_flight: int = 5000,
-                 batch: BatchPolicy | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        producer: Producer,
+        agency: str,
+        topic: str,
+        signer: Signer,
+        schemas: SchemaRegistry,
+        ledger: Ledger,
+        commit_interval: float = 0.25,
+        max_in_flight: int = 5000,
+        batch: BatchPolicy | None = None,
+    ) -> None:
         self.agency = agency
         self.topic = topic
         self.signer = signer
@@ -211,8 +242,9 @@ class Publisher:
             await self._producer.start()
         except KafkaError as exc:
             await self._producer.stop()
-            raise BrokerUnavailable(f"cannot reach Kafka to publish for {self.agency}: {exc}",
-                                    agency=self.agency) from None
+            raise BrokerUnavailable(
+                f"cannot reach Kafka to publish for {self.agency}: {exc}", agency=self.agency
+            ) from None
         self._committer = asyncio.create_task(self._commit_loop(), name="concord-ledger")
         if self._batch_policy is not None:
             self._sealer = asyncio.create_task(self._seal_loop(self._batch_policy.max_wait), name="concord-batches")
@@ -230,6 +262,10 @@ class Publisher:
             self._drop_batch()
             await self._producer.stop()
             self._commit()
+
+    def refresh_credentials(self, access: KafkaAccess) -> None:
+        """A rotated password: the producer's next connections use it."""
+        access.refresh_aiokafka(self._producer)
 
     def encode(self, ev: ListEntryEvent) -> bytes:
         """The event's own encoding: the same bytes for the same event, whatever seals it."""
@@ -254,13 +290,21 @@ class Publisher:
             report.already_published += 1
             return
         if known is not None:
-            report.reject(row.line, [FieldProblem(
-                "event_id",
-                f"{ev.event_id!r} was published {when} with other content; an event id is never reused — "
-                "publish the change as a new version with its own event_id")], row.text)
+            report.reject(
+                row.line,
+                [
+                    FieldProblem(
+                        "event_id",
+                        f"{ev.event_id!r} was published {when} with other content; an event id is never reused — "
+                        "publish the change as a new version with its own event_id",
+                    )
+                ],
+                row.text,
+            )
             return
-        waiting = _Waiting(ev.event_id, ev.entry_id.encode(), sealed.value, digest_of(sealed.commitments), digest,
-                           report)
+        waiting = _Waiting(
+            ev.event_id, ev.entry_id.encode(), sealed.value, digest_of(sealed.commitments), digest, report
+        )
         policy = self._batch_policy
         if policy is None:
             async with self._send_lock:
@@ -314,12 +358,16 @@ class Publisher:
         try:
             fut = await self._producer.send(self.topic, value=w.value, key=w.key, headers=headers)
         except KafkaError as exc:
-            raise BrokerUnavailable(f"Kafka refused a record of {self.agency}: {exc}", agency=self.agency,
-                                    topic=self.topic) from None
-        fut.add_done_callback(lambda f, eid=w.event_id, d=w.digest, r=w.report: self._done(f, eid, d, r))
+            raise BrokerUnavailable(
+                f"Kafka refused a record of {self.agency}: {exc}", agency=self.agency, topic=self.topic
+            ) from None
+        fut.add_done_callback(functools.partial(self._on_delivery, w.event_id, w.digest, w.report))
         self._pending.append(fut)
         if len(self._pending) >= self._max_in_flight:
             await self._wait(len(self._pending) // 2)
+
+    def _on_delivery(self, event_id: str, digest: bytes, report: Report, fut: asyncio.Future[Any]) -> None:
+        self._done(fut, event_id, digest, report)
 
     def _done(self, fut: asyncio.Future[Any], event_id: str, digest: bytes, report: Report) -> None:
         if fut.cancelled():
@@ -365,9 +413,12 @@ class Publisher:
         if self._failure is not None:
             exc, self._failure = self._failure, None
             self._commit()
-            raise BrokerUnavailable(f"Kafka did not take a record of {self.agency}: {exc!r}; records it "
-                                    "acknowledged are in the ledger, publish again to send the rest",
-                                    agency=self.agency, topic=self.topic)
+            raise BrokerUnavailable(
+                f"Kafka did not take a record of {self.agency}: {exc!r}; records it "
+                "acknowledged are in the ledger, publish again to send the rest",
+                agency=self.agency,
+                topic=self.topic,
+            )
 
     def _commit(self) -> None:
         if not self._acked:
@@ -422,9 +473,16 @@ async def _until(stop: asyncio.Event, rows: AsyncIterator[Row], report: Report) 
         await asyncio.gather(stopped, return_exceptions=True)
 
 
-async def publish_rows(rows: Iterable[Row] | AsyncIterable[Row], *, publisher: Publisher, world: World,
-                       report: Report, say: Callable[[str], None] | None = None, progress_every: float = 1.0,
-                       stop: asyncio.Event | None = None) -> Report:
+async def publish_rows(
+    rows: Iterable[Row] | AsyncIterable[Row],
+    *,
+    publisher: Publisher,
+    world: World,
+    report: Report,
+    say: Callable[[str], None] | None = None,
+    progress_every: float = 1.0,
+    stop: asyncio.Event | None = None,
+) -> Report:
     """Validate and publish every row; progress through ``say`` every ``progress_every`` seconds."""
     started = last = time.monotonic()
     shown = -1
@@ -440,9 +498,11 @@ async def publish_rows(rows: Iterable[Row] | AsyncIterable[Row], *, publisher: P
         now = time.monotonic()
         if say is not None and progress_every and now - last >= progress_every and read != shown:
             last, shown = now, read
-            say(f"[{publisher.agency}] {report.file}: {read:,} records read, {report.published:,} published, "
+            say(
+                f"[{publisher.agency}] {report.file}: {read:,} records read, {report.published:,} published, "
                 f"{report.already_published:,} already published, {len(report.rejected):,} rejected "
-                f"({read / (now - started):,.0f}/s)")
+                f"({read / (now - started):,.0f}/s)"
+            )
         if stop is not None and stop.is_set():
             report.interrupted = True
             break

@@ -6,7 +6,13 @@ Least privilege, each binding with the reason it exists (its grants):
 * an implementing agency reads only its own directive topic — and only while an
   MOU in force names it as implementing a measure — writes only its own receipts,
   and uses only consumer groups under its own prefix ``<ns>-<agency>.``;
-* only the fan-out reads list topics and writes directives;
+* only the fan-out writes directives, and it holds exactly the operations it uses (no ALL,
+  no delete): READ on list and receipts topics, WRITE on directives, notices and quarantine,
+  READ and WRITE on its state changelog, READ and DESCRIBE on its consumer group, WRITE and
+  DESCRIBE on its transactional ids;
+* the audit (``concord-audit``) reads lists, directives, receipts, quarantine and the
+  registry; the drift check (``concord-drift``) describes the cluster and reads the
+  governance ledger;
 * operators describe, nothing more.
 
 Prefixes always end in a separator (``<ns>.``, ``<ns>-``): a bare ``<ns>`` prefix
@@ -18,15 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from services.core.principals import AUDIT, DRIFT, FANOUT, OPS, SERVICE_PRINCIPALS
 from services.core.world import World
-
-FANOUT = "concord-fanout"
-OPS = "concord-ops"
-ADMIN = "concord-admin"
-
-#: Concord's own principals that the governance tool manages (the admin is a super
-#: user: it needs no bindings and is never managed, so no plan can lock it out).
-SERVICE_PRINCIPALS: tuple[str, ...] = (FANOUT, OPS)
 
 #: The group label of bindings that come from Concord's own rules, not from an MOU.
 CONCORD_RULES = "Concord rules"
@@ -85,17 +84,24 @@ class AclRule:
         return f"{self.principal} {self.short()}{why}"
 
     def with_grants(self, grants: tuple[Grant, ...]) -> AclRule:
-        return AclRule(self.principal, self.resource_type, self.pattern_type, self.resource_name,
-                       self.operation, self.permission, self.host,
-                       provenance="; ".join(str(g) for g in grants), grants=grants)
+        return AclRule(
+            self.principal,
+            self.resource_type,
+            self.pattern_type,
+            self.resource_name,
+            self.operation,
+            self.permission,
+            self.host,
+            provenance="; ".join(str(g) for g in grants),
+            grants=grants,
+        )
 
 
 def principal(name: str) -> str:
     return f"{USER}{name}"
 
 
-def _rules(who: str, rtype: str, ptype: str, name: str, ops: tuple[str, ...],
-           *grants: Grant) -> list[AclRule]:
+def _rules(who: str, rtype: str, ptype: str, name: str, ops: tuple[str, ...], *grants: Grant) -> list[AclRule]:
     why = "; ".join(str(g) for g in grants)
     return [AclRule(principal(who), rtype, ptype, name, op, provenance=why, grants=tuple(grants)) for op in ops]
 
@@ -106,8 +112,10 @@ def _rule(text: str) -> Grant:
 
 def feed_topics(world: World, namespace: str, agency: str) -> tuple[str, str]:
     """The directive and receipts topic names of ``agency``, even if it no longer implements."""
-    return (world.topic_templates["directives"].render(namespace, agency).name,
-            world.topic_templates["receipts"].render(namespace, agency).name)
+    return (
+        world.topic_templates["directives"].render(namespace, agency).name,
+        world.topic_templates["receipts"].render(namespace, agency).name,
+    )
 
 
 def feed_rules(world: World, namespace: str, agency: str, *grants: Grant) -> list[AclRule]:
@@ -117,8 +125,9 @@ def feed_rules(world: World, namespace: str, agency: str, *grants: Grant) -> lis
     last MOU ended is still draining its directive topic.
     """
     directives, receipts = feed_topics(world, namespace, agency)
-    return (_rules(agency, "TOPIC", "LITERAL", directives, ("READ", "DESCRIBE"), *grants)
-            + _rules(agency, "TOPIC", "LITERAL", receipts, ("WRITE", "DESCRIBE"), *grants))
+    return _rules(agency, "TOPIC", "LITERAL", directives, ("READ", "DESCRIBE"), *grants) + _rules(
+        agency, "TOPIC", "LITERAL", receipts, ("WRITE", "DESCRIBE"), *grants
+    )
 
 
 def compile_acls(world: World, namespace: str, at: datetime) -> list[AclRule]:
@@ -127,47 +136,153 @@ def compile_acls(world: World, namespace: str, at: datetime) -> list[AclRule]:
     registry = world.topic_name("registry", namespace=namespace)
     for agency in world.publishers():
         a = agency.agency_id
-        rules += _rules(a, "TOPIC", "LITERAL", world.topic_name("lists", a, namespace=namespace),
-                        ("WRITE", "DESCRIBE"), _rule(f"publisher {a} writes its own list topic"))
-        rules += _rules(a, "TOPIC", "LITERAL", world.topic_name("notices", a, namespace=namespace),
-                        ("READ", "DESCRIBE"), _rule(f"publisher {a} reads what was done about its listings"))
+        rules += _rules(
+            a,
+            "TOPIC",
+            "LITERAL",
+            world.topic_name("lists", a, namespace=namespace),
+            ("WRITE", "DESCRIBE"),
+            _rule(f"publisher {a} writes its own list topic"),
+        )
+        rules += _rules(
+            a,
+            "TOPIC",
+            "LITERAL",
+            world.topic_name("notices", a, namespace=namespace),
+            ("READ", "DESCRIBE"),
+            _rule(f"publisher {a} reads what was done about its listings"),
+        )
     implementing: dict[str, list[Grant]] = {}
     for mou in world.current_mous(at):
         for m in mou.measures:
             implementing.setdefault(m.implementing_agency, []).append(
-                Grant(clause=m.measure_id, mou_id=mou.mou_id, mou_version=mou.version))
+                Grant(clause=m.measure_id, mou_id=mou.mou_id, mou_version=mou.version)
+            )
     for agency in world.agencies.values():
         a = agency.agency_id
-        rules += _rules(a, "TOPIC", "LITERAL", registry, ("READ", "DESCRIBE"),
-                        _rule(f"{a} reads the signed registry"))
-        rules += _rules(a, "GROUP", "PREFIXED", f"{namespace}-{a}.", ("READ", "DESCRIBE"),
-                        _rule(f"{a} uses its own consumer groups"))
+        rules += _rules(a, "TOPIC", "LITERAL", registry, ("READ", "DESCRIBE"), _rule(f"{a} reads the signed registry"))
+        rules += _rules(
+            a,
+            "GROUP",
+            "PREFIXED",
+            f"{namespace}-{a}.",
+            ("READ", "DESCRIBE"),
+            _rule(f"{a} uses its own consumer groups"),
+        )
         grants = implementing.get(a)
         if grants and agency.implements:
             rules += feed_rules(world, namespace, a, *sorted(set(grants)))
     why = _rule("the fan-out routes every list by the MOUs")
     rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.lists.", ("READ", "DESCRIBE"), why)
     rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.directives.", ("WRITE", "DESCRIBE"), why)
-    rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.notices.", ("WRITE", "DESCRIBE"),
-                    _rule("the fan-out tells each listing agency what was done about its listings"))
-    rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.receipts.", ("READ", "DESCRIBE"),
-                    _rule("the fan-out aggregates receipts"))
-    rules += _rules(FANOUT, "TOPIC", "LITERAL", world.topic_name("quarantine", namespace=namespace),
-                    ("WRITE", "DESCRIBE"), _rule("the fan-out quarantines what it refuses"))
-    rules += _rules(FANOUT, "TOPIC", "LITERAL", registry, ("READ", "DESCRIBE"),
-                    _rule("the fan-out reads the signed registry"))
-    rules += _rules(FANOUT, "TOPIC", "LITERAL", world.topic_name("fanout_state", namespace=namespace),
-                    ("READ", "WRITE", "DESCRIBE"), _rule("the fan-out keeps its state in its changelog"))
-    rules += _rules(FANOUT, "GROUP", "LITERAL", f"{namespace}-fanout", ("ALL",),
-                    _rule("the fan-out's consumer group"))
-    rules += _rules(FANOUT, "TRANSACTIONAL_ID", "PREFIXED", f"{namespace}-fanout-", ("WRITE", "DESCRIBE"),
-                    _rule("the fan-out commits its directives, state and offsets in Kafka transactions"))
+    rules += _rules(
+        FANOUT,
+        "TOPIC",
+        "PREFIXED",
+        f"{namespace}.notices.",
+        ("WRITE", "DESCRIBE"),
+        _rule("the fan-out tells each listing agency what was done about its listings"),
+    )
+    rules += _rules(
+        FANOUT,
+        "TOPIC",
+        "PREFIXED",
+        f"{namespace}.receipts.",
+        ("READ", "DESCRIBE"),
+        _rule("the fan-out aggregates receipts"),
+    )
+    rules += _rules(
+        FANOUT,
+        "TOPIC",
+        "LITERAL",
+        world.topic_name("quarantine", namespace=namespace),
+        ("WRITE", "DESCRIBE"),
+        _rule("the fan-out quarantines what it refuses"),
+    )
+    rules += _rules(
+        FANOUT, "TOPIC", "LITERAL", registry, ("READ", "DESCRIBE"), _rule("the fan-out reads the signed registry")
+    )
+    rules += _rules(
+        FANOUT,
+        "TOPIC",
+        "LITERAL",
+        world.topic_name("fanout_state", namespace=namespace),
+        ("READ", "WRITE", "DESCRIBE"),
+        _rule("the fan-out keeps its state in its changelog"),
+    )
+    rules += _rules(
+        FANOUT,
+        "GROUP",
+        "LITERAL",
+        f"{namespace}-fanout",
+        ("READ", "DESCRIBE"),
+        _rule("the fan-out's consumer group: joins it, commits offsets in its transactions"),
+    )
+    rules += _rules(
+        FANOUT,
+        "TRANSACTIONAL_ID",
+        "PREFIXED",
+        f"{namespace}-fanout-",
+        ("WRITE", "DESCRIBE"),
+        _rule("the fan-out commits its directives, state and offsets in Kafka transactions"),
+    )
+    rules += _audit_rules(world, namespace, registry)
+    rules += _drift_rules(namespace)
     why = _rule("operators describe, nothing more")
     for prefix in (f"{namespace}.", f"{namespace}-"):
         rules += _rules(OPS, "TOPIC", "PREFIXED", prefix, ("DESCRIBE", "DESCRIBE_CONFIGS"), why)
     rules += _rules(OPS, "GROUP", "PREFIXED", f"{namespace}-", ("DESCRIBE",), why)
     rules += _rules(OPS, "CLUSTER", "LITERAL", "kafka-cluster", ("DESCRIBE",), why)
     return merge_rules(rules)
+
+
+def _audit_rules(world: World, namespace: str, registry: str) -> list[AclRule]:
+    """``concord audit`` reads the evidence, and writes nothing."""
+    rules: list[AclRule] = []
+    for kind in ("lists", "directives", "receipts"):
+        rules += _rules(
+            AUDIT,
+            "TOPIC",
+            "PREFIXED",
+            f"{namespace}.{kind}.",
+            ("READ", "DESCRIBE"),
+            _rule(f"the audit reads every {kind} topic"),
+        )
+    rules += _rules(
+        AUDIT,
+        "TOPIC",
+        "LITERAL",
+        world.topic_name("quarantine", namespace=namespace),
+        ("READ", "DESCRIBE"),
+        _rule("the audit counts what was quarantined"),
+    )
+    rules += _rules(
+        AUDIT, "TOPIC", "LITERAL", registry, ("READ", "DESCRIBE"), _rule("the audit verifies with the signed registry")
+    )
+    return rules
+
+
+def ledger_topic(namespace: str) -> str:
+    """The compacted topic holding what Concord applied last in ``namespace``."""
+    return f"{namespace}.governance-ledger"
+
+
+def _drift_rules(namespace: str) -> list[AclRule]:
+    """``concord acl drift`` compares the cluster with the world: it describes, and reads the ledger."""
+    why = _rule("the drift check describes topics, their configs, ACLs, SCRAM users and quotas")
+    rules: list[AclRule] = []
+    for prefix in (f"{namespace}.", f"{namespace}-"):
+        rules += _rules(DRIFT, "TOPIC", "PREFIXED", prefix, ("DESCRIBE", "DESCRIBE_CONFIGS"), why)
+    rules += _rules(DRIFT, "CLUSTER", "LITERAL", "kafka-cluster", ("DESCRIBE", "DESCRIBE_CONFIGS"), why)
+    rules += _rules(
+        DRIFT,
+        "TOPIC",
+        "LITERAL",
+        ledger_topic(namespace),
+        ("READ",),
+        _rule("the drift check reads what Concord applied last"),
+    )
+    return rules
 
 
 def merge_rules(rules: list[AclRule]) -> list[AclRule]:

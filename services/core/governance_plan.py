@@ -48,16 +48,16 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from services.core.access import (
-    ADMIN,
-    SERVICE_PRINCIPALS,
     AclRule,
     compile_acls,
     feed_rules,
     feed_topics,
+    ledger_topic,
     principal,
     scram_users,
 )
 from services.core.errors import ConcordError
+from services.core.principals import ADMIN, SERVICE_PRINCIPALS
 from services.core.quotas import QuotaChange, plan_quotas
 from services.core.world import TopicSpec, World
 
@@ -81,11 +81,6 @@ class PlanStale(PlanRefused):
 
 class TooManyDeletions(PlanRefused):
     pass
-
-
-def ledger_topic(namespace: str) -> str:
-    """The compacted topic holding what Concord applied last in ``namespace``."""
-    return f"{namespace}.governance-ledger"
 
 
 def _digest(doc: Any) -> str:
@@ -772,7 +767,7 @@ def _user_changes(world: World, scope: Scope, live: LiveState) -> list[UserChang
                     action="create",
                     user=user,
                     reason=f"{who} without a SCRAM user: SCRAM-SHA-512, generated password "
-                    "saved to <home>/credentials.json",
+                    "saved to <home>/credentials/<principal>.json",
                 )
             )
     out.extend(

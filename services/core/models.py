@@ -31,9 +31,7 @@ def _utc(value: datetime) -> datetime:
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT, strip_whitespace=True)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-Slug = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")
-]
+Slug = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$")]
 AwareDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
@@ -214,6 +212,9 @@ class SourceRecord(_Frozen):
     signature: bytes
     record: bytes
     disclosures: tuple[Disclosure, ...] = ()
+    # When the broker appended the record (LogAppendTime): its signature is judged at this time,
+    # also when a directive forwards it again after its key was rotated out or has expired.
+    appended_at: datetime | None = None
 
 
 class Directive(_Frozen):
@@ -236,6 +237,8 @@ class Directive(_Frozen):
     cause: Cause
     issued_at: datetime
     source: SourceRecord | None = None
+    # The signed registry publication the fan-out routed by (None: it routed by files).
+    registry_serial: int | None = None
 
     @property
     def key(self) -> str:

@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from services.core.errors import ConcordError, SignatureInvalid, WorldInvalid
+from services.core.principals import ADMIN
 from services.core.signing import Domain, Keyring, PublicKey, SignedHeaders, Signer
 from services.core.world import AGENCY_FILE, MOU_DIR, PROGRAM_FILE, TOPIC_FILE, World, parse_world
 
@@ -45,7 +46,6 @@ FORMAT = "concord.registry/v1+json"
 MAGIC = b"\xc3\x4a"
 FORMAT_FINGERPRINT = hashlib.sha256(FORMAT.encode()).digest()[:8]
 MANIFEST_KEY = "manifest/registry"
-ADMIN = "concord-admin"
 
 
 class RegistryInvalid(ConcordError):
@@ -96,13 +96,15 @@ def _docs(world: World, keyring: Keyring) -> dict[str, tuple[str, Any]]:
         if name.startswith(f"{MOU_DIR}/"):
             out[f"mou/{doc['mou_id']}"] = ("mou", doc)
     out["topics/templates"] = ("topics", docs[TOPIC_FILE])
-    for key in keyring.keys():
+    keys = keyring.keys()
+    for key in keys:
         out[f"key/{key.agency}/{key.key_id}"] = ("key", key.to_json())
     return out
 
 
-def registry_records(world: World, keyring: Keyring, signer: Signer, *, published_at: datetime,
-                     serial: int) -> list[RegistryRecord]:
+def registry_records(
+    world: World, keyring: Keyring, signer: Signer, *, published_at: datetime, serial: int
+) -> list[RegistryRecord]:
     """One signed record per agency, program, MOU, key and the topic templates; the manifest last."""
     if signer.agency != ADMIN:
         raise RegistryInvalid(f"the registry is signed by {ADMIN}, not {signer.agency!r}")
@@ -113,8 +115,9 @@ def registry_records(world: World, keyring: Keyring, signer: Signer, *, publishe
         value = encode_value({"kind": kind, "key": key, "published_at": when, "data": data})
         digests[key] = digest_hex(value)
         records.append(RegistryRecord(key, value, tuple(signer.sign(Domain.REGISTRY, value).as_kafka())))
-    manifest = encode_value({"kind": "manifest", "key": MANIFEST_KEY, "published_at": when, "serial": serial,
-                             "records": digests})
+    manifest = encode_value(
+        {"kind": "manifest", "key": MANIFEST_KEY, "published_at": when, "serial": serial, "records": digests}
+    )
     records.append(RegistryRecord(MANIFEST_KEY, manifest, tuple(signer.sign(Domain.REGISTRY, manifest).as_kafka())))
     return records
 
@@ -145,19 +148,22 @@ class RegistryState:
     rejected: list[str] = field(default_factory=list)
     current: RegistrySnapshot | None = None
 
-    def add(self, key: str, value: bytes | None, headers: Sequence[tuple[str, bytes]] | None,
-            produced_at: datetime) -> None:
+    def add(
+        self, key: str, value: bytes | None, headers: Sequence[tuple[str, bytes]] | None, produced_at: datetime
+    ) -> None:
         if value is None:
             self.records.pop(key, None)
             return
         try:
-            self.admin_keyring.verify(Domain.REGISTRY, value, SignedHeaders.from_kafka(headers),
-                                      expected_agency=ADMIN, at=produced_at)
+            self.admin_keyring.verify(
+                Domain.REGISTRY, value, SignedHeaders.from_kafka(headers), expected_agency=ADMIN, at=produced_at
+            )
             doc = decode_value(value)
-            if doc.get("key") != key:
-                raise RegistryInvalid(f"record names key {doc.get('key')!r}, was published under {key!r}")
         except (SignatureInvalid, RegistryInvalid) as exc:
             self.rejected.append(f"{key}: {exc}")
+            return
+        if doc.get("key") != key:
+            self.rejected.append(f"{key}: record names key {doc.get('key')!r}, was published under {key!r}")
             return
         self.records[key] = value
 

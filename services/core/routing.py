@@ -198,8 +198,13 @@ def _routes(world: World, program: str, now: datetime) -> tuple[_Route, ...]:
         _ROUTES.clear()
         _WORLDS.clear()
     routes = tuple(
-        _Route(mou=mou, measure=measure, window=measure_window(world, mou, measure.measure_id),
-               visible=mou.visible_fields.get(measure.implementing_agency), roles=measure.related_roles())
+        _Route(
+            mou=mou,
+            measure=measure,
+            window=measure_window(world, mou, measure.measure_id),
+            visible=mou.visible_fields.get(measure.implementing_agency),
+            roles=measure.related_roles(),
+        )
         for mou, measure in world.triggered_measures(program, now)
     )
     _ROUTES[key] = routes
@@ -211,24 +216,32 @@ def _routes(world: World, program: str, now: datetime) -> tuple[_Route, ...]:
 _WORLDS: dict[int, World] = {}
 
 
-def _target(subject_kind: SubjectKind, names: tuple[Name, ...], ids: tuple[Identifier, ...], role: str | None,
-            visible: tuple[str, ...] | None) -> TargetSubject:
+def _target(
+    subject_kind: SubjectKind,
+    names: tuple[Name, ...],
+    ids: tuple[Identifier, ...],
+    role: str | None,
+    visible: tuple[str, ...] | None,
+) -> TargetSubject:
     # Identifiers are always passed: a measure cannot be applied to a subject one cannot identify.
     show_names = visible is None or "names" in visible
-    return TargetSubject.model_construct(kind=subject_kind, role=role, names=names if show_names else (),
-                                         identifiers=ids)
+    return TargetSubject.model_construct(
+        kind=subject_kind, role=role, names=names if show_names else (), identifiers=ids
+    )
 
 
-def _targets(subject: Subject, route: _Route,
-             made: dict[tuple[str, tuple[str, ...] | None], TargetSubject]) -> dict[str, TargetSubject]:
+def _targets(
+    subject: Subject, route: _Route, made: dict[tuple[str, tuple[str, ...] | None], TargetSubject]
+) -> dict[str, TargetSubject]:
     """The subjects ``route``'s measure reaches, by reference; ``made`` shares them between the
     measures of one evaluation that see the same fields."""
     out: dict[str, TargetSubject] = {}
-    if route.measure.applies_to_subject(subject.kind):
+    if route.measure.applies_to_subject(subject.kind.value):
         hit = made.get((SUBJECT_REF, route.visible))
         if hit is None:
-            hit = made[(SUBJECT_REF, route.visible)] = _target(subject.kind, subject.names, subject.identifiers,
-                                                               None, route.visible)
+            hit = made[(SUBJECT_REF, route.visible)] = _target(
+                subject.kind, subject.names, subject.identifiers, None, route.visible
+            )
         out[SUBJECT_REF] = hit
     for party in subject.related_parties:
         if party.role not in route.roles:
@@ -237,8 +250,9 @@ def _targets(subject: Subject, route: _Route,
         ref = f"{party.role}:{first.scheme}:{first.value}"
         hit = made.get((ref, route.visible))
         if hit is None:
-            hit = made[(ref, route.visible)] = _target(party.kind, party.names, party.identifiers, party.role,
-                                                       route.visible)
+            hit = made[(ref, route.visible)] = _target(
+                party.kind, party.names, party.identifiers, party.role, route.visible
+            )
         out[ref] = hit
     return out
 
@@ -350,8 +364,13 @@ def _evaluate(
     world: World,
     now: datetime,
     reevaluation: bool,
+    hold_applies: bool = False,
 ) -> tuple[dict[str, Directive], list[Directive]]:
-    """The held map after ``event`` and the directives that change it (as held: sent with the source)."""
+    """The held map after ``event`` and the directives that change it (as held: sent with the source).
+
+    With ``hold_applies`` no APPLY is issued or changed (what is held stays as it is) while LIFTs
+    are: what the fan-out does while the registry it routes by is not known to be current.
+    """
     want = desired_directives(origin, event, world, now)
     latest = dict(held)
     emitted: list[Directive] = []
@@ -359,6 +378,8 @@ def _evaluate(
     for key, spec in want.items():
         current = held.get(key)
         if current is not None and _same(current, spec):
+            continue
+        if hold_applies:
             continue
         fields = {
             "directive_id": directive_id(key, event.version, seq, Action.APPLY),
@@ -401,42 +422,61 @@ def world_revision(world: World) -> str:
     return hashlib.sha256(docs.encode()).hexdigest()[:16]
 
 
-def world_epoch(world: World, world_rev: str, now: datetime) -> str:
-    """What every entry's directives depend on besides its own record: the declared world and
-    which MOU versions are in force on ``now``'s UTC day.  When it changes, every entry must be
-    evaluated again (a new MOU in force backfills, a terminated one lifts)."""
+def world_epoch(world: World, world_rev: str, now: datetime, *, holding: bool = False) -> str:
+    """What every entry's directives depend on besides its own record: the declared world, which
+    MOU versions are in force on ``now``'s UTC day, and whether APPLYs are withheld (``holding``:
+    the registry is not known to be current).  When it changes, every entry must be evaluated
+    again (a new MOU in force backfills, a terminated one lifts, and the end of a hold issues
+    what was withheld)."""
     in_force = ",".join(f"{m.mou_id}@{m.version}" for m in world.current_mous(now))
-    return hashlib.sha256(f"{world_rev}|{in_force}".encode()).hexdigest()[:16]
+    held = "|holding" if holding else ""
+    return hashlib.sha256(f"{world_rev}|{in_force}{held}".encode()).hexdigest()[:16]
 
 
 def _offset_key(source: SourceRecord) -> str:
     return f"{source.topic}:{source.partition}"
 
 
-def on_record(state: EntryState | None, rec: Accepted, world: World, now: datetime,
-              world_rev: str = "") -> Transition:
-    """Apply one verified list record to the entry it names."""
+def on_record(
+    state: EntryState | None,
+    rec: Accepted,
+    world: World,
+    now: datetime,
+    world_rev: str = "",
+    *,
+    hold_applies: bool = False,
+) -> Transition:
+    """Apply one verified list record to the entry it names (withholding APPLYs with ``hold_applies``)."""
     ev = rec.event
     if state is not None:
         last = state.offsets.get(_offset_key(rec.source))
         if last is not None and rec.source.offset <= last:
             again = state.latest()
-            return Transition(state=state, changed=again, sources=sources_for(again, state.source, world),
-                              outcome=Outcome.RESYNC)
+            return Transition(
+                state=state, changed=again, sources=sources_for(again, state.source, world), outcome=Outcome.RESYNC
+            )
         if ev.version < state.version:
             return Transition(state=state, changed=(), sources=(), outcome=Outcome.STALE_VERSION)
         if ev.version == state.version:
             outcome = Outcome.RESYNC if rec.digest == state.digest else Outcome.REPLAYED
             changed = state.latest() if outcome is Outcome.RESYNC else ()
-            return Transition(state=state, changed=changed, sources=sources_for(changed, state.source, world),
-                              outcome=outcome)
+            return Transition(
+                state=state, changed=changed, sources=sources_for(changed, state.source, world), outcome=outcome
+            )
         if ev.event_id == state.event_id:
             return Transition(state=state, changed=(), sources=(), outcome=Outcome.REPLAYED)
     seq = (state.seq if state else 0) + 1
     held = state.directives if state else {}
     latest, emitted = _evaluate(
-        origin=rec.origin, event=ev, source=rec.source, held=held, seq=seq, world=world, now=now,
+        origin=rec.origin,
+        event=ev,
+        source=rec.source,
+        held=held,
+        seq=seq,
+        world=world,
+        now=now,
         reevaluation=False,
+        hold_applies=hold_applies,
     )
     offsets = dict(state.offsets) if state else {}
     offsets[_offset_key(rec.source)] = rec.source.offset
@@ -454,27 +494,40 @@ def on_record(state: EntryState | None, rec: Accepted, world: World, now: dateti
     )
     new.__dict__["event"] = ev  # the cached_property's slot: no need to decode what was just decoded
     changed = tuple(emitted)
-    return Transition(state=new, changed=changed, sources=sources_for(changed, rec.source, world),
-                      outcome=Outcome.APPLIED)
+    return Transition(
+        state=new, changed=changed, sources=sources_for(changed, rec.source, world), outcome=Outcome.APPLIED
+    )
 
 
-def on_tick(state: EntryState, world: World, now: datetime, world_rev: str = "") -> Transition:
+def on_tick(
+    state: EntryState, world: World, now: datetime, world_rev: str = "", *, hold_applies: bool = False
+) -> Transition:
     """Re-evaluate an entry against the clock and the MOUs in force now.
 
     Lifts what has run out (cause PERIOD_ENDED) or lost its MOU (MOU_CHANGED) and
-    backfills measures a new MOU or measure added.  Emits nothing when nothing changed.
+    backfills measures a new MOU or measure added (unless ``hold_applies``: then it only
+    lifts).  Emits nothing when nothing changed.
     """
     seq = state.seq + 1
     latest, emitted = _evaluate(
-        origin=state.origin, event=state.event, source=state.source, held=state.directives, seq=seq,
-        world=world, now=now, reevaluation=True,
+        origin=state.origin,
+        event=state.event,
+        source=state.source,
+        held=state.directives,
+        seq=seq,
+        world=world,
+        now=now,
+        reevaluation=True,
+        hold_applies=hold_applies,
     )
     if not emitted:
         if world_rev and world_rev != state.world_rev:
-            return Transition(state=state.model_copy(update={"world_rev": world_rev}), changed=(), sources=(),
-                              outcome=Outcome.TICK)
+            return Transition(
+                state=state.model_copy(update={"world_rev": world_rev}), changed=(), sources=(), outcome=Outcome.TICK
+            )
         return Transition(state=state, changed=(), sources=(), outcome=Outcome.TICK)
     new = state.model_copy(update={"seq": seq, "directives": latest, "world_rev": world_rev or state.world_rev})
     changed = tuple(emitted)
-    return Transition(state=new, changed=changed, sources=sources_for(changed, state.source, world),
-                      outcome=Outcome.TICK)
+    return Transition(
+        state=new, changed=changed, sources=sources_for(changed, state.source, world), outcome=Outcome.TICK
+    )

@@ -54,6 +54,7 @@ from enum import StrEnum
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
     Encoding,
     NoEncryption,
     PrivateFormat,
@@ -226,14 +227,23 @@ class Signer:
         return cls(agency, key_id, Ed25519PrivateKey.generate())
 
     @classmethod
-    def from_pem(cls, agency: str, key_id: str, pem: bytes) -> Signer:
-        key = load_pem_private_key(pem, password=None)
+    def from_pem(cls, agency: str, key_id: str, pem: bytes, passphrase: bytes | None = None) -> Signer:
+        """The key in ``pem`` (PKCS#8), decrypted with ``passphrase`` when it is kept encrypted.
+
+        Raises ValueError when an encrypted key is given no passphrase or a wrong one, or a
+        passphrase is given for a key that is not encrypted."""
+        try:
+            key = load_pem_private_key(pem, password=passphrase)
+        except TypeError as exc:  # cryptography's word for a passphrase missing or not needed
+            raise ValueError(str(exc)) from None
         if not isinstance(key, Ed25519PrivateKey):
             raise SignatureInvalid("UNKNOWN_KEY", f"signing key {key_id} of {agency} is not an Ed25519 key")
         return cls(agency, key_id, key)
 
-    def private_pem(self) -> bytes:
-        return self._key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    def private_pem(self, passphrase: bytes | None = None) -> bytes:
+        """PKCS#8, encrypted with ``passphrase`` (the library's best available scheme) when given."""
+        crypt = BestAvailableEncryption(passphrase) if passphrase else NoEncryption()
+        return self._key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, crypt)
 
     def public_bytes(self) -> bytes:
         return self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
@@ -370,7 +380,7 @@ class Keyring:
             )
         if at < meta.valid_from:
             raise SignatureInvalid(
-                Reason.KEY_NOT_YET_VALID, f"key {meta.key_id} is valid only from {meta.valid_from:%Y-%m-%d}"
+                Reason.KEY_NOT_YET_VALID, f"key {meta.key_id} is valid only from {meta.valid_from:%Y-%m-%d %H:%M:%SZ}"
             )
         if meta.valid_until is not None and at >= meta.valid_until:
             raise SignatureInvalid(Reason.KEY_EXPIRED, f"key {meta.key_id} expired at {meta.valid_until:%Y-%m-%d}")
@@ -391,7 +401,8 @@ class Keyring:
 
     def _verify_batch(self, domain: Domain, headers: SignedHeaders) -> None:
         batch = headers.batch
-        assert batch is not None  # noqa: S101 - narrows the type: only called when headers.batch is set
+        if batch is None:
+            raise SignatureInvalid(Reason.UNSIGNED, "not a batch signature")
         try:
             index, size, path = merkle.decode_proof(batch.proof)
         except ValueError as exc:

@@ -65,6 +65,7 @@ from pydantic import (
 )
 
 from services.core.errors import WorldInvalid
+from services.core.principals import UNTHROTTLED
 
 __all__ = [
     "AGENCY_FILE",
@@ -529,8 +530,6 @@ class TopicTemplate(_Frozen):
             config=config,
         )
 
-
-UNTHROTTLED = ("concord-fanout", "concord-admin")
 
 ByteRate = Annotated[int, Field(ge=1024, le=2**40)]
 Percentage = Annotated[float, Field(gt=0, le=100_000)]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.core.access import FANOUT
+from services.core.principals import FANOUT
 from services.core.world import World
 from services.deploy import strimzi
 from services.deploy.strimzi import ClusterOptions, Obj

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.core.access import ADMIN, AclRule, compile_acls, principal, scram_users
+from services.core.access import AclRule, compile_acls, principal, scram_users
 from services.core.governance_plan import desired_topics
+from services.core.principals import ADMIN
 from services.core.world import TopicSpec, World
 
 STRIMZI_VERSION = "0.49.1"  # deploy/local/strimzi/pom.xml: the API model the resources are checked against

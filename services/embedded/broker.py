@@ -80,12 +80,13 @@ from confluent_kafka.admin._scram import (
 )
 
 from services.core.errors import BrokerUnavailable, ConfigError
+from services.core.principals import ADMIN, BROKER
 from services.embedded import tls
 from services.embedded.libs import classpath, jmx_exporter_jar
 from services.kafka_access import KafkaAccess
 
-ADMIN_USER = "concord-admin"
-BROKER_USER = "broker"
+ADMIN_USER = ADMIN
+BROKER_USER = BROKER
 HOST = "127.0.0.1"
 JMX_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "kafka-jmx.yaml"
 _SCRAM_ITERATIONS = 8192
@@ -715,8 +716,15 @@ class EmbeddedKafka:
             main,
         ]
 
-    def _format(self, node: _Node, state: _State, deadline: float) -> None:
-        cmd = self._jvm(node, "kafka.tools.StorageTool", heap="256m") + [
+    def format_command(self, node_id: int, state: _State) -> tuple[list[str], list[str]]:
+        """Node ``node_id``'s storage-tool command line, and the arguments it reads from its argument file.
+
+        The SCRAM seeds carry passwords, so they never go on the command line (``ps`` shows
+        every process's arguments to every user): the JVM reads them, with the rest of its
+        arguments, from a file only this user can read (``java @file``), removed after use.
+        """
+        node = self._nodes[node_id]
+        args = self._jvm(node, "kafka.tools.StorageTool", heap="256m")[1:] + [
             "format",
             # "=" form: a urlsafe-base64 id may start with "-" and read as an option.
             f"--cluster-id={state.cluster_id}",
@@ -724,19 +732,31 @@ class EmbeddedKafka:
             str(node.properties),
         ]
         for name, password in self.users.items():
-            cmd += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
+            args += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
+        return [_java(), f"@{node.home / 'format.args'}"], args
+
+    def _format(self, node: _Node, state: _State, deadline: float) -> None:
+        cmd, args = self.format_command(node.node_id, state)
+        argfile = node.home / "format.args"
+        fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            # One argument per line, quoted: the launcher's argument-file syntax.
+            fh.write("".join('"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"\n' for a in args))
         out = node.logs_dir / "format.out"
-        with out.open("wb") as fh:
-            try:
-                done = subprocess.run(  # noqa: S603 - the JVM and arguments are ours
-                    cmd,
-                    stdout=fh,
-                    stderr=subprocess.STDOUT,
-                    check=False,
-                    timeout=max(1.0, deadline - time.monotonic()),
-                )
-            except subprocess.TimeoutExpired as exc:
-                raise BrokerUnavailable("formatting Kafka storage timed out", log=out) from exc
+        try:
+            with out.open("wb") as fh:
+                try:
+                    done = subprocess.run(  # noqa: S603 - the JDK's launcher and our own argument file
+                        cmd,
+                        stdout=fh,
+                        stderr=subprocess.STDOUT,
+                        check=False,
+                        timeout=max(1.0, deadline - time.monotonic()),
+                    )
+                except subprocess.TimeoutExpired as exc:
+                    raise BrokerUnavailable("formatting Kafka storage timed out", log=out) from exc
+        finally:
+            argfile.unlink(missing_ok=True)
         if done.returncode != 0:
             raise ConfigError(
                 "formatting Kafka storage failed:\n" + _tail(out), exit_code=done.returncode, node=node.node_id
@@ -820,6 +840,8 @@ class EmbeddedKafka:
                     last = f"live brokers {sorted(md.brokers)}, waiting for {sorted(expected)}"
                 except KafkaException as exc:
                     last = str(exc)
+                else:
+                    return
             time.sleep(0.2)
         raise BrokerUnavailable(
             f"Kafka did not accept a SCRAM login in time ({last}):\n"

@@ -20,6 +20,14 @@ Between records, in bounded steps inside the same transactions:
   writes to, so a subscriber can tell "nothing happened" from "the fan-out is down".
 
 Nothing here walks every entry except the re-evaluation sweep, which is the point of it.
+
+**The signed registry** (``FanoutConfig.registry``): the world, the keyring and the fan-out's
+own signing key follow each newer publication live (new MOU versions and terminations reach
+the entries through the sweep; new agencies' topics are subscribed).  While the registry is
+older than its maximum age the worker *holds*: it issues no APPLY (LIFTs still flow) and
+every partition it touches is marked as evaluated under the holding epoch, so when a fresh
+publication arrives the epoch changes and the sweep issues every APPLY that was withheld.
+Each directive names the registry serial it was routed by.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Message
 
 from services.core.codec import SchemaRegistry
 from services.core.errors import CodecError, SignatureInvalid
@@ -52,11 +60,13 @@ from services.core.routing import (
 )
 from services.core.signing import Domain, Keyring, SignedHeaders, Signer
 from services.core.world import World
+from services.credentials import CredentialsWatch
 from services.fanout import store as st
 from services.fanout.engine import Transaction
 from services.fanout.metrics import TIME_CAUSES, FanoutMetrics
 from services.fanout.sending import DirectiveSealer
 from services.fanout.store import PartitionStore
+from services.governance.registry import RegistryStatus, RegistryWatch
 from services.kafka_access import KafkaAccess
 from services.partitioning import partition_for
 
@@ -89,6 +99,10 @@ class FanoutConfig:
     gauge_interval: float = 1.0
     commit_interval: float = 0.05
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))  # what "now" is, for tests
+    # The signed registry, when the world and keys come from it; and how to pick the fan-out's own
+    # signing key from a keyring (services.keystore.load_signer).
+    registry: RegistryWatch | None = None
+    signer_for: Callable[[Keyring], Signer] | None = None
 
     @property
     def app_id(self) -> str:
@@ -107,26 +121,24 @@ class Fanout:
 
     def __init__(self, cfg: FanoutConfig) -> None:
         self.cfg = cfg
-        world, ns = cfg.world, cfg.namespace
-        specs = world.topic_specs(ns)
-        self.list_topics = {s.name: s.agency for s in specs if s.kind == "lists" and s.agency is not None}
-        self.receipt_topics = {s.name: s.agency for s in specs if s.kind == "receipts" and s.agency is not None}
-        partitions = {s.partitions for s in specs if s.kind in ("lists", "receipts")}
-        if len(partitions) != 1:
-            raise ValueError("list and receipts topics must all have the same partition count")
-        self.partitions = partitions.pop()
-        self.directive_topics = {s.agency: (s.name, s.partitions) for s in specs
-                                 if s.kind == "directives" and s.agency is not None}
-        self.quarantine_topic = world.topic_name("quarantine", namespace=ns)
-        self.changelog_topic = world.topic_name("fanout_state", namespace=ns)
-        self.world_rev = world_revision(world)
+        self.partitions = 0
+        self._use_world(cfg.world)
         self.metrics = cfg.metrics
         self.sealer = DirectiveSealer(signer=cfg.signer, produce=self._produce_directive,
                                       batch=cfg.batch_signatures, max_records=cfg.batch_max)
         self.notices = DirectiveSealer(signer=cfg.signer, produce=self._produce_directive, batch=cfg.batch_signatures,
                                        max_records=cfg.batch_max, domain=Domain.NOTICE)
-        self.notice_topics = {s.agency: (s.name, s.partitions) for s in specs
-                              if s.kind == "notices" and s.agency is not None}
+        self.serial: int | None = None  # the registry publication routed by (None: files)
+        self._holding = False
+        self.registry_status: RegistryStatus | None = None
+        self._credentials: CredentialsWatch | None = cfg.access.watch_credentials()
+        self._next_follow = 0.0
+        self.engine: Any = None  # set by the worker: positions and pauses for the gauges
+        if cfg.registry is not None:
+            self.metrics.registry_age.bind(cfg.registry)
+            snapshot = cfg.registry.snapshot
+            if snapshot is not None:  # the world, keys and serial of one publication, together
+                self._take(snapshot.serial, snapshot.world, snapshot.keyring)
         self._tx: Transaction | None = None
         self._done: list[_Done] = []
         self._next_tick = 0.0
@@ -137,13 +149,116 @@ class Fanout:
         self._sweeping: set[int] = set()
         self._stores: dict[int, PartitionStore] = {}
         self._receipts_caught_up = False
-        self.engine: Any = None  # set by the worker: positions and pauses for the gauges
         # What /coverage shows, replaced whole by the loop's thread (the web thread only reads it).
         self.coverage: dict[str, object] = {"worker": cfg.name, "worker_partitions": [], "outstanding": []}
 
     @property
     def input_topics(self) -> list[str]:
         return [*self.list_topics, *self.receipt_topics]
+
+    def _use_world(self, world: World) -> None:
+        """The topic maps a world implies (called again for each newer registry publication)."""
+        ns = self.cfg.namespace
+        specs = world.topic_specs(ns)
+        partitions = {s.partitions for s in specs if s.kind in ("lists", "receipts")}
+        if len(partitions) != 1:
+            raise ValueError("list and receipts topics must all have the same partition count")
+        count = partitions.pop()
+        if self.partitions and self.partitions != count:
+            raise ValueError(f"list and receipts topics would have {count} partitions, not {self.partitions}: "
+                             "a running exchange cannot be repartitioned")
+        self.partitions = count
+        self.list_topics = {s.name: s.agency for s in specs if s.kind == "lists" and s.agency is not None}
+        self.receipt_topics = {s.name: s.agency for s in specs if s.kind == "receipts" and s.agency is not None}
+        self.directive_topics = {s.agency: (s.name, s.partitions) for s in specs
+                                 if s.kind == "directives" and s.agency is not None}
+        self.notice_topics = {s.agency: (s.name, s.partitions) for s in specs
+                              if s.kind == "notices" and s.agency is not None}
+        self.quarantine_topic = world.topic_name("quarantine", namespace=ns)
+        self.changelog_topic = world.topic_name("fanout_state", namespace=ns)
+        self.world_rev = world_revision(world)
+        self.cfg.world = world
+
+    # --- the signed registry and the credentials, followed live ----------------------------------
+
+    def _follow(self) -> None:
+        """Take a newer registry publication and a rotated password, at most every 0.2 s."""
+        t = time.monotonic()
+        if t < self._next_follow:
+            return
+        self._next_follow = t + 0.2
+        if self._credentials is not None:
+            password = self._credentials.changed()
+            if password is not None:
+                self._refresh_credentials(password)
+        watch = self.cfg.registry
+        if watch is None:
+            return
+        snapshot = watch.snapshot
+        if snapshot is not None and snapshot.serial != self.serial:
+            self._take(snapshot.serial, snapshot.world, snapshot.keyring)
+
+    def _newest(self) -> None:
+        """Verify every record with the newest publication in hand (a revocation applies at once)."""
+        watch = self.cfg.registry
+        snapshot = watch.snapshot if watch is not None else None
+        if snapshot is not None and snapshot.serial != self.serial:
+            self._take(snapshot.serial, snapshot.world, snapshot.keyring)
+
+    def _take(self, serial: int, world: World, keyring: Keyring) -> None:
+        before = set(self.input_topics)
+        try:
+            self._use_world(world)
+        except ValueError as exc:
+            log.error("registry serial %d cannot be routed by (%s); keeping the world of serial %s",  # noqa: TRY400
+                      serial, exc, self.serial)
+            self.serial = serial  # not retried until a newer publication
+            return
+        self.cfg.keyring = keyring
+        if self.cfg.signer_for is not None:
+            signer = self.cfg.signer_for(keyring)
+            if signer.key_id != self.cfg.signer.key_id:
+                log.info("signing with key %s from registry serial %d (was %s)", signer.key_id, serial,
+                         self.cfg.signer.key_id)
+                self.cfg.signer = self.sealer.signer = self.notices.signer = signer
+        log.info("routing by registry serial %d (world %s)", serial, self.world_rev)
+        self.serial = serial
+        self._epoch = ""  # evaluated again at the next tick: a changed world sweeps
+        if set(self.input_topics) != before and self.engine is not None:
+            self.engine.resubscribe(self.input_topics)
+
+    def _refresh_credentials(self, password: str) -> None:
+        self.cfg.access = self.cfg.access.with_password(password)
+        if self.engine is not None:
+            self.engine.refresh_credentials(self.cfg.access)
+        if self.cfg.registry is not None:
+            self.cfg.registry.refresh_credentials(self.cfg.access)
+        log.info("the credentials of %s changed: connections opened from now on use them", self.cfg.access.username)
+
+    def _catch_up(self) -> bool:
+        """After a key nobody here knows: read the registry to its end (at most once a second) and take
+        what is newer.  True if that changed the keyring."""
+        watch = self.cfg.registry
+        if watch is None or time.monotonic() - watch.last_caught_up < 1.0:
+            return False
+        before = self.serial
+        watch.catch_up(timeout=5.0)
+        self._next_follow = 0.0
+        self._follow()
+        return self.serial != before
+
+    def _refresh_holding(self) -> None:
+        """Whether APPLYs are withheld: the registry followed is not known to be current."""
+        watch = self.cfg.registry
+        if watch is None:
+            return
+        status = watch.status(self.cfg.clock())
+        self.registry_status = status
+        if not status.fresh and not self._holding:
+            log.warning("withholding APPLYs (LIFTs still flow): %s", status.reason)
+        elif status.fresh and self._holding:
+            log.warning("the registry is current again (serial %s): issuing the APPLYs withheld", status.serial)
+        self._holding = not status.fresh
 
     # --- Processor: records ------------------------------------------------------------
 
@@ -156,25 +271,28 @@ class Fanout:
             self._receipt(msg, store)
 
     def _list_record(self, msg: Message, store: PartitionStore) -> None:
+        self._newest()
         origin = self.list_topics[msg.topic() or ""]
         now = self.cfg.clock()
         key = msg.key()
         _, ts = msg.timestamp()
         partition = msg.partition() or 0
         try:
-            accepted = admit_list_record(
-                origin=origin, topic=msg.topic() or "", partition=partition, offset=msg.offset() or 0,
-                key=key, value=msg.value(), headers=_headers(msg), timestamp_ms=ts, keyring=self.cfg.keyring,
-                schemas=self.cfg.schemas, world=self.cfg.world,
-                key_partition=partition_for(key, self.partitions) if key is not None else None,
-            )
+            accepted = self._admit(msg, origin, partition, key, ts)
         except Refused as r:
-            self._quarantine(msg, r.reason, r.detail)
-            return
+            if r.reason != "UNKNOWN_KEY" or not self._catch_up():
+                self._quarantine(msg, r.reason, r.detail)
+                return
+            try:
+                accepted = self._admit(msg, origin, partition, key, ts)
+            except Refused as again:
+                self._quarantine(msg, again.reason, again.detail)
+                return
         self.metrics.event_in(origin, accepted.event.program)
         table_key = f"{origin}/{accepted.event.entry_id}"
         before = self._load(store, table_key)
-        tr = on_record(before, accepted, self.cfg.world, now, self.world_rev)
+        holding = self._hold(store)
+        tr = on_record(before, accepted, self.cfg.world, now, self.world_rev, hold_applies=holding)
         if tr.outcome is not Outcome.APPLIED:
             self.metrics.ignored.labels(tr.outcome.value).inc()
         if tr.outcome in (Outcome.STALE_VERSION, Outcome.REPLAYED):
@@ -185,15 +303,48 @@ class Fanout:
         self._save(store, table_key, before, tr, now)
         self._done.append(_Done(ts / 1000 if ts > 0 else now.timestamp()))
 
+    def _admit(self, msg: Message, origin: str, partition: int, key: bytes | None, ts: int) -> Any:
+        return admit_list_record(
+            origin=origin, topic=msg.topic() or "", partition=partition, offset=msg.offset() or 0,
+            key=key, value=msg.value(), headers=_headers(msg), timestamp_ms=ts, keyring=self.cfg.keyring,
+            schemas=self.cfg.schemas, world=self.cfg.world,
+            key_partition=partition_for(key, self.partitions) if key is not None else None,
+            stamped_by_broker=_stamped_by_broker(msg),
+        )
+
+    def _hold(self, store: PartitionStore) -> bool:
+        """Whether APPLYs are withheld now (judged for every record, not once a tick: no APPLY may leave
+        under a registry that has just gone stale); if so, the partition is marked as evaluated under
+        the holding epoch, so that the return of a fresh registry sweeps it and issues what was withheld."""
+        watch = self.cfg.registry
+        now = self.cfg.clock()
+        if watch is not None:
+            self._newest()
+            if watch.status(now).fresh == self._holding:  # the hold begins or ends with this record
+                self._epoch = ""
+        if not self._epoch:
+            self._epoch_at = 0.0
+            self._check_epoch({}, now, time.monotonic())
+        if self._holding and store.get(_EPOCH) != self._epoch.encode():
+            store.put(_EPOCH, self._epoch.encode())
+        return self._holding
+
     def _receipt(self, msg: Message, store: PartitionStore) -> None:
+        self._newest()
         agency = self.receipt_topics[msg.topic() or ""]
         value = msg.value()
         if value is None:
             return
         _, ts = msg.timestamp()
         try:
-            self.cfg.keyring.verify(Domain.RECEIPT, value, SignedHeaders.from_kafka(_headers(msg)),
-                                    expected_agency=agency, at=datetime.fromtimestamp(ts / 1000, UTC))
+            try:
+                self.cfg.keyring.verify(Domain.RECEIPT, value, SignedHeaders.from_kafka(_headers(msg)),
+                                        expected_agency=agency, at=datetime.fromtimestamp(ts / 1000, UTC))
+            except SignatureInvalid as exc:
+                if exc.reason != "UNKNOWN_KEY" or not self._catch_up():
+                    raise
+                self.cfg.keyring.verify(Domain.RECEIPT, value, SignedHeaders.from_kafka(_headers(msg)),
+                                        expected_agency=agency, at=datetime.fromtimestamp(ts / 1000, UTC))
             receipt = self.cfg.schemas.decode_model(value, Receipt)
         except (SignatureInvalid, CodecError) as exc:
             self.metrics.receipts_refused.inc()
@@ -281,6 +432,8 @@ class Fanout:
 
     def _send(self, d: Directive, store: PartitionStore, now: datetime, *, fresh: bool = False) -> None:
         topic, count = self.directive_topics[d.subscriber]
+        if self.serial is not None:
+            d = Directive.model_construct(**{**d.__dict__, "registry_serial": self.serial})
         value = self.cfg.schemas.encode_model(d)
         key = pseudonym(self.cfg.key_secret, d.key).encode()
         self.sealer.add(d.subscriber, topic, key, value, store.partition % count)
@@ -342,6 +495,7 @@ class Fanout:
     # --- Processor: due work ---------------------------------------------------------------
 
     def has_work(self, stores: dict[int, PartitionStore]) -> bool:
+        self._follow()
         t = time.monotonic()
         if t >= self._next_gauges:
             self._next_gauges = t + self.cfg.gauge_interval
@@ -383,7 +537,7 @@ class Fanout:
         state = self._load(store, table_key)
         if state is None:
             return False
-        tr = on_tick(state, self.cfg.world, now)
+        tr = on_tick(state, self.cfg.world, now, hold_applies=self._hold(store))
         self._save(store, table_key, state, tr, now)
         after = tr.state.next_deadline() if tr.state is not None else None
         if after is not None and after <= now:
@@ -397,7 +551,8 @@ class Fanout:
 
     def _check_epoch(self, stores: dict[int, PartitionStore], now: datetime, t: float) -> None:
         if t - self._epoch_at >= 1.0 or not self._epoch:
-            self._epoch = world_epoch(self.cfg.world, self.world_rev, now)
+            self._refresh_holding()
+            self._epoch = world_epoch(self.cfg.world, self.world_rev, now, holding=self._holding)
             self._epoch_at = t
         for p, store in stores.items():
             held = store.get(_EPOCH)
@@ -537,6 +692,14 @@ class Fanout:
             "entries": sum(s.counters.entries for s in stores.values()),
             "reevaluating_partitions": sorted(self._sweeping),
         }
+
+
+def _stamped_by_broker(msg: Message) -> bool | None:
+    """Whether the broker stamped the record (LogAppendTime); None when the client does not say."""
+    kind, _ = msg.timestamp()
+    if kind == TIMESTAMP_LOG_APPEND_TIME:
+        return True
+    return False if kind == TIMESTAMP_CREATE_TIME else None
 
 
 def _headers(msg: Message) -> list[tuple[str, bytes]]:

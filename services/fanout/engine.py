@@ -66,8 +66,14 @@ class Processor(Protocol):
 
 
 class Transaction(Protocol):
-    def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
-                headers: list[tuple[str, bytes]] | None = None) -> None: ...
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None: ...
 
 
 @dataclass
@@ -94,38 +100,44 @@ class TransactionalEngine:
         self.cfg = cfg
         self.processor = processor
         kafka = cfg.access.confluent_config()
-        self.consumer = Consumer({
-            **kafka,
-            "group.id": cfg.group,
-            "client.id": f"{cfg.group}-{cfg.name}",
-            "partition.assignment.strategy": "range",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            # A worker killed without leaving the group holds its partitions until its session
-            # expires: keep that short so a restarted or surviving worker takes over in seconds.
-            "session.timeout.ms": 10000,
-            "heartbeat.interval.ms": 2000,
-            "max.poll.interval.ms": 600000,
-            "queued.max.messages.kbytes": 32768,
-            "fetch.wait.max.ms": 50,
-            "statistics.interval.ms": 0,
-        })
-        self.producer = Producer({
-            **kafka,
-            "transactional.id": f"{cfg.group}-{cfg.name}",
-            "client.id": f"{cfg.group}-{cfg.name}",
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            # A worker that dies mid-transaction blocks read_committed readers of what it wrote until
-            # the coordinator aborts its transaction (at once when a worker of the same name starts
-            # again, else after this); it also bounds every message's delivery, which a loaded broker
-            # must be given time for.
-            "transaction.timeout.ms": 30000,
-        })
+        self.consumer = Consumer(
+            {
+                **kafka,
+                "group.id": cfg.group,
+                "client.id": f"{cfg.group}-{cfg.name}",
+                "partition.assignment.strategy": "range",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                # A worker killed without leaving the group holds its partitions until its session
+                # expires: keep that short so a restarted or surviving worker takes over in seconds.
+                "session.timeout.ms": 10000,
+                "heartbeat.interval.ms": 2000,
+                "max.poll.interval.ms": 600000,
+                "queued.max.messages.kbytes": 32768,
+                "fetch.wait.max.ms": 50,
+                "statistics.interval.ms": 0,
+                # A topic subscribed before it exists (a new agency's, see resubscribe) is found this soon.
+                "topic.metadata.refresh.interval.ms": 10000,
+            }
+        )
+        self.producer = Producer(
+            {
+                **kafka,
+                "transactional.id": f"{cfg.group}-{cfg.name}",
+                "client.id": f"{cfg.group}-{cfg.name}",
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                # A worker that dies mid-transaction blocks read_committed readers of what it wrote until
+                # the coordinator aborts its transaction (at once when a worker of the same name starts
+                # again, else after this); it also bounds every message's delivery, which a loaded broker
+                # must be given time for.
+                "transaction.timeout.ms": 30000,
+            }
+        )
         self.stores: dict[int, PartitionStore] = {}
         self._open = False
         self._opened_at = 0.0
@@ -143,8 +155,9 @@ class TransactionalEngine:
 
     def run(self) -> None:
         self.producer.init_transactions(30)
-        self.consumer.subscribe(self.cfg.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                on_lost=self._on_lost)
+        self.consumer.subscribe(
+            self.cfg.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
         try:
             while not self.stopping:
                 self._iterate()
@@ -176,8 +189,9 @@ class TransactionalEngine:
         if self.stores and self.processor.has_work(self.stores):
             self._begin()
             self._in_tx += self.processor.work(self.stores, self)
-        if self._open and (time.monotonic() - self._opened_at >= self.cfg.commit_interval
-                           or self._in_tx >= self.cfg.commit_max):
+        if self._open and (
+            time.monotonic() - self._opened_at >= self.cfg.commit_interval or self._in_tx >= self.cfg.commit_max
+        ):
             self._commit()
         ended = time.monotonic()
         busy = ended - started
@@ -187,6 +201,22 @@ class TransactionalEngine:
                 self.pauses = sorted(self.pauses, key=lambda p: p[1])[-128:]
         self.last_loop = ended
 
+    def resubscribe(self, topics: list[str]) -> None:
+        """Consume ``topics`` from now on (a new agency's list and receipts topics): the group
+        rebalances, and the open transaction commits when the current partitions are revoked."""
+        if sorted(topics) == sorted(self.cfg.topics):
+            return
+        log.info("subscribing to %d topics (was %d)", len(topics), len(self.cfg.topics))
+        self.cfg.topics = list(topics)
+        self.consumer.subscribe(
+            self.cfg.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def refresh_credentials(self, access: KafkaAccess) -> None:
+        """A rotated password: the connections opened from now on use it (open ones stay as they are)."""
+        self.cfg.access = access
+        access.refresh_confluent(self.consumer, self.producer)
+
     def longest_pause(self, window: float = 60.0) -> float:
         """The longest stretch the loop spent on one round of work within the last ``window`` seconds."""
         since = time.monotonic() - window
@@ -194,13 +224,18 @@ class TransactionalEngine:
 
     # --- transactions -----------------------------------------------------------------
 
-    def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
-                headers: list[tuple[str, bytes]] | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         self._begin()
         while True:
             try:
-                self.producer.produce(topic, value=value, key=key, partition=partition,
-                                      headers=headers)  # type: ignore[arg-type]  # bytes values are accepted
+                self.producer.produce(topic, value=value, key=key, partition=partition, headers=headers)  # type: ignore[arg-type]  # bytes values are accepted
             except BufferError:
                 self.producer.poll(0.05)  # the local queue is full: let librdkafka send some
             else:
@@ -226,8 +261,13 @@ class TransactionalEngine:
                 for key, value in store.changes().items():
                     while True:
                         try:
-                            self.producer.produce(self.cfg.changelog, key=key, value=value, partition=p,
-                                                  on_delivery=self._on_changelog_delivery)
+                            self.producer.produce(
+                                self.cfg.changelog,
+                                key=key,
+                                value=value,
+                                partition=p,
+                                on_delivery=self._on_changelog_delivery,
+                            )
                             break
                         except BufferError:
                             self.producer.poll(0.05)
@@ -248,12 +288,18 @@ class TransactionalEngine:
     def _positions(self) -> list[TopicPartition]:
         """Every assigned partition's next offset: consumed ones after their last record, the others
         where they stand (committed again, so that a fenced worker's transaction fails)."""
-        out = [TopicPartition(tp.topic, tp.partition, done + 1) for tp in self._assignment
-               if (done := self._consumed.get((tp.topic, tp.partition))) is not None]
+        out = [
+            TopicPartition(tp.topic, tp.partition, done + 1)
+            for tp in self._assignment
+            if (done := self._consumed.get((tp.topic, tp.partition))) is not None
+        ]
         if len(out) < len(self._assignment):
             rest = [t for t in self._assignment if (t.topic, t.partition) not in self._consumed]
-            out += [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in self.consumer.position(rest)
-                    if tp.offset >= 0]
+            out += [
+                TopicPartition(tp.topic, tp.partition, tp.offset)
+                for tp in self.consumer.position(rest)
+                if tp.offset >= 0
+            ]
         return out
 
     def _failed(self, exc: KafkaException) -> None:
@@ -347,13 +393,15 @@ class TransactionalEngine:
         """Replay the changelog from where the local copy stands to the partition's end."""
         p = store.partition
         start = store.changelog_offset() + 1
-        reader = Consumer({
-            **self.cfg.access.confluent_config(),
-            "group.id": self.cfg.group,  # never joins it: assign() only, nothing committed
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "fetch.wait.max.ms": 50,
-        })
+        reader = Consumer(
+            {
+                **self.cfg.access.confluent_config(),
+                "group.id": self.cfg.group,  # never joins it: assign() only, nothing committed
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 50,
+            }
+        )
         try:
             tp = TopicPartition(self.cfg.changelog, p)
             low, high = reader.get_watermark_offsets(tp, timeout=30, cached=False)
@@ -367,8 +415,11 @@ class TransactionalEngine:
             shown = time.monotonic()
             while True:
                 msgs = reader.consume(5000, 0.5)
-                batch = [(key, m.value(), offset) for m in msgs
-                         if m.error() is None and (key := m.key()) is not None and (offset := m.offset()) is not None]
+                batch = [
+                    (key, m.value(), offset)
+                    for m in msgs
+                    if m.error() is None and (key := m.key()) is not None and (offset := m.offset()) is not None
+                ]
                 store.restore_batch(batch)
                 done += len(batch)
                 (pos,) = reader.position([tp])

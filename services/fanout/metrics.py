@@ -19,10 +19,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.core.intake import REASONS
 from services.core.models import Action, Cause, Directive, ReceiptStatus
+from services.core.principals import FANOUT
 from services.core.routing import Outcome
 from services.core.world import World
 from services.fanout.store import STAGE_RECEIPT, STAGE_TIME_LIFT
-from services.ops.metrics import PurgeMetrics
+from services.ops.metrics import PurgeMetrics, RegistryMetrics
 
 # A LIFT for these causes ends a measure because its time ran out.
 TIME_CAUSES = frozenset({Cause.PERIOD_ENDED, Cause.EXPIRED})
@@ -64,63 +65,110 @@ class FanoutMetrics:
     reevaluating: Gauge
     transactions: Counter
     purge: PurgeMetrics
+    registry_age: RegistryMetrics
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> FanoutMetrics:
         r = registry or CollectorRegistry()
         m = cls(
             registry=r,
-            events_in=Counter("concord_fanout_events_total", "List records admitted, by agency and program",
-                              ["agency", "program"], registry=r),
-            directives_out=Counter("concord_fanout_directives_total", "Directives sent",
-                                   ["subscriber", "mou", "action"], registry=r),
+            events_in=Counter(
+                "concord_fanout_events_total",
+                "List records admitted, by agency and program",
+                ["agency", "program"],
+                registry=r,
+            ),
+            directives_out=Counter(
+                "concord_fanout_directives_total", "Directives sent", ["subscriber", "mou", "action"], registry=r
+            ),
             lifts=Counter("concord_fanout_lifts_total", "LIFT directives sent, by cause", ["cause"], registry=r),
-            quarantine=Counter("concord_quarantine_total", "Records sent to quarantine, by reason",
-                               ["component", "reason"], registry=r),
+            quarantine=Counter(
+                "concord_quarantine_total", "Records sent to quarantine, by reason", ["component", "reason"], registry=r
+            ),
             processing_latency=Histogram(
                 "concord_fanout_processing_seconds",
                 "From the record's broker timestamp to the commit of its directives",
-                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r),
+                buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                registry=r,
+            ),
             due=Gauge("concord_fanout_expiries_pending", "Entries with a period that will end", registry=r),
-            ignored=Counter("concord_fanout_ignored_total",
-                            "Records not applied: older or repeated versions, redeliveries", ["reason"], registry=r),
-            outstanding=Gauge("concord_fanout_receipts_outstanding", "Latest directives with no receipt yet",
-                              ["subscriber", "mou"], registry=r),
-            oldest_outstanding=Gauge("concord_fanout_receipt_wait_seconds",
-                                     "Age of the oldest directive still without a receipt", ["subscriber", "mou"],
-                                     registry=r),
-            receipts=Counter("concord_fanout_receipts_total", "Signed receipts read, by status", ["status"],
-                             registry=r),
-            receipts_refused=Counter("concord_fanout_receipts_refused_total",
-                                     "Receipts ignored: bad signature, undecodable, or another agency's", registry=r),
-            superseded=Counter("concord_fanout_superseded_total",
-                               "Directives replaced by a newer one of their key before their receipt came",
-                               registry=r),
-            receipts_caught_up=Gauge("concord_fanout_receipts_caught_up",
-                                     "1 once the receipt topics have been read to their end since start: "
-                                     "until then outstanding counts are too high", registry=r),
+            ignored=Counter(
+                "concord_fanout_ignored_total",
+                "Records not applied: older or repeated versions, redeliveries",
+                ["reason"],
+                registry=r,
+            ),
+            outstanding=Gauge(
+                "concord_fanout_receipts_outstanding",
+                "Latest directives with no receipt yet",
+                ["subscriber", "mou"],
+                registry=r,
+            ),
+            oldest_outstanding=Gauge(
+                "concord_fanout_receipt_wait_seconds",
+                "Age of the oldest directive still without a receipt",
+                ["subscriber", "mou"],
+                registry=r,
+            ),
+            receipts=Counter(
+                "concord_fanout_receipts_total", "Signed receipts read, by status", ["status"], registry=r
+            ),
+            receipts_refused=Counter(
+                "concord_fanout_receipts_refused_total",
+                "Receipts ignored: bad signature, undecodable, or another agency's",
+                registry=r,
+            ),
+            superseded=Counter(
+                "concord_fanout_superseded_total",
+                "Directives replaced by a newer one of their key before their receipt came",
+                registry=r,
+            ),
+            receipts_caught_up=Gauge(
+                "concord_fanout_receipts_caught_up",
+                "1 once the receipt topics have been read to their end since start: "
+                "until then outstanding counts are too high",
+                registry=r,
+            ),
             entries=Gauge("concord_fanout_entries", "List entries held by this worker", registry=r),
             expired_unlifted=Gauge(
                 "concord_fanout_expired_unlifted",
                 "Measures whose period ended that are not yet lifted: stage=fanout, no LIFT issued; "
-                "stage=receipt, LIFT issued but not acknowledged", ["subscriber", "mou", "stage"], registry=r),
+                "stage=receipt, LIFT issued but not acknowledged",
+                ["subscriber", "mou", "stage"],
+                registry=r,
+            ),
             expired_unlifted_age=Gauge(
                 "concord_fanout_expired_unlifted_seconds",
-                "How long the oldest expired-but-not-lifted measure has waited", ["subscriber", "mou", "stage"],
-                registry=r),
-            lag=Gauge("concord_fanout_lag_records", "List records not yet routed, by publishing agency", ["agency"],
-                      registry=r),
-            longest_pause=Gauge("concord_fanout_longest_pause_seconds",
-                                "The longest single round of work in the last 60 s (records, expiry, commit)",
-                                registry=r),
-            reevaluated=Counter("concord_fanout_reevaluated_total",
-                                "Entries re-evaluated after a change of the world or of the MOUs in force",
-                                registry=r),
-            reevaluating=Gauge("concord_fanout_reevaluating_partitions",
-                               "State partitions whose entries are being re-evaluated", registry=r),
-            transactions=Counter("concord_fanout_transactions_total", "Kafka transactions, by result", ["result"],
-                                 registry=r),
+                "How long the oldest expired-but-not-lifted measure has waited",
+                ["subscriber", "mou", "stage"],
+                registry=r,
+            ),
+            lag=Gauge(
+                "concord_fanout_lag_records",
+                "List records not yet routed, by publishing agency",
+                ["agency"],
+                registry=r,
+            ),
+            longest_pause=Gauge(
+                "concord_fanout_longest_pause_seconds",
+                "The longest single round of work in the last 60 s (records, expiry, commit)",
+                registry=r,
+            ),
+            reevaluated=Counter(
+                "concord_fanout_reevaluated_total",
+                "Entries re-evaluated after a change of the world or of the MOUs in force",
+                registry=r,
+            ),
+            reevaluating=Gauge(
+                "concord_fanout_reevaluating_partitions",
+                "State partitions whose entries are being re-evaluated",
+                registry=r,
+            ),
+            transactions=Counter(
+                "concord_fanout_transactions_total", "Kafka transactions, by result", ["result"], registry=r
+            ),
             purge=PurgeMetrics.create(r, "fanout", ("ended_entries",)),
+            registry_age=RegistryMetrics.create(r, "fanout", FANOUT),
         )
         for reason in (*REASONS, Outcome.STALE_VERSION.value, Outcome.REPLAYED.value):
             m.quarantine.labels("fanout", reason)
@@ -150,9 +198,19 @@ class FanoutMetrics:
     def quarantined(self, reason: str) -> None:
         self.quarantine.labels("fanout", reason).inc()
 
-    def set_gauges(self, *, world: World, entries: int, deadlines: int, outstanding: dict[str, int],
-                   oldest: dict[str, float], overdue: dict[tuple[str, str], tuple[int, float]],
-                   lag: dict[str, int], caught_up: bool, sweeping: int) -> None:
+    def set_gauges(
+        self,
+        *,
+        world: World,
+        entries: int,
+        deadlines: int,
+        outstanding: dict[str, int],
+        oldest: dict[str, float],
+        overdue: dict[tuple[str, str], tuple[int, float]],
+        lag: dict[str, int],
+        caught_up: bool,
+        sweeping: int,
+    ) -> None:
         """Replace the gauges with the counts the state partitions keep.
 
         ``outstanding`` and ``oldest`` are keyed ``subscriber\\0mou\\0stage``; ``overdue`` counts, per

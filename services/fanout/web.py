@@ -50,14 +50,23 @@ def serve(host: str, port: int, registry: CollectorRegistry, pages: dict[str, Pa
     return server
 
 
-def health(ready: Callable[[], bool], last_loop: Callable[[], float], detail: Callable[[], dict[str, object]],
-           stall_after: float = 30.0) -> Page:
-    """``/healthz``: 200 once partitions are assigned and restored and the loop turns; 503 otherwise."""
+def health(
+    ready: Callable[[], bool],
+    last_loop: Callable[[], float],
+    detail: Callable[[], dict[str, object]],
+    stall_after: float = 30.0,
+    problem: Callable[[], str | None] | None = None,
+) -> Page:
+    """``/healthz``: 200 once partitions are assigned and restored and the loop turns; 503 otherwise, and
+    503 ``degraded`` with the reason while ``problem`` names one (a stale registry)."""
 
     def page() -> tuple[int, dict[str, object]]:
         stalled = time.monotonic() - last_loop()
         ok = ready() and stalled < stall_after
         status = "ok" if ok else ("stalled" if ready() else "starting")
+        why = problem() if problem is not None and ok else None
+        if why is not None:
+            return 503, {"status": "degraded", "detail": why, "loop_seconds_ago": round(stalled, 3), **detail()}
         return (200 if ok else 503), {"status": status, "loop_seconds_ago": round(stalled, 3), **detail()}
 
     return page

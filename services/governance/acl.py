@@ -10,9 +10,6 @@ quotas (:mod:`services.governance.quotas`), then the ledger.
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +33,7 @@ from services.core.governance_plan import (
     make_plan,
 )
 from services.core.world import World
+from services.credentials import ensure_credentials
 from services.governance.admin import (
     TIMEOUT,
     admin_client,
@@ -89,8 +87,11 @@ class Governance:
     access: KafkaAccess
     world: World
     namespace: str
-    credentials_file: Path
+    credentials_dir: Path  # one credentials file per principal
     brokers: int | None = None  # a cluster smaller than topics/ declares replicas for (TopicSpec.fitted)
+    # Whether draining agencies' directive and receipts topics are read (the admin's plan does;
+    # the drift check, which may only describe, reports those agencies as not measured).
+    measure_drains: bool = True
     _admin: AdminClient | None = field(default=None, init=False, repr=False)
 
     @property
@@ -114,6 +115,13 @@ class Governance:
         )
 
     def measure(self, agencies: Collection[str]) -> dict[str, DrainStatus]:
+        if not self.measure_drains:
+            return {
+                a: DrainStatus(
+                    a, False, f"drain state not measured by {self.access.username} (`concord acl plan` measures it)"
+                )
+                for a in sorted(agencies)
+            }
         return {a: measure_drain(self.access, self.world, self.namespace, a) for a in sorted(agencies)}
 
     def plan(self, *, at: datetime | None = None, force_withdraw: Collection[str] = ()) -> Plan:
@@ -183,30 +191,12 @@ class Governance:
     def _create_users(self, users: list[str]) -> list[str]:
         """Create SCRAM users, saving each password before the broker knows it.
 
-        A password already in the credentials file is reused (it may have been handed
-        to the agency before its user existed); otherwise a new one is generated.
-        Writing the file first means a crash can never leave a user nobody can log in as.
+        A principal that already has a credentials file keeps its password (it may have been
+        handed to the agency before its user existed); the others get a new one, each in a
+        file of its own (:mod:`services.credentials`).  Writing the file first means a crash can
+        never leave a user nobody can log in as.
         """
         if not users:
             return []
-        creds = _read_credentials(self.credentials_file)
-        passwords = {u: creds.get(u) or secrets.token_urlsafe(24) for u in users}
-        _write_credentials(self.credentials_file, {**creds, **passwords})
+        passwords = ensure_credentials(self.credentials_dir, users)
         return create_scram_users(self.admin, passwords)
-
-
-def _read_credentials(path: Path) -> dict[str, str]:
-    if not path.exists():
-        return {}
-    data = json.loads(path.read_text())
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-def _write_credentials(path: Path, creds: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(creds, f, indent=2, sort_keys=True)
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)

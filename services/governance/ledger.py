@@ -27,8 +27,9 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic  # typed here; confluent_kafka.admin re-exports it untyped
 from pydantic import ValidationError
 
+from services.core.access import ledger_topic
 from services.core.errors import BrokerUnavailable, ConfigError
-from services.core.governance_plan import Ledger, ledger_topic
+from services.core.governance_plan import Ledger
 from services.governance.admin import TIMEOUT
 from services.governance.reading import read_to_end
 from services.kafka_access import KafkaAccess

@@ -22,6 +22,12 @@ TIMEOUT = 30.0
 _log = logging.getLogger("concord.rdkafka")
 
 
+def unused_group_refused(err: KafkaError) -> bool:
+    """librdkafka looks up the coordinator of the ``group.id`` it insists on even for a consumer that
+    only assigns partitions; a principal without rights on that group is told so once, and reads on."""
+    return bool(err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED)
+
+
 @contextmanager
 def assigned_consumer(access: KafkaAccess) -> Iterator[Consumer]:
     conf = {
@@ -47,14 +53,16 @@ def partitions_of(consumer: Consumer, topic: str) -> list[int] | None:
         raise BrokerUnavailable(f"cannot read metadata of {topic}: {exc}") from None
     t = md.topics.get(topic)
     if t is None or t.error is not None:
-        if t is not None and t.error.code() not in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+        unknown = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)  # noqa: SLF001 - the library's constant
+        if t is not None and t.error.code() not in unknown:
             raise BrokerUnavailable(f"cannot read metadata of {topic}: {t.error}")
         return None
     return sorted(t.partitions)
 
 
-def read_to_end(access: KafkaAccess, topic: str, *, last_only: bool = False,
-                timeout: float = TIMEOUT) -> Iterator[Message]:
+def read_to_end(
+    access: KafkaAccess, topic: str, *, last_only: bool = False, timeout: float = TIMEOUT
+) -> Iterator[Message]:
     """Every record of ``topic`` up to its current end (or only each partition's last one)."""
     with assigned_consumer(access) as consumer:
         parts = partitions_of(consumer, topic)
@@ -77,8 +85,9 @@ def read_to_end(access: KafkaAccess, topic: str, *, last_only: bool = False,
         pending = dict(ends)
         while pending:
             if time.monotonic() > deadline:
-                raise BrokerUnavailable(f"could not read {topic} to its end within {timeout:.0f}s",
-                                        topic=topic, partitions=sorted(pending))
+                raise BrokerUnavailable(
+                    f"could not read {topic} to its end within {timeout:.0f}s", topic=topic, partitions=sorted(pending)
+                )
             msg = consumer.poll(0.5)
             if msg is None:
                 # A compacted tail or a transaction marker can leave no record at end-1:
@@ -87,12 +96,15 @@ def read_to_end(access: KafkaAccess, topic: str, *, last_only: bool = False,
                     if tp.offset >= pending.get(tp.partition, 0):
                         pending.pop(tp.partition, None)
                 continue
-            if msg.error() is not None:
-                raise BrokerUnavailable(f"cannot read {topic}: {msg.error()}", topic=topic)
-            p, off = msg.partition(), msg.offset()
-            if p not in pending:
+            err = msg.error()
+            if err is not None:
+                if unused_group_refused(err):
+                    continue
+                raise BrokerUnavailable(f"cannot read {topic}: {err}", topic=topic)
+            at_partition, off = msg.partition(), msg.offset()
+            if at_partition is None or off is None or at_partition not in pending:
                 continue
-            if off < pending[p]:
+            if off < pending[at_partition]:
                 yield msg
-            if off >= pending[p] - 1:
-                pending.pop(p)
+            if off >= pending[at_partition] - 1:
+                pending.pop(at_partition)

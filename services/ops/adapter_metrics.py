@@ -25,6 +25,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from services.adapter.inbox import Inbox
+from services.governance.registry import RegistryWatch
+from services.ops.metrics import RegistryMetrics
 
 OUTCOMES = ("published", "rejected", "already_published")
 _FIELDS = {"published": "accepted", "rejected": "rejected", "already_published": "already_published"}
@@ -83,26 +85,35 @@ class InboxCollector(Collector):
                 del self._seen[gone]
             waiting = self._waiting()
         now = time.time()
-        c = CounterMetricFamily("concord_adapter_records", "Records of finished inbox files, by outcome",
-                                labels=["agency", "outcome"])
+        c = CounterMetricFamily(
+            "concord_adapter_records", "Records of finished inbox files, by outcome", labels=["agency", "outcome"]
+        )
         for outcome, n in records.items():
             c.add_metric([self.agency, outcome], n)
         yield c
-        c = CounterMetricFamily("concord_adapter_files", "Inbox files finished: done (published) or failed "
-                                "(unreadable)", labels=["agency", "status"])
+        c = CounterMetricFamily(
+            "concord_adapter_files",
+            "Inbox files finished: done (published) or failed (unreadable)",
+            labels=["agency", "status"],
+        )
         for status, n in files.items():
             c.add_metric([self.agency, status], n)
         yield c
-        g = GaugeMetricFamily("concord_adapter_inbox_files", "Complete files waiting in the inbox",
-                              labels=["agency"])
+        g = GaugeMetricFamily("concord_adapter_inbox_files", "Complete files waiting in the inbox", labels=["agency"])
         g.add_metric([self.agency], len(waiting))
         yield g
-        g = GaugeMetricFamily("concord_adapter_inbox_oldest_seconds",
-                              "Age of the oldest file waiting in the inbox (0 when empty)", labels=["agency"])
+        g = GaugeMetricFamily(
+            "concord_adapter_inbox_oldest_seconds",
+            "Age of the oldest file waiting in the inbox (0 when empty)",
+            labels=["agency"],
+        )
         g.add_metric([self.agency], max(0.0, now - min(waiting)) if waiting else 0.0)
         yield g
-        g = GaugeMetricFamily("concord_adapter_last_file_timestamp_seconds",
-                              "When the adapter last finished a file (0: never)", labels=["agency"])
+        g = GaugeMetricFamily(
+            "concord_adapter_last_file_timestamp_seconds",
+            "When the adapter last finished a file (0: never)",
+            labels=["agency"],
+        )
         g.add_metric([self.agency], last)
         yield g
 
@@ -138,9 +149,28 @@ def inbox_registry(agency: str, inbox: Path) -> CollectorRegistry:
     return registry
 
 
-def serve_inbox_metrics(agency: str, inbox: Path, port: int, host: str = "127.0.0.1") -> int:
-    """Serve the inbox's metrics on ``/metrics`` from a daemon thread; return the port bound."""
-    from prometheus_client import start_http_server
+def serve_inbox_metrics(
+    agency: str, inbox: Path, port: int, host: str = "127.0.0.1", registry: RegistryWatch | None = None
+) -> int:
+    """Serve the inbox's metrics on ``/metrics`` and ``/healthz`` from a daemon thread; return the port bound.
 
-    server, _thread = start_http_server(port, addr=host, registry=inbox_registry(agency, inbox))
-    return int(server.server_port)
+    With the signed ``registry`` followed, its age is exported too, and ``/healthz`` answers 503
+    ``degraded`` with the reason while it is stale (the adapter then publishes nothing)."""
+    from services.fanout.web import serve
+
+    metrics = inbox_registry(agency, inbox)
+    if registry is not None:
+        RegistryMetrics.create(metrics, "adapter", agency).bind(registry)
+
+    def health() -> tuple[int, dict[str, object]]:
+        doc: dict[str, object] = {"status": "ok", "agency": agency}
+        if registry is not None:
+            status = registry.status()
+            doc["registry"] = status.to_json()
+            if not status.fresh:
+                doc.update(status="degraded", detail=f"not publishing: {status.reason}")
+                return 503, doc
+        return 200, doc
+
+    server = serve(host, port, metrics, {"/healthz": health})
+    return int(server.server_address[1])

@@ -2,7 +2,7 @@
 required one is held — by the directive topics, and by each agency's receipts.
 
 Everything is read from the beginning by explicit assignment with a principal
-allowed to read it (``concord-admin`` by default), and every record is verified
+allowed to read it (``concord-audit`` by default), and every record is verified
 exactly as the fan-out and subscribers verify it: the audit trusts signatures,
 not the services it audits.
 """

@@ -8,8 +8,8 @@ import ssl
 import httpx
 from confluent_kafka import ConsumerGroupState, KafkaException
 
-from services.core.access import OPS
 from services.core.errors import ConcordError
+from services.core.principals import OPS
 from services.governance.admin import admin_client
 from services.settings import Settings
 

@@ -13,14 +13,22 @@ and the receipts follow as soon as it has caught up.
 
 The check API is served before Kafka is reached, from what the store holds: an
 exchange that is down makes the subscriber *starting* or *degraded*, never mute.
+
+**The signed registry** (``registry``): the MOUs every directive is verified against, the
+keys, and the agency's own signing key come from each newer publication, live.  A directive
+routed by a newer publication than the one in hand (or signed by a key it does not know yet)
+makes the feed catch up with the registry and try again; the feed waits rather than refuse
+it.  While the registry is older than its maximum age every check answers ``unknown``: which
+measures apply depends on the MOUs in force and the keys, and the fan-out withholds APPLYs
+meanwhile, so neither ``restricted`` nor ``clear`` can be vouched for.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import contextlib
 import logging
+import sqlite3
 import sys
 import time
 from collections import deque
@@ -37,11 +45,13 @@ from services.core.errors import CodecError
 from services.core.heartbeat import HEARTBEAT_REASONS, admit_heartbeat, is_heartbeat
 from services.core.intake import REASONS, Refused, SourceCache, admit_directive
 from services.core.models import Action, Directive
+from services.core.registry import RegistrySnapshot
 from services.core.signing import Domain, Keyring, Signer
 from services.core.world import World
+from services.governance.registry import RegistryWatch
 from services.kafka_access import KafkaAccess
+from services.ops.metrics import PurgeMetrics, RegistryMetrics
 from services.partitioning import partition_for
-from services.ops.metrics import PurgeMetrics
 from services.subscriber.store import DirectiveStore, Incoming, Passed, Rejected, Tombstone
 from services.subscriber.types import CHECK_RESULTS, Health
 
@@ -74,6 +84,7 @@ class SubscriberMetrics:
     heartbeat_age: Gauge
     clock_offset: Gauge
     purge: PurgeMetrics
+    registry_age: RegistryMetrics
 
     @classmethod
     def create(cls, agency: str, registry: CollectorRegistry | None = None) -> SubscriberMetrics:
@@ -120,7 +131,7 @@ class SubscriberMetrics:
             current=Gauge(
                 "concord_subscriber_current",
                 "1 while checks answer restricted or clear; 0 while they "
-                "answer unknown (bootstrapping, feed not confirmed, fan-out heartbeat missing)",
+                "answer unknown (bootstrapping, feed not confirmed, fan-out heartbeat missing, registry stale)",
                 list(lbl),
                 registry=r,
             ),
@@ -139,6 +150,7 @@ class SubscriberMetrics:
                 registry=r,
             ),
             purge=PurgeMetrics.create(r, "subscriber", ("lifted_directives",)),
+            registry_age=RegistryMetrics.create(r, "subscriber", agency),
         )
         for action in Action:
             m.applied.labels(agency, action.value)
@@ -156,18 +168,18 @@ class SubscriberMetrics:
         started = svc.clock()
 
         def freshness() -> float:
-            since = svc._confirmed_at if svc._confirmed_at is not None else started
-            return max(0.0, svc.clock() - since)
+            confirmed = svc.confirmed_at
+            return max(0.0, svc.clock() - (confirmed if confirmed is not None else started))
 
         def heartbeat_age() -> float:
-            beats = [svc._heartbeats.get(p) for p in svc._partitions]
+            beats = svc.latest_heartbeats()
             if not beats or None in beats:
                 return float("inf")
             return max(0.0, svc.clock() - min(b for b in beats if b is not None))
 
         self.freshness.labels(svc.agency).set_function(freshness)
         self.outbox.labels(svc.agency).set_function(lambda: float(svc.store.pending_count()))
-        self.connected.labels(svc.agency).set_function(lambda: 1.0 if svc._connected else 0.0)
+        self.connected.labels(svc.agency).set_function(lambda: 1.0 if svc.connected else 0.0)
         self.current.labels(svc.agency).set_function(lambda: 1.0 if svc.current(svc.clock()) else 0.0)
         self.heartbeat_age.labels(svc.agency).set_function(heartbeat_age)
         self.clock_offset.labels(svc.agency).set_function(svc.clock_offset)
@@ -184,6 +196,8 @@ def assess_health(
     stale_after: float,
     active: int,
     last_applied_at: str | None,
+    registry: str | None = None,
+    registry_problem: str | None = None,
 ) -> Health:
     """How current the store's answers are, as ``/healthz`` reports it and checks answer.
 
@@ -193,6 +207,7 @@ def assess_health(
     directive partition has carried a fan-out heartbeat stamped by the broker within
     ``stale_after`` seconds; else *degraded*.  Anything but *ok* makes checks answer
     ``unknown``: the store still holds what it held, but nobody can say it is current.
+    ``registry_problem`` (the signed registry is not current) makes it *degraded* too.
     """
     as_of = iso_or_none(float(int(confirmed_at))) if confirmed_at is not None else None
     oldest = None
@@ -207,7 +222,12 @@ def assess_health(
         as_of=as_of,
         last_applied_at=last_applied_at,
         heartbeat_age=round(oldest, 3) if oldest is not None and oldest != float("inf") else None,
+        registry=registry,
     )
+    if registry_problem is not None:
+        return ok.model_copy(
+            update={"status": "degraded" if confirmed_at is not None else "starting", "detail": registry_problem}
+        )
     if confirmed_at is None:
         detail = "reading the directive feed" if connected else "connecting to the exchange"
         return ok.model_copy(update={"status": "starting", "detail": detail})
@@ -247,6 +267,11 @@ class SubscriberService:
     world: World | None = None
     lifted_retention_days: float = 30.0
     purge_interval: float = 3600.0
+    # The signed registry, when the world and keys come from it (see the module), and how the
+    # agency picks its signing key from a keyring.
+    registry: RegistryWatch | None = None
+    signer_for: Callable[[Keyring], Signer] | None = None
+    topics_for: Callable[[World], tuple[str, str]] | None = None  # the directive and receipts topics
     progress: bool = True
     progress_threshold: int = 5000
     batch_size: int = 500
@@ -271,6 +296,16 @@ class SubscriberService:
         self._stopping = asyncio.Event()
         self._outbox = asyncio.Event()
         self._sources = SourceCache(self.keyring)
+        self._serial: int | None = None
+        self._published_at: datetime | None = None
+        self._registry_until = float("inf")  # when the registry in hand grows too old (inf: files)
+        self._credentials = self.access.watch_credentials()
+        self._behind_since: float | None = None
+        if self.registry is not None:
+            self._registry_until = float("-inf")
+            self.metrics.registry_age.bind(self.registry)
+            if self.registry.snapshot is not None:
+                self.take(self.registry.snapshot)
         self.ready = asyncio.Event()
         self.checks = {result: self.metrics.checks.labels(self.agency, result) for result in CHECK_RESULTS}
         self.metrics.bind(self)
@@ -280,6 +315,12 @@ class SubscriberService:
     async def start(self) -> None:
         """Reach the directive topic and position on it; retried until it works or we stop."""
         delay = 0.5
+        while self.registry is not None and self._serial is None:
+            snapshot = await asyncio.to_thread(self.registry.wait_first, 1.0)
+            if snapshot is not None:
+                self.take(snapshot)
+            elif self._stopping.is_set():
+                raise asyncio.CancelledError
         while True:
             try:
                 await self._connect()
@@ -312,7 +353,7 @@ class SubscriberService:
         await self._producer.start()
         # Explicit assignment needs the partition count; aiokafka's consumer has no public
         # call that waits for one topic's metadata, so ask its client to track the topic.
-        await self._consumer._client.add_topic(self.directive_topic)
+        await self._consumer._client.add_topic(self.directive_topic)  # noqa: SLF001 - no public call
         parts = self._consumer.partitions_for_topic(self.directive_topic)
         if not parts:
             await self._close_clients()
@@ -347,8 +388,12 @@ class SubscriberService:
 
     async def run(self) -> None:
         """Follow the feed until stopped: the store first, then the receipts it owes; confirm beside it."""
-        others = [asyncio.create_task(self._receipts_loop()), asyncio.create_task(self._confirm_loop()),
-                  asyncio.create_task(self._purge_loop())]
+        others = [
+            asyncio.create_task(self._receipts_loop()),
+            asyncio.create_task(self._confirm_loop()),
+            asyncio.create_task(self._purge_loop()),
+            asyncio.create_task(self._follow_loop()),
+        ]
         try:
             await self._feed_loop()
         finally:
@@ -376,10 +421,18 @@ class SubscriberService:
             batch: list[Incoming | Rejected | Passed | Tombstone] = []
             stamps: list[float] = []
             received = self.clock()
+            behind = None
             for tp, records in batches.items():
                 hw = consumer.highwater(tp)
                 for rec in records:
-                    batch.append(self._admit(tp, rec, received, hw))
+                    item = self._admit(tp, rec, received, hw)
+                    if item is None:
+                        # Routed by a registry publication not in hand yet: read this partition again
+                        # from here once the registry has caught up.
+                        consumer.seek(tp, rec.offset)
+                        behind = tp
+                        break
+                    batch.append(item)
                     stamps.append(rec.timestamp / 1000)
             if batch:
                 now = datetime.now(UTC)
@@ -393,6 +446,8 @@ class SubscriberService:
                 if self._bootstrap is not None:
                     self._bootstrap = (started, self._bootstrap[1] + len(batch))
             await self._update_lag()
+            if behind is not None:
+                await self._wait_for_registry(behind)
             if self._bootstrap is not None and (t := time.monotonic()) - shown >= 1.0:
                 shown, done = t, self._bootstrap[1]
                 self._say(
@@ -432,7 +487,8 @@ class SubscriberService:
 
     def _admit(
         self, tp: TopicPartition, rec: ConsumerRecord[bytes, bytes], received: float, highwater: int | None
-    ) -> Incoming | Rejected | Passed | Tombstone:
+    ) -> Incoming | Rejected | Passed | Tombstone | None:
+        """What to store for one record, or None when it needs a newer registry publication first."""
         value = rec.value
         offset = rec.offset
         if value is None:
@@ -452,6 +508,10 @@ class SubscriberService:
                     schemas=self.schemas,
                 )
             except Refused as r:
+                if r.reason == "UNKNOWN_KEY" and self.registry is not None:
+                    # Signed with a key of a registry publication not in hand yet: catch up first.
+                    self._behind_since = self._behind_since or self.clock()
+                    return None
                 self.metrics.rejected.labels(self.agency, r.reason).inc()
                 log.warning("%s: refused heartbeat at %s[%d]@%d: %s", self.agency, tp.topic, tp.partition, offset, r)
             else:
@@ -472,10 +532,25 @@ class SubscriberService:
                 schemas=self.schemas,
                 sources=self._sources,
                 world=self.world,
+                stamped_by_broker=rec.timestamp_type == LOG_APPEND_TIME,
+                registry_serial=self._serial,
             )
             key = rec.key.decode("ascii", "replace") if rec.key is not None else None
+            self._behind_since = None
             return Incoming(d, tp.topic, tp.partition, offset, key)
         except Refused as r:
+            if r.reason == "REGISTRY_BEHIND":
+                if self._behind_since is None:
+                    self._behind_since = self.clock()
+                    log.info(
+                        "%s: %s[%d]@%d: %s; catching up with the registry",
+                        self.agency,
+                        tp.topic,
+                        tp.partition,
+                        offset,
+                        r.detail,
+                    )
+                return None
             self.metrics.rejected.labels(self.agency, r.reason).inc()
             log.warning("%s: refused directive at %s[%d]@%d: %s", self.agency, tp.topic, tp.partition, offset, r)
             claimed, entry = self._claimed(value, tp, offset)
@@ -488,6 +563,76 @@ class SubscriberService:
                 d = self.schemas.decode_model(value, Directive)
                 return d.directive_id, d.entry_id
         return f"unreadable:{tp.topic}:{tp.partition}:{offset}", None
+
+    # --- the signed registry and the credentials, followed live ------------------
+
+    def take(self, snapshot: RegistrySnapshot) -> None:
+        """Verify against ``snapshot`` from now on: its MOUs, its keys, and the agency's newest key in it."""
+        ns_topic = self.directive_topic
+        self.world = snapshot.world
+        self.keyring = snapshot.keyring
+        self._sources = SourceCache(self.keyring)
+        if self.signer_for is not None:
+            signer = self.signer_for(snapshot.keyring)
+            if signer.key_id != self.signer.key_id:
+                log.info(
+                    "%s: signing receipts with key %s from registry serial %d",
+                    self.agency,
+                    signer.key_id,
+                    snapshot.serial,
+                )
+            self.signer = signer
+        if self.topics_for is not None:
+            self.directive_topic, self.receipts_topic = self.topics_for(snapshot.world)
+            if ns_topic and ns_topic != self.directive_topic:
+                log.warning(
+                    "%s: registry serial %d names directive topic %s (was %s); takes effect on reconnect",
+                    self.agency,
+                    snapshot.serial,
+                    self.directive_topic,
+                    ns_topic,
+                )
+        if self.registry is not None:
+            self._registry_until = snapshot.published_at.timestamp() + self.registry.max_age.total_seconds()
+        self._serial = snapshot.serial
+        self._published_at = snapshot.published_at
+
+    async def _follow_loop(self) -> None:
+        """Take each newer registry publication and a rotated password as they come."""
+        while not self._stopping.is_set():
+            snapshot = self.registry.snapshot if self.registry is not None else None
+            if snapshot is not None and snapshot.serial != self._serial:
+                self.take(snapshot)
+                log.info("%s: verifying against registry serial %d", self.agency, snapshot.serial)
+            if self._credentials is not None:
+                password = self._credentials.changed()
+                if password is not None:
+                    self.access = self.access.with_password(password)
+                    self.access.refresh_aiokafka(self._consumer, self._producer)
+                    if self.registry is not None:
+                        self.registry.refresh_credentials(self.access)
+                    log.info("%s: the credentials changed: connections opened from now on use them", self.agency)
+            await asyncio.sleep(0.25)
+
+    async def _wait_for_registry(self, tp: TopicPartition) -> None:
+        """A directive needs a newer registry publication: catch up, take it, and read on (or wait)."""
+        if self.registry is None:
+            return
+        snapshot = await asyncio.to_thread(self.registry.catch_up, 5.0)
+        if snapshot is not None and snapshot.serial != self._serial:
+            self.take(snapshot)
+            return
+        waited = self.clock() - (self._behind_since or self.clock())
+        if waited > 10:
+            log.warning(
+                "%s: %s[%d] waits for a registry publication not in hand for %.0fs (serial %s held)",
+                self.agency,
+                tp.topic,
+                tp.partition,
+                waited,
+                self._serial,
+            )
+        await asyncio.sleep(1.0)
 
     # --- receipts ---------------------------------------------------------------
 
@@ -609,9 +754,22 @@ class SubscriberService:
             since = min(since, *(b if b is not None else float("-inf") for b in beats)) if beats else float("-inf")
         self._fresh_until = since + self.stale_after
 
+    @property
+    def confirmed_at(self) -> float | None:
+        """When a round trip last confirmed the store holds the whole feed (None: never yet)."""
+        return self._confirmed_at
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def latest_heartbeats(self) -> list[float | None]:
+        """The broker's stamp on the latest fan-out heartbeat of each directive partition."""
+        return [self._heartbeats.get(p) for p in self._partitions]
+
     def current(self, now: float) -> bool:
         """Whether answers at ``now`` may say restricted or clear (else: unknown)."""
-        return now <= self._fresh_until
+        return now <= self._fresh_until and now <= self._registry_until
 
     def clock_offset(self) -> float:
         """This clock minus the broker's, in seconds (NaN until measured): the smallest recent
@@ -630,6 +788,13 @@ class SubscriberService:
         beats: dict[int, float | None] | None = None
         if self.require_heartbeats:
             beats = {p: self._heartbeats.get(p) for p in self._partitions}
+        registry = problem = None
+        if self.registry is not None:
+            status = self.registry.status()
+            if self._serial is not None and self._published_at is not None:  # the publication verified against
+                registry = f"serial {self._serial}, published {self._published_at.isoformat()}"
+            if not status.fresh:
+                problem = f"answers are unknown: {status.reason}"
         return assess_health(
             agency=self.agency,
             now=self.clock(),
@@ -640,4 +805,6 @@ class SubscriberService:
             stale_after=self.stale_after,
             active=self.store.active_count(),
             last_applied_at=self.store.last_applied_at(),
+            registry=registry,
+            registry_problem=problem,
         )

@@ -105,6 +105,11 @@ class Health(BaseModel):
         description="seconds since the oldest partition's latest fan-out heartbeat (null: none, or not required)",
     )
     detail: str | None = None
+    registry: str | None = Field(
+        default=None,
+        description="the signed registry verified against: its serial and publication time, or why it is not "
+        "current (null: the subscriber runs on files)",
+    )
 
 
 class DirectiveRecord(BaseModel):

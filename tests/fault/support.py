@@ -25,6 +25,7 @@ from typing import IO, Any
 from services.core.codec import default_registry
 from services.core.disclosure import reveal, unwrap
 from services.core.models import ListingCommitments, Receipt
+from services.core.principals import ADMIN
 from services.keystore import load_keyring
 from services.localstack import LocalStack
 from services.ops.audit import AuditReport, read_all, run_audit
@@ -92,7 +93,7 @@ def audit_stores(stack: LocalStack) -> AuditReport:
     stores = {a.agency_id: stack.home / "data" / f"{a.agency_id}.sqlite" for a in stack.world.implementers()}
     return asyncio.run(
         run_audit(
-            access=stack.access("concord-admin"),
+            access=stack.access(ADMIN),
             world=stack.world,
             namespace=stack.namespace,
             keyring=load_keyring(stack.home / "keys"),
@@ -127,7 +128,7 @@ def receipts(stack: LocalStack) -> list[Receipt]:
     topics = [s.name for s in stack.world.topic_specs(stack.namespace) if s.kind == "receipts"]
     return [
         default_registry().decode_model(rec.value, Receipt)  # type: ignore[attr-defined]
-        for _, rec in asyncio.run(read_all(stack.access("concord-admin"), topics))
+        for _, rec in asyncio.run(read_all(stack.access(ADMIN), topics))
     ]
 
 
@@ -135,7 +136,7 @@ def list_records(stack: LocalStack) -> Counter[str]:
     """How many times each event id stands in the list topics (an idempotent producer writes each once)."""
     topics = [s.name for s in stack.world.topic_specs(stack.namespace) if s.kind == "lists"]
     counts: Counter[str] = Counter()
-    for _, rec in asyncio.run(read_all(stack.access("concord-admin"), topics)):
+    for _, rec in asyncio.run(read_all(stack.access(ADMIN), topics)):
         counts[_event_id(rec.value)] += 1  # type: ignore[attr-defined]
     return counts
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from services.core.principals import ADMIN
 from services.demo import cli_publisher, run_scenario, table
 from services.embedded.broker import EmbeddedKafka
 from services.governance.acl import Governance
@@ -138,10 +139,10 @@ def test_acl_plan_checks_the_declared_replication_on_three_brokers(
 ) -> None:
     trio, stack = _trio(kafka_trio), cluster_exchange
     gov = Governance(
-        access=stack.access("concord-admin"),
+        access=stack.access(ADMIN),
         world=stack.world,
         namespace=stack.namespace,
-        credentials_file=stack.home / "credentials.json",
+        credentials_dir=stack.credentials_dir,
         brokers=stack.brokers,
     )
     plan = gov.plan()

@@ -49,12 +49,17 @@ def assert_exactly_once(stack: LocalStack, events: int) -> AuditReport:
 
 
 def test_kill_9_of_the_worker_three_times_mid_burst_loses_nothing_and_applies_nothing_twice(
-        exchange: LocalStack) -> None:
+    exchange: LocalStack,
+) -> None:
     records = burst(150)
     t = publish_in_background(exchange, records, chunks=10)
     for seen in (40, 120, 200):
-        wait_for(lambda: directives(exchange), lambda ds, n=seen: len(ds) >= n,  # type: ignore[misc]
-                 what=f"{seen} directives of the burst", timeout=120)
+        wait_for(
+            lambda: directives(exchange),
+            lambda ds, n=seen: len(ds) >= n,  # type: ignore[misc]
+            what=f"{seen} directives of the burst",
+            timeout=120,
+        )
         exchange.stop("fanout", kill=True)  # SIGKILL, mid-burst, mid-transaction
         exchange.start_fanout()
         exchange.wait_healthy(timeout=120)
@@ -73,13 +78,21 @@ def test_a_worker_whose_state_folder_was_deleted_restores_it_from_the_changelog(
     exchange.wait_healthy(timeout=120)
     assert _coverage(exchange)["entries"] == held
     # Every entry is known again: amendments and delistings of the restored entries apply exactly.
-    later = [entry_dict(entry_id=r["entry_id"], version=9, event_type="DELISTED", subject=r["subject"],
-                        delisting=delisting()) for r in first[:60:2] if r["version"] == 1]
+    later = [
+        entry_dict(
+            entry_id=r["entry_id"], version=9, event_type="DELISTED", subject=r["subject"], delisting=delisting()
+        )
+        for r in first[:60:2]
+        if r["version"] == 1
+    ]
     publish(exchange, "court", later)
     report = assert_exactly_once(exchange, len(first) + len(later))
     assert report.events == len(first) + len(later)
-    assert not [d for d in directives(exchange) if d.entry_id in {r["entry_id"] for r in later}
-                and d.entry_version == 9 and d.action.value != "LIFT"]
+    assert not [
+        d
+        for d in directives(exchange)
+        if d.entry_id in {r["entry_id"] for r in later} and d.entry_version == 9 and d.action.value != "LIFT"
+    ]
 
 
 def test_a_worker_joining_and_another_leaving_mid_burst(exchange: LocalStack) -> None:

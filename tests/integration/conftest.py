@@ -7,7 +7,6 @@ its own processes, all of which are stopped when the test ends.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,9 +19,7 @@ from tests.conftest import KafkaCluster
 def make_stack(cluster: KafkaCluster, home: Path, namespace: str, world_dir: Path | None = None) -> LocalStack:
     stack = LocalStack.at(home, namespace=namespace, world_dir=world_dir)
     stack.write_config(cluster.bootstrap, cluster.ca_file, brokers=cluster.brokers)
-    creds = {p: cluster.passwords[p] for p in cluster.passwords}
-    (home / "credentials.json").write_text(json.dumps(creds))
-    (home / "credentials.json").chmod(0o600)
+    stack.write_credentials(cluster.passwords)
     stack.ensure_keys()
     stack.provision()
     return stack

@@ -13,6 +13,7 @@ from services.core.codec import default_registry
 from services.core.disclosure import seal_record
 from services.core.intake import Refused, admit_directive
 from services.core.models import Directive, ListEntryEvent, QuarantineRecord
+from services.core.principals import ADMIN
 from services.core.signing import Domain
 from services.keystore import load_keyring, load_signer
 from services.localstack import LocalStack
@@ -31,8 +32,12 @@ def publish(stack: LocalStack, agency: str, records: Iterable[dict[str, Any] | L
         try:
             for ev in events:
                 sealed = seal_record(ev, default_registry())
-                await producer.send_and_wait(topic, value=sealed.value, key=ev.entry_id.encode(),
-                                             headers=signer.sign(Domain.LIST_RECORD, sealed.commitments).as_kafka())
+                await producer.send_and_wait(
+                    topic,
+                    value=sealed.value,
+                    key=ev.entry_id.encode(),
+                    headers=signer.sign(Domain.LIST_RECORD, sealed.commitments).as_kafka(),
+                )
         finally:
             await producer.stop()
         return len(events)
@@ -45,7 +50,7 @@ def directives(stack: LocalStack) -> list[Directive]:
     keyring = load_keyring(stack.home / "keys")
     topics = {s.name: s.agency for s in stack.world.topic_specs(stack.namespace) if s.kind == "directives"}
     out = []
-    for topic, rec in asyncio.run(read_all(stack.access("concord-admin"), topics)):
+    for topic, rec in asyncio.run(read_all(stack.access(ADMIN), topics)):
         if default_registry().kind_of(rec.value) == "heartbeat":  # type: ignore[attr-defined]
             continue  # the fan-out's sign of life, not a directive
         try:
@@ -68,7 +73,7 @@ def quarantined(stack: LocalStack) -> list[QuarantineRecord]:
     topic = stack.world.topic_name("quarantine", namespace=stack.namespace)
     return [
         default_registry().decode_model(rec.value, QuarantineRecord)  # type: ignore[attr-defined]
-        for _, rec in asyncio.run(read_all(stack.access("concord-admin"), [topic]))
+        for _, rec in asyncio.run(read_all(stack.access(ADMIN), [topic]))
     ]
 
 

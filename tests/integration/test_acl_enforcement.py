@@ -10,14 +10,30 @@ import asyncio
 import json
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
+from confluent_kafka.cimpl import NewTopic
 
 from services.cli import main
+from services.core.errors import BrokerUnavailable
+from services.core.principals import ADMIN, AUDIT, DRIFT, FANOUT, SIGNING_PRINCIPALS
+from services.governance.reading import read_to_end
 from services.kafka_access import KafkaAccess
-from tests.conftest import KafkaCluster
+from services.keystore import ensure_keys
+from services.ops.audit import read_all
+from tests.conftest import KafkaCluster, write_all_credentials
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -26,8 +42,8 @@ Access = Callable[[str], KafkaAccess]
 
 
 @pytest.fixture(scope="module")
-def applied_ns(kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A namespace set up by `concord acl apply` alone (topics, users, ACLs)."""
+def applied_home(kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home whose namespace was set up by `concord acl apply` alone (topics, users, ACLs)."""
     ns = "t" + secrets.token_hex(4)
     home = tmp_path_factory.mktemp("acl-home")
     (home / "concord.json").write_text(
@@ -41,11 +57,17 @@ def applied_ns(kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFac
             }
         )
     )
-    (home / "credentials.json").write_text(json.dumps(dict(kafka_cluster.passwords)))
+    write_all_credentials(home, kafka_cluster.passwords)
+    ensure_keys(home / "keys", ["court", "market", "tax", *SIGNING_PRINCIPALS])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CONCORD_HOME", str(home))
         assert main(["acl", "apply"]) == 0
-    return ns
+    return home
+
+
+@pytest.fixture(scope="module")
+def applied_ns(applied_home: Path) -> str:
+    return str(json.loads((applied_home / "concord.json").read_text())["namespace"])
 
 
 async def _produce(access: KafkaAccess, topic: str, value: bytes, key: bytes = b"k") -> None:
@@ -60,7 +82,7 @@ async def _produce(access: KafkaAccess, topic: str, value: bytes, key: bytes = b
 def _own_group(access: KafkaAccess, topic: str) -> str:
     """A consumer group the principal may use, so that only the topic can be refused."""
     ns = topic.split(".", 1)[0].split("-", 1)[0]
-    if access.username == "concord-fanout":
+    if access.username == FANOUT:
         return f"{ns}-fanout"
     return f"{ns}-{access.username}.probe-{secrets.token_hex(3)}"
 
@@ -89,8 +111,8 @@ async def _consume_one(access: KafkaAccess, topic: str, group: str | None = None
 async def test_an_agency_reads_its_own_directives_and_not_another_agencys(
     kafka_access: Access, applied_ns: str
 ) -> None:
-    await _produce(kafka_access("concord-fanout"), f"{applied_ns}.directives.aviation", b"for aviation")
-    await _produce(kafka_access("concord-fanout"), f"{applied_ns}.directives.rail", b"for rail")
+    await _produce(kafka_access(FANOUT), f"{applied_ns}.directives.aviation", b"for aviation")
+    await _produce(kafka_access(FANOUT), f"{applied_ns}.directives.rail", b"for rail")
     aviation = kafka_access("aviation")
     assert await _consume_one(aviation, f"{applied_ns}.directives.aviation") == b"for aviation"
     with pytest.raises(TopicAuthorizationFailedError):
@@ -127,7 +149,7 @@ async def test_an_agency_cannot_forge_directives_or_another_agencys_receipts(
 
 async def test_an_agency_cannot_join_another_agencys_consumer_group(kafka_access: Access, applied_ns: str) -> None:
     topic = f"{applied_ns}.directives.aviation"
-    await _produce(kafka_access("concord-fanout"), topic, b"x")
+    await _produce(kafka_access(FANOUT), topic, b"x")
     aviation = kafka_access("aviation")
     assert await _consume_one(aviation, topic, group=f"{applied_ns}-aviation.store") is not None
     with pytest.raises(GroupAuthorizationFailedError):
@@ -137,7 +159,7 @@ async def test_an_agency_cannot_join_another_agencys_consumer_group(kafka_access
 
 
 async def test_the_fanout_reads_lists_writes_directives_and_no_more(kafka_access: Access, applied_ns: str) -> None:
-    fanout = kafka_access("concord-fanout")
+    fanout = kafka_access(FANOUT)
     await _produce(kafka_access("market"), f"{applied_ns}.lists.market", b"market's listing")
     assert await _consume_one(fanout, f"{applied_ns}.lists.market") == b"market's listing"
     await _produce(fanout, f"{applied_ns}.directives.finance", b"directive")
@@ -162,10 +184,86 @@ def test_apply_created_the_namespace_from_nothing(applied_ns: str, kafka_cluster
     from services.governance.admin import admin_client, topic_states
 
     topics = topic_states(
-        admin_client(kafka_cluster.access("concord-admin")),
+        admin_client(kafka_cluster.access(ADMIN)),
         lambda n: n.startswith((f"{applied_ns}.", f"{applied_ns}-")),
     )
     assert f"{applied_ns}.governance-ledger" in topics
     assert topics[f"{applied_ns}.directives.rail"].config["cleanup.policy"] == "compact"
     assert topics[f"{applied_ns}.fanout.state"].partitions == 3
     assert topics[f"{applied_ns}.fanout.state"].config["cleanup.policy"] == "compact"
+
+
+# --- the audit and the drift check: their own principals, only what they need ----------------------------
+
+
+def _run(home: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CONCORD_HOME", str(home))
+        code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def _refused(call: Callable[[], object]) -> str:
+    """The broker's refusal of ``call``, as text (the test fails if it is allowed)."""
+    try:
+        call()
+    except (KafkaException, BrokerUnavailable) as exc:
+        return str(exc)
+    raise AssertionError("allowed")
+
+
+def test_the_audit_and_drift_commands_run_as_their_own_principals(
+    applied_home: Path, kafka_access: Access, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ns = json.loads((applied_home / "concord.json").read_text())["namespace"]
+    asyncio.run(_produce(kafka_access("court"), f"{ns}.lists.court", b"not a list record"))
+    code, out = _run(applied_home, "audit", capsys=capsys)
+    assert code in (0, 1), out  # 2 would be an error such as a refused read
+    assert "list records: 0 accepted, 1 refused" in out and "not authorized" not in out.lower()
+    code, out = _run(applied_home, "acl", "drift", capsys=capsys)
+    assert code == 0, out
+    assert "In sync." in out
+
+
+def test_the_audit_reads_the_evidence_and_may_do_nothing_else(applied_ns: str, kafka_access: Access) -> None:
+    audit = kafka_access(AUDIT)
+    asyncio.run(_produce(kafka_access(FANOUT), f"{applied_ns}.quarantine", b"a refused record"))
+    evidence = [
+        f"{applied_ns}.lists.court",
+        f"{applied_ns}.directives.rail",
+        f"{applied_ns}.receipts.rail",
+        f"{applied_ns}.quarantine",
+    ]
+    read = asyncio.run(read_all(audit, evidence))
+    assert {topic for topic, _ in read} >= {f"{applied_ns}.quarantine"}
+    for topic in (f"{applied_ns}.lists.court", f"{applied_ns}.directives.rail", f"{applied_ns}.registry"):
+        with pytest.raises(TopicAuthorizationFailedError):
+            asyncio.run(_produce(audit, topic, b"the audit writes nothing"))
+    assert "AUTHORIZATION" in _refused(lambda: list(read_to_end(audit, f"{applied_ns}.governance-ledger")))
+    admin = AdminClient(audit.confluent_config())
+    every = AclBindingFilter(
+        ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY
+    )
+    assert "AUTHORIZATION" in _refused(admin.describe_acls(every).result)
+
+
+def test_the_drift_check_describes_and_may_do_nothing_else(applied_ns: str, kafka_access: Access) -> None:
+    drift = kafka_access(DRIFT)
+    assert list(read_to_end(drift, f"{applied_ns}.governance-ledger", last_only=True))  # what apply recorded
+    for topic in (f"{applied_ns}.lists.court", f"{applied_ns}.directives.rail", f"{applied_ns}.registry"):
+        assert "AUTHORIZATION" in _refused(lambda t=topic: list(read_to_end(drift, t)))
+    with pytest.raises(TopicAuthorizationFailedError):
+        asyncio.run(_produce(drift, f"{applied_ns}.governance-ledger", b"a forged ledger"))
+    admin = AdminClient(drift.confluent_config())
+    made = f"{applied_ns}.drift-made"
+    assert "AUTHORIZATION" in _refused(admin.create_topics([NewTopic(made, 1, 1)])[made].result)
+
+
+def test_the_fanout_may_not_delete_its_group_or_topics(applied_ns: str, kafka_access: Access) -> None:
+    admin = AdminClient(kafka_access(FANOUT).confluent_config())
+    state = f"{applied_ns}.fanout.state"
+    assert "AUTHORIZATION" in _refused(admin.delete_topics([state])[state].result)
+    group = f"{applied_ns}-fanout"
+    assert "AUTHORIZATION" in _refused(admin.delete_consumer_groups([group])[group].result)

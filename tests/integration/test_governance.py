@@ -1,6 +1,6 @@
 """`concord acl plan | apply | drift` against the real broker, through the CLI's own entry point.
 
-Each test gets its own namespace, home folder (concord.json, credentials.json, keys)
+Each test gets its own namespace, home folder (concord.json, credentials/, keys)
 and a copy of topics/ it may change, so nothing collides with other tests.
 """
 
@@ -24,20 +24,22 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import TopicAuthorizationFailedError
 
 from services.cli import main
-from services.core.access import ADMIN, FANOUT, AclRule
+from services.core.access import AclRule
 from services.core.codec import default_registry
 from services.core.disclosure import seal_record
 from services.core.models import Directive, SourceRecord
+from services.core.principals import ADMIN, FANOUT
 from services.core.routing import Accepted, on_record, on_tick
 from services.core.signing import Domain
 from services.core.world import World, load_world
+from services.credentials import credentials_path, read_password
 from services.governance.admin import admin_client, ensure_acls, live_acls
 from services.governance.drain import measure_drain
 from services.kafka_access import KafkaAccess
 from services.keystore import ensure_keys, load_keyring, load_signer
 from services.subscriber.service import SubscriberService
 from services.subscriber.store import DirectiveStore
-from tests.conftest import KafkaCluster
+from tests.conftest import KafkaCluster, write_all_credentials
 from tests.unit.factories import entry
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -93,9 +95,7 @@ def home(
             }
         )
     )
-    creds = path / "credentials.json"
-    creds.write_text(json.dumps(dict(kafka_cluster.passwords)))
-    creds.chmod(0o600)
+    write_all_credentials(path, kafka_cluster.passwords)
     world = tmp_path / "world"
     shutil.copytree(REPO_ROOT / "topics", world)
     ensure_keys(path / "keys", [*sorted(load_world(world).agencies), FANOUT, ADMIN])
@@ -464,9 +464,9 @@ async def test_a_new_agency_gets_a_scram_user_and_its_feed(home: Home) -> None:
     assert code == 0, out
     assert re.search(rf"\+ {agency} +agency without a SCRAM user", out)
     assert "1 SCRAM user(s) created" in out
-    creds_file = home.path / "credentials.json"
+    creds_file = credentials_path(home.path / "credentials", agency)
     assert creds_file.stat().st_mode & 0o777 == 0o600
-    password = json.loads(creds_file.read_text())[agency]
+    password = read_password(home.path / "credentials", agency)
 
     topic = f"{home.ns}.directives.{agency}"
     await _produce_directives(

@@ -14,13 +14,13 @@ import pytest
 from confluent_kafka import Producer
 
 from services.cli import main
-from services.core.access import ADMIN, FANOUT
+from services.core.principals import ADMIN, FANOUT
 from services.core.registry import RegistryStale, admin_keyring, encode_value
 from services.core.signing import Domain, Signer
 from services.core.world import load_world
 from services.governance.registry import follow_registry, publish_registry
 from services.keystore import ensure_keys, load_keyring, load_signer
-from tests.conftest import KafkaCluster
+from tests.conftest import KafkaCluster, write_all_credentials
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -42,7 +42,7 @@ def home(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str, monkeypatc
             }
         )
     )
-    (path / "credentials.json").write_text(json.dumps(dict(kafka_cluster.passwords)))
+    write_all_credentials(path, kafka_cluster.passwords)
     shutil.copytree(REPO_ROOT / "topics", tmp_path / "world")
     ensure_keys(path / "keys", [*sorted(load_world(tmp_path / "world").agencies), FANOUT, ADMIN])
     for name in [k for k in os.environ if k.startswith("CONCORD_")]:

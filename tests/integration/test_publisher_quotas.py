@@ -28,10 +28,10 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from services.core.access import ADMIN
 from services.core.codec import default_registry
 from services.core.disclosure import seal_record
 from services.core.models import ListEntryEvent
+from services.core.principals import ADMIN
 from services.core.signing import Domain
 from services.core.world import load_world
 from services.governance.acl import Governance
@@ -70,7 +70,7 @@ def _governance(stack: LocalStack, world: Path) -> Governance:
         access=stack.access(ADMIN),
         world=load_world(world),
         namespace=stack.namespace,
-        credentials_file=stack.home / "credentials.json",
+        credentials_dir=stack.credentials_dir,
         brokers=stack.brokers,
     )
 

@@ -47,7 +47,7 @@ from services.core.models import (
     SealedListing,
 )
 from services.core.signing import Domain, PublicKey, Signer
-from services.keystore import load_keyring, load_signer
+from services.keystore import load_keyring, load_signer, write_keyring
 from services.localstack import LocalStack
 from services.partitioning import partition_for
 from services.subscriber.client import QuestionRejected
@@ -95,7 +95,7 @@ def _extra_court_keys(keys_dir: Path, now: datetime) -> tuple[Signer, Signer, Si
         )
     )
     ring.add(PublicKey("court", future.key_id, future.public_bytes(), now + timedelta(days=1)))
-    (keys_dir / "keyring.json").write_text(json.dumps([k.to_json() for k in ring.keys()], indent=2))  # noqa: SIM118 - a Keyring, not a dict
+    write_keyring(keys_dir, ring)  # signed by the registry key, as the admin does
     return expired, revoked, future
 
 
@@ -103,13 +103,14 @@ def _extra_court_keys(keys_dir: Path, now: datetime) -> tuple[Signer, Signer, Si
 def corpus(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Iterator[Corpus]:
     """An exchange whose keyring also holds expired, revoked and future court keys.
 
-    Services read the keyring when they start, so the keys are added between
-    provisioning and starting them (the ``exchange`` fixture cannot do that).
+    The keys are added to the keyring and published in the registry between provisioning
+    and starting the services (the ``exchange`` fixture cannot do that).
     """
     stack = make_stack(kafka_cluster, tmp_path / "home", unique_ns)
     keys = stack.home / "keys"
     now = datetime.now(UTC)
     expired, revoked, future = _extra_court_keys(keys, now)
+    stack.publish_registry()  # the services take their keys from the registry
     try:
         stack.start_all()
         stack.wait_healthy(timeout=120)
@@ -182,9 +183,16 @@ def bad_records(c: Corpus, good: dict[str, dict[str, Any]], stale_entry: str, re
         ric = make_ric(n, area="310101")  # Shanghai: no good record lives there
         return ric, listing(f"bad-{n}", person(ric), now)
 
-    def add(reason: str, n: int, value_of: Any = None, signer: Signer | None = None, *,
-            headers: list[tuple[str, bytes]] | None = None, key: bytes | str | None = "entry",
-            partition: int | None = None) -> None:
+    def add(
+        reason: str,
+        n: int,
+        value_of: Any = None,
+        signer: Signer | None = None,
+        *,
+        headers: list[tuple[str, bytes]] | None = None,
+        key: bytes | str | None = "entry",
+        partition: int | None = None,
+    ) -> None:
         ric, rec = fresh(n)
         s = sealed(rec)
         value = s.value if value_of is None else value_of(rec, s)
@@ -198,13 +206,18 @@ def bad_records(c: Corpus, good: dict[str, dict[str, Any]], stale_entry: str, re
     s = sealed(rec)
     tampered = bytearray(s.commitments)
     tampered[-5] ^= 0x01
-    out.append(Bad("TAMPERED", rec["entry_id"].encode(), envelope(bytes(tampered), s.disclosures),
-                   signed(c.court, s), ric))
+    out.append(
+        Bad("TAMPERED", rec["entry_id"].encode(), envelope(bytes(tampered), s.disclosures), signed(c.court, s), ric)
+    )
     # ... or, the commitments intact, a disclosure changed: another person's identifier in its place
     ric, rec = fresh(14)
     s = sealed(rec)
-    swapped = [d.model_copy(update={"value": d.value.replace(ric, make_ric(15, area="310101"))})
-               if d.path == "subject.identifiers[0]" else d for d in s.disclosures]
+    swapped = [
+        d.model_copy(update={"value": d.value.replace(ric, make_ric(15, area="310101"))})
+        if d.path == "subject.identifiers[0]"
+        else d
+        for d in s.disclosures
+    ]
     out.append(Bad("TAMPERED", rec["entry_id"].encode(), envelope(s.commitments, swapped), signed(c.court, s), ric))
     # FORGED: the court's key id and the right digest, but a signature by another key
     ric, rec = fresh(3)
@@ -229,13 +242,22 @@ def bad_records(c: Corpus, good: dict[str, dict[str, Any]], stale_entry: str, re
     ric, rec = fresh(17)
     s = sealed(rec)
     right = partition_for(rec["entry_id"], PARTITIONS)
-    out.append(Bad("WRONG_PARTITION", rec["entry_id"].encode(), s.value, signed(c.court, s), ric,
-                   partition=(right + 1) % PARTITIONS))
+    out.append(
+        Bad(
+            "WRONG_PARTITION",
+            rec["entry_id"].encode(),
+            s.value,
+            signed(c.court, s),
+            ric,
+            partition=(right + 1) % PARTITIONS,
+        )
+    )
     # UNSEALED: a whole record signed as it is, which the fan-out could not forward in parts
     ric, rec = fresh(18)
     legacy = default_registry().encode_model(ListEntryEvent.model_validate(rec))
-    out.append(Bad("UNSEALED", rec["entry_id"].encode(), legacy, c.court.sign(Domain.LIST_RECORD, legacy).as_kafka(),
-                   ric))
+    out.append(
+        Bad("UNSEALED", rec["entry_id"].encode(), legacy, c.court.sign(Domain.LIST_RECORD, legacy).as_kafka(), ric)
+    )
     # STALE_VERSION: version 1 of an entry whose version 2 was already published
     stale = sealed({**good[stale_entry], "version": 1, "event_id": f"court:{stale_entry}:1"})
     out.append(Bad("STALE_VERSION", stale_entry.encode(), stale.value, signed(c.court, stale), None))
@@ -316,9 +338,25 @@ def test_every_good_record_arrives_once_and_every_bad_one_is_quarantined_with_it
     # --- M bad ones (and one exact redelivery), straight onto the court's topic
     bad = bad_records(c, good, stale_entry, replay_entry)
     assert {b.reason for b in bad} == {
-        "UNSIGNED", "TAMPERED", "FORGED", "UNKNOWN_KEY", "WRONG_AGENCY", "KEY_EXPIRED", "KEY_REVOKED",
-        "KEY_NOT_YET_VALID", "NOT_SINGLE_OBJECT", "UNKNOWN_FINGERPRINT", "UNDECODABLE", "INVALID_RECORD",
-        "KEY_MISMATCH", "MISSING_KEY", "WRONG_PARTITION", "UNSEALED", "STALE_VERSION", "REPLAYED"}
+        "UNSIGNED",
+        "TAMPERED",
+        "FORGED",
+        "UNKNOWN_KEY",
+        "WRONG_AGENCY",
+        "KEY_EXPIRED",
+        "KEY_REVOKED",
+        "KEY_NOT_YET_VALID",
+        "NOT_SINGLE_OBJECT",
+        "UNKNOWN_FINGERPRINT",
+        "UNDECODABLE",
+        "INVALID_RECORD",
+        "KEY_MISMATCH",
+        "MISSING_KEY",
+        "WRONG_PARTITION",
+        "UNSEALED",
+        "STALE_VERSION",
+        "REPLAYED",
+    }
 
     first = next(r for r in read_topic(kafka_cluster, list_topic) if r.key == b"p-1")
 
@@ -330,8 +368,9 @@ def test_every_good_record_arrives_once_and_every_bad_one_is_quarantined_with_it
         try:
             where: dict[tuple[int, int], str] = {}
             for b in bad:
-                meta = await (await producer.send(list_topic, key=b.key, value=b.value, headers=b.headers,
-                                                  partition=b.partition))
+                meta = await (
+                    await producer.send(list_topic, key=b.key, value=b.value, headers=b.headers, partition=b.partition)
+                )
                 where[(meta.partition, meta.offset)] = b.reason
             # An exact redelivery of a good record (the adapter's bytes again): routed again, not refused.
             await (await producer.send(list_topic, key=b"p-1", value=first.value, headers=list(first.headers)))

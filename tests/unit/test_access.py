@@ -10,8 +10,6 @@ import pytest
 
 from services.core.access import (
     CONCORD_RULES,
-    FANOUT,
-    OPS,
     AclRule,
     Grant,
     compile_acls,
@@ -19,6 +17,7 @@ from services.core.access import (
     merge_rules,
     scram_users,
 )
+from services.core.principals import AUDIT, DRIFT, FANOUT, OPS
 from services.core.world import World, parse_world
 from tests.unit.factories import real_world
 
@@ -52,24 +51,67 @@ def test_a_publisher_writes_only_its_own_list_topic(agency: str) -> None:
 def test_an_implementer_reads_its_directives_writes_its_receipts_and_nothing_else(agency: str) -> None:
     mine = _of(agency)
     reads = {(r.resource_type, r.resource_name) for r in mine if r.operation == "READ"}
-    assert reads == {("TOPIC", f"{NS}.directives.{agency}"), ("TOPIC", f"{NS}.registry"),
-                     ("GROUP", f"{NS}-{agency}.")}
+    assert reads == {("TOPIC", f"{NS}.directives.{agency}"), ("TOPIC", f"{NS}.registry"), ("GROUP", f"{NS}-{agency}.")}
     assert {r.resource_name for r in mine if r.operation == "WRITE"} == {f"{NS}.receipts.{agency}"}
     assert all(r.pattern_type == "LITERAL" for r in mine if r.resource_type == "TOPIC")
 
 
-def test_only_the_fanout_reads_list_topics_and_writes_directives() -> None:
+def test_only_the_fanout_and_the_audit_read_list_topics_and_only_the_fanout_writes_directives() -> None:
     for r in _rules():
         covers_lists = r.resource_name.startswith(f"{NS}.lists.")
         if covers_lists and r.operation in ("READ", "ALL"):
-            assert r.principal == f"User:{FANOUT}"
+            assert r.principal in (f"User:{FANOUT}", f"User:{AUDIT}")
         if r.resource_name.startswith(f"{NS}.directives.") and r.operation in ("WRITE", "ALL"):
             assert r.principal == f"User:{FANOUT}"
 
 
 def test_the_fanout_cannot_write_list_topics() -> None:
-    assert not [r for r in _of(FANOUT) if r.resource_name.startswith(f"{NS}.lists") and r.operation != "READ"
-                and r.operation != "DESCRIBE"]
+    assert not [
+        r for r in _of(FANOUT) if r.resource_name.startswith(f"{NS}.lists") and r.operation not in {"READ", "DESCRIBE"}
+    ]
+
+
+def test_the_fanout_holds_exactly_the_operations_it_uses() -> None:
+    got = {(r.resource_type, r.pattern_type, r.resource_name, r.operation) for r in _of(FANOUT)}
+    topics = {
+        ("PREFIXED", f"{NS}.lists.", "READ"),
+        ("PREFIXED", f"{NS}.receipts.", "READ"),
+        ("PREFIXED", f"{NS}.directives.", "WRITE"),
+        ("PREFIXED", f"{NS}.notices.", "WRITE"),
+        ("LITERAL", f"{NS}.quarantine", "WRITE"),
+        ("LITERAL", f"{NS}.registry", "READ"),
+        ("LITERAL", f"{NS}.fanout.state", "READ"),
+        ("LITERAL", f"{NS}.fanout.state", "WRITE"),
+    }
+    want = {("TOPIC", pt, name, op) for pt, name, op in topics}
+    want |= {("TOPIC", pt, name, "DESCRIBE") for pt, name, _ in topics}
+    want |= {
+        ("GROUP", "LITERAL", f"{NS}-fanout", "READ"),
+        ("GROUP", "LITERAL", f"{NS}-fanout", "DESCRIBE"),
+        ("TRANSACTIONAL_ID", "PREFIXED", f"{NS}-fanout-", "WRITE"),
+        ("TRANSACTIONAL_ID", "PREFIXED", f"{NS}-fanout-", "DESCRIBE"),
+    }
+    assert got == want
+    assert not {"ALL", "DELETE", "ALTER", "CREATE"} & {op for *_, op in got}
+
+
+def test_the_audit_reads_the_evidence_and_writes_nothing() -> None:
+    got = {(r.resource_type, r.resource_name, r.operation) for r in _of(AUDIT)}
+    assert {op for *_, op in got} == {"READ", "DESCRIBE"}
+    assert {name for _, name, op in got if op == "READ"} == {
+        f"{NS}.lists.",
+        f"{NS}.directives.",
+        f"{NS}.receipts.",
+        f"{NS}.quarantine",
+        f"{NS}.registry",
+    }
+
+
+def test_the_drift_check_describes_and_reads_only_the_ledger() -> None:
+    got = {(r.resource_type, r.resource_name, r.operation) for r in _of(DRIFT)}
+    assert {(t, name) for t, name, op in got if op == "READ"} == {("TOPIC", f"{NS}.governance-ledger")}
+    assert {op for *_, op in got} == {"READ", "DESCRIBE", "DESCRIBE_CONFIGS"}
+    assert ("CLUSTER", "kafka-cluster", "DESCRIBE") in got
 
 
 def test_operators_only_describe() -> None:
@@ -88,8 +130,11 @@ def test_every_binding_carries_its_grants() -> None:
 
 
 def test_directive_access_names_the_mou_version_and_measure() -> None:
-    read = next(r for r in _of("aviation") if r.operation == "READ" and r.resource_type == "TOPIC"
-                and "directives" in r.resource_name)
+    read = next(
+        r
+        for r in _of("aviation")
+        if r.operation == "READ" and r.resource_type == "TOPIC" and "directives" in r.resource_name
+    )
     assert read.grants == (Grant("aviation.no-air-tickets", "mou-judgment-defaulters", 1),)
     assert read.provenance == "mou-judgment-defaulters v1 aviation.no-air-tickets"
     assert read.group_label == "mou-judgment-defaulters v1"
@@ -120,8 +165,10 @@ def test_terminating_an_agencys_only_mou_drops_its_feed() -> None:
 def test_feed_rules_exist_for_an_agency_that_no_longer_implements() -> None:
     rules = feed_rules(real_world(), NS, "court")
     assert {(r.operation, r.resource_name) for r in rules} == {
-        ("READ", f"{NS}.directives.court"), ("DESCRIBE", f"{NS}.directives.court"),
-        ("WRITE", f"{NS}.receipts.court"), ("DESCRIBE", f"{NS}.receipts.court"),
+        ("READ", f"{NS}.directives.court"),
+        ("DESCRIBE", f"{NS}.directives.court"),
+        ("WRITE", f"{NS}.receipts.court"),
+        ("DESCRIBE", f"{NS}.receipts.court"),
     }
 
 
@@ -133,8 +180,20 @@ def test_merging_duplicates_unions_their_grants() -> None:
 
 
 def test_one_scram_user_per_agency_and_service() -> None:
-    assert scram_users(real_world()) == (FANOUT, OPS, "aviation", "court", "customs", "finance", "market", "rail",
-                                         "securities", "tax")
+    assert scram_users(real_world()) == (
+        FANOUT,
+        OPS,
+        AUDIT,
+        DRIFT,
+        "aviation",
+        "court",
+        "customs",
+        "finance",
+        "market",
+        "rail",
+        "securities",
+        "tax",
+    )
 
 
 def test_namespaces_do_not_share_bindings() -> None:

@@ -23,8 +23,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from services.core.access import compile_acls
+from services.core.access import compile_acls, scram_users
 from services.core.governance_plan import desired_topics
+from services.core.principals import ADMIN, SERVICE_PRINCIPALS
 from services.core.world import World, load_world
 from services.deploy import strimzi
 from services.deploy.kubernetes import DeployOptions, render
@@ -125,7 +126,12 @@ def test_strimzi_resources_are_read_by_strimzis_own_model(
 ) -> None:
     resources = [o for o in _all(objects) if o["apiVersion"].startswith("kafka.strimzi.io/")]
     assert Counter(o["kind"] for o in resources) == Counter(
-        {"Kafka": 1, "KafkaNodePool": 1, "KafkaTopic": len(world.topic_specs()), "KafkaUser": 11}
+        {
+            "Kafka": 1,
+            "KafkaNodePool": 1,
+            "KafkaTopic": len(world.topic_specs()),
+            "KafkaUser": len(scram_users(world)) + 1,  # and the admin
+        }
     )
     # one run for the good resources and three broken ones: the check must see each problem
     broken = json.loads(json.dumps(resources[:3]))
@@ -157,7 +163,7 @@ def test_every_binding_acl_plan_compiles_is_in_exactly_one_kafka_user(
     )
     assert granted == expected
     assert max(granted.values()) == 1
-    assert {u["metadata"]["name"] for u in users} == {"concord-admin", "concord-fanout", "concord-ops", *world.agencies}
+    assert {u["metadata"]["name"] for u in users} == {*SERVICE_PRINCIPALS, ADMIN, *world.agencies}
     for u in users:
         assert u["spec"]["authentication"] == {"type": "scram-sha-512"}
         lines = u["metadata"].get("annotations", {}).get(strimzi.PROVENANCE, "")

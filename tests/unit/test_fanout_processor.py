@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message
 
 from services.core.codec import default_registry
 from services.core.models import (
@@ -29,15 +29,27 @@ from services.core.models import (
     Receipt,
     ReceiptStatus,
 )
+from services.core.registry import RegistrySnapshot
 from services.core.signing import Domain, SignedHeaders, Signer
 from services.core.world import World, parse_world
 from services.fanout import store as st
 from services.fanout.app import Fanout, FanoutConfig
 from services.fanout.metrics import FanoutMetrics
 from services.fanout.store import PartitionStore
+from services.governance.registry import RegistryStatus
 from services.kafka_access import KafkaAccess
 from services.partitioning import partition_for
-from tests.unit.factories import entry, keyring, make_ric, make_uscc, organization, person, real_world, sealed
+from tests.unit.factories import (
+    delisting,
+    entry,
+    keyring,
+    make_ric,
+    make_uscc,
+    organization,
+    person,
+    real_world,
+    sealed,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -58,15 +70,25 @@ class Tx:
     """A transaction that records what the fan-out produces in it."""
 
     sent: list[tuple[str, bytes | None, bytes | None, int, list[tuple[str, bytes]] | None]] = field(
-        default_factory=list)
+        default_factory=list
+    )
 
-    def produce(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
-                headers: list[tuple[str, bytes]] | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         self.sent.append((topic, key, value, partition, headers))
 
     def directives(self) -> list[Directive]:
-        return [SCHEMAS.decode_model(v, Directive) for t, _, v, _, _ in self.sent
-                if ".directives." in t and v is not None and SCHEMAS.split(v)[0].name == "directive"]
+        return [
+            SCHEMAS.decode_model(v, Directive)
+            for t, _, v, _, _ in self.sent
+            if ".directives." in t and v is not None and SCHEMAS.split(v)[0].name == "directive"
+        ]
 
     def of(self, kind: str) -> list[tuple[str, bytes | None, bytes, int, list[tuple[str, bytes]] | None]]:
         return [(t, k, v, p, h) for t, k, v, p, h in self.sent if v is not None and SCHEMAS.split(v)[0].name == kind]
@@ -110,20 +132,39 @@ class Rig:
         k = event.entry_id.encode() if key == "auto" else key
         p = partition_for(event.entry_id, 3) if partition is None else partition
         topic = f"{NS}.lists.court"
-        msg = Message(topic=topic, partition=p, offset=self._next(topic, p), key=k, value=record,
-                      headers=headers, timestamp=(1, int(self.clock().timestamp() * 1000)))
+        msg = Message(
+            topic=topic,
+            partition=p,
+            offset=self._next(topic, p),
+            key=k,
+            value=record,
+            headers=headers,
+            timestamp=(TIMESTAMP_LOG_APPEND_TIME, int(self.clock().timestamp() * 1000)),
+        )
         self.fanout.handle(msg, self.stores[p], self.tx)
         return p
 
     def receipt(self, d: Directive, signer: Signer, status: ReceiptStatus = ReceiptStatus.APPLIED) -> None:
-        r = Receipt(directive_id=d.directive_id, agency=signer.agency, status=status, directive_key=d.key,
-                    seq=d.seq, recorded_at=self.clock())
+        r = Receipt(
+            directive_id=d.directive_id,
+            agency=signer.agency,
+            status=status,
+            directive_key=d.key,
+            seq=d.seq,
+            recorded_at=self.clock(),
+        )
         value = SCHEMAS.encode_model(r)
         p = partition_for(d.entry_id, 3)
         topic = f"{NS}.receipts.{signer.agency}"
-        msg = Message(topic=topic, partition=p, offset=self._next(topic, p), key=d.key.encode(), value=value,
-                      headers=signer.sign(Domain.RECEIPT, value).as_kafka(),
-                      timestamp=(1, int(self.clock().timestamp() * 1000)))
+        msg = Message(
+            topic=topic,
+            partition=p,
+            offset=self._next(topic, p),
+            key=d.key.encode(),
+            value=value,
+            headers=signer.sign(Domain.RECEIPT, value).as_kafka(),
+            timestamp=(1, int(self.clock().timestamp() * 1000)),
+        )
         self.fanout.handle(msg, self.stores[p], self.tx)
 
     def work(self) -> int:
@@ -138,12 +179,29 @@ class Rig:
         return {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in reg.collect() for s in fam.samples}
 
 
-def _rig(tmp_path: Path, world: World | None = None, *, sweep_batch: int = 500,
-         stores: dict[int, PartitionStore] | None = None, clock: Clock | None = None) -> Rig:
+def _rig(
+    tmp_path: Path,
+    world: World | None = None,
+    *,
+    sweep_batch: int = 500,
+    stores: dict[int, PartitionStore] | None = None,
+    clock: Clock | None = None,
+) -> Rig:
     clock = clock or Clock(T0)
-    cfg = FanoutConfig(access=KafkaAccess(bootstrap="127.0.0.1:1"), world=world or real_world(), keyring=RING,
-                       schemas=SCHEMAS, signer=FANOUT, key_secret=b"k" * 32, namespace=NS, name="w1",
-                       state_dir=tmp_path, metrics=FanoutMetrics.create(), clock=clock, sweep_batch=sweep_batch)
+    cfg = FanoutConfig(
+        access=KafkaAccess(bootstrap="127.0.0.1:1"),
+        world=world or real_world(),
+        keyring=RING,
+        schemas=SCHEMAS,
+        signer=FANOUT,
+        key_secret=b"k" * 32,
+        namespace=NS,
+        name="w1",
+        state_dir=tmp_path,
+        metrics=FanoutMetrics.create(),
+        clock=clock,
+        sweep_batch=sweep_batch,
+    )
     fanout = Fanout(cfg)
     stores = stores if stores is not None else {p: PartitionStore(tmp_path / f"p{p}", p, cache_mb=0) for p in range(3)}
     fanout.assigned(stores)
@@ -175,8 +233,10 @@ def test_a_listing_commits_its_directives_to_the_entry_partition_and_its_receipt
     rig.commit()
     sent = rig.tx.directives()
     assert {(d.subscriber, d.measure_id) for d in sent} == {
-        ("finance", "finance.procurement-ban"), ("aviation", "aviation.no-air-tickets"),
-        ("rail", "rail.no-high-speed-rail")}
+        ("finance", "finance.procurement-ban"),
+        ("aviation", "aviation.no-air-tickets"),
+        ("rail", "rail.no-high-speed-rail"),
+    }
     assert {part for t, _, _, part, _ in rig.tx.sent if ".directives." in t} == {p}
     # Kafka keys are pseudonyms: a directive key names the subject's identifier, its topic key does not.
     keys = [k for t, k, _, _, _ in rig.tx.sent if ".directives." in t]
@@ -334,8 +394,9 @@ def test_a_new_version_supersedes_the_pending_directive_of_its_key(rig: Rig) -> 
     ev = _person(5)
     p = rig.listing(ev)
     rig.commit()
-    delisted = entry(entry_id="p-5", subject=person(make_ric(5)), version=2, event_type="DELISTED",
-                     delisting={"reason": "PERFORMED"})
+    delisted = entry(
+        entry_id="p-5", subject=person(make_ric(5)), version=2, event_type="DELISTED", delisting={"reason": "PERFORMED"}
+    )
     rig.listing(delisted)
     rig.commit()
     # Only the LIFTs are outstanding: the APPLYs they replaced need no receipt any more.
@@ -355,7 +416,10 @@ def test_each_directive_is_told_to_the_listing_agency_as_a_signed_notice(rig: Ri
     key, value, headers = got["finance.procurement-ban"]
     notice = SCHEMAS.decode_model(value, Notice)
     assert (notice.notice_id, notice.implementing_agency, notice.action) == (
-        directives["finance.procurement-ban"].directive_id, "finance", Action.APPLY)
+        directives["finance.procurement-ban"].directive_id,
+        "finance",
+        Action.APPLY,
+    )
     assert notice.legal_basis.startswith("Government Procurement Law")
     assert key == next(k for t, k, _, _, _ in rig.tx.sent if ".directives.finance" in t)  # the same pseudonym
     RING.verify(Domain.NOTICE, value, SignedHeaders.from_kafka(headers), expected_agency="concord-fanout", at=T0)
@@ -365,8 +429,9 @@ def test_an_ended_entry_leaves_the_state_after_its_retention_with_tombstones_for
     p = rig.listing(_person(7))
     rig.commit()
     applied = rig.tx.directives()
-    delisted = entry(entry_id="p-7", subject=person(make_ric(7)), version=2, event_type="DELISTED",
-                     delisting={"reason": "PERFORMED"})
+    delisted = entry(
+        entry_id="p-7", subject=person(make_ric(7)), version=2, event_type="DELISTED", delisting={"reason": "PERFORMED"}
+    )
     rig.listing(delisted)
     rig.commit()
     for d in applied:
@@ -387,8 +452,12 @@ def test_an_ended_entry_leaves_the_state_after_its_retention_with_tombstones_for
 
 def test_a_listing_past_its_publication_applies_nothing_and_leaves_at_once(rig: Rig) -> None:
     ended = T0 + timedelta(hours=1)
-    ev = entry(entry_id="p-8", subject=person(make_ric(8)), effective_until=(T0 + timedelta(days=400)).isoformat(),
-               publication_until=ended.isoformat())
+    ev = entry(
+        entry_id="p-8",
+        subject=person(make_ric(8)),
+        effective_until=(T0 + timedelta(days=400)).isoformat(),
+        publication_until=ended.isoformat(),
+    )
     p = rig.listing(ev)
     rig.commit()
     assert {d.valid_until for d in rig.tx.directives()} == {ended}  # capped by the publication period
@@ -401,3 +470,107 @@ def test_a_listing_past_its_publication_applies_nothing_and_leaves_at_once(rig: 
     rig.work()
     rig.commit()
     assert rig.stores[p].get(st.entry_key("court/p-8")) is None
+
+
+# --- the signed registry: followed live, holding APPLYs while it is stale ------------------------------
+
+
+class FakeWatch:
+    """What the fan-out reads of a RegistryWatch: the newest snapshot and whether it is fresh."""
+
+    def __init__(self, world: World) -> None:
+        self.snapshot = RegistrySnapshot(world, RING, T0, 1)
+        self.fresh = True
+        self.last_caught_up = 0.0
+        self.max_age = timedelta(hours=1)
+
+    def status(self, now: datetime | None = None) -> RegistryStatus:
+        snap = self.snapshot
+        return RegistryStatus(
+            self.fresh, None if self.fresh else "older than allowed (test)", snap.serial, snap.published_at, 0.0
+        )
+
+    def catch_up(self, timeout: float = 0.0) -> RegistrySnapshot:
+        return self.snapshot
+
+    def refresh_credentials(self, access: KafkaAccess) -> None:
+        return None
+
+    def publish(self, world: World, *, fresh: bool = True) -> None:
+        self.snapshot = RegistrySnapshot(world, RING, T0, self.snapshot.serial + 1)
+        self.fresh = fresh
+
+
+def _followed(tmp_path: Path) -> tuple[Rig, FakeWatch]:
+    watch = FakeWatch(real_world())
+    r = _rig(tmp_path)
+    r.fanout.cfg.registry = watch  # type: ignore[assignment]  # a stand-in with the same reads
+    r.fanout.serial = 1
+    return r, watch
+
+
+def _tick(r: Rig) -> None:
+    """Let the worker look at the registry now (it looks every 0.2 s and re-judges its epoch every second)."""
+    r.fanout._next_follow = 0.0  # noqa: SLF001
+    r.fanout._epoch_at = 0.0  # noqa: SLF001
+    for _ in range(20):
+        r.work()
+        if not r.fanout._sweeping:  # noqa: SLF001
+            break
+    r.commit()
+
+
+def test_directives_name_the_registry_serial_they_were_routed_by(tmp_path: Path) -> None:
+    r, _ = _followed(tmp_path)
+    r.listing(_company(1))
+    r.commit()
+    assert {d.registry_serial for d in r.tx.directives()} == {1}
+
+
+def test_a_stale_registry_withholds_applys_lets_lifts_flow_and_a_fresh_one_issues_what_was_withheld(
+    tmp_path: Path,
+) -> None:
+    r, watch = _followed(tmp_path)
+    r.listing(_company(1))
+    _tick(r)
+    watch.fresh = False
+    _tick(r)
+    assert r.fanout.registry_status is not None and not r.fanout.registry_status.fresh
+    sent = len(r.tx.directives())
+    r.listing(_company(2))  # a new listing while stale: nothing applied
+    delisted = entry(
+        entry_id="c-1",
+        subject=organization(make_uscc(5001)),
+        event_type="DELISTED",
+        version=2,
+        event_id="court:c-1:2",
+        delisting=delisting(),
+    )
+    r.listing(delisted)  # the delisting of the first: its LIFTs flow
+    r.commit()
+    during = r.tx.directives()[sent:]
+    assert {(d.entry_id, d.action) for d in during} == {("c-1", Action.LIFT)}
+    # A fresh publication: the partitions were marked as evaluated while holding, so they are swept and
+    # the withheld APPLYs go out, routed by the new serial.
+    watch.publish(real_world())
+    _tick(r)
+    after = r.tx.directives()[sent + len(during) :]
+    assert {(d.entry_id, d.action, d.registry_serial) for d in after} == {("c-2", Action.APPLY, 2)}
+    assert {d.measure_id for d in after} == {
+        "finance.procurement-ban",
+        "aviation.no-air-tickets",
+        "rail.no-high-speed-rail",
+    }
+
+
+def test_a_newer_publication_changes_the_routing_live(tmp_path: Path) -> None:
+    r, watch = _followed(tmp_path)
+    r.listing(_company(1))
+    _tick(r)
+    sent = len(r.tx.directives())
+    docs = copy.deepcopy(real_world().to_documents())
+    docs[f"mous/{JD}.yaml"]["versions"][0]["terminated_on"] = T0.date().isoformat()
+    watch.publish(parse_world(docs))
+    _tick(r)
+    lifted = r.tx.directives()[sent:]
+    assert lifted and {(d.action, d.cause, d.registry_serial) for d in lifted} == {(Action.LIFT, Cause.MOU_CHANGED, 2)}

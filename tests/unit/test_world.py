@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.core.errors import WorldInvalid
+from services.core.principals import ADMIN
 from services.core.world import (
     Mou,
     World,
@@ -198,13 +199,25 @@ def test_measure_subject_matching(world: World) -> None:
 
 def test_topic_names_default_namespace(world: World) -> None:
     assert [s.name for s in world.topic_specs()] == [
-        "concord.lists.court", "concord.lists.market", "concord.lists.tax",
-        "concord.directives.aviation", "concord.directives.customs", "concord.directives.finance",
-        "concord.directives.rail", "concord.directives.securities",
-        "concord.receipts.aviation", "concord.receipts.customs", "concord.receipts.finance",
-        "concord.receipts.rail", "concord.receipts.securities",
-        "concord.quarantine", "concord.registry", "concord.fanout.state",
-        "concord.notices.court", "concord.notices.market", "concord.notices.tax",
+        "concord.lists.court",
+        "concord.lists.market",
+        "concord.lists.tax",
+        "concord.directives.aviation",
+        "concord.directives.customs",
+        "concord.directives.finance",
+        "concord.directives.rail",
+        "concord.directives.securities",
+        "concord.receipts.aviation",
+        "concord.receipts.customs",
+        "concord.receipts.finance",
+        "concord.receipts.rail",
+        "concord.receipts.securities",
+        "concord.quarantine",
+        "concord.registry",
+        "concord.fanout.state",
+        "concord.notices.court",
+        "concord.notices.market",
+        "concord.notices.tax",
     ]
     assert world.topic_name("lists", "court") == "concord.lists.court"
     assert world.topic_name("directives", "aviation") == "concord.directives.aviation"
@@ -223,8 +236,15 @@ def test_topic_spec_configs(world: World) -> None:
     by_name = {s.name: s for s in world.topic_specs()}
     lists = by_name["concord.lists.court"]
     assert (lists.kind, lists.agency, lists.partitions, lists.replication) == ("lists", "court", 3, 3)
-    assert lists.kafka_config() == {"cleanup.policy": "delete", "retention.ms": "-1", "min.insync.replicas": "2"}
+    # Key validity is judged at the broker's time: list and directive topics are stamped on append.
+    assert lists.kafka_config() == {
+        "cleanup.policy": "delete",
+        "retention.ms": "-1",
+        "min.insync.replicas": "2",
+        "message.timestamp.type": "LogAppendTime",
+    }
     assert by_name["concord.directives.rail"].kafka_config()["cleanup.policy"] == "compact"
+    assert by_name["concord.directives.rail"].kafka_config()["message.timestamp.type"] == "LogAppendTime"
     assert by_name["concord.receipts.rail"].kafka_config() == {
         "cleanup.policy": "delete",
         "retention.ms": str(30 * 24 * 3600 * 1000),
@@ -642,14 +662,18 @@ def test_partitions_at_least_one(docs: dict[str, Any]) -> None:
 def test_list_topics_share_partition_count(docs: dict[str, Any]) -> None:
     docs["topics.yaml"]["topics"]["lists"]["overrides"] = {"market": {"partitions": 6}}
     assert_problem(
-        invalid(docs), "topics.yaml", "topics.lists.overrides.market.partitions",
+        invalid(docs),
+        "topics.yaml",
+        "topics.lists.overrides.market.partitions",
         "lists, receipts, fanout_state topics must all have the same partition count (the fan-out "
         "co-partitions them): lists of market has 6, the list topics 3",
     )
     docs["topics.yaml"]["topics"]["lists"]["overrides"] = {}
     docs["topics.yaml"]["topics"]["receipts"]["overrides"] = {"rail": {"partitions": 4}}
     assert_problem(
-        invalid(docs), "topics.yaml", "topics.receipts.overrides.rail.partitions",
+        invalid(docs),
+        "topics.yaml",
+        "topics.receipts.overrides.rail.partitions",
         "lists, receipts, fanout_state topics must all have the same partition count (the fan-out "
         "co-partitions them): receipts of rail has 4, the list topics 3",
     )
@@ -665,8 +689,9 @@ def test_list_topics_share_partition_count(docs: dict[str, Any]) -> None:
 def test_partitions_are_declared_not_constant(docs: dict[str, Any]) -> None:
     for kind in ("lists", "receipts", "fanout_state"):
         docs["topics.yaml"]["topics"][kind]["partitions"] = 8
-    assert {s.partitions for s in parse_world(docs).topic_specs()
-            if s.kind in ("lists", "receipts", "fanout_state")} == {8}
+    assert {
+        s.partitions for s in parse_world(docs).topic_specs() if s.kind in ("lists", "receipts", "fanout_state")
+    } == {8}
 
 
 @pytest.mark.parametrize(
@@ -729,7 +754,7 @@ def test_unknown_key(docs: dict[str, Any]) -> None:
     [
         ("Court", "not a valid agency id"),
         ("court.enforcement", "not a valid agency id"),
-        ("concord-admin", "reserved"),
+        (ADMIN, "reserved"),
         ("concord", "reserved"),
     ],
 )
