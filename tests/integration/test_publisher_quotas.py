@@ -51,6 +51,9 @@ LATENCY_BOUND = 10.0  # seconds from publishing a delisting to the subscriber an
 IN_FLIGHT = 200  # court's records waiting for acknowledgement at any time
 WARMUP = 3.0  # seconds of flood before measuring (Kafka lets a burst through before throttling)
 ROUNDS = 3
+# The flood is measured over at least this long: a throttled producer's acknowledgements arrive in
+# bursts, one per throttle delay (up to a quota window), so a short window can see none at all.
+MIN_WINDOW = 12.0
 
 
 def _world_with_quotas(tmp: Path, principals: dict[str, Any] | None) -> Path:
@@ -188,6 +191,7 @@ def test_a_flooding_publisher_is_throttled_and_another_agencys_delistings_arrive
             started = time.monotonic()
             publish(exchange, "market", [_market(n, 2)])
             delisted.append(_wait_until(finance, uscc, False, started))
+        time.sleep(max(0.0, measured_from + MIN_WINDOW - time.monotonic()))
         measured_until = time.monotonic()
         rate = flood.rate(measured_from, measured_until)
         flood.join()
