@@ -152,10 +152,16 @@ def cmd_fanout_worker(args: argparse.Namespace) -> int:
     logging.getLogger("concord").setLevel(args.loglevel.upper())
     state_dir = Path(args.state_dir) if args.state_dir else settings.home / "fanout" / args.name
     cfg = FanoutConfig(
-        access=settings.access(FANOUT_PRINCIPAL), world=_world(settings),
-        keyring=load_keyring(settings.keys_path), schemas=default_registry(),
-        signer=load_signer(settings.keys_path, FANOUT_PRINCIPAL), namespace=settings.effective_namespace(),
-        name=args.name, state_dir=state_dir, web_port=args.web_port, batch_signatures=args.signatures == "batch",
+        access=settings.access(FANOUT_PRINCIPAL),
+        world=_world(settings),
+        keyring=load_keyring(settings.keys_path),
+        schemas=default_registry(),
+        signer=load_signer(settings.keys_path, FANOUT_PRINCIPAL),
+        namespace=settings.effective_namespace(),
+        name=args.name,
+        state_dir=state_dir,
+        web_port=args.web_port,
+        batch_signatures=args.signatures == "batch",
         key_secret=keyed_hash_secret(settings.keys_path, FANOUT_PRINCIPAL),
     )
     return run_worker(cfg)
@@ -462,8 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("fanout", help="the fan-out")
     fs = s.add_subparsers(dest="fanout_command", required=True)
     w = fs.add_parser("worker", help="run a fan-out worker")
-    w.add_argument("--name", default="worker",
-                   help="this worker's name, unique in the group: its transactional id and state folder")
+    w.add_argument(
+        "--name",
+        default="worker",
+        help="this worker's name, unique in the group: its transactional id and state folder",
+    )
     w.add_argument("--state-dir", help="where its state partitions live (default <home>/fanout/<name>)")
     w.add_argument("--web-port", type=int, default=None, help="serve /metrics, /healthz and /coverage")
     w.add_argument("--loglevel", default="INFO")
@@ -507,8 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-body", type=int, default=256 * 1024, help="largest request body accepted, in bytes")
     r.add_argument("--request-timeout", type=float, default=10.0, help="seconds a request body may take to arrive")
     _query_log_args(r)
-    r.add_argument("--query-log-retention", type=float,
-                   help="days a query is kept in the log (default: retention.query_log_days of topics.yaml)")
+    r.add_argument(
+        "--query-log-retention",
+        type=float,
+        help="days a query is kept in the log (default: retention.query_log_days of topics.yaml)",
+    )
     r.set_defaults(fn=cmd_subscriber_run)
 
     q = ss.add_parser(
