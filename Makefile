@@ -74,7 +74,8 @@ dashboards: install ## regenerate deploy/grafana/dashboards/*.json from services
 # Material for MkDocs prints a notice about its successor at every build: the build's own output is what matters here.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-docs: install ## build the docs site strictly (not --quiet: mkdocs counts only the warnings it prints) into .local/site (CLI, API, schema, runbook and benchmark pages generated)
+# Not --quiet: mkdocs --strict counts only the warnings it prints.
+docs: install ## build the docs site strictly into .local/site (reference, runbook index and benchmark figures generated)
 	$(MKDOCS) build --strict
 
 docs-serve: install ## serve the docs site on http://127.0.0.1:8000/, rebuilt on every change
