@@ -100,7 +100,7 @@ def render(parser: argparse.ArgumentParser, width: int = 100) -> str:
         ),
     ]
     for cmd in all_commands[1:]:
-        depth = "  " * (len(cmd.path) - 1)
+        depth = "    " * (len(cmd.path) - 1)
         out.append(f"{depth}- [`{cmd.name}`](#{cmd.anchor}) — {cmd.help}")
     out.append("")
     for cmd in all_commands:
