@@ -62,7 +62,7 @@ lint: install ## ruff (lint and format check) and mypy --strict
 	$(BIN)/ruff format --check services tests bench
 	$(BIN)/mypy
 
-test: install kafka strimzi prometheus ## the whole test suite: unit (with promtool), then integration and fault tests
+test: install kafka strimzi prometheus docs ## the docs site built strictly, then the whole test suite: unit (with promtool), integration and fault tests
 	$(BIN)/pytest -q
 
 unit: install strimzi prometheus ## unit tests only (no broker)
@@ -70,6 +70,21 @@ unit: install strimzi prometheus ## unit tests only (no broker)
 
 dashboards: install ## regenerate deploy/grafana/dashboards/*.json from services/ops/dashboards.py
 	$(BIN)/python -m services.ops.dashboards
+
+# Material for MkDocs prints a notice about its successor at every build: the build's own output is what matters here.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
+
+# Not --quiet: mkdocs --strict counts only the warnings it prints.
+docs: install ## build the docs site strictly into .local/site (reference, runbook index and benchmark figures generated)
+	$(MKDOCS) build --strict
+
+docs-serve: install ## serve the docs site on http://127.0.0.1:8000/, rebuilt on every change
+	$(MKDOCS) serve --watch services --watch schemas --watch deploy/prometheus --watch bench
+
+RUNBOOK_BASE ?=
+ALERTS_OUT ?=
+alerts: install ## write each alert's runbook URL from mkdocs.yml's site_url (or RUNBOOK_BASE=URL [ALERTS_OUT=FILE])
+	$(BIN)/python -m services.ops.alerts $(if $(RUNBOOK_BASE),--runbook-base $(RUNBOOK_BASE)) $(if $(ALERTS_OUT),--out $(ALERTS_OUT))
 
 observe: install prometheus ## Prometheus on the exchange `make run` started (run it in another terminal)
 	$(BIN)/python -m services.ops.observe
@@ -99,7 +114,8 @@ bench-subscriber: install kafka ## subscriber: bootstrap of 1M directives, RSS, 
 
 clean: ## remove the local state (broker data, keys, stores, Prometheus data); keeps .venv and jars
 	rm -rf .local/broker .local/keys .local/data .local/run .local/logs .local/demo .local/inbox .local/prometheus \
-		.local/*.json
+		.local/*.json .local/site
 
 .PHONY: help install kafka strimzi prometheus deploy run demo status lint test unit dashboards observe clean bench \
+	docs docs-serve alerts \
 	bench-records bench-subscriber bench-scale

@@ -431,7 +431,7 @@ def cmd_deploy_render(args: argparse.Namespace) -> int:
         image=args.image,
         fanout_replicas=args.fanout_replicas,
     )
-    files = render_files(world, opts, read_sources(settings.world_dir), on)
+    files = render_files(world, opts, read_sources(settings.world_dir, runbook_base=args.runbook_base), on)
     written = write(Path(args.out), files)
     print(f"wrote {len(written)} files to {args.out} (`kubectl apply -k {args.out}`)")
     return 0
@@ -692,6 +692,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--cluster", default="concord", help="the Strimzi Kafka cluster's name")
     k.add_argument("--brokers", type=int, default=3, help="Kafka nodes (each a broker and a KRaft controller)")
     k.add_argument("--fanout-replicas", type=int, help="fan-out workers (default and at most: the list partitions)")
+    k.add_argument(
+        "--runbook-base",
+        help="absolute URL of the docs site the alerts' runbook links point into "
+        "(default: as deploy/prometheus/alerts.yml has them, from mkdocs.yml's site_url)",
+    )
     k.set_defaults(fn=cmd_deploy_render)
 
     from services.governance.commands import add_commands as add_governance_commands

@@ -7,7 +7,7 @@ class those commands use): court's principal gets ``producer_byte_rate`` =
 :data:`IN_FLIGHT` records waiting for the broker, while the market regulator lists
 and delists companies; the finance subscriber's check API is polled for each.
 
-Stated bound (README, "Publishers' quotas"): while court floods, each market delisting
+Stated bound (docs/governance.md, "Publishers' quotas"): while court floods, each market delisting
 is answered "clear" by finance within :data:`LATENCY_BOUND` seconds of being
 published, and court's measured throughput stays within :data:`QUOTA_SLACK` of its
 quota.  Quotas belong to principals, which every test on the session broker shares:

@@ -75,19 +75,6 @@ def test_every_alert_is_shown_firing_and_quiet_by_its_unit_tests() -> None:
     assert names - quiet == set(), "alerts never shown quiet"
 
 
-def test_every_alert_carries_a_runbook_that_exists_in_the_readme() -> None:
-    readme = (REPO_ROOT / "README.md").read_text()
-    headings = {line.lstrip("#").strip().lower() for line in readme.splitlines() if line.startswith("#")}
-    for rule in alert_rules():
-        ann = rule["annotations"]
-        assert isinstance(ann, dict)
-        assert {"summary", "description", "runbook_url"} <= set(ann), rule["alert"]
-        assert rule["labels"]["severity"] in ("warning", "critical")  # type: ignore[index]
-        anchor = str(ann["runbook_url"]).removeprefix("README.md#")
-        assert anchor == str(rule["alert"]).lower()
-        assert anchor in headings, f"README.md has no heading for {rule['alert']}"
-
-
 def test_the_local_scrape_config_is_valid_for_any_home(tmp_path: Path) -> None:
     _promtool("check", "config", str(REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"))
     conf = prometheus_config(tmp_path / "home", scrape_interval="2s")
