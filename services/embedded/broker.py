@@ -69,10 +69,8 @@ from types import TracebackType
 
 import httpx
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-
-# The package re-exports these without marking them as exported; their home module is typed.
-from confluent_kafka.admin._scram import (
+from confluent_kafka.admin import (
+    AdminClient,
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialAlteration,
