@@ -101,7 +101,3 @@ def keyed_hash_secret(keys_dir: Path, owner: str) -> bytes:
     with os.fdopen(fd, "wb") as f:
         f.write(secret)
     return secret
-    secret = os.urandom(32)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret)
-    return secret
