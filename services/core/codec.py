@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
+from fastavro.types import Schema
 from pydantic import BaseModel, ValidationError
 
 from services.core.errors import NotSingleObject, UndecodableBody, UnknownFingerprint
@@ -63,7 +64,7 @@ def crc64_avro(data: bytes) -> int:
     return fp
 
 
-def fingerprint(schema: Mapping[str, Any]) -> bytes:
+def fingerprint(schema: Schema) -> bytes:
     """8 bytes, little-endian, as they appear after the ``C3 01`` marker."""
     canonical = to_parsing_canonical_form(schema)
     return struct.pack("<Q", crc64_avro(canonical.encode("utf-8")))
