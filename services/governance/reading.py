@@ -53,6 +53,17 @@ def partitions_of(consumer: Consumer, topic: str) -> list[int] | None:
     return sorted(t.partitions)
 
 
+def position(msg: Message) -> tuple[int, int]:
+    """The partition and offset of a record a consumer returned without an error.
+
+    librdkafka leaves them unset only on the events it reports as errors.
+    """
+    p, off = msg.partition(), msg.offset()
+    if p is None or off is None:
+        raise BrokerUnavailable(f"a record of {msg.topic()} came without its partition or offset", topic=msg.topic())
+    return p, off
+
+
 def read_to_end(access: KafkaAccess, topic: str, *, last_only: bool = False,
                 timeout: float = TIMEOUT) -> Iterator[Message]:
     """Every record of ``topic`` up to its current end (or only each partition's last one)."""
@@ -89,7 +100,7 @@ def read_to_end(access: KafkaAccess, topic: str, *, last_only: bool = False,
                 continue
             if msg.error() is not None:
                 raise BrokerUnavailable(f"cannot read {topic}: {msg.error()}", topic=topic)
-            p, off = msg.partition(), msg.offset()
+            p, off = position(msg)
             if p not in pending:
                 continue
             if off < pending[p]:
