@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -316,7 +317,7 @@ class Publisher:
         except KafkaError as exc:
             raise BrokerUnavailable(f"Kafka refused a record of {self.agency}: {exc}", agency=self.agency,
                                     topic=self.topic) from None
-        fut.add_done_callback(lambda f, eid=w.event_id, d=w.digest, r=w.report: self._done(f, eid, d, r))
+        fut.add_done_callback(partial(self._done, event_id=w.event_id, digest=w.digest, report=w.report))
         self._pending.append(fut)
         if len(self._pending) >= self._max_in_flight:
             await self._wait(len(self._pending) // 2)
