@@ -156,18 +156,19 @@ class SubscriberMetrics:
         started = svc.clock()
 
         def freshness() -> float:
-            since = svc._confirmed_at if svc._confirmed_at is not None else started
+            confirmed_at = svc.confirmed_at
+            since = confirmed_at if confirmed_at is not None else started
             return max(0.0, svc.clock() - since)
 
         def heartbeat_age() -> float:
-            beats = [svc._heartbeats.get(p) for p in svc._partitions]
+            beats = list(svc.last_heartbeats().values())
             if not beats or None in beats:
                 return float("inf")
             return max(0.0, svc.clock() - min(b for b in beats if b is not None))
 
         self.freshness.labels(svc.agency).set_function(freshness)
         self.outbox.labels(svc.agency).set_function(lambda: float(svc.store.pending_count()))
-        self.connected.labels(svc.agency).set_function(lambda: 1.0 if svc._connected else 0.0)
+        self.connected.labels(svc.agency).set_function(lambda: 1.0 if svc.connected else 0.0)
         self.current.labels(svc.agency).set_function(lambda: 1.0 if svc.current(svc.clock()) else 0.0)
         self.heartbeat_age.labels(svc.agency).set_function(heartbeat_age)
         self.clock_offset.labels(svc.agency).set_function(svc.clock_offset)
@@ -618,6 +619,20 @@ class SubscriberService:
         recent = [d for t, d in self._offsets if t >= horizon]
         return min(recent) if recent else float("nan")
 
+    @property
+    def connected(self) -> bool:
+        """Whether the service holds its Kafka clients, assigned to the directive partitions."""
+        return self._connected
+
+    @property
+    def confirmed_at(self) -> float | None:
+        """When a round trip last showed the store holds the whole feed (None until it has)."""
+        return self._confirmed_at
+
+    def last_heartbeats(self) -> dict[int, float | None]:
+        """The broker's stamp on the newest verified heartbeat of each expected directive partition."""
+        return {p: self._heartbeats.get(p) for p in self._partitions}
+
     # --- what the API reports ---------------------------------------------------
 
     def as_of(self) -> str | None:
@@ -625,9 +640,7 @@ class SubscriberService:
         return self._as_of
 
     def health(self) -> Health:
-        beats: dict[int, float | None] | None = None
-        if self.require_heartbeats:
-            beats = {p: self._heartbeats.get(p) for p in self._partitions}
+        beats = self.last_heartbeats() if self.require_heartbeats else None
         return assess_health(
             agency=self.agency,
             now=self.clock(),
