@@ -53,6 +53,7 @@ sys.path.insert(0, str(REPO))
 from services.core.codec import default_registry  # noqa: E402
 from services.core.identifiers import org_code_check_char, ric_check_char, uscc_check_char  # noqa: E402
 from services.kafka_access import KafkaAccess  # noqa: E402
+from services.topic_metadata import topic_partitions  # noqa: E402
 
 HOME = REPO / ".local" / "bench-subscriber"
 TOPIC = "bench.directives.aviation"
@@ -303,8 +304,7 @@ async def raw_consume(access: KafkaAccess) -> dict[str, float]:
     )
     await c.start()
     try:
-        await c._client.add_topic(TOPIC)
-        tps = [TopicPartition(TOPIC, p) for p in sorted(c.partitions_for_topic(TOPIC) or ())]
+        tps = [TopicPartition(TOPIC, p) for p in await topic_partitions(c, TOPIC)]
         c.assign(tps)
         await c.seek_to_beginning(*tps)
         ends = await c.end_offsets(tps)

@@ -18,9 +18,9 @@ exchange that is down makes the subscriber *starting* or *degraded*, never mute.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import contextlib
 import logging
+import sqlite3
 import sys
 import time
 from collections import deque
@@ -40,10 +40,11 @@ from services.core.models import Action, Directive
 from services.core.signing import Domain, Keyring, Signer
 from services.core.world import World
 from services.kafka_access import KafkaAccess
-from services.partitioning import partition_for
 from services.ops.metrics import PurgeMetrics
+from services.partitioning import partition_for
 from services.subscriber.store import DirectiveStore, Incoming, Passed, Rejected, Tombstone
 from services.subscriber.types import CHECK_RESULTS, Health
+from services.topic_metadata import topic_partitions
 
 LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it
 
@@ -309,16 +310,13 @@ class SubscriberService:
         )
         await self._consumer.start()
         await self._producer.start()
-        # Explicit assignment needs the partition count; aiokafka's consumer has no public
-        # call that waits for one topic's metadata, so ask its client to track the topic.
-        await self._consumer._client.add_topic(self.directive_topic)
-        parts = self._consumer.partitions_for_topic(self.directive_topic)
+        parts = await topic_partitions(self._consumer, self.directive_topic)
         if not parts:
             await self._close_clients()
             raise Refused("UNKNOWN_TOPIC", f"directive topic {self.directive_topic} is missing or not readable")
-        tps = [TopicPartition(self.directive_topic, p) for p in sorted(parts)]
+        tps = [TopicPartition(self.directive_topic, p) for p in parts]
         self._consumer.assign(tps)
-        self.expect_partitions(sorted(parts))
+        self.expect_partitions(parts)
         held = self.store.positions()
         for tp in tps:
             last = held.get((tp.topic, tp.partition))
