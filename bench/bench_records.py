@@ -33,12 +33,9 @@ from pathlib import Path
 
 import fastavro
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from services.core.codec import HEADER_LEN, default_registry  # noqa: E402
-from services.core.models import ListEntryEvent  # noqa: E402
-from services.core.signing import (  # noqa: E402
+from services.core.codec import HEADER_LEN, default_registry
+from services.core.models import ListEntryEvent
+from services.core.signing import (
     Domain,
     Keyring,
     PublicKey,
@@ -47,8 +44,10 @@ from services.core.signing import (  # noqa: E402
     digest_of,
     signing_input,
 )
-from services.core.validation import validate_record  # noqa: E402
-from services.core.world import load_world  # noqa: E402
+from services.core.validation import validate_record
+from services.core.world import load_world
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 RECORD = {
     "event_id": "court:court-2026-000123:1", "event_type": "LISTED", "entry_id": "court-2026-000123", "version": 1,

@@ -47,13 +47,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from services.core.codec import default_registry
+from services.core.identifiers import org_code_check_char, ric_check_char, uscc_check_char
+from services.kafka_access import KafkaAccess
+from services.topic_metadata import topic_partitions
 
-from services.core.codec import default_registry  # noqa: E402
-from services.core.identifiers import org_code_check_char, ric_check_char, uscc_check_char  # noqa: E402
-from services.kafka_access import KafkaAccess  # noqa: E402
-from services.topic_metadata import topic_partitions  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 HOME = REPO / ".local" / "bench-subscriber"
 TOPIC = "bench.directives.aviation"
