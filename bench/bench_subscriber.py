@@ -345,13 +345,9 @@ async def bootstrap(access: KafkaAccess, db: Path, profile: Path | None = None) 
     t0 = time.monotonic()
     await svc.start()
     # The store rebuild and its confirmation alone; receipts stay queued in the outbox.
-    tasks = [asyncio.create_task(svc._feed_loop()), asyncio.create_task(svc._confirm_loop())]
-    await svc.ready.wait()
+    await svc.bootstrap()
     took = time.monotonic() - t0
     cpu = time.process_time() - cpu0
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
     if profiler is not None and profile is not None:
         profiler.stop()
         text = profiler.output_text(unicode=True, color=False, show_all=False)
@@ -360,7 +356,7 @@ async def bootstrap(access: KafkaAccess, db: Path, profile: Path | None = None) 
     active = svc.store.active_count()
     pending = svc.store.pending_count()
     svc.store.close()
-    cache = svc._sources
+    cache = svc.sources
     return {
         "active": active,
         "seconds": took,

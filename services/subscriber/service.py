@@ -353,6 +353,19 @@ class SubscriberService:
                 task.cancel()
             await asyncio.gather(*others, return_exceptions=True)
 
+    async def bootstrap(self) -> None:
+        """Read the feed until the store is confirmed to hold all of it, and no further.
+
+        Receipts stay queued in the outbox for :meth:`run`; ``make bench-subscriber`` times this.
+        """
+        tasks = [asyncio.create_task(self._feed_loop()), asyncio.create_task(self._confirm_loop())]
+        try:
+            await self.ready.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _feed_loop(self) -> None:
         if self._consumer is None:
             raise RuntimeError("the directive feed is not connected (start() first)")
@@ -621,6 +634,11 @@ class SubscriberService:
     def connected(self) -> bool:
         """Whether the service holds its Kafka clients, assigned to the directive partitions."""
         return self._connected
+
+    @property
+    def sources(self) -> SourceCache:
+        """The listings whose signatures this service has checked, with its hit and miss counts."""
+        return self._sources
 
     @property
     def confirmed_at(self) -> float | None:
