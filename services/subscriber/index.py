@@ -109,6 +109,16 @@ class CheckIndex:
         """Slots in use: one per identifier of each directive held."""
         return len(self._row) - len(self._free)
 
+    @property
+    def slots(self) -> int:
+        """Slots allocated, in use or free for reuse: the length of every column."""
+        return len(self._row)
+
+    @property
+    def arena_bytes(self) -> int:
+        """Bytes of the entry-id arena, freed entries included until it is rewritten."""
+        return len(self._arena)
+
     # --- writing -----------------------------------------------------------------
 
     def _grant_id(self, g: Grant) -> int:
