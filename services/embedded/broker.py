@@ -360,6 +360,10 @@ class EmbeddedKafka:
         self._node(node_id)
         return self._ensure_state().nodes[node_id - 1]
 
+    def server_properties(self, node_id: int) -> str:
+        """The ``server.properties`` node ``node_id`` starts with (its ports fixed on first use)."""
+        return self._server_properties(self._node(node_id), self._ensure_state())
+
     @property
     def bootstrap(self) -> str:
         """Every node's client listener: clients find the cluster through any node that is up."""
