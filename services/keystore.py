@@ -34,7 +34,7 @@ def load_keyring(keys_dir: Path) -> Keyring:
 def _write_keyring(keys_dir: Path, ring: Keyring) -> None:
     path = keys_dir / "keyring.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([k.to_json() for k in ring.keys()], indent=2))
+    tmp.write_text(json.dumps([k.to_json() for k in ring.public_keys()], indent=2))
     tmp.replace(path)
 
 
@@ -43,7 +43,7 @@ def load_signer(keys_dir: Path, agency: str) -> Signer:
     ring = load_keyring(keys_dir)
     now = datetime.now(UTC)
     usable = [
-        k for k in ring.keys()
+        k for k in ring.public_keys()
         if k.agency == agency and k.revoked_at is None and (k.valid_until is None or k.valid_until > now)
         and (keys_dir / agency / f"{k.key_id}.pem").exists()
     ]
@@ -59,7 +59,7 @@ def ensure_keys(keys_dir: Path, agencies: list[str], *, validity_days: int = 365
     os.chmod(keys_dir, 0o700)
     path = keys_dir / "keyring.json"
     ring = load_keyring(keys_dir) if path.exists() else Keyring()
-    have = {k.agency for k in ring.keys()}
+    have = {k.agency for k in ring.public_keys()}
     now = datetime.now(UTC).replace(microsecond=0)
     for agency in agencies:
         if agency in have:

@@ -306,7 +306,8 @@ class Keyring:
         self._keys[(key.agency, key.key_id)] = key
         self._loaded[(key.agency, key.key_id)] = Ed25519PublicKey.from_public_bytes(key.public_key)
 
-    def keys(self) -> list[PublicKey]:
+    def public_keys(self) -> list[PublicKey]:
+        """Every key held, in the order added (a key replaced keeps its place)."""
         return list(self._keys.values())
 
     def owner_of(self, key_id: str) -> str | None:

@@ -95,7 +95,7 @@ def _extra_court_keys(keys_dir: Path, now: datetime) -> tuple[Signer, Signer, Si
         )
     )
     ring.add(PublicKey("court", future.key_id, future.public_bytes(), now + timedelta(days=1)))
-    (keys_dir / "keyring.json").write_text(json.dumps([k.to_json() for k in ring.keys()], indent=2))  # noqa: SIM118 - a Keyring, not a dict
+    (keys_dir / "keyring.json").write_text(json.dumps([k.to_json() for k in ring.public_keys()], indent=2))
     return expired, revoked, future
 
 
