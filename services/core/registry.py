@@ -154,10 +154,11 @@ class RegistryState:
             self.admin_keyring.verify(Domain.REGISTRY, value, SignedHeaders.from_kafka(headers),
                                       expected_agency=ADMIN, at=produced_at)
             doc = decode_value(value)
-            if doc.get("key") != key:
-                raise RegistryInvalid(f"record names key {doc.get('key')!r}, was published under {key!r}")
         except (SignatureInvalid, RegistryInvalid) as exc:
             self.rejected.append(f"{key}: {exc}")
+            return
+        if doc.get("key") != key:
+            self.rejected.append(f"{key}: record names key {doc.get('key')!r}, was published under {key!r}")
             return
         self.records[key] = value
 
