@@ -352,15 +352,19 @@ class Keyring:
                 Reason.UNKNOWN_KEY, f"unknown key {headers.key_id!r} for {headers.agency!r}", agency=headers.agency
             )
         if meta.revoked_at is not None and at >= meta.revoked_at:
-            raise SignatureInvalid(Reason.KEY_REVOKED, f"key {meta.key_id} was revoked at {meta.revoked_at:%Y-%m-%d %H:%M:%SZ}")
+            raise SignatureInvalid(
+                Reason.KEY_REVOKED, f"key {meta.key_id} was revoked at {meta.revoked_at:%Y-%m-%d %H:%M:%SZ}"
+            )
         if at < meta.valid_from:
-            raise SignatureInvalid(Reason.KEY_NOT_YET_VALID, f"key {meta.key_id} is valid only from {meta.valid_from:%Y-%m-%d}")
+            raise SignatureInvalid(
+                Reason.KEY_NOT_YET_VALID, f"key {meta.key_id} is valid only from {meta.valid_from:%Y-%m-%d}"
+            )
         if meta.valid_until is not None and at >= meta.valid_until:
             raise SignatureInvalid(Reason.KEY_EXPIRED, f"key {meta.key_id} expired at {meta.valid_until:%Y-%m-%d}")
         if not hmac.compare_digest(digest_of(record), headers.digest):
             raise SignatureInvalid(Reason.TAMPERED, "record bytes do not match the signed digest")
         if headers.batch is not None:
-            self._verify_batch(domain, headers)
+            self._verify_batch(domain, headers, headers.batch)
             return headers
         try:
             self._loaded[(headers.agency, headers.key_id)].verify(
@@ -372,9 +376,7 @@ class Keyring:
             ) from None
         return headers
 
-    def _verify_batch(self, domain: Domain, headers: SignedHeaders) -> None:
-        batch = headers.batch
-        assert batch is not None
+    def _verify_batch(self, domain: Domain, headers: SignedHeaders, batch: BatchProof) -> None:
         try:
             index, size, path = merkle.decode_proof(batch.proof)
         except ValueError as exc:
