@@ -145,10 +145,10 @@ def live_acls(admin: AdminClient) -> list[AclRule]:
 def ensure_acls(admin: AdminClient, rules: Iterable[AclRule]) -> list[AclRule]:
     """Create the ACL bindings that are missing; return them."""
     have = set(live_acls(admin))
-    missing = sorted({r for r in rules} - have)
+    missing = sorted(set(rules) - have)
     if not missing:
         return []
-    for _binding, fut in admin.create_acls([to_binding(r) for r in missing], request_timeout=TIMEOUT).items():
+    for fut in admin.create_acls([to_binding(r) for r in missing], request_timeout=TIMEOUT).values():
         try:
             fut.result()
         except KafkaException as exc:
@@ -186,7 +186,7 @@ def delete_acls(admin: AdminClient, rules: Iterable[AclRule]) -> list[AclRule]:
     doomed = sorted(set(rules))
     if not doomed:
         return []
-    for _filter, fut in admin.delete_acls([exact_filter(r) for r in doomed], request_timeout=TIMEOUT).items():
+    for fut in admin.delete_acls([exact_filter(r) for r in doomed], request_timeout=TIMEOUT).values():
         try:
             fut.result()
         except KafkaException as exc:
