@@ -164,9 +164,13 @@ async def test_wrong_password_fails_authentication(kafka_access: Access) -> None
     host, port = wrong.bootstrap.split(",")[0].rsplit(":", 1)
     kwargs = wrong.aiokafka_kwargs()
     kwargs.pop("bootstrap_servers")
-    with pytest.raises(SaslAuthenticationFailed):
+
+    async def connect() -> None:
         conn = await asyncio.wait_for(create_conn(host, int(port), **kwargs), WAIT_S)
         conn.close()
+
+    with pytest.raises(SaslAuthenticationFailed):
+        await connect()
 
     with pytest.raises(KafkaConnectionError):
         async with _producer(wrong):
@@ -185,11 +189,13 @@ async def test_client_that_does_not_trust_the_ca_fails_verification(kafka_access
     host, port = trusting.bootstrap.split(",")[0].rsplit(":", 1)
 
     system_trust_only = ssl.create_default_context()
-    with pytest.raises(ssl.SSLCertVerificationError):
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, int(port), ssl=system_trust_only), WAIT_S
-        )
+
+    async def connect() -> None:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=system_trust_only), WAIT_S)
         writer.close()
+
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await connect()
 
     untrusting = trusting.model_copy(update={"ca_file": None})
     with pytest.raises(KafkaConnectionError):
