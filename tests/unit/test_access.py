@@ -68,8 +68,9 @@ def test_only_the_fanout_reads_list_topics_and_writes_directives() -> None:
 
 
 def test_the_fanout_cannot_write_list_topics() -> None:
-    assert not [r for r in _of(FANOUT) if r.resource_name.startswith(f"{NS}.lists") and r.operation != "READ"
-                and r.operation != "DESCRIBE"]
+    assert not [
+        r for r in _of(FANOUT) if r.resource_name.startswith(f"{NS}.lists") and r.operation not in {"READ", "DESCRIBE"}
+    ]
 
 
 def test_operators_only_describe() -> None:
