@@ -11,7 +11,6 @@ stores finds nothing to report.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -87,7 +86,7 @@ _n = iter(range(1, 10**6))
 
 
 @pytest.fixture
-def genuine(exchange: LocalStack) -> Iterator[Genuine]:
+def genuine(exchange: LocalStack) -> Genuine:
     ric = make_ric(808, area="110109")
     publish(exchange, "court", [entry_dict(entry_id="enf-1", subject=person(ric))])
     (d,) = wait_for(lambda: [d for d in directives(exchange) if d.entry_id == "enf-1" and d.subscriber == "aviation"],
@@ -98,7 +97,7 @@ def genuine(exchange: LocalStack) -> Iterator[Genuine]:
               and SCHEMAS.decode_model(r.value, Directive).directive_id == d.directive_id]  # type: ignore[attr-defined]
     g = Genuine(exchange, d, raw.key, raw.partition, ric)  # type: ignore[attr-defined]
     wait_for(lambda: [g.restricted()], lambda r: r == [True], what="aviation restricting the person")
-    yield g
+    return g
 
 
 def _refused(g: Genuine, forged: Directive, reason: str) -> None:
