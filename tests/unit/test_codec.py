@@ -173,7 +173,12 @@ ROUND_TRIP = [
         id="event-two-reps",
     ),
     pytest.param(
-        entry(subject=person(), effective_until=None, publication_until=None, basis={"decision_no": "x", "issued_by": "y"}),
+        entry(
+            subject=person(),
+            effective_until=None,
+            publication_until=None,
+            basis={"decision_no": "x", "issued_by": "y"},
+        ),
         id="event-person-open-ended",
     ),
     pytest.param(entry(event_type="DELISTED", version=2, delisting=delisting("COURT_ORDER")), id="event-delisted"),
@@ -281,7 +286,11 @@ def test_unknown_fingerprint() -> None:
 
 @pytest.mark.parametrize(
     "model",
-    [p for p in ROUND_TRIP if p.id in ("event-listed-org-with-rep", "directive-apply-with-source", "receipt-applied", "quarantine-full")],
+    [
+        p
+        for p in ROUND_TRIP
+        if p.id in ("event-listed-org-with-rep", "directive-apply-with-source", "receipt-applied", "quarantine-full")
+    ],
 )
 def test_every_truncation_of_the_body_is_undecodable(model: object) -> None:
     data = REG.encode_model(model)  # type: ignore[arg-type]
