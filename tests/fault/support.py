@@ -125,7 +125,7 @@ def applied_twice(stack: LocalStack) -> dict[str, int]:
 def receipts(stack: LocalStack) -> list[Receipt]:
     topics = [s.name for s in stack.world.topic_specs(stack.namespace) if s.kind == "receipts"]
     return [
-        default_registry().decode_model(rec.value, Receipt)  # type: ignore[attr-defined]
+        default_registry().decode_model(rec.value, Receipt)
         for _, rec in asyncio.run(read_all(stack.access("concord-admin"), topics))
     ]
 
@@ -135,7 +135,7 @@ def list_records(stack: LocalStack) -> Counter[str]:
     topics = [s.name for s in stack.world.topic_specs(stack.namespace) if s.kind == "lists"]
     counts: Counter[str] = Counter()
     for _, rec in asyncio.run(read_all(stack.access("concord-admin"), topics)):
-        counts[default_registry().decode_model(rec.value, ListEntryEvent).event_id] += 1  # type: ignore[attr-defined]
+        counts[default_registry().decode_model(rec.value, ListEntryEvent).event_id] += 1
     return counts
 
 

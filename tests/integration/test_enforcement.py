@@ -69,7 +69,7 @@ class Genuine:
         def fetch() -> list[Receipt]:
             out = []
             for _, rec in asyncio.run(read_all(self.stack.access("concord-admin"), [topic])):
-                r = SCHEMAS.decode_model(rec.value, Receipt)  # type: ignore[attr-defined]
+                r = SCHEMAS.decode_model(rec.value, Receipt)
                 if r.directive_id == directive_id:
                     out.append(r)
             return out
@@ -93,9 +93,9 @@ def genuine(exchange: LocalStack) -> Genuine:
                     lambda ds: len(ds) == 1, what="aviation's directive for the listing")
     topic = exchange.world.topic_name("directives", "aviation", namespace=exchange.namespace)
     (raw,) = [r for _, r in asyncio.run(read_all(exchange.access("concord-admin"), [topic]))
-              if SCHEMAS.kind_of(r.value) == "directive"  # type: ignore[attr-defined]
-              and SCHEMAS.decode_model(r.value, Directive).directive_id == d.directive_id]  # type: ignore[attr-defined]
-    g = Genuine(exchange, d, raw.key, raw.partition, ric)  # type: ignore[attr-defined]
+              if SCHEMAS.kind_of(r.value) == "directive"
+              and SCHEMAS.decode_model(r.value, Directive).directive_id == d.directive_id]
+    g = Genuine(exchange, d, raw.key, raw.partition, ric)
     wait_for(lambda: [g.restricted()], lambda r: r == [True], what="aviation restricting the person")
     return g
 
