@@ -95,7 +95,8 @@ async def _consume_one(access: KafkaAccess, topic: str, group: str | None) -> by
         if group is None:
             consumer.assign([TopicPartition(topic, 0)])
         record = await asyncio.wait_for(consumer.getone(), WAIT_S)
-        return record.value
+        value: bytes | None = record.value
+        return value
     finally:
         await consumer.stop()
 
@@ -177,7 +178,7 @@ async def test_wrong_password_fails_authentication(kafka_access: Access) -> None
             pass
 
     errors: list[KafkaError] = []
-    client = AdminClient({**wrong.confluent_config(), "logger": _quiet, "error_cb": errors.append})
+    client = AdminClient(wrong.confluent_config(), logger=_quiet, error_cb=errors.append)
     deadline = time.monotonic() + WAIT_S
     while not errors and time.monotonic() < deadline:
         client.poll(0.2)

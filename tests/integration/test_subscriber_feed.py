@@ -339,7 +339,7 @@ def test_wiped_subscriber_bootstraps_from_the_topic_and_answers_the_same(ex: Exc
         ex.stack, "subscriber-aviation-fresh", ex.stack.home / "data" / "fresh.sqlite", "--progress-threshold", "0"
     )
     assert fresh.url
-    seen = []
+    seen: list[str] = []
     deadline = time.monotonic() + 60
     while not seen or seen[-1] != "ok":
         assert time.monotonic() < deadline, f"never ok: {seen}"
