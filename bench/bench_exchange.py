@@ -71,17 +71,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench_subscriber import ric, uscc
+from results import write_headline
+
+from services.core.codec import default_registry
+from services.credentials import read_password
+from services.kafka_access import KafkaAccess
+from services.localstack import LocalStack, ensure_credentials, free_port, principals
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from bench_subscriber import ric, uscc  # noqa: E402
-from results import write_headline  # noqa: E402
-
-from services.core.codec import default_registry  # noqa: E402
-from services.credentials import read_password  # noqa: E402
-from services.kafka_access import KafkaAccess  # noqa: E402
-from services.localstack import LocalStack, ensure_credentials, free_port, principals  # noqa: E402
 
 SUBSCRIBERS = ("aviation", "rail", "finance")
 PUBLISHERS = ("court", "market", "tax")

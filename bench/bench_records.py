@@ -67,18 +67,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import fastavro
+from results import flatten, write_headline
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-
-from results import flatten, write_headline  # noqa: E402  # bench/ is the script's own folder
-
-from services.core.codec import HEADER_LEN, SchemaRegistry, default_registry  # noqa: E402
-from services.core.disclosure import seal_record  # noqa: E402
-from services.core.intake import FANOUT_PRINCIPAL, Refused, admit_directive, admit_list_record  # noqa: E402
-from services.core.models import Directive, ListEntryEvent, SourceRecord  # noqa: E402
-from services.core.routing import Accepted, Outcome, Transition, on_record, source_for  # noqa: E402
-from services.core.signing import (  # noqa: E402
+from services.core.codec import HEADER_LEN, SchemaRegistry, default_registry
+from services.core.disclosure import seal_record
+from services.core.intake import FANOUT_PRINCIPAL, Refused, admit_directive, admit_list_record
+from services.core.models import Directive, ListEntryEvent, SourceRecord
+from services.core.routing import Accepted, Outcome, Transition, on_record, source_for
+from services.core.signing import (
     Domain,
     Keyring,
     PublicKey,
@@ -87,9 +83,11 @@ from services.core.signing import (  # noqa: E402
     digest_of,
     signing_input,
 )
-from services.core.validation import context_problems, validate_record  # noqa: E402
-from services.core.verification import verify_routing  # noqa: E402
-from services.core.world import World, load_world  # noqa: E402
+from services.core.validation import context_problems, validate_record
+from services.core.verification import verify_routing
+from services.core.world import World, load_world
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 RECORD = {
     "event_id": "court:court-2026-000123:1", "event_type": "LISTED", "entry_id": "court-2026-000123", "version": 1,

@@ -45,19 +45,16 @@ from typing import Any
 
 import httpx
 import yaml
+from bench_exchange import ADMIN, PUBLISHERS, Child, Generator, committed, concord, end_offsets, pct
+from results import write_headline
+
+from services.core.codec import default_registry
+from services.core.models import Directive, ListEntryEvent
+from services.core.signing import Domain
+from services.keystore import load_signer
+from services.localstack import LocalStack, ensure_credentials, free_port, principals
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from bench_exchange import ADMIN, PUBLISHERS, Child, Generator, committed, concord, end_offsets, pct  # noqa: E402
-from results import write_headline  # noqa: E402
-
-from services.core.codec import default_registry  # noqa: E402
-from services.core.models import Directive, ListEntryEvent  # noqa: E402
-from services.core.signing import Domain  # noqa: E402
-from services.keystore import load_signer  # noqa: E402
-from services.localstack import LocalStack, ensure_credentials, free_port, principals  # noqa: E402
 
 _T0 = time.monotonic()
 SCHEMAS = default_registry()

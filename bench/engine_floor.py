@@ -17,15 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from confluent_kafka import Message
 
-from confluent_kafka import Message  # noqa: E402
-
-from services.credentials import read_password  # noqa: E402
-from services.fanout.engine import EngineConfig, Transaction, TransactionalEngine  # noqa: E402
-from services.fanout.store import PartitionStore  # noqa: E402
-from services.kafka_access import KafkaAccess  # noqa: E402
+from services.credentials import read_password
+from services.fanout.engine import EngineConfig, Transaction, TransactionalEngine
+from services.fanout.store import PartitionStore
+from services.kafka_access import KafkaAccess
 
 
 class Floor:

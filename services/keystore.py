@@ -47,7 +47,7 @@ DEFAULT_OVERLAP = timedelta(days=7)
 
 
 def _keys(ring: Keyring) -> list[PublicKey]:
-    return ring.keys()
+    return ring.public_keys()
 
 
 def _key_id(agency: str, at: datetime) -> str:
@@ -139,7 +139,7 @@ def write_keyring(
     admin = load_signer(keys_dir, ADMIN, passphrase=passphrase, keyring=ring, at=now)
     admins = [k for k in _keys(ring) if k.agency == ADMIN]
     _replace(keys_dir / ANCHOR, json.dumps([k.to_json() for k in admins], indent=2))
-    keys = [k.to_json() for k in sorted(ring.keys(), key=lambda k: (k.agency, k.valid_from, k.key_id))]
+    keys = [k.to_json() for k in sorted(ring.public_keys(), key=lambda k: (k.agency, k.valid_from, k.key_id))]
     signed_at = now.isoformat()
     headers = admin.sign(Domain.REGISTRY, _keyring_value(keys, signed_at))
     doc = {
@@ -310,10 +310,6 @@ def keyed_hash_secret(keys_dir: Path, owner: str) -> bytes:
             f"{owner}'s pseudonym secret {path} is missing and cannot be created here ({e.strerror}); "
             f"every {owner} worker needs the same file: ship it with {owner}'s signing key"
         ) from None
-    secret = os.urandom(32)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret)
-    return secret
     secret = os.urandom(32)
     with os.fdopen(fd, "wb") as f:
         f.write(secret)

@@ -17,11 +17,13 @@ import json
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 import fastavro
 from fastavro.schema import to_parsing_canonical_form
+from fastavro.types import Schema
 from pydantic import BaseModel, ValidationError
 
 from services.core.errors import NotSingleObject, UndecodableBody, UnknownFingerprint
@@ -63,7 +65,7 @@ def crc64_avro(data: bytes) -> int:
     return fp
 
 
-def fingerprint(schema: Mapping[str, Any]) -> bytes:
+def fingerprint(schema: Schema) -> bytes:
     """8 bytes, little-endian, as they appear after the ``C3 01`` marker."""
     canonical = to_parsing_canonical_form(schema)
     return struct.pack("<Q", crc64_avro(canonical.encode("utf-8")))
@@ -150,17 +152,15 @@ class SchemaRegistry:
         if expect is not None and writer.name != expect:
             raise UndecodableBody(f"expected a {expect} record, got {writer.name}")
         reader = self._latest[writer.name]
+        stream = io.BytesIO(body)
         try:
-            stream = io.BytesIO(body)
             datum = fastavro.schemaless_reader(
                 stream, writer.schema, reader.schema if reader is not writer else None
             )
-            if stream.tell() != len(body):
-                raise UndecodableBody(f"{len(body) - stream.tell()} trailing bytes after the record")
-        except UndecodableBody:
-            raise
         except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds on garbage
             raise UndecodableBody(f"body does not decode as {writer.name} v{writer.version}: {exc}") from None
+        if stream.tell() != len(body):
+            raise UndecodableBody(f"{len(body) - stream.tell()} trailing bytes after the record")
         if not isinstance(datum, dict):
             raise UndecodableBody(f"body of {writer.name} is not a record")
         return writer.name, datum
@@ -185,11 +185,7 @@ def default_schema_root() -> Path:
     return Path(__file__).resolve().parents[2] / "schemas"
 
 
-_default: SchemaRegistry | None = None
-
-
+@cache
 def default_registry() -> SchemaRegistry:
-    global _default
-    if _default is None:
-        _default = SchemaRegistry(default_schema_root())
-    return _default
+    """The registry of :func:`default_schema_root`, loaded on first use and shared."""
+    return SchemaRegistry(default_schema_root())

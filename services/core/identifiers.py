@@ -345,10 +345,20 @@ def normalize_identifier(scheme: str, value: str) -> str:
     case-sensitive, so they are only folded and stripped.  The result is not
     validated.
     """
-    folded = unicodedata.normalize("NFKC", value) if not value.isascii() else value
-    if scheme in (CN_USCC, CN_RIC):
-        return "".join(folded.split()).upper()
-    return folded.strip()
+    if value.isascii():
+        return "".join(value.split()).upper() if scheme in (CN_USCC, CN_RIC) else value.strip()
+    folded = unicodedata.normalize("NFKC", value)
+    if scheme not in (CN_USCC, CN_RIC):
+        return folded.strip()
+    # Upper-casing can leave a form NFKC composes again (ǰ -> J + combining caron), and the
+    # composed form may upper-case once more: fold until nothing changes, so that a normalised
+    # value normalises to itself.
+    for _ in range(4):
+        again = unicodedata.normalize("NFKC", "".join(folded.split()).upper())
+        if again == folded:
+            break
+        folded = again
+    return folded
 
 
 SCHEME_PATTERN: Final = "^[A-Z][A-Z0-9_]{1,31}$"

@@ -198,8 +198,7 @@ class SourceCache:
     """
 
     def __init__(self, keyring: Keyring, max_entries: int = 8192) -> None:
-        keys = keyring.keys()
-        self._keys = {(k.agency, k.key_id): k for k in keys}
+        self._keys = {(k.agency, k.key_id): k for k in keyring.public_keys()}
         self._max = max_entries
         self._checked: OrderedDict[tuple[str, str, bytes], _CheckedSource] = OrderedDict()
         self.hits = 0

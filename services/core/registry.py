@@ -96,8 +96,7 @@ def _docs(world: World, keyring: Keyring) -> dict[str, tuple[str, Any]]:
         if name.startswith(f"{MOU_DIR}/"):
             out[f"mou/{doc['mou_id']}"] = ("mou", doc)
     out["topics/templates"] = ("topics", docs[TOPIC_FILE])
-    keys = keyring.keys()
-    for key in keys:
+    for key in keyring.public_keys():
         out[f"key/{key.agency}/{key.key_id}"] = ("key", key.to_json())
     return out
 
@@ -228,5 +227,5 @@ def _assemble(docs: dict[str, Any], published_at: datetime, serial: int) -> Regi
 
 def admin_keyring(keyring: Keyring | Iterable[PublicKey]) -> Keyring:
     """Only the admin's keys: the trust anchor a registry reader is given out of band."""
-    keys = keyring.keys() if isinstance(keyring, Keyring) else list(keyring)
+    keys = keyring.public_keys() if isinstance(keyring, Keyring) else list(keyring)
     return Keyring([k for k in keys if k.agency == ADMIN])

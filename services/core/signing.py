@@ -330,7 +330,8 @@ class Keyring:
         self._keys[(key.agency, key.key_id)] = key
         self._loaded[(key.agency, key.key_id)] = Ed25519PublicKey.from_public_bytes(key.public_key)
 
-    def keys(self) -> list[PublicKey]:
+    def public_keys(self) -> list[PublicKey]:
+        """Every key held, in the order added (a key replaced keeps its place)."""
         return list(self._keys.values())
 
     def owner_of(self, key_id: str) -> str | None:
@@ -387,7 +388,7 @@ class Keyring:
         if not hmac.compare_digest(digest_of(record), headers.digest):
             raise SignatureInvalid(Reason.TAMPERED, "record bytes do not match the signed digest")
         if headers.batch is not None:
-            self._verify_batch(domain, headers)
+            self._verify_batch(domain, headers, headers.batch)
             return headers
         try:
             self._loaded[(headers.agency, headers.key_id)].verify(
@@ -399,10 +400,7 @@ class Keyring:
             ) from None
         return headers
 
-    def _verify_batch(self, domain: Domain, headers: SignedHeaders) -> None:
-        batch = headers.batch
-        if batch is None:
-            raise SignatureInvalid(Reason.UNSIGNED, "not a batch signature")
+    def _verify_batch(self, domain: Domain, headers: SignedHeaders, batch: BatchProof) -> None:
         try:
             index, size, path = merkle.decode_proof(batch.proof)
         except ValueError as exc:

@@ -55,12 +55,18 @@ def verify_routing(d: Directive, event: ListEntryEvent, world: World) -> Refusal
     if d.action is Action.LIFT:
         if want is None:
             return None
-        return Refusal(RoutingRefusal.UNJUSTIFIED_LIFT,
-                       f"{d.measure_id} for {masked_ref(d.subject_ref)} still follows from {d.entry_id} v{d.entry_version} "
-                       f"under {want['mou_id']} v{want['mou_version']} at {d.issued_at:%Y-%m-%dT%H:%M:%SZ}")
+        return Refusal(
+            RoutingRefusal.UNJUSTIFIED_LIFT,
+            f"{d.measure_id} for {masked_ref(d.subject_ref)} still follows from {d.entry_id} v{d.entry_version} "
+            f"under {want['mou_id']} v{want['mou_version']} at {d.issued_at:%Y-%m-%dT%H:%M:%SZ}",
+        )
     if want is None:
-        why = (f"{d.entry_id} v{d.entry_version} is {event.event_type.value}" if event.ends_entry
-               else f"no MOU in force at {d.issued_at:%Y-%m-%dT%H:%M:%SZ} calls for {d.measure_id} on {masked_ref(d.subject_ref)}")
+        why = (
+            f"{d.entry_id} v{d.entry_version} is {event.event_type.value}"
+            if event.ends_entry
+            else f"no MOU in force at {d.issued_at:%Y-%m-%dT%H:%M:%SZ} calls for {d.measure_id} "
+            f"on {masked_ref(d.subject_ref)}"
+        )
         return Refusal(RoutingRefusal.NOT_ROUTED, why)
     if d.target != want["target"]:
         return Refusal(RoutingRefusal.TARGET_MISMATCH,

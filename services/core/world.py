@@ -348,8 +348,11 @@ class Measure(_Frozen):
     legal_basis: Text
     applies_to: Annotated[tuple[AppliesTo, ...], Field(min_length=1), AfterValidator(_unique)]
 
-    def applies_to_subject(self, kind: SubjectKind) -> bool:
-        """Whether the measure targets a listed subject of this kind itself."""
+    def applies_to_subject(self, kind: str) -> bool:
+        """Whether the measure targets a listed subject of this kind itself.
+
+        ``kind`` is the world's :data:`SubjectKind` or a record's ``models.SubjectKind``: both are strings.
+        """
         return kind in self.applies_to
 
     def related_roles(self) -> frozenset[str]:

@@ -69,10 +69,8 @@ from types import TracebackType
 
 import httpx
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-
-# The package re-exports these without marking them as exported; their home module is typed.
-from confluent_kafka.admin._scram import (
+from confluent_kafka.admin import (
+    AdminClient,
     ScramCredentialInfo,
     ScramMechanism,
     UserScramCredentialAlteration,
@@ -362,6 +360,10 @@ class EmbeddedKafka:
     def node_ports(self, node_id: int) -> Ports:
         self._node(node_id)
         return self._ensure_state().nodes[node_id - 1]
+
+    def server_properties(self, node_id: int) -> str:
+        """The ``server.properties`` node ``node_id`` starts with (its ports fixed on first use)."""
+        return self._server_properties(self._node(node_id), self._ensure_state())
 
     @property
     def bootstrap(self) -> str:

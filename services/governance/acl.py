@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic  # typed here; confluent_kafka.admin re-exports it untyped
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from services.core.errors import BrokerUnavailable
 from services.core.governance_plan import (

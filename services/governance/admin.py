@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from concurrent.futures import Future
+from enum import Enum
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -29,6 +31,7 @@ from confluent_kafka.admin import (
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialUpsertion,
 )
 
@@ -92,17 +95,47 @@ def to_binding(rule: AclRule) -> AclBinding:
     return AclBinding(*_binding_args(rule))
 
 
+_E = TypeVar("_E", bound=Enum)
+
+
+def _member(kind: type[_E], value: _E | str | int) -> _E:
+    """The enum member an AclBinding field holds.
+
+    AclBinding accepts a member, its name or its value and converts them on construction; its
+    field annotations keep the accepted union, so each field is narrowed here.
+    """
+    if isinstance(value, kind):
+        return value
+    return kind[value] if isinstance(value, str) else kind(value)
+
+
 def from_binding(b: AclBinding) -> AclRule:
+    restype = _member(ResourceType, b.restype)
     return AclRule(
-        principal=b.principal, resource_type=_FROM_RT.get(b.restype, b.restype.name),
-        pattern_type=b.resource_pattern_type.name,
-        resource_name=b.name, operation=b.operation.name, permission=b.permission_type.name, host=b.host,
+        principal=b.principal,
+        resource_type=_FROM_RT.get(restype, restype.name),
+        pattern_type=_member(ResourcePatternType, b.resource_pattern_type).name,
+        resource_name=b.name,
+        operation=_member(AclOperation, b.operation).name,
+        permission=_member(AclPermissionType, b.permission_type).name,
+        host=b.host,
     )
 
 
+# Every binding: None matches any name, principal and host (AclBindingFilter's docstring).
+_ALL_BINDINGS = AclBindingFilter(
+    ResourceType.ANY,
+    None,  # type: ignore[arg-type]  # AclBindingFilter inherits AclBinding's `str`; None matches any name
+    ResourcePatternType.ANY,
+    None,  # type: ignore[arg-type]  # any principal, as above
+    None,  # type: ignore[arg-type]  # any host, as above
+    AclOperation.ANY,
+    AclPermissionType.ANY,
+)
+
+
 def live_acls(admin: AdminClient) -> list[AclRule]:
-    f = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
-                         AclPermissionType.ANY)
+    f = _ALL_BINDINGS
     try:
         return sorted(from_binding(b) for b in admin.describe_acls(f, request_timeout=TIMEOUT).result())
     except KafkaException as exc:
@@ -112,10 +145,10 @@ def live_acls(admin: AdminClient) -> list[AclRule]:
 def ensure_acls(admin: AdminClient, rules: Iterable[AclRule]) -> list[AclRule]:
     """Create the ACL bindings that are missing; return them."""
     have = set(live_acls(admin))
-    missing = sorted({r for r in rules} - have)
+    missing = sorted(set(rules) - have)
     if not missing:
         return []
-    for _binding, fut in admin.create_acls([to_binding(r) for r in missing], request_timeout=TIMEOUT).items():
+    for fut in admin.create_acls([to_binding(r) for r in missing], request_timeout=TIMEOUT).values():
         try:
             fut.result()
         except KafkaException as exc:
@@ -153,7 +186,7 @@ def delete_acls(admin: AdminClient, rules: Iterable[AclRule]) -> list[AclRule]:
     doomed = sorted(set(rules))
     if not doomed:
         return []
-    for _filter, fut in admin.delete_acls([exact_filter(r) for r in doomed], request_timeout=TIMEOUT).items():
+    for fut in admin.delete_acls([exact_filter(r) for r in doomed], request_timeout=TIMEOUT).values():
         try:
             fut.result()
         except KafkaException as exc:
@@ -169,8 +202,11 @@ SCRAM_ITERATIONS = 8192
 
 def scram_users(admin: AdminClient) -> frozenset[str]:
     """Every user with a SCRAM credential on the cluster."""
+    request = admin.describe_user_scram_credentials(request_timeout=TIMEOUT)
+    if not isinstance(request, Future):  # one future per user only when users are named
+        raise TypeError(f"describe_user_scram_credentials answered {type(request).__name__}, not a Future")
     try:
-        described = admin.describe_user_scram_credentials(request_timeout=TIMEOUT).result()
+        described = request.result()
     except KafkaException as exc:
         raise BrokerUnavailable(f"cannot describe SCRAM users: {exc}") from None
     return frozenset(described)
@@ -186,7 +222,9 @@ def create_scram_users(admin: AdminClient, passwords: dict[str, str], timeout: f
     if not passwords:
         return []
     info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
-    upserts = [UserScramCredentialUpsertion(user, info, pw.encode()) for user, pw in sorted(passwords.items())]
+    upserts: list[UserScramCredentialAlteration] = [
+        UserScramCredentialUpsertion(user, info, pw.encode()) for user, pw in sorted(passwords.items())
+    ]
     for user, fut in admin.alter_user_scram_credentials(upserts, request_timeout=TIMEOUT).items():
         try:
             fut.result()

@@ -227,7 +227,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     keys = settings.keys_path
     ring = load_keyring(keys, anchor=load_anchor(keys, settings.anchor_path))
     now = datetime.now(UTC)
-    for k in sorted(ring.keys(), key=lambda k: (k.agency, k.valid_from)):
+    for k in sorted(ring.public_keys(), key=lambda k: (k.agency, k.valid_from)):
         state = (
             "usable"
             if usable(k, now)

@@ -19,14 +19,14 @@ from services.core.errors import CodecError
 from services.core.governance_plan import DrainStatus, FeedRecord, drain_status, unreadable_id
 from services.core.models import Directive, Receipt
 from services.core.world import World
-from services.governance.reading import read_to_end
+from services.governance.reading import position, read_to_end
 from services.kafka_access import KafkaAccess
 
 
 def _feed(access: KafkaAccess, topic: str, schemas: SchemaRegistry) -> list[FeedRecord]:
     out: list[FeedRecord] = []
     for msg in read_to_end(access, topic):
-        p, off, value = msg.partition(), msg.offset(), msg.value()
+        (p, off), value = position(msg), msg.value()
         try:
             d = schemas.decode_model(value, Directive) if value is not None else None
         except CodecError:

@@ -23,8 +23,7 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic  # typed here; confluent_kafka.admin re-exports it untyped
+from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import ValidationError
 
 from services.core.access import ledger_topic

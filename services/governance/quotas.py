@@ -86,7 +86,7 @@ async def _with_admin(access: KafkaAccess, request: Request[Any]) -> Any:
     admin = AIOKafkaAdminClient(**access.aiokafka_kwargs(), request_timeout_ms=int(TIMEOUT * 1000))
     try:
         await admin.start()
-        client = admin._client  # aiokafka's admin has no public call for these two requests
+        client = admin._client  # noqa: SLF001 - aiokafka's admin has no public call for client quotas
         node = client.get_random_node()
         return await client.send(node, request)
     finally:

@@ -53,11 +53,22 @@ def partitions_of(consumer: Consumer, topic: str) -> list[int] | None:
         raise BrokerUnavailable(f"cannot read metadata of {topic}: {exc}") from None
     t = md.topics.get(topic)
     if t is None or t.error is not None:
-        unknown = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)  # noqa: SLF001 - the library's constant
+        unknown = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)
         if t is not None and t.error.code() not in unknown:
             raise BrokerUnavailable(f"cannot read metadata of {topic}: {t.error}")
         return None
     return sorted(t.partitions)
+
+
+def position(msg: Message) -> tuple[int, int]:
+    """The partition and offset of a record a consumer returned without an error.
+
+    librdkafka leaves them unset only on the events it reports as errors.
+    """
+    p, off = msg.partition(), msg.offset()
+    if p is None or off is None:
+        raise BrokerUnavailable(f"a record of {msg.topic()} came without its partition or offset", topic=msg.topic())
+    return p, off
 
 
 def read_to_end(
@@ -101,8 +112,8 @@ def read_to_end(
                 if unused_group_refused(err):
                     continue
                 raise BrokerUnavailable(f"cannot read {topic}: {err}", topic=topic)
-            at_partition, off = msg.partition(), msg.offset()
-            if at_partition is None or off is None or at_partition not in pending:
+            at_partition, off = position(msg)
+            if at_partition not in pending:
                 continue
             if off < pending[at_partition]:
                 yield msg

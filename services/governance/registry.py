@@ -46,6 +46,7 @@ from services.core.signing import Keyring, Signer
 from services.core.world import World
 from services.governance.reading import read_to_end, unused_group_refused
 from services.kafka_access import KafkaAccess
+from services.topic_metadata import topic_partitions
 
 TIMEOUT = 30.0
 DEFAULT_MAX_AGE = timedelta(hours=24)
@@ -161,11 +162,9 @@ async def follow_registry(
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
     deadline = asyncio.get_running_loop().time() + TIMEOUT
     while True:
-        # aiokafka has no public call that waits for one topic's metadata.
-        await consumer._client.add_topic(topic)
-        parts = consumer.partitions_for_topic(topic)
+        parts = await topic_partitions(consumer, topic)
         if parts:
-            return sorted(parts)
+            return parts
         if asyncio.get_running_loop().time() > deadline:
             raise RegistryStale(f"registry topic {topic} is missing or not readable", topic=topic)
         await asyncio.sleep(0.2)

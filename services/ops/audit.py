@@ -26,6 +26,7 @@ from services.core.signing import Domain, Keyring, SignedHeaders
 from services.core.world import World
 from services.kafka_access import KafkaAccess
 from services.partitioning import partition_for
+from services.topic_metadata import topic_partitions
 
 
 async def read_all(access: KafkaAccess, topics: Iterable[str]) -> list[tuple[str, ConsumerRecord[bytes, bytes]]]:
@@ -37,8 +38,7 @@ async def read_all(access: KafkaAccess, topics: Iterable[str]) -> list[tuple[str
     try:
         tps: list[TopicPartition] = []
         for topic in topics:
-            await consumer._client.add_topic(topic)  # noqa: SLF001 - see SubscriberService.start
-            tps += [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            tps += [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
         if not tps:
             return []
         consumer.assign(tps)

@@ -126,8 +126,10 @@ def where_to_look(prom: Prometheus) -> str:
     lines = [
         f"Prometheus  {prom.url}   (pid {prom.proc.pid if prom.proc else '?'}; data in {prom.dir})",
         f"  targets   {prom.url}/targets     alerts {prom.url}/alerts     rules {prom.url}/rules",
-        f"  scraping  {', '.join(targets) if targets else 'nothing yet: start `make run` in another terminal'}"
-        f" (from {scrape})",
+        (
+            f"  scraping  {', '.join(targets) if targets else 'nothing yet: start `make run` in another terminal'}"
+            f" (from {scrape})"
+        ),
         "",
         "Grafana is not in Debian's main repositories; point any Grafana 11 at the provisioning folder:",
         f"  CONCORD_PROMETHEUS_URL={prom.url} \\",

@@ -230,7 +230,7 @@ def build_api(svc: SubscriberService, answers: Answers) -> FastAPI:
     )
     async def check(
         request: Request,
-        id: Annotated[str, Query(min_length=1, max_length=MAX_ID, description="identifier value")],
+        ident: Annotated[str, Query(alias="id", min_length=1, max_length=MAX_ID, description="identifier value")],
         scheme: Annotated[
             str | None, Query(max_length=MAX_SCHEME, description="identifier scheme, e.g. CN_RIC")
         ] = None,
@@ -240,7 +240,7 @@ def build_api(svc: SubscriberService, answers: Answers) -> FastAPI:
         client = _client(request)
         when = at_seconds(at, ("query", "at"))
         scheme, measure = scheme or None, measure or None  # an empty parameter is an absent one
-        (value,), problems = answers.refusals([id], scheme, ("query", "id"), client, measure)
+        (value,), problems = answers.refusals([ident], scheme, ("query", "id"), client, measure)
         if problems:
             raise RequestValidationError(problems)
         return Response(answers.single(value, scheme, measure, when, client), media_type=JSON)

@@ -267,17 +267,17 @@ class CheckClient(_Base):
 
     def check(
         self,
-        id: str,
+        value: str,
         scheme: str | None = None,
         measure: str | None = None,
         at: datetime | str | None = None,
         *,
         allow_unknown: bool | None = None,
     ) -> CheckResult:
-        """Is ``id`` restricted (for ``measure``, at ``at``; default: any measure, now)?
+        """Is identifier ``value`` restricted (for ``measure``, at ``at``; default: any measure, now)?
 
         Raises :class:`SubscriberNotCurrent` on an ``unknown`` answer unless ``allow_unknown``."""
-        r = self._send("GET", "/v1/check", params=_params(id, scheme, measure, at))
+        r = self._send("GET", "/v1/check", params=_params(value, scheme, measure, at))
         return self._current([self._read(r, CheckResult)], allow_unknown)[0]
 
     def check_many(
@@ -347,14 +347,14 @@ class AsyncCheckClient(_Base):
 
     async def check(
         self,
-        id: str,
+        value: str,
         scheme: str | None = None,
         measure: str | None = None,
         at: datetime | str | None = None,
         *,
         allow_unknown: bool | None = None,
     ) -> CheckResult:
-        r = await self._send("GET", "/v1/check", params=_params(id, scheme, measure, at))
+        r = await self._send("GET", "/v1/check", params=_params(value, scheme, measure, at))
         return self._current([self._read(r, CheckResult)], allow_unknown)[0]
 
     async def check_many(

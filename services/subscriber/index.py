@@ -26,7 +26,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from json.encoder import encode_basestring_ascii as _js  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _js
 
 from services.core.identifiers import normalize_identifier
 
@@ -109,6 +109,16 @@ class CheckIndex:
         """Slots in use: one per identifier of each directive held."""
         return len(self._row) - len(self._free)
 
+    @property
+    def slots(self) -> int:
+        """Slots allocated, in use or free for reuse: the length of every column."""
+        return len(self._row)
+
+    @property
+    def arena_bytes(self) -> int:
+        """Bytes of the entry-id arena, freed entries included until it is rewritten."""
+        return len(self._arena)
+
     # --- writing -----------------------------------------------------------------
 
     def _grant_id(self, g: Grant) -> int:
@@ -143,9 +153,11 @@ class CheckIndex:
     def _alloc(self) -> int:
         if self._free:
             return self._free.pop()
-        for col, zero in ((self._row, 0), (self._grant, 0), (self._vf, 0.0), (self._vu, 0.0), (self._eoff, 0),
-                          (self._elen, 0), (self._next, _END)):
-            col.append(zero)  # type: ignore[attr-defined]
+        for icol in (self._row, self._grant, self._eoff, self._elen):
+            icol.append(0)
+        for fcol in (self._vf, self._vu):
+            fcol.append(0.0)
+        self._next.append(_END)
         return len(self._row) - 1
 
     def drop(self, row: int, values: Iterable[str]) -> None:

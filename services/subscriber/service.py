@@ -54,6 +54,7 @@ from services.ops.metrics import PurgeMetrics, RegistryMetrics
 from services.partitioning import partition_for
 from services.subscriber.store import DirectiveStore, Incoming, Passed, Rejected, Tombstone
 from services.subscriber.types import CHECK_RESULTS, Health
+from services.topic_metadata import topic_partitions
 
 LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it
 
@@ -168,11 +169,12 @@ class SubscriberMetrics:
         started = svc.clock()
 
         def freshness() -> float:
-            confirmed = svc.confirmed_at
-            return max(0.0, svc.clock() - (confirmed if confirmed is not None else started))
+            confirmed_at = svc.confirmed_at
+            since = confirmed_at if confirmed_at is not None else started
+            return max(0.0, svc.clock() - since)
 
         def heartbeat_age() -> float:
-            beats = svc.latest_heartbeats()
+            beats = list(svc.last_heartbeats().values())
             if not beats or None in beats:
                 return float("inf")
             return max(0.0, svc.clock() - min(b for b in beats if b is not None))
@@ -351,16 +353,13 @@ class SubscriberService:
         )
         await self._consumer.start()
         await self._producer.start()
-        # Explicit assignment needs the partition count; aiokafka's consumer has no public
-        # call that waits for one topic's metadata, so ask its client to track the topic.
-        await self._consumer._client.add_topic(self.directive_topic)  # noqa: SLF001 - no public call
-        parts = self._consumer.partitions_for_topic(self.directive_topic)
+        parts = await topic_partitions(self._consumer, self.directive_topic)
         if not parts:
             await self._close_clients()
             raise Refused("UNKNOWN_TOPIC", f"directive topic {self.directive_topic} is missing or not readable")
-        tps = [TopicPartition(self.directive_topic, p) for p in sorted(parts)]
+        tps = [TopicPartition(self.directive_topic, p) for p in parts]
         self._consumer.assign(tps)
-        self.expect_partitions(sorted(parts))
+        self.expect_partitions(parts)
         held = self.store.positions()
         for tp in tps:
             last = held.get((tp.topic, tp.partition))
@@ -400,6 +399,19 @@ class SubscriberService:
             for task in others:
                 task.cancel()
             await asyncio.gather(*others, return_exceptions=True)
+
+    async def bootstrap(self) -> None:
+        """Read the feed until the store is confirmed to hold all of it, and no further.
+
+        Receipts stay queued in the outbox for :meth:`run`; ``make bench-subscriber`` times this.
+        """
+        tasks = [asyncio.create_task(self._feed_loop()), asyncio.create_task(self._confirm_loop())]
+        try:
+            await self.ready.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _feed_loop(self) -> None:
         if self._consumer is None:
@@ -754,19 +766,6 @@ class SubscriberService:
             since = min(since, *(b if b is not None else float("-inf") for b in beats)) if beats else float("-inf")
         self._fresh_until = since + self.stale_after
 
-    @property
-    def confirmed_at(self) -> float | None:
-        """When a round trip last confirmed the store holds the whole feed (None: never yet)."""
-        return self._confirmed_at
-
-    @property
-    def connected(self) -> bool:
-        return self._connected
-
-    def latest_heartbeats(self) -> list[float | None]:
-        """The broker's stamp on the latest fan-out heartbeat of each directive partition."""
-        return [self._heartbeats.get(p) for p in self._partitions]
-
     def current(self, now: float) -> bool:
         """Whether answers at ``now`` may say restricted or clear (else: unknown)."""
         return now <= self._fresh_until and now <= self._registry_until
@@ -778,6 +777,25 @@ class SubscriberService:
         recent = [d for t, d in self._offsets if t >= horizon]
         return min(recent) if recent else float("nan")
 
+    @property
+    def connected(self) -> bool:
+        """Whether the service holds its Kafka clients, assigned to the directive partitions."""
+        return self._connected
+
+    @property
+    def sources(self) -> SourceCache:
+        """The listings whose signatures this service has checked, with its hit and miss counts."""
+        return self._sources
+
+    @property
+    def confirmed_at(self) -> float | None:
+        """When a round trip last showed the store holds the whole feed (None until it has)."""
+        return self._confirmed_at
+
+    def last_heartbeats(self) -> dict[int, float | None]:
+        """The broker's stamp on the newest verified heartbeat of each expected directive partition."""
+        return {p: self._heartbeats.get(p) for p in self._partitions}
+
     # --- what the API reports ---------------------------------------------------
 
     def as_of(self) -> str | None:
@@ -785,9 +803,7 @@ class SubscriberService:
         return self._as_of
 
     def health(self) -> Health:
-        beats: dict[int, float | None] | None = None
-        if self.require_heartbeats:
-            beats = {p: self._heartbeats.get(p) for p in self._partitions}
+        beats = self.last_heartbeats() if self.require_heartbeats else None
         registry = problem = None
         if self.registry is not None:
             status = self.registry.status()

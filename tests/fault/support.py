@@ -127,7 +127,7 @@ def applied_twice(stack: LocalStack) -> dict[str, int]:
 def receipts(stack: LocalStack) -> list[Receipt]:
     topics = [s.name for s in stack.world.topic_specs(stack.namespace) if s.kind == "receipts"]
     return [
-        default_registry().decode_model(rec.value, Receipt)  # type: ignore[attr-defined]
+        default_registry().decode_model(rec.value, Receipt)
         for _, rec in asyncio.run(read_all(stack.access(ADMIN), topics))
     ]
 
@@ -137,7 +137,7 @@ def list_records(stack: LocalStack) -> Counter[str]:
     topics = [s.name for s in stack.world.topic_specs(stack.namespace) if s.kind == "lists"]
     counts: Counter[str] = Counter()
     for _, rec in asyncio.run(read_all(stack.access(ADMIN), topics)):
-        counts[_event_id(rec.value)] += 1  # type: ignore[attr-defined]
+        counts[_event_id(rec.value)] += 1
     return counts
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 
@@ -18,6 +18,8 @@ from services.core.signing import Domain
 from services.keystore import load_keyring, load_signer
 from services.localstack import LocalStack
 from services.ops.audit import read_all
+
+T = TypeVar("T")
 
 
 def publish(stack: LocalStack, agency: str, records: Iterable[dict[str, Any] | ListEntryEvent]) -> int:
@@ -51,16 +53,16 @@ def directives(stack: LocalStack) -> list[Directive]:
     topics = {s.name: s.agency for s in stack.world.topic_specs(stack.namespace) if s.kind == "directives"}
     out = []
     for topic, rec in asyncio.run(read_all(stack.access(ADMIN), topics)):
-        if default_registry().kind_of(rec.value) == "heartbeat":  # type: ignore[attr-defined]
+        if default_registry().kind_of(rec.value) == "heartbeat":
             continue  # the fan-out's sign of life, not a directive
         try:
             out.append(
                 admit_directive(
                     agency=str(topics[topic]),
                     value=rec.value,
-                    headers=rec.headers,  # type: ignore[attr-defined]
+                    headers=rec.headers,
                     timestamp_ms=rec.timestamp,
-                    keyring=keyring,  # type: ignore[attr-defined]
+                    keyring=keyring,
                     schemas=default_registry(),
                 )
             )
@@ -72,14 +74,14 @@ def directives(stack: LocalStack) -> list[Directive]:
 def quarantined(stack: LocalStack) -> list[QuarantineRecord]:
     topic = stack.world.topic_name("quarantine", namespace=stack.namespace)
     return [
-        default_registry().decode_model(rec.value, QuarantineRecord)  # type: ignore[attr-defined]
+        default_registry().decode_model(rec.value, QuarantineRecord)
         for _, rec in asyncio.run(read_all(stack.access(ADMIN), [topic]))
     ]
 
 
 def wait_for(
-    fetch: Callable[[], list[Any]], done: Callable[[list[Any]], bool], *, timeout: float = 45.0, what: str = "condition"
-) -> list[Any]:
+    fetch: Callable[[], list[T]], done: Callable[[list[T]], bool], *, timeout: float = 45.0, what: str = "condition"
+) -> list[T]:
     """Poll ``fetch`` until ``done`` holds; fail with the last value seen."""
     deadline = time.monotonic() + timeout
     while True:

@@ -103,7 +103,8 @@ async def _consume_one(access: KafkaAccess, topic: str, group: str | None = None
     try:
         await asyncio.wait_for(consumer.start(), WAIT_S)
         record = await asyncio.wait_for(consumer.getone(), WAIT_S)
-        return record.value
+        value: bytes | None = record.value
+        return value
     finally:
         await consumer.stop()
 

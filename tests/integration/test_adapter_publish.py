@@ -152,7 +152,11 @@ def test_stdin_is_published_as_lines_arrive(kafka_cluster: KafkaCluster, stack: 
             proc.stdin.write(line)
             proc.stdin.flush()
             # on the broker while standard input is still open
-            wait_for(lambda n=n: len(read_topic(kafka_cluster, topic)) == n, 30, f"record {n} on {topic}")
+
+            def on_topic(n: int = n) -> bool:
+                return len(read_topic(kafka_cluster, topic)) == n
+
+            wait_for(on_topic, 30, f"record {n} on {topic}")
         assert proc.poll() is None
         proc.stdin.close()
         proc.wait(60)

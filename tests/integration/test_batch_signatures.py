@@ -51,8 +51,8 @@ def _cli_publish(stack: LocalStack, agency: str, records: list[dict[str, Any]], 
 def _headers_of(stack: LocalStack, topic: str) -> list[dict[str, bytes]]:
     """The signature headers of every record on ``topic`` but the fan-out's heartbeats (signed singly)."""
     records = asyncio.run(read_all(stack.access("concord-admin"), [topic]))
-    return [dict(rec.headers) for _, rec in records  # type: ignore[attr-defined]
-            if default_registry().kind_of(rec.value) != "heartbeat"]  # type: ignore[attr-defined]
+    return [dict(rec.headers) for _, rec in records
+            if default_registry().kind_of(rec.value) != "heartbeat"]
 
 
 def test_adapter_and_fanout_seal_in_batches_and_subscribers_verify_them(exchange: LocalStack, tmp_path: Path) -> None:

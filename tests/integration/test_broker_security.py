@@ -95,7 +95,8 @@ async def _consume_one(access: KafkaAccess, topic: str, group: str | None) -> by
         if group is None:
             consumer.assign([TopicPartition(topic, 0)])
         record = await asyncio.wait_for(consumer.getone(), WAIT_S)
-        return record.value
+        value: bytes | None = record.value
+        return value
     finally:
         await consumer.stop()
 
@@ -164,16 +165,20 @@ async def test_wrong_password_fails_authentication(kafka_access: Access) -> None
     host, port = wrong.bootstrap.split(",")[0].rsplit(":", 1)
     kwargs = wrong.aiokafka_kwargs()
     kwargs.pop("bootstrap_servers")
-    with pytest.raises(SaslAuthenticationFailed):
+
+    async def connect() -> None:
         conn = await asyncio.wait_for(create_conn(host, int(port), **kwargs), WAIT_S)
         conn.close()
+
+    with pytest.raises(SaslAuthenticationFailed):
+        await connect()
 
     with pytest.raises(KafkaConnectionError):
         async with _producer(wrong):
             pass
 
     errors: list[KafkaError] = []
-    client = AdminClient({**wrong.confluent_config(), "logger": _quiet, "error_cb": errors.append})
+    client = AdminClient(wrong.confluent_config(), logger=_quiet, error_cb=errors.append)
     deadline = time.monotonic() + WAIT_S
     while not errors and time.monotonic() < deadline:
         client.poll(0.2)
@@ -185,11 +190,13 @@ async def test_client_that_does_not_trust_the_ca_fails_verification(kafka_access
     host, port = trusting.bootstrap.split(",")[0].rsplit(":", 1)
 
     system_trust_only = ssl.create_default_context()
-    with pytest.raises(ssl.SSLCertVerificationError):
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, int(port), ssl=system_trust_only), WAIT_S
-        )
+
+    async def connect() -> None:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port), ssl=system_trust_only), WAIT_S)
         writer.close()
+
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await connect()
 
     untrusting = trusting.model_copy(update={"ca_file": None})
     with pytest.raises(KafkaConnectionError):

@@ -11,7 +11,6 @@ stores finds nothing to report.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -70,7 +69,7 @@ class Genuine:
         def fetch() -> list[Receipt]:
             out = []
             for _, rec in asyncio.run(read_all(self.stack.access("concord-admin"), [topic])):
-                r = SCHEMAS.decode_model(rec.value, Receipt)  # type: ignore[attr-defined]
+                r = SCHEMAS.decode_model(rec.value, Receipt)
                 if r.directive_id == directive_id:
                     out.append(r)
             return out
@@ -87,18 +86,18 @@ _n = iter(range(1, 10**6))
 
 
 @pytest.fixture
-def genuine(exchange: LocalStack) -> Iterator[Genuine]:
+def genuine(exchange: LocalStack) -> Genuine:
     ric = make_ric(808, area="110109")
     publish(exchange, "court", [entry_dict(entry_id="enf-1", subject=person(ric))])
     (d,) = wait_for(lambda: [d for d in directives(exchange) if d.entry_id == "enf-1" and d.subscriber == "aviation"],
                     lambda ds: len(ds) == 1, what="aviation's directive for the listing")
     topic = exchange.world.topic_name("directives", "aviation", namespace=exchange.namespace)
     (raw,) = [r for _, r in asyncio.run(read_all(exchange.access("concord-admin"), [topic]))
-              if SCHEMAS.kind_of(r.value) == "directive"  # type: ignore[attr-defined]
-              and SCHEMAS.decode_model(r.value, Directive).directive_id == d.directive_id]  # type: ignore[attr-defined]
-    g = Genuine(exchange, d, raw.key, raw.partition, ric)  # type: ignore[attr-defined]
+              if SCHEMAS.kind_of(r.value) == "directive"
+              and SCHEMAS.decode_model(r.value, Directive).directive_id == d.directive_id]
+    g = Genuine(exchange, d, raw.key, raw.partition, ric)
     wait_for(lambda: [g.restricted()], lambda r: r == [True], what="aviation restricting the person")
-    yield g
+    return g
 
 
 def _refused(g: Genuine, forged: Directive, reason: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import urllib.request
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -154,7 +154,7 @@ def _changed_world(tmp: Path) -> Path:
     shutil.copytree(REPO_TOPICS, world)
     path = world / "mous" / "mou-judgment-defaulters.yaml"
     doc = yaml.safe_load(path.read_text())
-    doc["versions"][0]["terminated_on"] = date.today().isoformat()
+    doc["versions"][0]["terminated_on"] = datetime.now(UTC).date().isoformat()  # MOU days are UTC calendar days
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     new = {
         "mou_id": "mou-court-securities",

@@ -66,11 +66,11 @@ async def test_an_agency_follows_the_published_registry(
     try:
         first = await asyncio.wait_for(follower.__anext__(), 30)
         assert first.serial == 1 and first.world == load_world(world_dir)
-        court_keys = [k for k in first.keyring.keys() if k.agency == "court"]  # noqa: SIM118 - a Keyring, not a dict
+        court_keys = [k for k in first.keyring.public_keys() if k.agency == "court"]
         assert court_keys and court_keys[0].public_key == load_signer(home / "keys", "court").public_bytes()
 
         # A forged publication (written with the admin's credentials, signed by another key) is ignored.
-        impostor = Signer.generate(ADMIN, trust.keys()[0].key_id)
+        impostor = Signer.generate(ADMIN, trust.public_keys()[0].key_id)
         manifest = encode_value(
             {
                 "kind": "manifest",

@@ -197,4 +197,4 @@ def test_keys_and_passwords_rotate_while_everything_keeps_working(
 def key_ids_now(stack: LocalStack, agency: str) -> list[str]:
     from services.keystore import load_keyring
 
-    return [k.key_id for k in load_keyring(stack.home / "keys").keys() if k.agency == agency]  # noqa: SIM118
+    return [k.key_id for k in load_keyring(stack.home / "keys").public_keys() if k.agency == agency]

@@ -42,6 +42,7 @@ from services.keystore import load_keyring, load_signer
 from services.localstack import LocalStack, Service
 from services.partitioning import partition_for
 from services.subscriber.client import CheckClient, EntryNotFound, Identity, QuestionRejected
+from services.topic_metadata import topic_partitions
 from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack
 
@@ -149,8 +150,7 @@ async def _read_all(access: Any, topic: str) -> list[Any]:
                                 auto_offset_reset="earliest", isolation_level="read_committed")
     await consumer.start()
     try:
-        await consumer._client.add_topic(topic)
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -339,7 +339,7 @@ def test_wiped_subscriber_bootstraps_from_the_topic_and_answers_the_same(ex: Exc
         ex.stack, "subscriber-aviation-fresh", ex.stack.home / "data" / "fresh.sqlite", "--progress-threshold", "0"
     )
     assert fresh.url
-    seen = []
+    seen: list[str] = []
     deadline = time.monotonic() + 60
     while not seen or seen[-1] != "ok":
         assert time.monotonic() < deadline, f"never ok: {seen}"

@@ -52,7 +52,10 @@ HEADER = "case,version,action,kind,name,id,rep,decision,decided,listed,why\n"
 
 def good_line(case: str = "c-1", *, kind: str = "ORG", ident: str = KNOWN_USCC, rep: str = KNOWN_RIC,
               action: str = "L", version: str = "1", why: str = "") -> str:
-    return f'{case},{version},{action},{kind},"Example Co., Ltd.",{ident},{rep},(2026) Zhi 1,02.03.2026,10.03.2026,{why}\n'
+    return (
+        f'{case},{version},{action},{kind},"Example Co., Ltd.",{ident},{rep},(2026) Zhi 1,02.03.2026,10.03.2026,'
+        f"{why}\n"
+    )
 
 
 def rows_of(text: str, mapping: str = MAPPING, *, encoding: str = "utf-8") -> list[Row]:
@@ -120,7 +123,8 @@ def test_rows_keep_their_csv_line_numbers_across_quoted_line_breaks_and_blank_li
 
 
 def test_file_without_header_names_its_columns_in_the_mapping() -> None:
-    mapping = "csv:\n  columns: [case, version, action, kind, name, id, rep, decision, decided, listed, why]\n" + MAPPING
+    columns = "[case, version, action, kind, name, id, rep, decision, decided, listed, why]"
+    mapping = f"csv:\n  columns: {columns}\n" + MAPPING
     rows = rows_of(good_line("c-1") + good_line("c-2"), mapping)
     assert [r.line for r in rows] == [1, 2]
     assert all(valid(r) for r in rows)
@@ -221,8 +225,10 @@ def _mapping_error(text: str) -> str:
     ("fields", "expected"),
     [
         ("  subject.kindd: kind\n",
-         "m.yaml:2: fields[\"subject.kindd\"]: no field 'kindd' in subject (fields: kind, names, identifiers, "
-         "related_parties)"),
+         (
+             "m.yaml:2: fields[\"subject.kindd\"]: no field 'kindd' in subject (fields: kind, names, identifiers, "
+             "related_parties)"
+         )),
         ("  subject.names.value: name\n",
          'm.yaml:2: fields["subject.names.value"]: subject.names is a list: name an item, e.g. subject.names[0]'),
         ("  subject: name\n",

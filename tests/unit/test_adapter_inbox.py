@@ -53,7 +53,7 @@ def drop(box: Inbox, name: str, text: str) -> Path:
 def runner(box: Inbox, pub: Publisher, **kw: object) -> InboxRunner:
     return InboxRunner(
         box, publisher=pub, world=real_world(), mapping=load_mapping(EXAMPLES / "court-mapping.yaml"), **kw
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_only_renamed_complete_files_are_seen(inbox: Inbox) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.core.audit import Held, audit, latest_events, required
+from services.core.models import ListEntryEvent
 from services.core.routing import desired_directives
 from tests.unit.factories import KNOWN_RIC, NOW, delisting, entry, make_ric, person, real_world
 
@@ -15,10 +17,15 @@ pytestmark = pytest.mark.unit
 WORLD = real_world()
 
 
-def _held_for(events: list, now: datetime = NOW) -> dict[str, Held]:
-    req = required(latest_events(events), WORLD, now)
-    return {k: Held("APPLY", str(v["subscriber"]), str(v["mou_id"]), int(v["mou_version"]),  # type: ignore[call-overload]
-                    v["valid_until"]) for k, v in req.items()}  # type: ignore[misc]
+def _held(spec: Mapping[str, object]) -> Held:
+    """What a store holding exactly ``spec`` (one required directive) reports."""
+    version, until = spec["mou_version"], spec["valid_until"]
+    assert isinstance(version, int) and (until is None or isinstance(until, datetime))
+    return Held("APPLY", str(spec["subscriber"]), str(spec["mou_id"]), version, until)
+
+
+def _held_for(events: list[tuple[str, ListEntryEvent]], now: datetime = NOW) -> dict[str, Held]:
+    return {k: _held(v) for k, v in required(latest_events(events), WORLD, now).items()}
 
 
 def test_latest_version_wins_whatever_the_order() -> None:
@@ -78,13 +85,14 @@ def test_a_target_or_start_other_than_required_is_a_difference() -> None:
     ev = entry()
     required_now = desired_directives("court", ev, WORLD, NOW)
     key, spec = next((k, s) for k, s in required_now.items() if "LEGAL_REPRESENTATIVE" in k)
-    good = Held("APPLY", str(spec["subscriber"]), str(spec["mou_id"]), int(spec["mou_version"]),  # type: ignore[call-overload]
-                spec["valid_until"], spec["valid_from"], spec["target"])  # type: ignore[arg-type]
+    good = Held("APPLY", str(spec["subscriber"]), str(spec["mou_id"]), int(spec["mou_version"]),
+                spec["valid_until"], spec["valid_from"], spec["target"])
     assert compare({key: spec}, {key: good}, NOW) == []
-    other = good.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=make_ric(5)),)})  # type: ignore[union-attr]
+    assert good.target is not None
+    other = good.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=make_ric(5)),)})
     (f,) = compare({key: spec}, {key: Held(**{**good.__dict__, "target": other})}, NOW)
     assert (f.kind, f.detail) == ("DIFFERENT", "held for another target (identifiers differ)")
     assert KNOWN_RIC not in str(f) and masked(key).endswith(":CN_RIC:*")
-    later = spec["valid_from"] + timedelta(days=1)  # type: ignore[operator]
+    later = spec["valid_from"] + timedelta(days=1)
     (f,) = compare({key: spec}, {key: Held(**{**good.__dict__, "valid_from": later})}, NOW)
     assert f.kind == "DIFFERENT" and "required from" in f.detail

@@ -227,7 +227,8 @@ def test_a_batch_signed_list_record_is_admitted_and_its_source_carries_the_seal(
                             keyring=ring, schemas=default_registry(), world=real_world())
     assert acc.source.signature == BATCH[3].seal()
     assert acc.source.record == RECORDS[3]
-    assert SignedHeaders.from_seal("court", COURT.key_id, digest_of(acc.source.record), acc.source.signature) == BATCH[3]
+    sealed = SignedHeaders.from_seal("court", COURT.key_id, digest_of(acc.source.record), acc.source.signature)
+    assert sealed == BATCH[3]
 
 
 def _with_source(d: Directive, record: bytes, seal: bytes) -> Directive:

@@ -31,8 +31,7 @@ def test_replication_is_what_the_cluster_can_hold(nodes: int, expected: Replicat
 
 def test_three_nodes_form_one_quorum_with_durable_defaults(tmp_path: Path) -> None:
     kafka = _cluster(tmp_path, 3)
-    state = kafka._ensure_state()
-    props = [_props(kafka._server_properties(kafka._nodes[i], state)) for i in (1, 2, 3)]
+    props = [_props(kafka.server_properties(i)) for i in (1, 2, 3)]
     voters = {p["controller.quorum.voters"] for p in props}
     assert len(voters) == 1
     assert voters.pop() == ",".join(f"{i}@127.0.0.1:{kafka.node_ports(i).controller}" for i in (1, 2, 3))
@@ -53,7 +52,7 @@ def test_three_nodes_form_one_quorum_with_durable_defaults(tmp_path: Path) -> No
 
 def test_one_node_keeps_its_files_at_the_top_and_replication_one(tmp_path: Path) -> None:
     kafka = _cluster(tmp_path, 1)
-    p = _props(kafka._server_properties(kafka._nodes[1], kafka._ensure_state()))
+    p = _props(kafka.server_properties(1))
     assert p["log.dirs"] == str(kafka.workdir / "data")
     assert (p["default.replication.factor"], p["min.insync.replicas"]) == ("1", "1")
     saved = json.loads((kafka.workdir / "state.json").read_text())
@@ -61,6 +60,6 @@ def test_one_node_keeps_its_files_at_the_top_and_replication_one(tmp_path: Path)
 
 
 def test_a_work_directory_keeps_its_number_of_nodes(tmp_path: Path) -> None:
-    _cluster(tmp_path, 3)._ensure_state()
+    _cluster(tmp_path, 3).server_properties(1)  # lays out the work directory
     with pytest.raises(ConfigError, match="cluster of 3 node"):
         _cluster(tmp_path, 1).bootstrap  # noqa: B018 - reading it loads the state

@@ -46,8 +46,8 @@ def test_a_publication_round_trips_to_the_same_world_and_keys() -> None:
     snap = _state(_records()).snapshot()
     assert snap is not None
     assert snap.world == real_world()
-    assert {(k.agency, k.key_id, k.public_key) for k in snap.keyring.keys()} == {
-        (k.agency, k.key_id, k.public_key) for k in RING.keys()}
+    assert {(k.agency, k.key_id, k.public_key) for k in snap.keyring.public_keys()} == {
+        (k.agency, k.key_id, k.public_key) for k in RING.public_keys()}
     assert snap.serial == 1 and snap.published_at == AT
 
 

@@ -48,8 +48,8 @@ def test_private_keys_are_private_and_the_folder_is_closed(keys: Path) -> None:
 
 def test_the_keyring_is_signed_by_the_registry_key_and_checked_against_the_anchor(keys: Path) -> None:
     ring = load_keyring(keys)
-    assert {k.agency for k in ring.keys()} == {"court", FANOUT, ADMIN}  # noqa: SIM118 - a Keyring
-    assert [k.agency for k in load_anchor(keys).keys()] == [ADMIN]  # noqa: SIM118 - a Keyring
+    assert {k.agency for k in ring.public_keys()} == {"court", FANOUT, ADMIN}
+    assert [k.agency for k in load_anchor(keys).public_keys()] == [ADMIN]
 
     doc = json.loads((keys / KEYRING).read_text())
     doc["keys"][0]["valid_until"] = "2099-01-01T00:00:00+00:00"  # an edit without the admin's key
@@ -64,11 +64,11 @@ def test_an_unsigned_keyring_is_refused_and_taken_over_by_the_setup(keys: Path) 
     with pytest.raises(ConfigError, match="not signed by the registry key"):
         load_keyring(keys)
     ensure_keys(keys, ["court", FANOUT])
-    assert len(load_keyring(keys).keys()) == 3
+    assert len(load_keyring(keys).public_keys()) == 3
 
 
 def test_an_anchor_with_another_agencys_key_is_refused(keys: Path) -> None:
-    court = next(k for k in load_keyring(keys).keys() if k.agency == "court")  # noqa: SIM118 - a Keyring
+    court = next(k for k in load_keyring(keys).public_keys() if k.agency == "court")
     (keys / ANCHOR).write_text(json.dumps([court.to_json()]))
     with pytest.raises(ConfigError, match="must hold concord-admin's public keys"):
         load_anchor(keys)
@@ -80,7 +80,7 @@ def test_rotation_adds_a_key_from_now_and_keeps_the_old_one_for_the_overlap(keys
     new, ended = rotate_key(keys, "court", overlap=timedelta(hours=2), now=now)
     assert new.valid_from == now and [k.key_id for k in ended] == [old.key_id]
     ring = load_keyring(keys)
-    kept = next(k for k in ring.keys() if k.key_id == old.key_id)  # noqa: SIM118 - a Keyring
+    kept = next(k for k in ring.public_keys() if k.key_id == old.key_id)
     assert kept.valid_until == now + timedelta(hours=2)
     assert usable(kept, now + timedelta(hours=1)) and not usable(kept, now + timedelta(hours=2))
     # A signer takes the newest usable key; what either key signs during the overlap verifies.

@@ -116,7 +116,7 @@ def test_proof_encoding_round_trips(index: int, size: int, path: list[bytes]) ->
 
 @pytest.mark.parametrize("raw", [b"", b"\x00" * 7, b"\x00" * 9, b"\x00" * 8 + b"\x01" * 31, b"\x00" * (8 + 33 * 32)])
 def test_malformed_proofs_are_refused(raw: bytes) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="audit path"):
         merkle.decode_proof(raw)
 
 

@@ -391,7 +391,12 @@ def test_offsets_are_tracked_per_partition() -> None:
     assert t.state.offsets == {"concord.lists.court:0": 0, "concord.lists.court:1": 0}
 
 
-SEQUENCE = [LISTED, AMENDED_TWO_REPS, AMENDED_BACK_TO_ONE, entry(version=4, event_type="DELISTED", delisting=delisting())]
+SEQUENCE = [
+    LISTED,
+    AMENDED_TWO_REPS,
+    AMENDED_BACK_TO_ONE,
+    entry(version=4, event_type="DELISTED", delisting=delisting()),
+]
 
 
 def _ids(transitions: Iterable[Transition]) -> list[str]:

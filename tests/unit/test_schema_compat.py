@@ -168,7 +168,8 @@ def test_transitive_check_reports_the_incompatible_pair() -> None:
     assert len(problems) == 1
     assert problems[0].startswith("v2 cannot read v1")
     assert "court_level" in problems[0]
-    assert backward_transitive_problems([v1, _with_field({"name": "court_level", "type": ["null", "string"], "default": None})]) == []
+    v2 = _with_field({"name": "court_level", "type": ["null", "string"], "default": None})
+    assert backward_transitive_problems([v1, v2]) == []
 
 
 def test_transitive_check_looks_past_the_previous_version() -> None:

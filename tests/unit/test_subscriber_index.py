@@ -12,7 +12,9 @@ pytestmark = pytest.mark.unit
 T = 1_800_000_000.0
 
 
-def put(ix: CheckIndex, row: int, *values: str, measure: str = "m", entry: str = "e", until: float | None = None) -> None:
+def put(
+    ix: CheckIndex, row: int, *values: str, measure: str = "m", entry: str = "e", until: float | None = None
+) -> None:
     ix.put(row, measure_id=measure, kind="PUNISH", mou_id="mou", origin_agency="court", entry_id=entry,
            valid_from=T - 10, valid_until=until, identifiers=[("CN_RIC", v) for v in values])
 
@@ -47,12 +49,12 @@ def test_freed_slots_are_reused_and_the_arena_is_rewritten() -> None:
         put(ix, row, f"id{row}", entry=f"entry-{row:08d}-" + "x" * 40)
     for row in range(1, 30_001):
         ix.drop(row, [f"id{row}"])
-    assert len(ix._arena) <= 20_000 * 57  # rewritten when half of it (over 1 MB) was garbage
+    assert ix.arena_bytes <= 20_000 * 57  # rewritten when half of it (over 1 MB) was garbage
     assert rows_of(ix, "id30001") == [f"entry-{30001:08d}-" + "x" * 40]
-    slots = len(ix._row)
+    slots = ix.slots
     for row in range(50_001, 60_001):
         put(ix, row, f"id{row}")
-    assert len(ix._row) == slots  # new restrictions took the freed slots
+    assert ix.slots == slots  # new restrictions took the freed slots
     assert ix.directives == 20_000
 
 

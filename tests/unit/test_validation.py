@@ -64,7 +64,9 @@ def test_design_example_is_valid_for_the_court() -> None:
     ("raw", "agency"),
     [
         pytest.param(entry_dict(subject=person()), "court", id="person"),
-        pytest.param(entry_dict(subject=organization(make_uscc(4242), reps=[legal_rep(make_ric(17))])), "court", id="fresh-ids"),
+        pytest.param(
+            entry_dict(subject=organization(make_uscc(4242), reps=[legal_rep(make_ric(17))])), "court", id="fresh-ids"
+        ),
         pytest.param(entry_dict(effective_until=None, publication_until=None), "court", id="open-ended"),
         pytest.param(
             entry_dict(version=2, event_type="DELISTED", delisting=delisting(), basis=None),
@@ -80,7 +82,9 @@ def test_design_example_is_valid_for_the_court() -> None:
             id="market-own-program",
         ),
         pytest.param(
-            entry_dict(subject=_org_ids({"scheme": "CN_USCC", "value": KNOWN_USCC}, {"scheme": "DUNS", "value": "15-048-3782"})),
+            entry_dict(
+                subject=_org_ids({"scheme": "CN_USCC", "value": KNOWN_USCC}, {"scheme": "DUNS", "value": "15-048-3782"})
+            ),
             "court",
             id="opaque-second-scheme",
         ),
