@@ -49,6 +49,7 @@ from bench_exchange import ADMIN, PUBLISHERS, Child, Generator, committed, conco
 from results import write_headline
 
 from services.core.codec import default_registry
+from services.core.disclosure import seal_record
 from services.core.models import Directive, ListEntryEvent
 from services.core.signing import Domain
 from services.keystore import load_signer
@@ -80,10 +81,12 @@ def sign_lines(keys: Path, lines: dict[str, list[str]]) -> Iterator[Signed]:
     for agency, rows in lines.items():
         signer = load_signer(keys, agency)
         for i in range(0, len(rows), 512):
-            events = [ListEntryEvent.model_validate_json(r) for r in rows[i:i + 512]]
-            values = [SCHEMAS.encode_model(e) for e in events]
-            for ev, value, head in zip(events, values, signer.sign_batch(Domain.LIST_RECORD, values), strict=True):
-                yield Signed(agency, ev.entry_id.encode(), value, head.as_kafka())
+            events = [ListEntryEvent.model_validate_json(r) for r in rows[i : i + 512]]
+            # Sealed as the adapter seals them: the signature covers the commitments, not the record.
+            sealed = [seal_record(e, SCHEMAS) for e in events]
+            heads = signer.sign_batch(Domain.LIST_RECORD, [s.commitments for s in sealed])
+            for ev, seal, head in zip(events, sealed, heads, strict=True):
+                yield Signed(agency, ev.entry_id.encode(), seal.value, head.as_kafka())
 
 
 def _lp(b: bytes) -> bytes:
