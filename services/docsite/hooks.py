@@ -7,6 +7,8 @@
 - ``runbooks/index.md`` from ``deploy/prometheus/alerts.yml``, and above each runbook the rule
   it answers (expression, delay, severity, what the notification says). A runbook page without
   its alert, or an alert without its page, stops the build;
+- every hand-written page's commands, options, files and make targets checked against the
+  code (:mod:`.claims`): each one that does not hold is a warning, so a strict build fails;
 - the figures of ``benchmarks.md`` (where it says ``<!-- bench-results -->``) from
   ``bench/results/*.json``, and on any page ``<!-- enum: module.Class -->`` as a table of that
   enumeration's members (:mod:`.enums`).
@@ -18,7 +20,9 @@ are added to it here, after the page that opens their section.
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
+from pathlib import Path
 from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
@@ -26,7 +30,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
 
-from services.docsite import benchmarks, cli, enums, openapi, schemas
+from services.docsite import benchmarks, claims, cli, enums, openapi, schemas
 from services.docsite.markdown import code, prose, table
 from services.ops.alerts import ALERTS, RUNBOOKS, Alert, alerts
 from services.settings import REPO_ROOT
@@ -37,6 +41,7 @@ BENCH_MARKER = "<!-- bench-results -->"
 # The modules whose API the site documents: the pure core, and the client agency systems use.
 PYTHON_PACKAGES = ("services.core",)
 PYTHON_MODULES = ("services.subscriber.client",)
+log = logging.getLogger("mkdocs.hooks.concord")  # under "mkdocs": a strict build counts its warnings
 
 
 def python_modules() -> list[str]:
@@ -147,6 +152,9 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
 
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
     uri = page.file.src_uri
+    if not page.file.generated_by and page.file.abs_src_path:
+        for claim in claims.checker().check(markdown, page=Path(page.file.abs_src_path)):
+            log.warning("Doc file '%s', %s", uri, claim)
     markdown = enums.expand(markdown)
     if uri.startswith(f"{RUNBOOKS}/") and uri != RUNBOOK_INDEX:
         by_slug = {a.slug: a for a in alerts(ALERTS.read_text())}

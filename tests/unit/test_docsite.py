@@ -16,7 +16,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from services.cli import build_parser
-from services.docsite import benchmarks, cli, enums, openapi, schemas
+from services.docsite import benchmarks, claims, cli, enums, openapi, schemas
 from services.docsite.griffe_roles import plain
 from services.docsite.hooks import python_modules
 from services.docsite.markdown import code, prose
@@ -98,9 +98,9 @@ def test_the_api_page_lists_every_route_of_the_subscriber_app() -> None:
     routes = [r for r in app.routes if isinstance(r, APIRoute) and r.include_in_schema]
     assert routes
     for route in routes:
-        for method in route.methods:
+        for method in route.methods or ():  # Starlette types methods as optional; an APIRoute always has them
             assert f"### `{method} {route.path_format}`" in page, (method, route.path_format)
-    assert len(openapi.operations(doc)) == sum(len(r.methods) for r in routes)
+    assert len(openapi.operations(doc)) == sum(len(r.methods or ()) for r in routes)
     for name in doc["components"]["schemas"]:
         assert f"### {name} {{#schema-{name.lower()}}}" in page
     for scheme in doc["components"]["securitySchemes"]:
@@ -282,3 +282,55 @@ def test_an_enum_marker_becomes_the_table_of_its_members_with_their_comments() -
     assert page.startswith("before") and page.endswith("after")
     with pytest.raises(TypeError, match="not an enumeration"):
         enums.expand("<!-- enum: services.core.signing.Signer -->")
+
+
+# --- what hand-written pages claim -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "page", [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))], ids=lambda p: p.name
+)
+def test_every_command_option_file_and_target_a_page_names_exists(page: Path) -> None:
+    # The README is not part of the site, so this is where its claims are checked; the build checks the pages.
+    assert [str(c) for c in claims.checker().check(page.read_text(), page=page)] == []
+
+
+def _claims(markdown: str) -> list[str]:
+    return [str(c) for c in claims.checker().check(markdown, page=REPO_ROOT / "README.md")]
+
+
+def test_an_option_a_command_does_not_have_is_named_with_the_command_and_the_line() -> None:
+    page = "intro\n\n```sh\n.venv/bin/concord audit --stores\n.venv/bin/concord audit --everything\n```\n"
+    assert _claims(page) == ["line 5: .venv/bin/concord audit --everything: concord audit has no option --everything"]
+
+
+def test_an_unknown_command_is_named_with_those_that_exist() -> None:
+    (claim,) = _claims("run `concord keys list|rotate|forget` first")
+    assert "concord keys has no command forget (it has: rotate, revoke, list)" in claim
+
+
+def test_option_values_brackets_continuations_and_placeholders_are_read_as_a_reader_reads_them() -> None:
+    page = (
+        "```sh\n"
+        "concord subscriber run --agency aviation --port 8443 \\\n"
+        "    [--stale-after 30] [--clients FILE]   # comment --not-an-option\n"
+        "concord check --agency aviation 11010519491231002X --measure aviation.no-air-tickets\n"
+        "court --jsonl--> concord publish --signed Avro--> concord.lists.court\n"
+        "```\n"
+        "`concord acl plan / apply / drift`, `--stale-after`, `make docs`, `schemas/<record>/v<N>.avsc`"
+    )
+    assert _claims(page) == []
+    wrong = "```\nconcord subscriber run --agency a \\\n    [--stale-before 30]\n```"
+    (claim,) = _claims(wrong)
+    assert claim.endswith("[--stale-before 30]: concord subscriber run has no option --stale-before")
+    assert claim.startswith("line 2: ")
+
+
+def test_options_alone_files_targets_and_links_that_do_not_exist_are_named() -> None:
+    page = "`--no-heartbeats`, `make nothing`, `services/core/nowhere.py`, [gone](docs/gone.md)"
+    assert _claims(page) == [
+        "line 1: --no-heartbeats: no concord command has this option",
+        "line 1: make nothing: no such target in the Makefile",
+        "line 1: services/core/nowhere.py: no such file or folder in the repository",
+        "line 1: docs/gone.md: the link leads nowhere",
+    ]
