@@ -65,6 +65,7 @@ from pydantic import (
 )
 
 from services.core.errors import WorldInvalid
+from services.core.models import ListKind, MeasureKind, SubjectKind
 from services.core.principals import UNTHROTTLED
 
 __all__ = [
@@ -98,9 +99,6 @@ __all__ = [
     "parse_world",
 ]
 
-SubjectKind = Literal["PERSON", "ORGANIZATION"]
-ListKind = Literal["SANCTION", "INCENTIVE"]
-MeasureKind = Literal["PUNISH", "INCENT"]
 TopicKind = Literal["lists", "directives", "receipts", "quarantine", "registry", "fanout_state", "notices"]
 CleanupPolicy = Literal["delete", "compact"]
 
@@ -111,8 +109,11 @@ MOU_DIR = "mous"
 
 #: Which measure kind a list kind may trigger: a blacklist punishes, a redlist rewards.
 #: Mixing them up would punish the taxpayers a program meant to reward.
-LIST_KIND_MEASURE: Mapping[str, MeasureKind] = {"SANCTION": "PUNISH", "INCENTIVE": "INCENT"}
-MEASURE_KINDS: tuple[MeasureKind, ...] = ("PUNISH", "INCENT")
+LIST_KIND_MEASURE: Mapping[ListKind, MeasureKind] = {
+    ListKind.SANCTION: MeasureKind.PUNISH,
+    ListKind.INCENTIVE: MeasureKind.INCENT,
+}
+MEASURE_KINDS: tuple[MeasureKind, ...] = tuple(MeasureKind)
 
 #: Topic kinds in the order specs are expanded, and whom each is declared for.
 TOPIC_KINDS: tuple[TopicKind, ...] = (
@@ -240,7 +241,7 @@ def _check_text(value: str) -> str:
 
 
 def _check_applies_to(value: str) -> str:
-    if value in ("PERSON", "ORGANIZATION"):
+    if value in frozenset(SubjectKind):
         return value
     if value.startswith("RELATED:") and _ROLE.fullmatch(value[len("RELATED:") :]):
         return value
@@ -351,7 +352,7 @@ class Measure(_Frozen):
     def applies_to_subject(self, kind: str) -> bool:
         """Whether the measure targets a listed subject of this kind itself.
 
-        ``kind`` is the world's :data:`SubjectKind` or a record's ``models.SubjectKind``: both are strings.
+        ``kind`` is a :class:`~services.core.models.SubjectKind` or its value.
         """
         return kind in self.applies_to
 
@@ -1166,7 +1167,7 @@ class _Parser:
             self.check_agency_ref(file, loc + ("signatories", i), signatory, agencies)
         signed = set(mou.signatories)
 
-        trigger_kinds: set[str] = set()
+        trigger_kinds: set[ListKind] = set()
         for i, program_id in enumerate(mou.trigger_programs):
             program = programs.get(program_id)
             if program is None:
