@@ -61,7 +61,7 @@ import io
 import re
 import string
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
@@ -72,8 +72,9 @@ import yaml
 from pydantic import BaseModel
 
 from services.adapter.sources import DEFAULT_LIMITS, PREVIEW, ReadLimits, Row
-from services.core.errors import ConfigError, FieldProblem
+from services.core.errors import ConfigError
 from services.core.models import ListEntryEvent
+from services.core.problems import Problem, describe
 
 FieldType = Literal["string", "int", "date", "datetime"]
 _TYPES: tuple[str, ...] = ("string", "int", "date", "datetime")
@@ -84,14 +85,11 @@ MAX_INDEX = 99
 
 
 class MappingInvalid(ConfigError):
-    """A mapping file (or a CSV header) that cannot be used; one line per problem."""
+    """A mapping file (or a CSV header) that cannot be used; every problem at once."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        if len(problems) == 1:
-            super().__init__(problems[0])
-        else:
-            super().__init__(f"{len(problems)} problems in the mapping:\n" + "\n".join(problems))
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(describe(self.problems, "the mapping"))
 
 
 # --------------------------------------------------------------------------- the mapping
@@ -150,9 +148,9 @@ def load_mapping(path: Path | str) -> CsvMapping:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise MappingInvalid([f"{name}: no such mapping file"]) from None
+        raise MappingInvalid([Problem(file=name, reason="no such mapping file")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise MappingInvalid([f"{name}: cannot read: {exc}"]) from None
+        raise MappingInvalid([Problem(file=name, reason=f"cannot read: {exc}")]) from None
     return parse_mapping(text, name)
 
 
@@ -163,12 +161,12 @@ def parse_mapping(text: str, name: str = "<mapping>") -> CsvMapping:
 class _MappingParser:
     def __init__(self, name: str) -> None:
         self.name = name
-        self.problems: list[str] = []
+        self.problems: list[Problem] = []
         self._constructor = yaml.SafeLoader("")
 
     def problem(self, node: yaml.Node | None, where: str, reason: str) -> None:
-        line = f":{node.start_mark.line + 1}" if node is not None else ""
-        self.problems.append(f"{self.name}{line}: {where}: {reason}" if where else f"{self.name}{line}: {reason}")
+        line = node.start_mark.line + 1 if node is not None else None
+        self.problems.append(Problem(file=self.name, line=line, path=where, reason=reason))
 
     def fail(self) -> NoReturn:
         raise MappingInvalid(self.problems)
@@ -178,10 +176,11 @@ class _MappingParser:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            line = f":{mark.line + 1}" if mark is not None else ""
-            raise MappingInvalid([f"{self.name}{line}: malformed YAML: {exc.problem or exc.context}"]) from None
+            line = mark.line + 1 if mark is not None else None
+            reason = f"malformed YAML: {exc.problem or exc.context}"
+            raise MappingInvalid([Problem(file=self.name, line=line, reason=reason)]) from None
         except yaml.YAMLError as exc:
-            raise MappingInvalid([f"{self.name}: malformed YAML: {exc}"]) from None
+            raise MappingInvalid([Problem(file=self.name, reason=f"malformed YAML: {exc}")]) from None
         if not isinstance(root, yaml.MappingNode):
             self.problem(root, "", "a mapping file is a YAML mapping with `fields:` (and optionally `csv:`)")
             self.fail()
@@ -200,7 +199,12 @@ class _MappingParser:
                 for c in r.columns:
                     if c not in declared:
                         self.problems.append(
-                            f"{self.name}:{r.line}: {_where(r.target)}: column {c!r} is not in csv.columns"
+                            Problem(
+                                file=self.name,
+                                line=r.line,
+                                path=_where(r.target),
+                                reason=f"column {c!r} is not in csv.columns",
+                            )
                         )
         if self.problems:
             self.fail()
@@ -608,7 +612,7 @@ def read_csv(stream: IO[str], mapping: CsvMapping, *, file: str, limits: ReadLim
             tap.take()
             reason = f"record is {exc.size:,} characters, longer than the limit of {limit:,} (--max-line-bytes)"
             if header is None:
-                raise MappingInvalid([f"{file}:{start}: the header line: {reason}"]) from None
+                raise MappingInvalid([Problem(file=file, line=start, reason=f"the header line: {reason}")]) from None
             yield Row.unreadable(start, reason, _printable(exc.head, mapping.encoding))
             continue
         except csv.Error as exc:
@@ -646,22 +650,24 @@ def read_csv(stream: IO[str], mapping: CsvMapping, *, file: str, limits: ReadLim
 
 def _header_index(header: tuple[str, ...], mapping: CsvMapping, file: str, line: int) -> dict[str, int]:
     needed = mapping.needed_columns()
-    problems = []
+    problems: list[Problem] = []
     missing = [c for c in needed if c not in header]
     if missing:
         listed = "; ".join(f"{c!r} (for {', '.join(needed[c])})" for c in missing)
-        problems.append(f"{file}:{line}: the header lacks column(s) the mapping {mapping.source} reads: {listed}")
+        reason = f"the header lacks column(s) the mapping {mapping.source} reads: {listed}"
+        problems.append(Problem(file=file, line=line, reason=reason))
     dupes = sorted({c for c in needed if header.count(c) > 1})
     if dupes:
-        problems.append(f"{file}:{line}: the header names {', '.join(map(repr, dupes))} more than once")
+        reason = f"the header names {', '.join(map(repr, dupes))} more than once"
+        problems.append(Problem(file=file, line=line, reason=reason))
     if problems:
         raise MappingInvalid(problems)
     return {c: header.index(c) for c in needed}
 
 
-def build_record(mapping: CsvMapping, cells: Mapping[str, str]) -> tuple[dict[str, Any], list[FieldProblem]]:
+def build_record(mapping: CsvMapping, cells: Mapping[str, str]) -> tuple[dict[str, Any], list[Problem]]:
     """The record shape for one row's cells, and the problems converting them."""
-    problems: list[FieldProblem] = []
+    problems: list[Problem] = []
     tree: dict[Any, Any] = {}
     for rule in mapping.rules:
         value, state = _leaf(rule, cells, problems)
@@ -673,7 +679,7 @@ def build_record(mapping: CsvMapping, cells: Mapping[str, str]) -> tuple[dict[st
     return built, problems
 
 
-def _leaf(rule: FieldRule, cells: Mapping[str, str], problems: list[FieldProblem]) -> tuple[Any, int]:
+def _leaf(rule: FieldRule, cells: Mapping[str, str], problems: list[Problem]) -> tuple[Any, int]:
     if rule.column is None and rule.template is None:
         return rule.const, _CONST
     if rule.template is not None:
@@ -691,7 +697,7 @@ def _leaf(rule: FieldRule, cells: Mapping[str, str], problems: list[FieldProblem
     if rule.values is not None:
         if cell not in rule.values:
             known = ", ".join(map(str, rule.values))
-            problems.append(FieldProblem(rule.target, f"{cell!r} ({what}) is not one of {known}"))
+            problems.append(Problem.of(rule.target, f"{cell!r} ({what}) is not one of {known}"))
             return cell, _FILLED
         value = rule.values[cell]
         if not isinstance(value, str):
@@ -699,7 +705,7 @@ def _leaf(rule: FieldRule, cells: Mapping[str, str], problems: list[FieldProblem
     try:
         return _convert(rule, value), _FILLED
     except ValueError as exc:
-        problems.append(FieldProblem(rule.target, f"{value!r} ({what}) {exc}"))
+        problems.append(Problem.of(rule.target, f"{value!r} ({what}) {exc}"))
         return value, _FILLED
 
 

@@ -67,6 +67,7 @@ from pydantic import (
 from services.core.errors import WorldInvalid
 from services.core.models import ListKind, MeasureKind, SubjectKind
 from services.core.principals import UNTHROTTLED
+from services.core.problems import Loc, Problem, format_path
 
 __all__ = [
     "AGENCY_FILE",
@@ -93,7 +94,6 @@ __all__ = [
     "TopicSpec",
     "TopicTemplate",
     "World",
-    "WorldProblem",
     "iter_problems",
     "load_world",
     "parse_world",
@@ -734,32 +734,17 @@ def _check_namespace(namespace: str) -> None:
 
 # --------------------------------------------------------------------------- loading
 
-Loc = tuple[str | int, ...]
 LineMap = Mapping[Loc, int]
-
-
-@dataclass(frozen=True)
-class WorldProblem:
-    """One reason the world is invalid, located by file, path inside it and line."""
-
-    file: str
-    path: str
-    reason: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.reason}" if self.path else f"{where}: {self.reason}"
 
 
 def load_world(root: Path) -> World:
     """Load and check the world declared in ``root`` (the ``topics/`` folder)."""
     root = Path(root)
     if not root.is_dir():
-        raise WorldInvalid(f"{root}: world folder not found", file=str(root))
+        raise WorldInvalid([Problem(file=str(root), reason="world folder not found")])
     docs: dict[str, Any] = {}
     lines: dict[str, LineMap] = {}
-    stray: list[WorldProblem] = []
+    stray: list[Problem] = []
     names = [AGENCY_FILE, PROGRAM_FILE, TOPIC_FILE]
     mou_dir = root / MOU_DIR
     if mou_dir.is_dir():
@@ -769,7 +754,7 @@ def load_world(root: Path) -> World:
                 names.append(rel)
             elif path.suffix == ".yml":
                 # Silently skipping an MOU because of its extension would drop its measures.
-                stray.append(WorldProblem(rel, "", "MOU files must end in .yaml"))
+                stray.append(_problem(rel, "", "MOU files must end in .yaml"))
     for name in names:
         path = root / name
         if not path.is_file():
@@ -777,7 +762,7 @@ def load_world(root: Path) -> World:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise WorldInvalid(f"{name}: cannot read: {exc}", file=name) from exc
+            raise WorldInvalid([Problem(file=name, reason=f"cannot read: {exc}")]) from exc
         docs[name], lines[name] = _read_yaml(text, name)
     if stray:
         _raise(stray)
@@ -807,11 +792,11 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Loc, int]]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or exc.context or "unreadable"
-        _raise([WorldProblem(file, "", f"malformed YAML: {problem}", line)])
+        _raise([_problem(file, "", f"malformed YAML: {problem}", line)])
     except yaml.YAMLError as exc:
-        _raise([WorldProblem(file, "", f"malformed YAML: {exc}")])
+        _raise([_problem(file, "", f"malformed YAML: {exc}")])
     if node is None:
-        _raise([WorldProblem(file, "", "file is empty")])
+        _raise([_problem(file, "", "file is empty")])
     lines: dict[Loc, int] = {}
     value = _YamlBuilder(file, lines).build(node, ())
     return value, lines
@@ -824,7 +809,7 @@ class _YamlBuilder:
         self.constructor = yaml.SafeLoader("")
 
     def fail(self, node: yaml.Node, reason: str) -> NoReturn:
-        _raise([WorldProblem(self.file, "", f"malformed YAML: {reason}", node.start_mark.line + 1)])
+        _raise([_problem(self.file, "", f"malformed YAML: {reason}", node.start_mark.line + 1)])
 
     def build(self, node: yaml.Node, loc: Loc) -> Any:
         self.lines.setdefault(loc, node.start_mark.line + 1)
@@ -856,26 +841,12 @@ class _YamlBuilder:
             self.fail(node, exc.problem or "cannot read value")
 
 
-def _raise(problems: list[WorldProblem]) -> NoReturn:
-    if len(problems) == 1:
-        only = problems[0]
-        raise WorldInvalid(str(only), file=only.file, path=only.path or None, line=only.line)
-    raise WorldInvalid(
-        f"{len(problems)} problems in the declared world:\n" + "\n".join(str(p) for p in problems),
-        problems=len(problems),
-    )
+def _raise(problems: list[Problem]) -> NoReturn:
+    raise WorldInvalid(problems)
 
 
-def _format_path(loc: Iterable[str | int]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", part):
-            out += f".{part}" if out else part
-        else:
-            out += f'["{part}"]'
-    return out
+def _problem(file: str, path: str, reason: str, line: int | None = None) -> Problem:
+    return Problem(file=file, line=line, path=path, reason=reason)
 
 
 def _reason(error: Mapping[str, Any]) -> str:
@@ -912,12 +883,12 @@ class _Parser:
 
     def __init__(self, lines: Mapping[str, LineMap]) -> None:
         self.lines = lines
-        self.problems: list[WorldProblem] = []
+        self.problems: list[Problem] = []
 
     # -- reporting
 
     def problem(self, file: str, loc: Loc, reason: str) -> None:
-        self.problems.append(WorldProblem(file, _format_path(loc), reason, self._line(file, loc)))
+        self.problems.append(_problem(file, format_path(loc), reason, self._line(file, loc)))
 
     def _line(self, file: str, loc: Loc) -> int | None:
         known = self.lines.get(file, {})
@@ -1454,7 +1425,6 @@ class _TopicsDoc(_Frozen):
     retention: Any = None  # checked by _Parser.parse_retention
 
 
-def iter_problems(error: WorldInvalid) -> Iterator[str]:
-    """The individual problem lines of a :class:`WorldInvalid` raised by the loaders."""
-    lines = error.message.splitlines()
-    yield from (lines[1:] if len(lines) > 1 else lines)
+def iter_problems(error: WorldInvalid) -> Iterator[Problem]:
+    """The individual problems of a :class:`WorldInvalid` raised by the loaders."""
+    yield from error.problems
