@@ -51,7 +51,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, TypeVar
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -64,6 +63,7 @@ from pydantic import (
     field_validator,
 )
 
+from services.core.documents import YamlDocument, YamlInvalid, line_of, model_problems, read_yaml
 from services.core.errors import WorldInvalid
 from services.core.models import ListKind, MeasureKind, SubjectKind
 from services.core.principals import UNTHROTTLED
@@ -754,7 +754,7 @@ def load_world(root: Path) -> World:
                 names.append(rel)
             elif path.suffix == ".yml":
                 # Silently skipping an MOU because of its extension would drop its measures.
-                stray.append(_problem(rel, "", "MOU files must end in .yaml"))
+                stray.append(Problem(file=rel, reason="MOU files must end in .yaml"))
     for name in names:
         path = root / name
         if not path.is_file():
@@ -763,7 +763,11 @@ def load_world(root: Path) -> World:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise WorldInvalid([Problem(file=name, reason=f"cannot read: {exc}")]) from exc
-        docs[name], lines[name] = _read_yaml(text, name)
+        try:
+            doc = read_yaml(text, name)
+        except YamlInvalid as exc:
+            raise WorldInvalid(exc.problems) from None
+        docs[name], lines[name] = doc.value, doc.lines
     if stray:
         _raise(stray)
     return _Parser(lines).parse(docs)
@@ -780,88 +784,8 @@ def parse_world(docs: Mapping[str, Any], lines: Mapping[str, LineMap] | None = N
     return _Parser(lines or {}).parse(docs)
 
 
-def _read_yaml(text: str, file: str) -> tuple[Any, dict[Loc, int]]:
-    """Parse one YAML document, recording the line of every value for error messages.
-
-    Duplicate keys are an error here: PyYAML would silently keep the last one, and a
-    duplicated agency or measure key is exactly the kind of mistake the loader must show.
-    """
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        problem = exc.problem or exc.context or "unreadable"
-        _raise([_problem(file, "", f"malformed YAML: {problem}", line)])
-    except yaml.YAMLError as exc:
-        _raise([_problem(file, "", f"malformed YAML: {exc}")])
-    if node is None:
-        _raise([_problem(file, "", "file is empty")])
-    lines: dict[Loc, int] = {}
-    value = _YamlBuilder(file, lines).build(node, ())
-    return value, lines
-
-
-class _YamlBuilder:
-    def __init__(self, file: str, lines: dict[Loc, int]) -> None:
-        self.file = file
-        self.lines = lines
-        self.constructor = yaml.SafeLoader("")
-
-    def fail(self, node: yaml.Node, reason: str) -> NoReturn:
-        _raise([_problem(self.file, "", f"malformed YAML: {reason}", node.start_mark.line + 1)])
-
-    def build(self, node: yaml.Node, loc: Loc) -> Any:
-        self.lines.setdefault(loc, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            if node.tag != "tag:yaml.org,2002:map":
-                self.fail(node, f"unsupported tag {node.tag}")
-            result: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    self.fail(key_node, "merge keys (<<) are not supported; write the keys out")
-                if not isinstance(key_node, yaml.ScalarNode):
-                    self.fail(key_node, "mapping keys must be plain values")
-                key = self.scalar(key_node)
-                if key in result:
-                    self.fail(key_node, f"duplicate key {key!r}")
-                self.lines[loc + (key,)] = key_node.start_mark.line + 1
-                result[key] = self.build(value_node, loc + (key,))
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            if node.tag != "tag:yaml.org,2002:seq":
-                self.fail(node, f"unsupported tag {node.tag}")
-            return [self.build(item, loc + (i,)) for i, item in enumerate(node.value)]
-        return self.scalar(node)
-
-    def scalar(self, node: yaml.Node) -> Any:
-        try:
-            return self.constructor.construct_object(node, deep=True)
-        except yaml.MarkedYAMLError as exc:
-            self.fail(node, exc.problem or "cannot read value")
-
-
 def _raise(problems: list[Problem]) -> NoReturn:
     raise WorldInvalid(problems)
-
-
-def _problem(file: str, path: str, reason: str, line: int | None = None) -> Problem:
-    return Problem(file=file, line=line, path=path, reason=reason)
-
-
-def _reason(error: Mapping[str, Any]) -> str:
-    kind = error["type"]
-    if kind == "missing":
-        return "missing required key"
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind in ("value_error", "assertion_error"):
-        return str(error["ctx"]["error"])
-    message = str(error["msg"])
-    value = error.get("input")
-    if isinstance(value, (str, int, float, bool, date)) or value is None:
-        message += f", got {value!r}"
-    return message
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -888,14 +812,8 @@ class _Parser:
     # -- reporting
 
     def problem(self, file: str, loc: Loc, reason: str) -> None:
-        self.problems.append(_problem(file, format_path(loc), reason, self._line(file, loc)))
-
-    def _line(self, file: str, loc: Loc) -> int | None:
-        known = self.lines.get(file, {})
-        for end in range(len(loc), -1, -1):
-            if loc[:end] in known:
-                return known[loc[:end]]
-        return None
+        line = line_of(self.lines.get(file, {}), loc)
+        self.problems.append(Problem(file=file, line=line, path=format_path(loc), reason=reason))
 
     def check_point(self) -> None:
         if self.problems:
@@ -908,20 +826,8 @@ class _Parser:
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            errors = exc.errors(include_url=False)
-            for error in errors:
-                here = error["loc"]
-                if error["type"] == "too_short" and any(
-                    len(e["loc"]) > len(here) and e["loc"][: len(here)] == here for e in errors
-                ):
-                    # Pydantic also counts the items it just rejected as missing; the
-                    # item's own error is the one that says what is wrong.
-                    continue
-                where = tuple(p for p in error["loc"] if p != "[key]")
-                reason = _reason(error)
-                if "[key]" in error["loc"]:
-                    reason = f"bad key: {reason}"
-                self.problem(file, loc + where, reason)
+            doc = YamlDocument(file, data, self.lines.get(file, {}))
+            self.problems.extend(model_problems(exc, doc, file=file, loc=loc))
             return None
 
     # -- the whole world
