@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.core.problems import Loc, Problem, format_path
 
-__all__ = ["YamlDocument", "YamlInvalid", "line_of", "model_problems", "read_yaml"]
+__all__ = ["YamlDocument", "YamlInvalid", "line_of", "model_problems", "read_yaml", "unwrap_optional"]
 
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
@@ -195,7 +195,7 @@ def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     tp: Any = model
     rest = list(loc)
     while rest:
-        tp = _unwrap(tp)
+        tp = unwrap_optional(tp)
         part = rest.pop(0)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             if not isinstance(part, str) or part not in tp.model_fields:
@@ -207,12 +207,12 @@ def _model_at(model: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
             tp = get_args(tp)[0]
         else:
             return None
-    tp = _unwrap(tp)
+    tp = unwrap_optional(tp)
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
-def _unwrap(tp: Any) -> Any:
-    """``Annotated[X, ...]`` and ``X | None`` as ``X``."""
+def unwrap_optional(tp: Any) -> Any:
+    """``Annotated[X, ...]`` and ``X | None`` as ``X`` (a union of several types stays as it is)."""
     while True:
         origin = get_origin(tp)
         if origin is Annotated:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.adapter.csv_source import CsvMapping, MappingInvalid, load_mapping, parse_mapping, read_csv
+from services.adapter.csv_mapping import CsvMapping, MappingInvalid, load_mapping, parse_mapping
+from services.adapter.csv_source import read_csv
 from services.adapter.jobs import Source, resolve_source, validate_source
 from services.adapter.publish import Report, check_row
 from services.adapter.sources import Row
@@ -242,27 +243,27 @@ def _has(problems: list[Problem], line: int, path: str, reason: str) -> bool:
         ("  subject.names.value: name\n",
          (2, 'fields["subject.names.value"]', 'subject.names is a list: name an item, e.g. subject.names[0]')),
         ("  subject: name\n",
-         (2, 'fields["subject"]', 'subject is an object: map its fields, e.g. subject.kind')),
+         (2, 'fields.subject', 'subject is an object: map its fields, e.g. subject.kind')),
         ("  reason.text: why\n",
          (2, 'fields["reason.text"]', "reason is a single value; it has no field 'text'")),
         ("  version[0]: v\n", (2, 'fields["version[0]"]', 'version is not a list')),
-        ("  Subject-Kind: x\n", (2, 'fields["Subject-Kind"]', "not a field path ('Subject-Kind')")),
+        ("  Subject-Kind: x\n", (2, 'fields.Subject-Kind', "not a field path ('Subject-Kind')")),
         ("  reason: {column: a, const: b}\n",
-         (2, 'fields["reason"]', 'needs exactly one of column, const, template (got column, const)')),
-        ("  reason: {colum: a}\n", (2, 'fields["reason"].colum', 'unknown key')),
+         (2, 'fields.reason', 'needs exactly one of column, const, template (got column, const)')),
+        ("  reason: {colum: a}\n", (2, 'fields.reason.colum', 'unknown key')),
         ("  version: {column: v, type: integer}\n",
-         (2, 'fields["version"].type', "unknown type 'integer' (expected string, int, date, datetime)")),
+         (2, 'fields.version.type', "unknown type 'integer' (expected string, int, date, datetime)")),
         ("  reason: {column: r, format: '%Y'}\n",
-         (2, 'fields["reason"].format', 'only a date or datetime field takes a format')),
+         (2, 'fields.reason.format', 'only a date or datetime field takes a format')),
         ("  listed_on: {column: d, type: date, format: '%Q'}\n",
-         (2, 'fields["listed_on"].format', 'not a usable strptime format')),
+         (2, 'fields.listed_on.format', 'not a usable strptime format')),
         ("  effective_from: {column: d, type: datetime, format: '%Y-%m-%d'}\n",
-         (2, 'fields["effective_from"]', 'a datetime format without %z needs a timezone')),
+         (2, 'fields.effective_from', 'a datetime format without %z needs a timezone')),
         ("  effective_from: {column: d, type: datetime, timezone: Mars/Olympus}\n",
-         (2, 'fields["effective_from"].timezone', "unknown time zone 'Mars/Olympus'")),
+         (2, 'fields.effective_from.timezone', "unknown time zone 'Mars/Olympus'")),
         ("  event_id: {template: court-event}\n",
-         (2, 'fields["event_id"].template', 'names no column; use const for a fixed value')),
-        ("  reason: {const: x, map: {a: b}}\n", (2, 'fields["reason"]', 'a const takes no map')),
+         (2, 'fields.event_id.template', 'names no column; use const for a fixed value')),
+        ("  reason: {const: x, map: {a: b}}\n", (2, 'fields.reason', 'a const takes no map')),
         ("  reason: a\n  reason: b\n", (3, 'fields.reason', 'duplicate key')),
     ],
 )
@@ -277,7 +278,7 @@ def test_mapping_errors_name_file_line_path_and_reason(fields: str, expected: tu
         ("csv:\n  delimiter: ';;'\nfields:\n  reason: r\n", (2, 'csv.delimiter', 'must be one character')),
         ("csv:\n  encoding: klingon\nfields:\n  reason: r\n", (2, 'csv.encoding', "unknown encoding 'klingon'")),
         ("csv:\n  columns: [a]\nfields:\n  reason: r\n",
-         (4, 'fields["reason"]', "column 'r' is not in csv.columns")),
+         (4, 'fields.reason', "column 'r' is not in csv.columns")),
         ("csv: {}\n", (1, 'fields', 'is required')),
         ("fields:\n  reason: [a, b\n", (3, '', 'malformed YAML')),
         ("- a\n- b\n", (1, '', 'a mapping file is a YAML mapping')),
@@ -297,7 +298,7 @@ def test_every_mapping_problem_is_reported_at_once() -> None:
           reason: {colum: r}
         """)
     assert [p.line for p in problems] == [2, 3, 4, 4]
-    assert problems[2].path == 'fields["reason"].colum' and problems[2].reason.startswith("unknown key")
+    assert problems[2].path == 'fields.reason.colum' and problems[2].reason.startswith("unknown key")
     assert problems[3].reason.startswith("needs exactly one of column, const, template (got none)")
 
 
@@ -318,3 +319,16 @@ def test_fresh_identifiers_helper_is_valid() -> None:
     # the inline rows above rely on the factories' identifiers being valid
     (row,) = rows_of(HEADER + good_line(ident=make_uscc(4242), rep=make_ric(3)))
     valid(row)
+
+
+def test_column_names_are_read_as_written() -> None:
+    # YAML would read these names as numbers and booleans; a CSV header holds text.
+    m = parse_mapping("csv:\n  columns: [01, yes]\nfields:\n  reason: 01\n  entry_id: {column: yes}\n")
+    assert m.columns == ("01", "yes")
+    assert {r.target: r.column for r in m.rules} == {"reason": "01", "entry_id": "yes"}
+
+
+def test_an_empty_field_source_is_a_problem() -> None:
+    assert _mapping_problems("fields:\n  reason:\n") == [
+        Problem(file="m.yaml", line=2, path="fields.reason", reason="must be a non-empty text")
+    ]

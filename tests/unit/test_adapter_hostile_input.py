@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.adapter.csv_source import MappingInvalid, load_mapping, parse_mapping, read_csv
+from services.adapter.csv_mapping import MappingInvalid, load_mapping, parse_mapping
+from services.adapter.csv_source import read_csv
 from services.adapter.jobs import resolve_source, validate_source
 from services.adapter.publish import RowProblem
 from services.adapter.sources import DEFAULT_LIMITS, ReadLimits, Row, bounded_lines, parse_json_line, read_jsonl
