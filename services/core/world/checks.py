@@ -14,7 +14,6 @@ from services.core.documents import line_of
 from services.core.models import ListKind
 from services.core.principals import UNTHROTTLED
 from services.core.problems import Loc, Problem, format_path
-from services.core.world.fields import KAFKA_TOPIC_MAX, RESERVED_CONFIGS, TOPIC_CHARS
 from services.core.world.model import (
     AGENCY_FILE,
     LIST_KIND_MEASURE,
@@ -26,7 +25,17 @@ from services.core.world.model import (
     Program,
     World,
 )
-from services.core.world.topics import CO_PARTITIONED, TOPIC_KINDS, Quotas, TopicKind, TopicSpec, TopicTemplate
+from services.core.world.topics import (
+    CO_PARTITIONED,
+    KAFKA_TOPIC_MAX,
+    RESERVED_CONFIGS,
+    TOPIC_CHARS,
+    TOPIC_KINDS,
+    Quotas,
+    TopicKind,
+    TopicSpec,
+    TopicTemplate,
+)
 
 #: Per file: the line of every value, by its location.
 LineMap = Mapping[Loc, int]

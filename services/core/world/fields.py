@@ -33,16 +33,6 @@ _LOCAL_NAME = r"[a-z0-9][a-z0-9-]{0,63}"
 _SCOPED_ID = re.compile(rf"(?P<agency>{_AGENCY_ID.pattern})\.(?P<local>{_LOCAL_NAME})")
 _MOU_ID = re.compile(r"[a-z][a-z0-9-]{0,63}")
 _ROLE = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*")
-TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
-NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-KAFKA_TOPIC_MAX = 249
-# These topic configs have their own declared fields; setting them twice would let the
-# extra config silently contradict the declaration.
-RESERVED_CONFIGS = {
-    "cleanup.policy": "cleanup_policy",
-    "retention.ms": "retention_ms",
-    "min.insync.replicas": "min_insync_replicas",
-}
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")

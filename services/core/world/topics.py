@@ -3,15 +3,13 @@ render to per agency, and the file's quota and retention sections."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Literal
 
-from pydantic import (
-    Field,
-)
+from pydantic import Field
 
 from services.core.world.fields import (
-    NAMESPACE,
     AgencyId,
     ConfigValue,
     Count,
@@ -20,6 +18,17 @@ from services.core.world.fields import (
     FrozenMapping,
     RetentionMs,
 )
+
+TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+KAFKA_TOPIC_MAX = 249
+# These topic configs have their own declared fields; setting them twice would let the
+# extra config silently contradict the declaration.
+RESERVED_CONFIGS = {
+    "cleanup.policy": "cleanup_policy",
+    "retention.ms": "retention_ms",
+    "min.insync.replicas": "min_insync_replicas",
+}
 
 TopicKind = Literal["lists", "directives", "receipts", "quarantine", "registry", "fanout_state", "notices"]
 CleanupPolicy = Literal["delete", "compact"]
