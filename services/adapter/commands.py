@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from services.adapter.csv_source import CsvMapping, load_mapping
+from services.adapter.csv_mapping import CsvMapping, load_mapping
 from services.adapter.inbox import Inbox, InboxRunner
 from services.adapter.jobs import open_publisher, publish_source, resolve_source, validate_source
 from services.adapter.ledger import default_ledger_path

@@ -54,7 +54,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from services.adapter.csv_source import CsvMapping
+from services.adapter.csv_mapping import CsvMapping
 from services.adapter.jobs import Source, open_rows, resolve_source
 from services.adapter.publish import Publisher, Report, RowProblem, publish_rows, write_rejects
 from services.adapter.sources import DEFAULT_LIMITS, ReadLimits, is_csv

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from services.adapter.csv_source import CsvMapping, read_csv
+from services.adapter.csv_mapping import CsvMapping
+from services.adapter.csv_source import read_csv
 from services.adapter.ledger import Ledger
 from services.adapter.publish import (
     BatchPolicy,

@@ -45,8 +45,9 @@ from services.adapter.ledger import Acked, Ledger
 from services.adapter.sources import Row
 from services.core.codec import SchemaRegistry
 from services.core.disclosure import seal_record
-from services.core.errors import BrokerUnavailable, FieldProblem, RecordInvalid
+from services.core.errors import BrokerUnavailable, RecordInvalid
 from services.core.models import ListEntryEvent
+from services.core.problems import Problem
 from services.core.signing import Domain, Signer, digest_of
 from services.core.validation import MAX_RECORD_BYTES, validate_record
 from services.core.world import World
@@ -84,7 +85,7 @@ class _Waiting:
 class RowProblem:
     file: str
     line: int
-    problems: list[FieldProblem]
+    problems: list[Problem]
     text: str = ""
 
     def lines(self) -> list[str]:
@@ -108,7 +109,7 @@ class Report:
     interrupted: bool = False
     on_reject: Callable[[RowProblem], None] | None = field(default=None, repr=False, compare=False)
 
-    def reject(self, line: int, problems: list[FieldProblem], text: str = "") -> None:
+    def reject(self, line: int, problems: list[Problem], text: str = "") -> None:
         rp = RowProblem(self.file, line, problems, text)
         self.rejected.append(rp)
         if self.on_reject is not None:
@@ -141,10 +142,10 @@ def check_row(row: Row, *, agency: str, world: World, report: Report) -> ListEnt
     return None
 
 
-def size_problem(value: bytes) -> FieldProblem | None:
+def size_problem(value: bytes) -> Problem | None:
     """Records stay well below what Kafka takes by default (1 MiB), whatever the field limits allow."""
     if len(value) > MAX_RECORD_BYTES:
-        return FieldProblem(
+        return Problem.of(
             "",
             f"the encoded record is {len(value) // 1024} KiB, more than "
             f"{MAX_RECORD_BYTES // 1024} KiB (fewer names, identifiers or related parties)",
@@ -293,7 +294,7 @@ class Publisher:
             report.reject(
                 row.line,
                 [
-                    FieldProblem(
+                    Problem.of(
                         "event_id",
                         f"{ev.event_id!r} was published {when} with other content; an event id is never reused — "
                         "publish the change as a new version with its own event_id",

@@ -40,7 +40,8 @@ from typing import IO, Any, cast
 
 import jiter
 
-from services.core.errors import ConfigError, FieldProblem
+from services.core.errors import ConfigError
+from services.core.problems import Problem
 
 PARSER_MAX_DEPTH = 200  # jiter's own nesting bound
 PREVIEW = 200  # characters of an unreadable line kept for the rejects file
@@ -81,12 +82,12 @@ class Row:
 
     line: int
     raw: Any | None
-    problems: tuple[FieldProblem, ...] = ()
+    problems: tuple[Problem, ...] = ()
     text: str = ""
 
     @classmethod
     def unreadable(cls, line: int, message: str, text: str = "", path: str = "") -> Row:
-        return cls(line, None, (FieldProblem(path, message),), text)
+        return cls(line, None, (Problem.of(path, message),), text)
 
 
 @dataclass(frozen=True)

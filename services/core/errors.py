@@ -1,13 +1,13 @@
 """Every error Concord raises on purpose derives from :class:`ConcordError`.
 
     ConcordError
-    ├── RecordInvalid          a record breaks a rule (carries FieldProblem items)
+    ├── RecordInvalid          a record breaks a rule (carries Problem items)
     ├── CodecError             bytes that are not a record Concord can read
     │   ├── NotSingleObject        missing the Avro single-object marker
     │   ├── UnknownFingerprint     schema fingerprint not in schemas/
     │   └── UndecodableBody        body does not decode with the named schema
     ├── SignatureInvalid       signature missing, forged, wrong key or agency
-    ├── WorldInvalid           topics/ declarations malformed or inconsistent
+    ├── WorldInvalid           topics/ declarations malformed or inconsistent (carries Problem items)
     ├── ConfigError            settings missing or wrong (credentials, CA, paths)
     └── BrokerUnavailable      the Kafka cluster cannot be reached  (retriable)
 
@@ -18,8 +18,10 @@ person needs (agency, file and line, topic/partition/offset) in ``context``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, ClassVar
+
+from services.core.problems import Problem, describe
 
 
 class ConcordError(Exception):
@@ -37,19 +39,8 @@ class ConcordError(Exception):
         return f"{self.message} ({where})"
 
 
-@dataclass(frozen=True)
-class FieldProblem:
-    """One reason a record is invalid: a dotted field path and a message."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path or '<record>'}: {self.message}"
-
-
 class RecordInvalid(ConcordError):
-    def __init__(self, problems: list[FieldProblem], **context: Any) -> None:
+    def __init__(self, problems: Sequence[Problem], **context: Any) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(str(p) for p in self.problems), **context)
 
@@ -77,7 +68,16 @@ class SignatureInvalid(ConcordError):
 
 
 class WorldInvalid(ConcordError):
-    pass
+    """Every problem of the declared world, reported at once; a single problem also
+    sets ``file``, ``path`` and ``line`` in ``context``."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        only = self.problems[0] if len(self.problems) == 1 else None
+        if only is None:
+            super().__init__(describe(self.problems, "the declared world"))
+        else:
+            super().__init__(str(only), file=only.file, path=only.path or None, line=only.line)
 
 
 class ConfigError(ConcordError):

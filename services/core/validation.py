@@ -16,9 +16,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from services.core.errors import FieldProblem, RecordInvalid
+from services.core.errors import RecordInvalid
 from services.core.identifiers import validate_identifier
 from services.core.models import EventType, ListEntryEvent, ListKind
+from services.core.problems import Problem
 from services.core.world import World
 
 MAX_RECORD_BYTES = 256 * 1024
@@ -34,7 +35,7 @@ def _path(loc: Iterable[Any]) -> str:
     return out
 
 
-def _pydantic_problems(exc: ValidationError) -> list[FieldProblem]:
+def _pydantic_problems(exc: ValidationError) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
         loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
@@ -43,7 +44,7 @@ def _pydantic_problems(exc: ValidationError) -> list[FieldProblem]:
             msg = "unknown field"
         elif err["type"] == "missing":
             msg = "is required"
-        problems.append(FieldProblem(_path(loc), msg))
+        problems.append(Problem.of(_path(loc), msg))
     return problems
 
 
@@ -85,58 +86,58 @@ def _day(value: Any) -> date | None:
     return None
 
 
-def _ids(prefix: str, ids: Any) -> list[FieldProblem]:
+def _ids(prefix: str, ids: Any) -> list[Problem]:
     out = []
     for i, ident in enumerate(ids if isinstance(ids, (list, tuple)) else ()):
         scheme, value = _text(_get(ident, "scheme")), _text(_get(ident, "value"))
         if scheme and value:
             reason = validate_identifier(scheme, value)
             if reason:
-                out.append(FieldProblem(f"{prefix}[{i}].value", f"{scheme} {value!r}: {reason}"))
+                out.append(Problem.of(f"{prefix}[{i}].value", f"{scheme} {value!r}: {reason}"))
     return out
 
 
-def rule_problems(data: Mapping[str, Any], *, agency: str, world: World) -> list[FieldProblem]:
+def rule_problems(data: Mapping[str, Any], *, agency: str, world: World) -> list[Problem]:
     """Rules that need to know who publishes and what the world declares.
 
     Works on a plain mapping — the adapter's raw JSON or a decoded record's dump —
     and skips what is absent or mistyped, so it also runs on a record with
     structural problems: the clerk sees every problem of a row at once.
     """
-    p: list[FieldProblem] = []
+    p: list[Problem] = []
     event_type = _text(data.get("event_type"))
     list_kind = _text(data.get("list_kind"))
     program_id = _text(data.get("program"))
     program = world.programs.get(program_id) if program_id else None
     if program_id and program is None:
-        p.append(FieldProblem("program", f"unknown program {program_id!r}"))
+        p.append(Problem.of("program", f"unknown program {program_id!r}"))
     elif program is not None and program.owner != agency:
-        p.append(FieldProblem("program", f"program {program_id!r} belongs to {program.owner!r}, not {agency!r}"))
+        p.append(Problem.of("program", f"program {program_id!r} belongs to {program.owner!r}, not {agency!r}"))
     elif program is not None and list_kind and program.list_kind != list_kind:
-        p.append(FieldProblem("list_kind", f"program {program_id!r} is a {program.list_kind} list"))
+        p.append(Problem.of("list_kind", f"program {program_id!r} is a {program.list_kind} list"))
     if list_kind == ListKind.SANCTION.value and event_type in (EventType.LISTED.value, EventType.AMENDED.value):
         basis = data.get("basis")
         if basis is None:
-            p.append(FieldProblem("basis", "a sanction needs a legal basis (decision_no and issued_by)"))
+            p.append(Problem.of("basis", "a sanction needs a legal basis (decision_no and issued_by)"))
         elif isinstance(basis, Mapping):
             if not basis.get("decision_no"):
-                p.append(FieldProblem("basis.decision_no", "a sanction needs the number of the decision it rests on"))
+                p.append(Problem.of("basis.decision_no", "a sanction needs the number of the decision it rests on"))
             if not basis.get("issued_by"):
-                p.append(FieldProblem("basis.issued_by", "a sanction needs the authority that issued the decision"))
+                p.append(Problem.of("basis.issued_by", "a sanction needs the authority that issued the decision"))
     delisting = data.get("delisting")
     if event_type == EventType.DELISTED.value and delisting is None:
-        p.append(FieldProblem("delisting.reason", "a DELISTED event needs a delisting reason"))
+        p.append(Problem.of("delisting.reason", "a DELISTED event needs a delisting reason"))
     if event_type and event_type != EventType.DELISTED.value and delisting is not None:
-        p.append(FieldProblem("delisting", f"only a DELISTED event carries a delisting, not {event_type}"))
+        p.append(Problem.of("delisting", f"only a DELISTED event carries a delisting, not {event_type}"))
     start, until = _when(data.get("effective_from")), _when(data.get("effective_until"))
     if start and until and until <= start:
-        p.append(FieldProblem("effective_until", "must be after effective_from"))
+        p.append(Problem.of("effective_until", "must be after effective_from"))
     published = _when(data.get("publication_until"))
     if start and published and published <= start:
-        p.append(FieldProblem("publication_until", "must be after effective_from"))
+        p.append(Problem.of("publication_until", "must be after effective_from"))
     decided, listed = _day(_get(data, "basis", "decided_on")), _day(data.get("listed_on"))
     if decided and listed and decided > listed:
-        p.append(FieldProblem("basis.decided_on", "a decision cannot postdate the listing it grounds"))
+        p.append(Problem.of("basis.decided_on", "a decision cannot postdate the listing it grounds"))
     p += _ids("subject.identifiers", _get(data, "subject", "identifiers"))
     parties = _get(data, "subject", "related_parties")
     for j, party in enumerate(parties if isinstance(parties, (list, tuple)) else ()):
@@ -148,7 +149,7 @@ def _ids_view(ids: Iterable[Any]) -> list[dict[str, str]]:
     return [{"scheme": i.scheme, "value": i.value} for i in ids]
 
 
-def context_problems(ev: ListEntryEvent, *, agency: str, world: World) -> list[FieldProblem]:
+def context_problems(ev: ListEntryEvent, *, agency: str, world: World) -> list[Problem]:
     """:func:`rule_problems` for a record that is already structurally valid.
 
     Builds only the fields the rules read (a full ``model_dump`` costs more than the rules
@@ -159,8 +160,9 @@ def context_problems(ev: ListEntryEvent, *, agency: str, world: World) -> list[F
         "event_type": ev.event_type.value,
         "list_kind": ev.list_kind.value,
         "program": ev.program,
-        "basis": None if basis is None else {"decision_no": basis.decision_no, "issued_by": basis.issued_by,
-                                             "decided_on": basis.decided_on},
+        "basis": None
+        if basis is None
+        else {"decision_no": basis.decision_no, "issued_by": basis.issued_by, "decided_on": basis.decided_on},
         "delisting": ev.delisting,
         "effective_from": ev.effective_from,
         "effective_until": ev.effective_until,
@@ -179,9 +181,9 @@ def context_problems(ev: ListEntryEvent, *, agency: str, world: World) -> list[F
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def control_problems(raw: Any) -> list[FieldProblem]:
+def control_problems(raw: Any) -> list[Problem]:
     """Every text (and key) of ``raw`` holding a control character, by field path."""
-    out: list[FieldProblem] = []
+    out: list[Problem] = []
     stack: list[tuple[Any, str]] = [(raw, "")]
     while stack:
         value, path = stack.pop()
@@ -189,13 +191,13 @@ def control_problems(raw: Any) -> list[FieldProblem]:
             m = _CONTROL.search(value)
             if m:
                 out.append(
-                    FieldProblem(path, f"contains the control character U+{ord(m[0]):04X} at position {m.start() + 1}")
+                    Problem.of(path, f"contains the control character U+{ord(m[0]):04X} at position {m.start() + 1}")
                 )
         elif isinstance(value, Mapping):
             for k, v in value.items():
                 key = str(k)
                 if _CONTROL.search(key):
-                    out.append(FieldProblem(path, f"a field name contains a control character: {key!r}"))
+                    out.append(Problem.of(path, f"a field name contains a control character: {key!r}"))
                     continue
                 stack.append((v, f"{path}.{key}" if path else key))
         elif isinstance(value, (list, tuple)):
@@ -206,7 +208,7 @@ def control_problems(raw: Any) -> list[FieldProblem]:
 def validate_record(raw: Any, *, agency: str, world: World) -> ListEntryEvent:
     """A valid :class:`ListEntryEvent` from the adapter's JSON shape, or RecordInvalid."""
     if not isinstance(raw, dict):
-        raise RecordInvalid([FieldProblem("", f"a record must be a JSON object, not {type(raw).__name__}")])
+        raise RecordInvalid([Problem.of("", f"a record must be a JSON object, not {type(raw).__name__}")])
     controls = control_problems(raw)
     try:
         ev = ListEntryEvent.model_validate(raw)

@@ -54,8 +54,8 @@ from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
-from services.core.errors import ConfigError, WorldInvalid
-from services.core.world import _read_yaml  # the world's YAML reader: keeps lines for messages
+from services.core.documents import YamlInvalid, read_yaml
+from services.core.errors import ConfigError
 
 __all__ = ["Client", "ClientSpec", "Clients", "Scope", "api_key_hash", "load_clients", "new_api_key"]
 
@@ -150,15 +150,16 @@ def load_clients(path: Path) -> Clients:
     except OSError as exc:
         raise ConfigError(f"cannot read the clients file: {exc.strerror}", file=path) from None
     try:
-        doc, lines = _read_yaml(text, str(path))
-    except WorldInvalid as exc:
-        raise ConfigError(exc.message, **exc.context) from None
+        doc = read_yaml(text, str(path))
+    except YamlInvalid as exc:
+        only = exc.problems[0]
+        raise ConfigError(str(only), file=only.file, path=only.path or None, line=only.line) from None
     try:
-        parsed = ClientsFile.model_validate(doc)
+        parsed = ClientsFile.model_validate(doc.value)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
-        line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
+        line = doc.line(loc)
         where = ".".join(str(p) for p in loc) or "<file>"
         raise ConfigError(f"{path}:{line}: {where}: {first['msg']}") from None
     return Clients(parsed.clients)

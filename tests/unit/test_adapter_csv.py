@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from services.adapter.csv_source import CsvMapping, MappingInvalid, load_mapping, parse_mapping, read_csv
+from services.adapter.csv_mapping import CsvMapping, MappingInvalid, load_mapping, parse_mapping
+from services.adapter.csv_source import read_csv
 from services.adapter.jobs import Source, resolve_source, validate_source
 from services.adapter.publish import Report, check_row
 from services.adapter.sources import Row
 from services.core.errors import ConfigError
 from services.core.models import ListEntryEvent
+from services.core.problems import Problem
 from tests.unit.factories import KNOWN_RIC, KNOWN_RIC_X, KNOWN_USCC, REPO_ROOT, make_ric, make_uscc, real_world
 
 pytestmark = pytest.mark.unit
@@ -65,10 +67,15 @@ def rows_of(text: str, mapping: str = MAPPING, *, encoding: str = "utf-8") -> li
     return list(read_csv(stream, m, file="export.csv"))
 
 
-def problems_of(row: Row) -> list[str]:
+def problems_of(row: Row) -> list[Problem]:
+    """The row's problems, each placed at the row's line of export.csv."""
     report = Report(file="export.csv")
     assert check_row(row, agency="court", world=WORLD, report=report) is None
-    return [line for r in report.rejected for line in r.lines()]
+    return [p.at(r.file, r.line) for r in report.rejected for p in r.problems]
+
+
+def at(line: int, path: str, reason: str) -> Problem:
+    return Problem(file="export.csv", line=line, path=path, reason=reason)
 
 
 def valid(row: Row) -> ListEntryEvent:
@@ -149,32 +156,32 @@ def test_bad_rows_are_refused_at_their_csv_line_with_the_field_path() -> None:
             + good_line("c-4", version="two")                   # line 5: not a number
             + good_line("c-5", ident=KNOWN_USCC[:-1] + "0"))    # line 6: check character wrong
     rows = rows_of(text)
-    assert problems_of(rows[1]) == ["export.csv:3: event_type: 'X' (column action) is not one of L, D"]
+    assert problems_of(rows[1]) == [at(3, "event_type", "'X' (column action) is not one of L, D")]
     assert problems_of(rows[2]) == [
-        "export.csv:4: basis.decided_on: '2026-03-02' (column decided) does not match the date format %d.%m.%Y"]
-    (version,) = [p for p in problems_of(rows[3]) if ": version:" in p]
-    assert version == "export.csv:5: version: 'two' (column version) is not a whole number"
+        at(4, "basis.decided_on", "'2026-03-02' (column decided) does not match the date format %d.%m.%Y")]
+    (version,) = [p for p in problems_of(rows[3]) if p.path == "version"]
+    assert version == at(5, "version", "'two' (column version) is not a whole number")
     (ident,) = problems_of(rows[4])
-    assert ident.startswith("export.csv:6: subject.identifiers[0].value: CN_USCC")
+    assert (ident.line, ident.path) == (6, "subject.identifiers[0].value") and ident.reason.startswith("CN_USCC")
 
 
 def test_every_problem_of_a_row_is_reported_once() -> None:
     line = (good_line().replace("(2026) Zhi 1", "").replace("02.03.2026", "2026-03-02")
             .replace(KNOWN_RIC, make_ric(7)[:-1] + "0"))
     (row,) = rows_of(HEADER + line)
-    paths = [p.split(": ")[1] for p in problems_of(row)]
+    paths = [p.path for p in problems_of(row)]
     assert paths == ["basis.decided_on", "basis.decision_no", "subject.related_parties[0].identifiers[0].value"]
 
 
 def test_empty_template_column_leaves_the_field_out() -> None:
     (row,) = rows_of(HEADER + good_line(version=""))
     assert "event_id" not in row.raw
-    assert "export.csv:2: event_id: is required" in problems_of(row)
+    assert at(2, "event_id", "is required") in problems_of(row)
 
 
 def test_row_with_the_wrong_number_of_fields() -> None:
     (row,) = rows_of(HEADER + "c-1,1,L\n")
-    assert problems_of(row) == ["export.csv:2: <record>: row has 3 fields, the header has 11"]
+    assert problems_of(row) == [at(2, "", "row has 3 fields, the header has 11")]
     assert row.text == "c-1,1,L"
 
 
@@ -185,7 +192,7 @@ def test_bytes_not_in_the_encoding_refuse_the_row_only() -> None:
     stream = io.TextIOWrapper(io.BytesIO(data), encoding=m.encoding, errors="surrogateescape", newline="")
     rows = list(read_csv(stream, m, file="export.csv"))
     assert [r.line for r in rows] == [2, 3, 4]
-    assert problems_of(rows[1]) == ["export.csv:3: <record>: line is not valid utf-8-sig"]
+    assert problems_of(rows[1]) == [at(3, "", "line is not valid utf-8-sig")]
     assert "\ufffd" in rows[1].text  # shown, with the bad byte replaced, in the rejects file
     valid(rows[2])
 
@@ -193,10 +200,11 @@ def test_bytes_not_in_the_encoding_refuse_the_row_only() -> None:
 def test_header_lacking_a_mapped_column_stops_the_file() -> None:
     with pytest.raises(MappingInvalid) as info:
         rows_of("case,version\nc-1,1\n")
-    message = str(info.value)
-    assert message.startswith("export.csv:1: the header lacks column(s) the mapping map.yaml reads:")
-    assert "'action' (for event_type)" in message
-    assert "'kind' (for subject.kind, subject.identifiers[0].scheme)" in message
+    (problem,) = info.value.problems
+    assert (problem.file, problem.line) == ("export.csv", 1)
+    assert problem.reason.startswith("the header lacks column(s) the mapping map.yaml reads:")
+    assert "'action' (for event_type)" in problem.reason
+    assert "'kind' (for subject.kind, subject.identifiers[0].scheme)" in problem.reason
 
 
 def test_csv_needs_a_mapping(tmp_path: Path) -> None:
@@ -215,82 +223,83 @@ def test_csv_needs_a_mapping(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- mapping file errors
 
 
-def _mapping_error(text: str) -> str:
+def _mapping_problems(text: str) -> list[Problem]:
     with pytest.raises(MappingInvalid) as info:
         parse_mapping(textwrap.dedent(text), "m.yaml")
-    return str(info.value)
+    assert all(p.file == "m.yaml" for p in info.value.problems)
+    return list(info.value.problems)
+
+
+def _has(problems: list[Problem], line: int, path: str, reason: str) -> bool:
+    return any((p.line, p.path) == (line, path) and p.reason.startswith(reason) for p in problems)
 
 
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
         ("  subject.kindd: kind\n",
-         (
-             "m.yaml:2: fields[\"subject.kindd\"]: no field 'kindd' in subject (fields: kind, names, identifiers, "
-             "related_parties)"
-         )),
+         (2, 'fields["subject.kindd"]',
+          "no field 'kindd' in subject (fields: kind, names, identifiers, related_parties)")),
         ("  subject.names.value: name\n",
-         'm.yaml:2: fields["subject.names.value"]: subject.names is a list: name an item, e.g. subject.names[0]'),
+         (2, 'fields["subject.names.value"]', 'subject.names is a list: name an item, e.g. subject.names[0]')),
         ("  subject: name\n",
-         'm.yaml:2: fields["subject"]: subject is an object: map its fields, e.g. subject.kind'),
+         (2, 'fields.subject', 'subject is an object: map its fields, e.g. subject.kind')),
         ("  reason.text: why\n",
-         "m.yaml:2: fields[\"reason.text\"]: reason is a single value; it has no field 'text'"),
-        ("  version[0]: v\n", 'm.yaml:2: fields["version[0]"]: version is not a list'),
-        ("  Subject-Kind: x\n", "m.yaml:2: fields[\"Subject-Kind\"]: not a field path ('Subject-Kind')"),
+         (2, 'fields["reason.text"]', "reason is a single value; it has no field 'text'")),
+        ("  version[0]: v\n", (2, 'fields["version[0]"]', 'version is not a list')),
+        ("  Subject-Kind: x\n", (2, 'fields.Subject-Kind', "not a field path ('Subject-Kind')")),
         ("  reason: {column: a, const: b}\n",
-         'm.yaml:2: fields["reason"]: needs exactly one of column, const, template (got column, const)'),
-        ("  reason: {colum: a}\n", 'm.yaml:2: fields["reason"].colum: unknown key'),
+         (2, 'fields.reason', 'needs exactly one of column, const, template (got column, const)')),
+        ("  reason: {colum: a}\n", (2, 'fields.reason.colum', 'unknown key')),
         ("  version: {column: v, type: integer}\n",
-         "m.yaml:2: fields[\"version\"].type: unknown type 'integer' (expected string, int, date, datetime)"),
+         (2, 'fields.version.type', "unknown type 'integer' (expected string, int, date, datetime)")),
         ("  reason: {column: r, format: '%Y'}\n",
-         'm.yaml:2: fields["reason"].format: only a date or datetime field takes a format'),
+         (2, 'fields.reason.format', 'only a date or datetime field takes a format')),
         ("  listed_on: {column: d, type: date, format: '%Q'}\n",
-         'm.yaml:2: fields["listed_on"].format: not a usable strptime format'),
+         (2, 'fields.listed_on.format', 'not a usable strptime format')),
         ("  effective_from: {column: d, type: datetime, format: '%Y-%m-%d'}\n",
-         'm.yaml:2: fields["effective_from"]: a datetime format without %z needs a timezone'),
+         (2, 'fields.effective_from', 'a datetime format without %z needs a timezone')),
         ("  effective_from: {column: d, type: datetime, timezone: Mars/Olympus}\n",
-         "m.yaml:2: fields[\"effective_from\"].timezone: unknown time zone 'Mars/Olympus'"),
+         (2, 'fields.effective_from.timezone', "unknown time zone 'Mars/Olympus'")),
         ("  event_id: {template: court-event}\n",
-         'm.yaml:2: fields["event_id"].template: names no column; use const for a fixed value'),
-        ("  reason: {const: x, map: {a: b}}\n", 'm.yaml:2: fields["reason"]: a const takes no map'),
-        ("  reason: a\n  reason: b\n", 'm.yaml:3: fields.reason: duplicate key'),
+         (2, 'fields.event_id.template', 'names no column; use const for a fixed value')),
+        ("  reason: {const: x, map: {a: b}}\n", (2, 'fields.reason', 'a const takes no map')),
+        ("  reason: a\n  reason: b\n", (3, 'fields.reason', 'duplicate key')),
     ],
 )
-def test_mapping_errors_name_file_line_path_and_reason(fields: str, expected: str) -> None:
-    lines = _mapping_error("fields:\n" + fields).splitlines()
-    assert any(line.startswith(expected) for line in lines), lines
+def test_mapping_errors_name_file_line_path_and_reason(fields: str, expected: tuple[int, str, str]) -> None:
+    problems = _mapping_problems("fields:\n" + fields)
+    assert _has(problems, *expected), problems
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("csv:\n  delimiter: ';;'\nfields:\n  reason: r\n", "m.yaml:2: csv.delimiter: must be one character"),
-        ("csv:\n  encoding: klingon\nfields:\n  reason: r\n", "m.yaml:2: csv.encoding: unknown encoding 'klingon'"),
+        ("csv:\n  delimiter: ';;'\nfields:\n  reason: r\n", (2, 'csv.delimiter', 'must be one character')),
+        ("csv:\n  encoding: klingon\nfields:\n  reason: r\n", (2, 'csv.encoding', "unknown encoding 'klingon'")),
         ("csv:\n  columns: [a]\nfields:\n  reason: r\n",
-         "m.yaml:4: fields[\"reason\"]: column 'r' is not in csv.columns"),
-        ("csv: {}\n", "m.yaml:1: fields: is required"),
-        ("fields:\n  reason: [a, b\n", "m.yaml:3: malformed YAML"),
-        ("- a\n- b\n", "m.yaml:1: a mapping file is a YAML mapping"),
-        ("fields:\n  reason: r\nextra: 1\n", "m.yaml:3: extra: unknown key (expected csv, fields)"),
+         (4, 'fields.reason', "column 'r' is not in csv.columns")),
+        ("csv: {}\n", (1, 'fields', 'is required')),
+        ("fields:\n  reason: [a, b\n", (3, '', 'malformed YAML')),
+        ("- a\n- b\n", (1, '', 'a mapping file is a YAML mapping')),
+        ("fields:\n  reason: r\nextra: 1\n", (3, 'extra', 'unknown key (expected csv, fields)')),
     ],
 )
-def test_mapping_file_structure_errors(text: str, expected: str) -> None:
-    lines = _mapping_error(text).splitlines()
-    assert any(line.startswith(expected) for line in lines), lines
+def test_mapping_file_structure_errors(text: str, expected: tuple[int, str, str]) -> None:
+    problems = _mapping_problems(text)
+    assert _has(problems, *expected), problems
 
 
 def test_every_mapping_problem_is_reported_at_once() -> None:
-    message = _mapping_error("""\
+    problems = _mapping_problems("""\
         fields:
           subject.kindd: kind
           version: {column: v, type: integer}
           reason: {colum: r}
         """)
-    lines = message.splitlines()
-    assert lines[0] == "4 problems in the mapping:"
-    assert [line.split(":")[1] for line in lines[1:]] == ["2", "3", "4", "4"]
-    assert "colum: unknown key" in lines[3]
-    assert "needs exactly one of column, const, template (got none)" in lines[4]
+    assert [p.line for p in problems] == [2, 3, 4, 4]
+    assert problems[2].path == 'fields.reason.colum' and problems[2].reason.startswith("unknown key")
+    assert problems[3].reason.startswith("needs exactly one of column, const, template (got none)")
 
 
 def test_mapping_codes_are_read_as_written() -> None:
@@ -301,11 +310,25 @@ def test_mapping_codes_are_read_as_written() -> None:
 
 
 def test_missing_mapping_file(tmp_path: Path) -> None:
-    with pytest.raises(MappingInvalid, match="no such mapping file"):
+    with pytest.raises(MappingInvalid) as info:
         load_mapping(tmp_path / "nope.yaml")
+    assert info.value.problems == (Problem(file=str(tmp_path / "nope.yaml"), reason="no such mapping file"),)
 
 
 def test_fresh_identifiers_helper_is_valid() -> None:
     # the inline rows above rely on the factories' identifiers being valid
     (row,) = rows_of(HEADER + good_line(ident=make_uscc(4242), rep=make_ric(3)))
     valid(row)
+
+
+def test_column_names_are_read_as_written() -> None:
+    # YAML would read these names as numbers and booleans; a CSV header holds text.
+    m = parse_mapping("csv:\n  columns: [01, yes]\nfields:\n  reason: 01\n  entry_id: {column: yes}\n")
+    assert m.columns == ("01", "yes")
+    assert {r.target: r.column for r in m.rules} == {"reason": "01", "entry_id": "yes"}
+
+
+def test_an_empty_field_source_is_a_problem() -> None:
+    assert _mapping_problems("fields:\n  reason:\n") == [
+        Problem(file="m.yaml", line=2, path="fields.reason", reason="must be a non-empty text")
+    ]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.adapter.csv_source import MappingInvalid, load_mapping, parse_mapping, read_csv
+from services.adapter.csv_mapping import MappingInvalid, load_mapping, parse_mapping
+from services.adapter.csv_source import read_csv
 from services.adapter.jobs import resolve_source, validate_source
 from services.adapter.publish import RowProblem
 from services.adapter.sources import DEFAULT_LIMITS, ReadLimits, Row, bounded_lines, parse_json_line, read_jsonl
@@ -32,7 +33,7 @@ def rows(data: bytes, limits: ReadLimits = DEFAULT_LIMITS) -> list[Row]:
 def only_problem(row: Row) -> str:
     assert row.raw is None
     (problem,) = row.problems
-    return problem.message
+    return problem.reason
 
 
 class CountingStream(io.RawIOBase):
@@ -214,8 +215,11 @@ def test_csv_records_longer_than_the_limit_are_refused_and_reading_goes_on() -> 
 
 
 def test_csv_header_longer_than_the_limit_stops_the_file() -> None:
-    with pytest.raises(MappingInvalid, match=r"export.csv:1: the header line: record is"):
+    with pytest.raises(MappingInvalid) as info:
         csv_rows(b"case," + b"x" * 5000 + b"\n", ReadLimits(max_line_bytes=1024))
+    (problem,) = info.value.problems
+    assert (problem.file, problem.line) == ("export.csv", 1)
+    assert problem.reason.startswith("the header line: record is")
 
 
 def test_csv_with_binary_garbage_refuses_rows_not_the_file() -> None:

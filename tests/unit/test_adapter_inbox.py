@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from services.adapter.csv_source import load_mapping
+from services.adapter.csv_mapping import load_mapping
 from services.adapter.inbox import Inbox, InboxRunner, open_dropped
 from services.adapter.ledger import Ledger
 from services.adapter.publish import Publisher

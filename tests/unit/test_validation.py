@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from services.core.errors import FieldProblem, RecordInvalid
+from services.core.errors import RecordInvalid
 from services.core.identifiers import ric_check_char
 from services.core.models import EventType, ListEntryEvent, ListKind
+from services.core.problems import Problem
 from services.core.validation import validate_record
 from tests.unit.factories import (
     KNOWN_RIC_X,
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.unit
 WORLD = real_world()
 
 
-def _problems(raw: Any, agency: str = "court") -> list[FieldProblem]:
+def _problems(raw: Any, agency: str = "court") -> list[Problem]:
     with pytest.raises(RecordInvalid) as info:
         validate_record(raw, agency=agency, world=WORLD)
     assert info.value.problems, "RecordInvalid must name at least one problem"
@@ -259,12 +260,12 @@ BAD = [
 def test_bad_record_names_the_field_and_the_problem(raw: dict[str, Any], path: str, message: str) -> None:
     problems = _problems(raw)
     assert [p.path for p in problems] == [path], problems
-    assert message in problems[0].message
+    assert message in problems[0].reason
 
 
 def test_incentive_published_by_the_court_is_refused_on_the_program() -> None:
     problems = _problems(incentive_dict(), agency="court")
-    assert [(p.path, "belongs to 'tax'" in p.message) for p in problems] == [("program", True)]
+    assert [(p.path, "belongs to 'tax'" in p.reason) for p in problems] == [("program", True)]
 
 
 @pytest.mark.parametrize("raw", [None, "text", 42, ["a", "list"]])
@@ -272,7 +273,7 @@ def test_record_must_be_an_object(raw: Any) -> None:
     problems = _problems(raw)
     assert len(problems) == 1
     assert problems[0].path == ""
-    assert "JSON object" in problems[0].message
+    assert "JSON object" in problems[0].reason
 
 
 # --------------------------------------------------------------------------- all at once

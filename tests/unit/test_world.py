@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import pickle
 import shutil
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from services.core.errors import WorldInvalid
 from services.core.principals import ADMIN
+from services.core.problems import Problem
 from services.core.world import (
     Mou,
     World,
@@ -69,19 +71,22 @@ def utc(day: date, hour: int = 0, minute: int = 0, second: int = 0, micro: int =
     return datetime.combine(day, time(hour, minute, second, micro), tzinfo=UTC)
 
 
-def invalid(docs: dict[str, Any]) -> str:
+def invalid(docs: dict[str, Any]) -> list[Problem]:
     with pytest.raises(WorldInvalid) as caught:
         parse_world(docs)
-    return caught.value.message
+    return list(caught.value.problems)
 
 
-def assert_problem(message: str, file: str, path: str, reason: str) -> None:
-    """One line of the message names the file, then the path, then the reason."""
-    for line in message.splitlines():
-        head, _, rest = line.partition(": ")
-        if (head == file or head.startswith(file + ":")) and rest.startswith(f"{path}: ") and reason in rest:
-            return
-    raise AssertionError(f"no line '{file}[:LINE]: {path}: ...{reason}...' in:\n{message}")
+def assert_problem(problems: Sequence[Problem], file: str, path: str, reason: str) -> None:
+    """One of the problems names the file and the path, and its reason says ``reason``."""
+    if not any(p.file == file and p.path == path and reason in p.reason for p in problems):
+        raise AssertionError(f"no problem in {file} at {path!r} saying {reason!r} among:\n{problems}")
+
+
+def load_problems(root: Path) -> list[Problem]:
+    with pytest.raises(WorldInvalid) as caught:
+        load_world(root)
+    return list(caught.value.problems)
 
 
 def jd_version(docs: dict[str, Any], index: int = 0) -> dict[str, Any]:
@@ -348,8 +353,10 @@ def test_unknown_implementing_agency_from_files_names_file_path_line(topics_copy
     line = broken.splitlines().index("        implementing_agency: securites") + 1
     with pytest.raises(WorldInvalid) as caught:
         load_world(topics_copy)
-    assert caught.value.message == (
-        f"{FS}:{line}: versions[0].measures[0].implementing_agency: unknown agency 'securites'"
+    assert caught.value.problems == (
+        Problem(
+            file=FS, line=line, path="versions[0].measures[0].implementing_agency", reason="unknown agency 'securites'"
+        ),
     )
     assert caught.value.context == {
         "file": FS,
@@ -497,9 +504,9 @@ def test_measure_id_names_its_implementing_agency(docs: dict[str, Any]) -> None:
 
 def test_measure_kind_must_fit_trigger_program(docs: dict[str, Any]) -> None:
     jd_version(docs)["measures"][2]["kind"] = "INCENT"
-    message = invalid(docs)
+    problems = invalid(docs)
     assert_problem(
-        message,
+        problems,
         JD,
         "versions[0].measures[2].kind",
         "INCENT measures cannot be triggered by SANCTION programs (SANCTION triggers PUNISH)",
@@ -541,17 +548,17 @@ def test_same_measure_cannot_change_kind_between_mous(docs: dict[str, Any]) -> N
 )
 def test_bad_applies_to(docs: dict[str, Any], value: str, index: int) -> None:
     jd_version(docs)["measures"][0]["applies_to"][index] = value
-    message = invalid(docs)
-    assert_problem(message, JD, f"versions[0].measures[0].applies_to[{index}]", f"bad applies_to value {value!r}")
-    assert "\n" not in message  # one mistake, one line
+    problems = invalid(docs)
+    assert_problem(problems, JD, f"versions[0].measures[0].applies_to[{index}]", f"bad applies_to value {value!r}")
+    assert len(problems) == 1  # one mistake, one problem
 
 
 def test_applies_to_rejects_duplicates_and_empty(docs: dict[str, Any]) -> None:
     jd_version(docs)["measures"][0]["applies_to"] = ["PERSON", "PERSON"]
     jd_version(docs)["measures"][2]["applies_to"] = []
-    message = invalid(docs)
-    assert_problem(message, JD, "versions[0].measures[0].applies_to", "'PERSON' is listed twice")
-    assert_problem(message, JD, "versions[0].measures[2].applies_to", "at least 1 item")
+    problems = invalid(docs)
+    assert_problem(problems, JD, "versions[0].measures[0].applies_to", "'PERSON' is listed twice")
+    assert_problem(problems, JD, "versions[0].measures[2].applies_to", "at least 1 item")
 
 
 def test_visible_fields_rules(docs: dict[str, Any]) -> None:
@@ -560,16 +567,16 @@ def test_visible_fields_rules(docs: dict[str, Any]) -> None:
     fields["aviation"] = ["names", "kind"]
     fields["finance"] = ["identifiers", "birthday"]
     fields["customs"] = ["identifiers"]
-    message = invalid(docs)
-    assert_problem(message, JD, "versions[0].visible_fields.finance[1]", "unknown subject field 'birthday'")
+    problems = invalid(docs)
+    assert_problem(problems, JD, "versions[0].visible_fields.finance[1]", "unknown subject field 'birthday'")
     # Shape problems come first; fix them to see the consistency problems.
     fields["finance"] = ["identifiers"]
-    message = invalid(docs)
+    problems = invalid(docs)
     assert_problem(
-        message, JD, "versions[0].visible_fields", "no visible fields declared for implementing agency 'rail'"
+        problems, JD, "versions[0].visible_fields", "no visible fields declared for implementing agency 'rail'"
     )
-    assert_problem(message, JD, "versions[0].visible_fields.aviation", "must include 'identifiers'")
-    assert_problem(message, JD, "versions[0].visible_fields.customs", "'customs' implements no measure")
+    assert_problem(problems, JD, "versions[0].visible_fields.aviation", "must include 'identifiers'")
+    assert_problem(problems, JD, "versions[0].visible_fields.customs", "'customs' implements no measure")
 
 
 def test_overlapping_mou_versions(docs: dict[str, Any]) -> None:
@@ -744,9 +751,9 @@ def test_missing_required_key(docs: dict[str, Any]) -> None:
 def test_unknown_key(docs: dict[str, Any]) -> None:
     docs["agencies.yaml"]["agencies"][0]["colour"] = "red"
     jd_version(docs)["measures"][0]["severity"] = "high"
-    message = invalid(docs)
-    assert_problem(message, "agencies.yaml", "agencies[0].colour", "unknown key")
-    assert_problem(message, JD, "versions[0].measures[0].severity", "unknown key")
+    problems = invalid(docs)
+    assert_problem(problems, "agencies.yaml", "agencies[0].colour", "unknown key")
+    assert_problem(problems, JD, "versions[0].measures[0].severity", "unknown key")
 
 
 @pytest.mark.parametrize(
@@ -785,11 +792,9 @@ def test_every_problem_is_reported_at_once(docs: dict[str, Any]) -> None:
         parse_world(docs)
     problems = list(iter_problems(caught.value))
     assert len(problems) == 2
-    assert caught.value.message.startswith("2 problems in the declared world:\n")
-    assert_problem(caught.value.message, "programs.yaml", "programs[0].owner", "unknown agency 'courts'")
-    assert_problem(
-        caught.value.message, FS, "versions[0].measures[0].implementing_agency", "unknown agency 'securites'"
-    )
+    assert problems == list(caught.value.problems)
+    assert_problem(problems, "programs.yaml", "programs[0].owner", "unknown agency 'courts'")
+    assert_problem(problems, FS, "versions[0].measures[0].implementing_agency", "unknown agency 'securites'")
 
 
 def test_malformed_yaml_names_line(topics_copy: Path) -> None:
@@ -800,11 +805,10 @@ def test_malformed_yaml_names_line(topics_copy: Path) -> None:
     path.write_text("\n".join(lines) + "\n", "utf-8")
     with pytest.raises(WorldInvalid) as caught:
         load_world(topics_copy)
-    message = caught.value.message
-    assert message.startswith("programs.yaml:") and "malformed YAML" in message
-    line = int(message.split(":")[1])
-    assert index + 1 <= line <= index + 2
-    assert caught.value.context["line"] == line
+    (problem,) = caught.value.problems
+    assert problem.file == "programs.yaml" and problem.reason.startswith("malformed YAML")
+    assert problem.line is not None and index + 1 <= problem.line <= index + 2
+    assert caught.value.context["line"] == problem.line
 
 
 def test_duplicate_yaml_key_names_line(topics_copy: Path) -> None:
@@ -815,7 +819,9 @@ def test_duplicate_yaml_key_names_line(topics_copy: Path) -> None:
     line = text.splitlines().index("    name: MoF") + 1
     with pytest.raises(WorldInvalid) as caught:
         load_world(topics_copy)
-    assert caught.value.message == f"agencies.yaml:{line}: malformed YAML: duplicate key 'name'"
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.line, problem.reason) == ("agencies.yaml", line, "duplicate key")
+    assert problem.path.startswith("agencies[") and problem.path.endswith("].name")
 
 
 def test_shape_error_from_file_has_line(topics_copy: Path) -> None:
@@ -825,29 +831,25 @@ def test_shape_error_from_file_has_line(topics_copy: Path) -> None:
     line = text.splitlines().index("    partitions: three") + 1
     with pytest.raises(WorldInvalid) as caught:
         load_world(topics_copy)
-    assert caught.value.message.startswith(
-        f"topics.yaml:{line}: topics.lists.partitions: Input should be a valid integer"
-    )
+    assert_problem(caught.value.problems, "topics.yaml", "topics.lists.partitions", "Input should be a valid integer")
+    assert [p.line for p in caught.value.problems] == [line]
 
 
 def test_missing_empty_and_stray_files(topics_copy: Path) -> None:
     (topics_copy / "programs.yaml").unlink()
-    with pytest.raises(WorldInvalid, match=r"^programs.yaml: file is missing"):
-        load_world(topics_copy)
+    assert load_problems(topics_copy) == [Problem(file="programs.yaml", reason="file is missing")]
     (topics_copy / "programs.yaml").write_text("# nothing yet\n", "utf-8")
-    with pytest.raises(WorldInvalid, match=r"^programs.yaml: file is empty"):
-        load_world(topics_copy)
+    assert load_problems(topics_copy) == [Problem(file="programs.yaml", reason="file is empty")]
     shutil.copy(TOPICS / "programs.yaml", topics_copy / "programs.yaml")
     (topics_copy / "mous" / "mou-extra.yml").write_text("mou_id: mou-extra\n", "utf-8")
-    with pytest.raises(WorldInvalid, match=r"^mous/mou-extra.yml: MOU files must end in .yaml"):
-        load_world(topics_copy)
-    with pytest.raises(WorldInvalid, match="world folder not found"):
-        load_world(topics_copy / "nowhere")
+    assert load_problems(topics_copy) == [Problem(file="mous/mou-extra.yml", reason="MOU files must end in .yaml")]
+    nowhere = topics_copy / "nowhere"
+    assert load_problems(nowhere) == [Problem(file=str(nowhere), reason="world folder not found")]
 
 
 def test_top_level_must_be_a_mapping(docs: dict[str, Any]) -> None:
     docs["agencies.yaml"] = docs["agencies.yaml"]["agencies"]
-    assert invalid(docs) == "agencies.yaml: expected a mapping, got list"
+    assert invalid(docs) == [Problem(file="agencies.yaml", reason="expected a mapping, got list")]
 
 
 # ---------------------------------------------------- versions and activity in time
