@@ -16,12 +16,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from quixstreams import Application
 from quixstreams.kafka.configuration import ConnectionConfig
 
 
-def _password(cfg: dict) -> str:
+def _password(cfg: dict[str, Any]) -> str:
     """The principal's password from its credentials file (never passed on the command line)."""
     doc = json.loads((Path(cfg["credentials"]) / f"{cfg['user']}.json").read_text())
     return str(doc["password"])

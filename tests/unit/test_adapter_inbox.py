@@ -7,9 +7,10 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import pytest
 
@@ -50,7 +51,12 @@ def drop(box: Inbox, name: str, text: str) -> Path:
     return tmp.replace(box.root / name)
 
 
-def runner(box: Inbox, pub: Publisher, **kw: object) -> InboxRunner:
+class RunnerOptions(TypedDict, total=False):
+    poll: float
+    say: Callable[[str], None]
+
+
+def runner(box: Inbox, pub: Publisher, **kw: Unpack[RunnerOptions]) -> InboxRunner:
     return InboxRunner(
         box, publisher=pub, world=real_world(), mapping=load_mapping(EXAMPLES / "court-mapping.yaml"), **kw
     )

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message
@@ -39,6 +39,7 @@ from services.fanout.store import PartitionStore
 from services.governance.registry import RegistryStatus
 from services.kafka_access import KafkaAccess
 from services.partitioning import partition_for
+from tests.support import kafka_headers
 from tests.unit.factories import (
     delisting,
     entry,
@@ -126,10 +127,12 @@ class Rig:
         self.offsets[(topic, p)] = n + 1
         return n
 
-    def listing(self, event: Any, *, key: bytes | str | None = "auto", partition: int | None = None) -> int:
+    def listing(
+        self, event: Any, *, key: bytes | Literal["auto"] | None = "auto", partition: int | None = None
+    ) -> int:
         record, signed = sealed(event, signer=COURT)
-        headers = signed.as_kafka()
-        k = event.entry_id.encode() if key == "auto" else key
+        headers = kafka_headers(signed.as_kafka())
+        k = event.entry_id.encode() if isinstance(key, str) else key
         p = partition_for(event.entry_id, 3) if partition is None else partition
         topic = f"{NS}.lists.court"
         msg = Message(
@@ -162,7 +165,7 @@ class Rig:
             offset=self._next(topic, p),
             key=d.key.encode(),
             value=value,
-            headers=signer.sign(Domain.RECEIPT, value).as_kafka(),
+            headers=kafka_headers(signer.sign(Domain.RECEIPT, value).as_kafka()),
             timestamp=(1, int(self.clock().timestamp() * 1000)),
         )
         self.fanout.handle(msg, self.stores[p], self.tx)

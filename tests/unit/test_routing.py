@@ -114,7 +114,8 @@ def world_with(change: Callable[[dict[str, Any]], None]) -> World:
 
 
 def _jd_v1(docs: dict[str, Any]) -> dict[str, Any]:
-    return docs[JD_MOU]["versions"][0]
+    version: dict[str, Any] = docs[JD_MOU]["versions"][0]
+    return version
 
 
 LISTED = entry()

@@ -23,6 +23,7 @@ from services.core.signing import Keyring, Signer
 from services.kafka_access import KafkaAccess
 from services.subscriber.api import CheckApp, RequestLimits
 from services.subscriber.clients import Clients, ClientSpec, api_key_hash
+from services.subscriber.clients import Scope as ClientScope
 from services.subscriber.querylog import QueryLog
 from services.subscriber.service import SubscriberService, assess_health
 from services.subscriber.store import DirectiveStore
@@ -44,10 +45,15 @@ QUERY_KEY = b"k" * 32
 
 def client_specs() -> list[ClientSpec]:
     return [
-        ClientSpec(name="auditor", scopes=("check", "details", "entries"), rate="100000/second", api_key=KEY_HASH),
-        ClientSpec(name="counter", scopes=("check",), rate="100000/second", api_key=KEY_HASH),
-        ClientSpec(name="slow", scopes=("check",), rate="3/minute", api_key=KEY_HASH),
-        ClientSpec(name="desk", scopes=("check",), rate="100000/second", certificate="desk-01"),
+        ClientSpec(
+            name="auditor",
+            scopes=(ClientScope.CHECK, ClientScope.DETAILS, ClientScope.ENTRIES),
+            rate="100000/second",
+            api_key=KEY_HASH,
+        ),
+        ClientSpec(name="counter", scopes=(ClientScope.CHECK,), rate="100000/second", api_key=KEY_HASH),
+        ClientSpec(name="slow", scopes=(ClientScope.CHECK,), rate="3/minute", api_key=KEY_HASH),
+        ClientSpec(name="desk", scopes=(ClientScope.CHECK,), rate="100000/second", certificate="desk-01"),
     ]
 
 
