@@ -831,7 +831,7 @@ def paced(ex: Exchange, gen: Generator, rate: float, seconds: float) -> dict[str
     ex.wait_fanout_done(600)
     ex.wait_subscribers(600)
     ends = end_offsets(ex.stack, lists)
-    agency_of = {t: s.agency for s in ex.stack.world.topic_specs(ex.ns) if s.kind == "lists" for t in [s.name]}
+    agency_of = {s.name: s.agency for s in ex.stack.world.topic_specs(ex.ns) if s.kind == "lists" and s.agency}
     schemas = default_registry()
 
     def keep(r: Any) -> tuple[tuple[str, str, int], float]:

@@ -253,14 +253,15 @@ class Probe:
     def _run(self) -> None:
         while not self._stop.is_set():
             for m in self.c.consume(2000, 0.05):
-                if m.error() is not None or m.value() is None:
+                value = m.value()
+                if m.error() is not None or value is None:
                     continue
                 now = time.time()
                 try:
-                    sv, _ = SCHEMAS.split(m.value())
+                    sv, _ = SCHEMAS.split(value)
                     if sv.name != "directive":
                         continue
-                    d = SCHEMAS.decode_model(m.value(), Directive)
+                    d = SCHEMAS.decode_model(value, Directive)
                 except Exception:  # noqa: BLE001, S112 - a benchmark skips what it cannot read
                     continue
                 self.seen.append((now, d.entry_id.encode(), d.action.value, d.cause.value))
