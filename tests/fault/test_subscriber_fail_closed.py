@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from services.core.codec import default_registry
 from services.core.models import Heartbeat, Receipt, heartbeat_key
-from services.core.signing import Domain
+from services.core.signing import Domain, Signer
 from services.embedded.broker import EmbeddedKafka
 from services.embedded.libs import ensure_kafka_libs
 from services.keystore import load_signer
@@ -35,6 +34,7 @@ from services.localstack import LocalStack, Service
 from services.subscriber.client import CheckClient, Identity
 from tests.conftest import REPO_ROOT, TEST_USERS, KafkaCluster
 from tests.integration.conftest import make_stack
+from tests.support import kafka_headers
 
 pytestmark = pytest.mark.fault
 
@@ -58,7 +58,7 @@ class Heartbeats:
         self.sent = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def beat(self, partition: int, *, agency: str | None = None, signer: Any = None) -> None:
+    def beat(self, partition: int, *, agency: str | None = None, signer: Signer | None = None) -> None:
         value = default_registry().encode_model(
             Heartbeat(
                 subscriber=agency or self.agency,
@@ -74,7 +74,7 @@ class Heartbeats:
             value=value,
             key=heartbeat_key(partition).encode(),
             partition=partition,
-            headers=signed.as_kafka(),
+            headers=kafka_headers(signed.as_kafka()),
         )
 
     def _run(self) -> None:
@@ -261,7 +261,9 @@ def receipts(own: Own) -> list[Receipt]:
             msg = consumer.poll(5)
             if msg is None:
                 break
-            out.append(default_registry().decode_model(msg.value(), Receipt))
+            value = msg.value()
+            assert value is not None, "a receipt without a value"
+            out.append(default_registry().decode_model(value, Receipt))
         return out
     finally:
         consumer.close()

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import TopicAuthorizationFailedError
+from confluent_kafka.admin import AdminClient
 
 from services.cli import main
 from services.core.access import AclRule
@@ -64,7 +65,7 @@ class Home:
         out, err = self.capsys.readouterr()
         return code, out, err
 
-    def admin(self):  # type: ignore[no-untyped-def]
+    def admin(self) -> AdminClient:
         return admin_client(self.cluster.access(ADMIN))
 
     def load(self) -> World:

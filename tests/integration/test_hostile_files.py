@@ -44,7 +44,7 @@ def _text(lines: list[str]) -> bytes:
 
 
 # name -> (how to write it, the line refused, what its reason says)
-POISON: dict[str, tuple[Callable[[Path], None], int, str]] = {
+POISON: dict[str, tuple[Callable[[Path], object], int, str]] = {
     "nested.jsonl": (lambda p: p.write_bytes(b"[" * 100_000 + b"\n"), 1, "nested deeper than 200 levels"),
     "huge-line.jsonl": (_one_gb_line, 1, f"line is {GIB + 16:,} bytes, longer than the limit of 262,144"),
     "garbage.jsonl": (

@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient
 
 from services.core.principals import ADMIN, FANOUT
 from services.core.signing import SignedHeaders
+from services.core.world import TopicKind
 from services.credentials import read_password
 from services.localstack import LocalStack
 from services.ops.audit import read_all
@@ -87,11 +88,11 @@ def metric(stack: LocalStack, target: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
-def key_ids(stack: LocalStack, kind: str, agency: str) -> list[str]:
-    topic = stack.world.topic_name(kind, agency, namespace=stack.namespace)  # type: ignore[arg-type]
+def key_ids(stack: LocalStack, kind: TopicKind, agency: str) -> list[str]:
+    topic = stack.world.topic_name(kind, agency, namespace=stack.namespace)
     out = []
     for _, rec in asyncio.run(read_all(stack.access(ADMIN), [topic])):
-        signed = SignedHeaders.from_kafka(rec.headers)  # type: ignore[attr-defined]
+        signed = SignedHeaders.from_kafka(rec.headers)
         if signed is not None:
             out.append(signed.key_id)
     return out
@@ -180,11 +181,12 @@ def test_keys_and_passwords_rotate_while_everything_keeps_working(
         what="aviation's receipts for every listing",
     )
     # Each rotated signer ended on its new key, and what it signed before still verified.
-    for agency, kind, owner in (
+    signed_topics: tuple[tuple[str, TopicKind, str], ...] = (
         ("court", "lists", "court"),
         (FANOUT, "directives", "aviation"),
         ("aviation", "receipts", "aviation"),
-    ):
+    )
+    for agency, kind, owner in signed_topics:
         used = key_ids(stack, kind, owner)
         assert used[-1] not in old_keys[agency] and set(old_keys[agency]) & set(used), (agency, used)
     for principal, old in old_passwords.items():

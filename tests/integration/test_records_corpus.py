@@ -298,7 +298,7 @@ def _decode(records: list[Any], cls: type[Any]) -> list[tuple[Any, Any]]:
 
 def _check(stack: LocalStack, agency: str, ids: list[str]) -> dict[str, str]:
     """The status answered for each id; ``invalid`` for an identifier the API refuses as malformed."""
-    out = {}
+    out: dict[str, str] = {}
     with stack.check_client(agency) as c:
         for i in ids:
             try:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -94,11 +94,11 @@ def answer(stack: LocalStack, agency: str, ident: str, measure: str | None = Non
         return client.check(ident, measure=measure, allow_unknown=True).status
 
 
-def answers(stack: LocalStack, asks: list[tuple[str, str, str | None]]) -> list[str]:
+def answers(stack: LocalStack, asks: Sequence[tuple[str, str, str | None]]) -> list[str]:
     return [answer(stack, agency, ident, measure) for agency, ident, measure in asks]
 
 
-def world_with(stack: LocalStack, name: str, edit: Any) -> Path:
+def world_with(stack: LocalStack, name: str, edit: Callable[[Path], None]) -> Path:
     """A copy of the world folder with ``edit(mous_folder)`` applied."""
     target = stack.home.parent / name
     shutil.copytree(stack.world_dir or REPO_TOPICS, target)
@@ -174,7 +174,7 @@ def governed(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Ite
     world = tmp_path / "topics"
     shutil.copytree(REPO_TOPICS, world)
     stack = LocalStack.at(tmp_path / "home", namespace=unique_ns, world_dir=world)
-    stack.write_config(kafka_cluster.bootstrap, kafka_cluster.ca_file)
+    stack.write_config(kafka_cluster.bootstrap, kafka_cluster.ca_file, brokers=kafka_cluster.brokers)
     stack.write_credentials(kafka_cluster.passwords)
     stack.ensure_keys()
     stack.provision()  # topics, ACLs, and registry serial 1
@@ -236,9 +236,11 @@ def test_a_running_exchange_follows_the_registry_and_fails_closed_when_it_is_sta
     assert refused[0].reason == "KEY_REVOKED"
 
     # The judgment-defaulters MOU is terminated: its measures are lifted everywhere; securities' MOU stays.
-    stack.use_world(
-        world_with(stack, "topics-3", lambda mous: (add_securities_mou(mous), terminate_judgment_defaulters(mous)))
-    )  # serial 5
+    def securities_joined_and_judgment_defaulters_terminated(mous: Path) -> None:
+        add_securities_mou(mous)
+        terminate_judgment_defaulters(mous)
+
+    stack.use_world(world_with(stack, "topics-3", securities_joined_and_judgment_defaulters_terminated))  # serial 5
     everyone_at(stack, 5)
     wait_for(lambda: answers(stack, listed), lambda got: got == ["clear"] * 2, what="the terminated MOU lifted")
     lifts = [d for d in for_entry(directives(stack), "gov-1") if d.action is Action.LIFT]
