@@ -48,11 +48,18 @@ def wait_for(
         time.sleep(every)
 
 
-def assert_stays(what: str, probe: Callable[[], object], *, for_s: float, every: float = 0.25) -> None:
-    """Fail as soon as ``probe`` turns false within ``for_s`` seconds: ``what`` must hold the whole time."""
-    deadline = time.monotonic() + for_s
+def assert_stays(
+    what: str, probe: Callable[[], T], *, holds: Callable[[T], object] = bool, for_s: float, every: float = 0.25
+) -> None:
+    """Call ``probe`` every ``every`` seconds for ``for_s`` seconds; ``holds`` must be true of every answer.
+
+    Fails at the first answer it is not true of, naming ``what``, the answer and when it came.
+    """
+    started = time.monotonic()
     while True:
-        assert probe(), f"{what} stopped holding"
-        if time.monotonic() > deadline:
+        got = probe()
+        elapsed = time.monotonic() - started
+        assert holds(got), f"{what} stopped holding after {elapsed:.1f}s: {got!r:.2000}"
+        if elapsed >= for_s:
             return
         time.sleep(every)

@@ -34,7 +34,8 @@ from services.localstack import LocalStack
 from services.ops.audit import read_all
 from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack
-from tests.integration.support import quarantined, wait_for
+from tests.integration.support import quarantined
+from tests.support import wait_for
 from tests.unit.factories import entry_dict, make_ric, person
 
 pytestmark = pytest.mark.integration
@@ -163,7 +164,10 @@ def test_keys_and_passwords_rotate_while_everything_keeps_working(
                 return [client.check(p, allow_unknown=True).status for p in people]
 
         wait_for(
-            answers, lambda got: got == ["restricted"] * LISTINGS, what="every listing applied by aviation", timeout=90
+            "every listing applied by aviation",
+            answers,
+            until=lambda got: got == ["restricted"] * LISTINGS,
+            timeout=90,
         )
     finally:
         stop.set()
@@ -176,9 +180,10 @@ def test_keys_and_passwords_rotate_while_everything_keeps_working(
     assert metric(stack, "subscriber-aviation", "concord_subscriber_rejected_total") == 0
     assert metric(stack, "fanout", "concord_fanout_receipts_refused_total") == 0
     wait_for(
+        "aviation's receipts for every listing",
         lambda: [metric(stack, "fanout", 'concord_fanout_receipts_total{status="APPLIED"}')],
-        lambda got: got[0] >= LISTINGS,
-        what="aviation's receipts for every listing",
+        until=lambda got: got[0] >= LISTINGS,
+        timeout=45,
     )
     # Each rotated signer ended on its new key, and what it signed before still verified.
     signed_topics: tuple[tuple[str, TopicKind, str], ...] = (
