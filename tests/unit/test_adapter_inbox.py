@@ -22,8 +22,8 @@ from services.adapter.sources import ReadLimits, read_jsonl
 from services.core.codec import default_registry
 from services.core.errors import ConfigError
 from services.core.models import ListingCommitments, SealedListing
+from tests.unit.adapter_fakes import TOPIC, FakeProducer, jsonl, publisher, records
 from tests.unit.factories import REPO_ROOT, real_world
-from tests.unit.test_adapter_ledger import TOPIC, FakeProducer, jsonl, publisher, records
 
 pytestmark = pytest.mark.unit
 

@@ -33,7 +33,7 @@ from services.core.signing import (
     signing_input,
 )
 from tests.unit.factories import NOW, entry, keyring, public_key, real_world
-from tests.unit.test_store import RAIL, directive
+from tests.unit.subscriber_factories import RAIL, directive
 
 pytestmark = pytest.mark.unit
 

@@ -39,8 +39,7 @@ from services.subscriber.querylog import QueryLog
 from services.subscriber.runner import ServeOptions, uvicorn_config
 from services.subscriber.store import DirectiveStore
 from tests.unit.factories import ENTRY_ID, KNOWN_RIC, KNOWN_USCC
-from tests.unit.test_store import AVIATION, RAIL
-from tests.unit.test_subscriber_api import fill, offline_service
+from tests.unit.subscriber_factories import AVIATION, RAIL, fill, offline_service
 
 pytestmark = pytest.mark.unit
 

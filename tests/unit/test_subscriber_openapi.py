@@ -25,7 +25,7 @@ from services.subscriber.api import CheckApp
 from services.subscriber.clients import Clients
 from services.subscriber.querylog import QueryLog
 from services.subscriber.store import DirectiveStore
-from tests.unit.test_subscriber_api import AUDITOR, client_specs, fill, offline_service
+from tests.unit.subscriber_factories import AUDITOR, client_specs, fill, offline_service
 
 pytestmark = pytest.mark.unit
 
