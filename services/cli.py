@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from services.core.errors import ConcordError, ConfigError
+from services.core.errors import ConcordError, ConfigError, RecordInvalid
 from services.core.principals import AUDIT
 
 if TYPE_CHECKING:  # imported lazily at run time, so that `concord --help` starts fast
@@ -714,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"concord: {exc}", file=sys.stderr)
-        return EXIT_INVALID if exc.__class__.__name__ == "RecordInvalid" else EXIT_ERROR
+        return EXIT_INVALID if isinstance(exc, RecordInvalid) else EXIT_ERROR
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
