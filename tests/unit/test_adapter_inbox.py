@@ -15,7 +15,7 @@ from typing import TypedDict, Unpack
 import pytest
 
 from services.adapter.csv_source import load_mapping
-from services.adapter.inbox import Inbox, InboxRunner, open_dropped
+from services.adapter.inbox import FileResult, Inbox, InboxRunner, open_dropped
 from services.adapter.ledger import Ledger
 from services.adapter.publish import Publisher
 from services.adapter.sources import ReadLimits, read_jsonl
@@ -60,6 +60,10 @@ def runner(box: Inbox, pub: Publisher, **kw: Unpack[RunnerOptions]) -> InboxRunn
     return InboxRunner(
         box, publisher=pub, world=real_world(), mapping=load_mapping(EXAMPLES / "court-mapping.yaml"), **kw
     )
+
+
+def _no_result(_dropped: Path | None) -> FileResult:
+    raise AssertionError("a file replaced while it was read gets no result")
 
 
 def test_only_renamed_complete_files_are_seen(inbox: Inbox) -> None:
@@ -205,7 +209,7 @@ async def test_a_file_is_read_from_the_descriptor_it_was_checked_on(inbox: Inbox
         rows = list(read_jsonl(opened.file))
     assert [r.raw["entry_id"] for r in rows if r.raw] == ["e-0", "e-1"]
     with pytest.raises(ConfigError, match="replaced while it was being read"):
-        inbox.finish(path, failed=False, result=lambda _r: None, rejected=[], identity=opened.identity)  # type: ignore[arg-type, return-value]
+        inbox.finish(path, failed=False, result=_no_result, rejected=[], identity=opened.identity)
 
 
 async def test_a_file_growing_past_the_limit_while_read_fails_alone(inbox: Inbox, ledger: Ledger) -> None:

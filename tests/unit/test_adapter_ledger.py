@@ -107,7 +107,8 @@ async def test_changed_content_under_a_published_event_id_is_refused(ledger: Led
     (line,) = [x for r in report.rejected for x in r.lines()]
     assert line.startswith("export.jsonl:2: event_id: 'court:e-0:1' was published at ")
     assert "with other content; an event id is never reused" in line
-    assert ledger.get("court:e-0:1").digest != digest_of(  # type: ignore[union-attr]
+    published = ledger.get("court:e-0:1")
+    assert published is not None and published.digest != digest_of(
         default_registry().encode_model(ListEntryEvent.model_validate(changed)))
 
 

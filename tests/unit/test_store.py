@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
@@ -55,9 +56,15 @@ def feed() -> Feed:
     return Feed()
 
 
-def _measures(store: DirectiveStore, value: str, **kw: object) -> list[str]:
-    kw.setdefault("at", T_IN)
-    return sorted(r.measure_id for r in store.check(value, **kw))  # type: ignore[arg-type]
+class CheckFilter(TypedDict, total=False):
+    scheme: str
+    measure: str
+
+
+def _measures(
+    store: DirectiveStore, value: str, *, scheme: str | None = None, measure: str | None = None, at: float = T_IN
+) -> list[str]:
+    return sorted(r.measure_id for r in store.check(value, scheme=scheme, measure=measure, at=at))
 
 
 # --------------------------------------------------------------------------- apply and check
@@ -102,13 +109,13 @@ def test_applied_directive_is_found(store: DirectiveStore, feed: Feed) -> None:
         pytest.param(KNOWN_RIC[:-1], {}, [], id="prefix-is-not-a-match"),
     ],
 )
-def test_check(store: DirectiveStore, feed: Feed, query: str, kw: dict[str, str], expected: list[str]) -> None:
+def test_check(store: DirectiveStore, feed: Feed, query: str, kw: CheckFilter, expected: list[str]) -> None:
     store.apply([feed(directive()), feed(directive(measure=RAIL))], NOW)
     assert _measures(store, query, **kw) == expected
 
 
 @pytest.mark.parametrize("kw", [{}, {"scheme": "CN_RIC"}], ids=["value-only", "with-scheme"])
-def test_lowercase_check_character_matches(store: DirectiveStore, feed: Feed, kw: dict[str, str]) -> None:
+def test_lowercase_check_character_matches(store: DirectiveStore, feed: Feed, kw: CheckFilter) -> None:
     store.apply([feed(directive(ids=(("CN_RIC", KNOWN_RIC_X),)))], NOW)
     assert _measures(store, KNOWN_RIC_X.lower(), **kw) == [AVIATION]
 
