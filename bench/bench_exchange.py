@@ -416,7 +416,7 @@ class Exchange:
 
     def spawn(self, name: str, argv: list[str], stdin: Any = None, profiled: bool = False) -> Child:
         prof = self.profile_dir / f"{self.mode}-{name}.{PROFILE_FORMAT}" if profiled and self.profile_dir else None
-        env = {**self.stack._env(), "PYTHONPATH": str(REPO)}  # noqa: SLF001
+        env = {**self.stack._env(), "PYTHONPATH": str(REPO)}  # noqa: SLF001 - the environment the local exchange gives its services
         child = Child(
             name,
             argv,

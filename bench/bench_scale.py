@@ -173,7 +173,7 @@ class Scale:
     def start_worker(self, world_dir: Path | None = None) -> Child:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        env = {**self.stack._env(), "PYTHONPATH": str(REPO)}  # noqa: SLF001
+        env = {**self.stack._env(), "PYTHONPATH": str(REPO)}  # noqa: SLF001 - the environment the local exchange gives its services
         if world_dir is not None:
             env["CONCORD_WORLD_DIR"] = str(world_dir)
         self.worker = Child("fanout", concord("fanout", "worker", "--name", "scale", "--web-port", str(port),

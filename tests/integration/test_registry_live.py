@@ -272,7 +272,7 @@ def test_a_running_exchange_follows_the_registry_and_fails_closed_when_it_is_sta
     code, doc = health(service(stack, "subscriber-securities"))
     assert (code, doc["status"]) == (503, "degraded") and "answers are unknown" in doc["detail"]
     assert answer(stack, "securities", rep, BOARD) == "unknown"
-    metrics = urllib.request.urlopen(f"{service(stack, 'fanout').url}/metrics", timeout=5).read().decode()  # noqa: S310
+    metrics = urllib.request.urlopen(f"{service(stack, 'fanout').url}/metrics", timeout=5).read().decode()  # noqa: S310 - a loopback http URL
     assert 'concord_registry_stale{component="fanout",principal="concord-fanout"} 1.0' in metrics
     rep2 = make_ric(102)
     second = entry_dict(
