@@ -106,16 +106,27 @@ def concord_env(home: Path) -> dict[str, str]:
 
 
 def concord(home: Path, *args: str, stdin: str | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=concord_env(home), input=stdin,
-                          capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=concord_env(home),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=REPO_ROOT,
+    )
 
 
 def read_topic(cluster: KafkaCluster, topic: str, partitions: int = 3) -> list[Any]:
     """Every record of ``topic`` from the beginning to its current end, read as concord-admin."""
 
     async def go() -> list[Any]:
-        consumer = AIOKafkaConsumer(**cluster.access("concord-admin").aiokafka_kwargs(), enable_auto_commit=False,
-                                    isolation_level="read_committed")
+        consumer = AIOKafkaConsumer(
+            **cluster.access("concord-admin").aiokafka_kwargs(),
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
         await consumer.start()
         try:
             tps = [TopicPartition(topic, p) for p in range(partitions)]
@@ -143,8 +154,13 @@ def event_ids(cluster: KafkaCluster, stack: LocalStack, agency: str = "court") -
     for rec in read_topic(cluster, topic):
         # what arrives is sealed, its commitments signed by the agency, and reads as a list record
         sealed = registry.decode_model(rec.value, SealedListing)
-        keyring.verify(Domain.LIST_RECORD, sealed.commitments, SignedHeaders.from_kafka(rec.headers),
-                       expected_agency=agency, at=datetime.now(UTC))
+        keyring.verify(
+            Domain.LIST_RECORD,
+            sealed.commitments,
+            SignedHeaders.from_kafka(rec.headers),
+            expected_agency=agency,
+            at=datetime.now(UTC),
+        )
         seen[registry.decode_model(sealed.commitments, ListingCommitments).event_id] += 1
     return seen
 

@@ -34,8 +34,15 @@ class FakeProducer:
     async def stop(self) -> None:
         pass
 
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: Any = None,
-                   timestamp_ms: Any = None, headers: Any = None) -> asyncio.Future[Any]:
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: Any = None,
+        timestamp_ms: Any = None,
+        headers: Any = None,
+    ) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.sent.append({"topic": topic, "key": key, "value": value, "headers": headers})
         self.futures.append(fut)
@@ -64,5 +71,12 @@ def jsonl(recs: list[dict[str, Any]]) -> list[str]:
 
 
 def publisher(producer: FakeProducer, ledger: Ledger) -> Publisher:
-    return Publisher(producer=producer, agency="court", topic=TOPIC, signer=Signer.generate("court", "court-k1"),
-                     schemas=default_registry(), ledger=ledger, commit_interval=0.01)
+    return Publisher(
+        producer=producer,
+        agency="court",
+        topic=TOPIC,
+        signer=Signer.generate("court", "court-k1"),
+        schemas=default_registry(),
+        ledger=ledger,
+        commit_interval=0.01,
+    )
