@@ -62,7 +62,7 @@ lint: install ## ruff (lint and format check) and mypy --strict
 	$(BIN)/ruff format --check services tests bench
 	$(BIN)/mypy
 
-test: install kafka strimzi prometheus docs ## the docs site built strictly, then the whole test suite: unit (with promtool), integration and fault tests
+test: install kafka strimzi prometheus lint docs ## lint and types first, then the docs site built strictly, then the whole test suite: unit (with promtool), integration and fault tests
 	$(BIN)/pytest -q
 
 unit: install strimzi prometheus ## unit tests only (no broker)

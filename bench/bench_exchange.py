@@ -416,7 +416,7 @@ class Exchange:
 
     def spawn(self, name: str, argv: list[str], stdin: Any = None, profiled: bool = False) -> Child:
         prof = self.profile_dir / f"{self.mode}-{name}.{PROFILE_FORMAT}" if profiled and self.profile_dir else None
-        env = {**self.stack._env(), "PYTHONPATH": str(REPO)}  # noqa: SLF001
+        env = {**self.stack._env(), "PYTHONPATH": str(REPO)}  # noqa: SLF001 - the environment the local exchange gives its services
         child = Child(
             name,
             argv,
@@ -809,7 +809,7 @@ def paced(ex: Exchange, gen: Generator, rate: float, seconds: float) -> dict[str
     t0 = time.monotonic()
     order = [(i / MIX[a] / rate, a, line) for a in PUBLISHERS for i, line in enumerate(lines[a])]
     order.sort(key=lambda x: x[0])
-    pipes = {a: kids[a].proc.stdin for a in PUBLISHERS}
+    pipes = {a: stdin for a in PUBLISHERS if (stdin := kids[a].proc.stdin) is not None}
     i = 0
     while i < len(order):
         now = time.monotonic() - t0
@@ -818,20 +818,20 @@ def paced(ex: Exchange, gen: Generator, rate: float, seconds: float) -> dict[str
             chunk.setdefault(order[i][1], []).append(order[i][2])
             i += 1
         for a, ls in chunk.items():
-            pipes[a].write("".join(ls).encode())  # type: ignore[union-attr]
-            pipes[a].flush()  # type: ignore[union-attr]
+            pipes[a].write("".join(ls).encode())
+            pipes[a].flush()
         if i % 500 == 0:
             for k in kids.values():
                 k.snapshot()
         time.sleep(0.005)
     sent_in = time.monotonic() - t0
     for a in PUBLISHERS:
-        pipes[a].close()  # type: ignore[union-attr]
+        pipes[a].close()
     usages = {u.name: u for u in wait_all(list(kids.values()), 600)}
     ex.wait_fanout_done(600)
     ex.wait_subscribers(600)
     ends = end_offsets(ex.stack, lists)
-    agency_of = {t: s.agency for s in ex.stack.world.topic_specs(ex.ns) if s.kind == "lists" for t in [s.name]}
+    agency_of = {s.name: s.agency for s in ex.stack.world.topic_specs(ex.ns) if s.kind == "lists" and s.agency}
     schemas = default_registry()
 
     def keep(r: Any) -> tuple[tuple[str, str, int], float]:

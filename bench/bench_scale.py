@@ -176,7 +176,7 @@ class Scale:
     def start_worker(self, world_dir: Path | None = None) -> Child:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        env = {**self.stack._env(), "PYTHONPATH": str(REPO)}  # noqa: SLF001
+        env = {**self.stack._env(), "PYTHONPATH": str(REPO)}  # noqa: SLF001 - the environment the local exchange gives its services
         if world_dir is not None:
             env["CONCORD_WORLD_DIR"] = str(world_dir)
         self.worker = Child("fanout", concord("fanout", "worker", "--name", "scale", "--web-port", str(port),
@@ -256,14 +256,15 @@ class Probe:
     def _run(self) -> None:
         while not self._stop.is_set():
             for m in self.c.consume(2000, 0.05):
-                if m.error() is not None or m.value() is None:
+                value = m.value()
+                if m.error() is not None or value is None:
                     continue
                 now = time.time()
                 try:
-                    sv, _ = SCHEMAS.split(m.value())
+                    sv, _ = SCHEMAS.split(value)
                     if sv.name != "directive":
                         continue
-                    d = SCHEMAS.decode_model(m.value(), Directive)
+                    d = SCHEMAS.decode_model(value, Directive)
                 except Exception:  # noqa: BLE001, S112 - a benchmark skips what it cannot read
                     continue
                 self.seen.append((now, d.entry_id.encode(), d.action.value, d.cause.value))

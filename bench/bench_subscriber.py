@@ -44,7 +44,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from results import flatten, write_headline
 
@@ -53,6 +53,10 @@ from services.core.identifiers import org_code_check_char, ric_check_char, uscc_
 from services.credentials import ensure_credentials, read_password
 from services.kafka_access import KafkaAccess
 from services.topic_metadata import topic_partitions
+
+if TYPE_CHECKING:
+    from services.core.signing import SignedHeaders
+    from services.embedded.broker import EmbeddedKafka
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,16 +94,17 @@ def uscc(n: int) -> str:
 # --------------------------------------------------------------------------- broker and topic
 
 
-def broker() -> Any:
+def kafka_headers(signed: SignedHeaders) -> list[tuple[str, str | bytes | None]]:
+    """Signed headers in confluent-kafka's header type (its list is invariant in the value's type)."""
+    return list(signed.as_kafka())
+
+
+def broker() -> EmbeddedKafka:
     from services.embedded.broker import EmbeddedKafka
     from services.embedded.libs import ensure_kafka_libs
 
     creds = ensure_credentials(HOME / "credentials", USERS, legacy=HOME / "credentials.json")
     return EmbeddedKafka(HOME / "broker", creds, libs_dir=ensure_kafka_libs(REPO), heap="1g", tie_to_parent=True)
-
-
-def access_of(kafka: Any, user: str) -> KafkaAccess:
-    return kafka.access(user)
 
 
 def ensure_topic(kafka: Any, n: int) -> None:
@@ -220,7 +225,7 @@ def ensure_topic(kafka: Any, n: int) -> None:
         for (i, key, value), headers in zip(out, signed, strict=True):
             while True:
                 try:
-                    producer.produce(TOPIC, value=value, key=key, partition=i % 3, headers=headers.as_kafka())
+                    producer.produce(TOPIC, value=value, key=key, partition=i % 3, headers=kafka_headers(headers))
                     break
                 except BufferError:
                     producer.poll(0.1)
@@ -238,7 +243,7 @@ def ensure_topic(kafka: Any, n: int) -> None:
             value=beat,
             key=heartbeat_key(p).encode(),
             partition=p,
-            headers=fanout.sign(Domain.HEARTBEAT, beat).as_kafka(),
+            headers=kafka_headers(fanout.sign(Domain.HEARTBEAT, beat)),
         )
     producer.flush(120)
     marker.write_text(str(n))

@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from confluent_kafka import Message
 
@@ -40,7 +41,9 @@ class Floor:
         key = b"e/" + (msg.key() or b"")
         store.get(key)
         store.put(key, (msg.value() or b"")[:64])
-        tx.produce(self.out, msg.key(), msg.value(), msg.partition() or 0, msg.headers())
+        # confluent-kafka reads header values as bytes; its type also admits what produce accepts.
+        headers = cast("list[tuple[str, bytes]] | None", msg.headers())
+        tx.produce(self.out, msg.key(), msg.value(), msg.partition() or 0, headers)
         self.done += 1
 
     def has_work(self, stores: dict[int, PartitionStore]) -> bool:

@@ -16,12 +16,16 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from quixstreams import Application
 from quixstreams.kafka.configuration import ConnectionConfig
 
+if TYPE_CHECKING:
+    from quixstreams import State
 
-def _password(cfg: dict) -> str:
+
+def _password(cfg: dict[str, Any]) -> str:
     """The principal's password from its credentials file (never passed on the command line)."""
     doc = json.loads((Path(cfg["credentials"]) / f"{cfg['user']}.json").read_text())
     return str(doc["password"])
@@ -49,11 +53,11 @@ def main() -> None:
     seen = {"n": 0, "first": 0.0, "last": 0.0}
     total = int(cfg["records"])
 
-    def touch(value: bytes, state: object) -> bytes:
+    def touch(value: bytes, state: State) -> bytes:
         if seen["n"] == 0:
             seen["first"] = time.monotonic()
-        state.get("seen")  # type: ignore[attr-defined]
-        state.set("seen", len(value))  # type: ignore[attr-defined]
+        state.get("seen")
+        state.set("seen", len(value))
         seen["n"] += 1
         if seen["n"] >= total:
             seen["last"] = time.monotonic()

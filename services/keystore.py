@@ -115,7 +115,7 @@ def load_keyring(keys_dir: Path, *, anchor: Keyring | None = None) -> Keyring:
         raise ConfigError(f"no keyring at {path}: `make run` makes one (or `concord keys rotate`)")
     keys, doc = _read_file(path)
     if doc is None or doc.get("format") != KEYRING_FORMAT:
-        raise ConfigError(f"{path} is not signed by the registry key: run `concord keys sign` as the admin")
+        raise ConfigError(f"{path} is not signed by the registry key: `make run` takes it over and signs it")
     anchor = anchor or load_anchor(keys_dir)
     try:
         sig = doc["signature"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import fastavro
+from fastavro.schema import fingerprint as avro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.types import Schema
 from pydantic import BaseModel, ValidationError
@@ -41,34 +41,14 @@ from services.core.models import (
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
 
-_EMPTY = 0xC15D213AA4D7A795
-
-
-def _crc64_table() -> list[int]:
-    table = []
-    for i in range(256):
-        fp = i
-        for _ in range(8):
-            fp = (fp >> 1) ^ (_EMPTY & -(fp & 1))
-        table.append(fp)
-    return table
-
-
-_TABLE = _crc64_table()
-
-
-def crc64_avro(data: bytes) -> int:
-    """The Rabin fingerprint the Avro specification names CRC-64-AVRO."""
-    fp = _EMPTY
-    for b in data:
-        fp = (fp >> 8) ^ _TABLE[(fp ^ b) & 0xFF]
-    return fp
-
 
 def fingerprint(schema: Schema) -> bytes:
-    """8 bytes, little-endian, as they appear after the ``C3 01`` marker."""
-    canonical = to_parsing_canonical_form(schema)
-    return struct.pack("<Q", crc64_avro(canonical.encode("utf-8")))
+    """8 bytes, little-endian, as they appear after the ``C3 01`` marker.
+
+    fastavro gives CRC-64-AVRO (the Rabin fingerprint of the Avro specification) of the
+    Parsing Canonical Form as the hex of those same little-endian bytes.
+    """
+    return bytes.fromhex(avro_fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,7 @@ class Fanout:
         try:
             self._use_world(world)
         except ValueError as exc:
-            log.error("registry serial %d cannot be routed by (%s); keeping the world of serial %s",  # noqa: TRY400
+            log.error("registry serial %d cannot be routed by (%s); keeping the world of serial %s",  # noqa: TRY400 - the reason is the message; a traceback adds nothing
                       serial, exc, self.serial)
             self.serial = serial  # not retried until a newer publication
             return

@@ -123,7 +123,7 @@ def from_binding(b: AclBinding) -> AclRule:
 
 
 # Every binding: None matches any name, principal and host (AclBindingFilter's docstring).
-_ALL_BINDINGS = AclBindingFilter(
+ALL_BINDINGS = AclBindingFilter(
     ResourceType.ANY,
     None,  # type: ignore[arg-type]  # AclBindingFilter inherits AclBinding's `str`; None matches any name
     ResourcePatternType.ANY,
@@ -135,7 +135,7 @@ _ALL_BINDINGS = AclBindingFilter(
 
 
 def live_acls(admin: AdminClient) -> list[AclRule]:
-    f = _ALL_BINDINGS
+    f = ALL_BINDINGS
     try:
         return sorted(from_binding(b) for b in admin.describe_acls(f, request_timeout=TIMEOUT).result())
     except KafkaException as exc:

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -126,7 +126,7 @@ async def follow_registry(
     max_age: timedelta = DEFAULT_MAX_AGE,
     topic: str | None = None,
     poll_ms: int = 500,
-) -> AsyncIterator[RegistrySnapshot]:
+) -> AsyncGenerator[RegistrySnapshot, None]:
     """Verified snapshots of the registry: the current one, then each newer publication.
 
     Raises :class:`RegistryStale` when, after reading to the end, there is no complete

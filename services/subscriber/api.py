@@ -333,7 +333,7 @@ def build_api(svc: SubscriberService, answers: Answers) -> FastAPI:
             app.openapi_schema = doc
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the document
     return app
 
 

@@ -68,9 +68,10 @@ async def serve(svc: SubscriberService, clients: Clients, querylog: QueryLog, op
         await svc.run()
 
     def done(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            failure.append(task.exception())  # type: ignore[arg-type]
-            log.error("%s: the directive feed stopped: %s", svc.agency, task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            failure.append(exc)
+            log.error("%s: the directive feed stopped: %s", svc.agency, exc)
             server.should_exit = True
 
     # uvicorn re-raises the signal that stopped it once it has shut down; with the

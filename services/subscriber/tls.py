@@ -66,7 +66,8 @@ class TLSHttpProtocol(HttpToolsProtocol):
 
     _tls: dict[str, Any] | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    # uvicorn declares this with asyncio.Transport, narrower than asyncio.Protocol's BaseTransport.
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn
         super().connection_made(transport)
         self._tls = peer_identity(transport)
 

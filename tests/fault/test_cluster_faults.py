@@ -44,7 +44,7 @@ from tests.fault.support import (
     stored_twice,
     wait_clean,
 )
-from tests.integration.support import wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.fault
 
@@ -63,24 +63,13 @@ def _list_topics(stack: LocalStack) -> list[str]:
     return [stack.world.topic_name("lists", a, namespace=stack.namespace) for a in PUBLISHERS]
 
 
-def _wait(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
-
-
 def under_load(stack: LocalStack, tmp_path: Path, name: str, fault: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Publish from every publisher at RATE, run ``fault`` mid-publish, keep the load TAIL_S longer, then prove it."""
     run = secrets.token_hex(3)
     pubs = [StreamingPublisher(stack, a, steady_records(a, run, int(RATE * 400)), RATE).start() for a in PUBLISHERS]
     try:
         try:
-            wait_for(lambda: applications(stack), lambda a: len(a) >= 20, timeout=60, what="directives to flow")
+            wait_for("directives to flow", lambda: applications(stack), until=lambda a: len(a) >= 20, timeout=60)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{log_tails(stack)}") from None
         fault_at = time.time()
@@ -151,7 +140,7 @@ def test_acl_plan_checks_the_declared_replication_on_three_brokers(
     set_topic_configs(gov.admin, {topic: {"min.insync.replicas": "1"}})
     try:
         # a broker answers DescribeConfigs from its copy of the metadata, a moment after the controller
-        (change,) = _wait("the changed config in the plan", lambda: gov.plan().topics, timeout=30)
+        (change,) = wait_for("the changed config in the plan", lambda: gov.plan().topics, timeout=30)
         assert (change.action, change.name, change.config) == ("alter", topic, {"min.insync.replicas": "2"})
     finally:
         set_topic_configs(gov.admin, {topic: {"min.insync.replicas": "2"}})
@@ -167,7 +156,7 @@ def test_kill_9_of_the_leader_of_a_list_partition_mid_publish(
         leader = trio.partition_leader(topic, 0)
         t0 = time.monotonic()
         trio.kill_node(leader)
-        new = _wait("a new leader", lambda: (lead := trio.partition_leader(topic, 0)) not in (leader, -1) and lead)
+        new = wait_for("a new leader", lambda: (lead := trio.partition_leader(topic, 0)) not in (leader, -1) and lead)
         elected = time.monotonic() - t0
         time.sleep(DEGRADED_S)
         trio.start_node(leader)
@@ -191,7 +180,7 @@ def test_kill_9_of_the_active_controller(
         controller = trio.active_controller()
         t0 = time.monotonic()
         trio.kill_node(controller)
-        new = _wait("a new active controller", lambda: trio.active_controller(timeout=30))
+        new = wait_for("a new active controller", lambda: trio.active_controller(timeout=30))
         elected = time.monotonic() - t0
         time.sleep(DEGRADED_S)
         trio.start_node(controller)
@@ -217,7 +206,7 @@ def test_one_broker_stopped_for_a_minute_and_brought_back(
         time.sleep(60)
         t0 = time.monotonic()
         trio.start_node(node)
-        _wait(
+        wait_for(
             "the node back in every ISR",
             lambda: all(node in trio.partition_state(t, p)[1] for t in topics for p in range(3)),
         )
@@ -236,7 +225,7 @@ def test_a_paused_broker_falls_out_of_the_isr_and_comes_back(
         node = next(n for n in trio.node_ids if n != controller)  # the controller's loss is the test above
         t0 = time.monotonic()
         trio.pause_node(node)
-        _wait(
+        wait_for(
             "the paused node out of every ISR",
             lambda: all(node not in trio.partition_state(t, p)[1] for t in topics for p in range(3)),
             timeout=90,
@@ -245,7 +234,7 @@ def test_a_paused_broker_falls_out_of_the_isr_and_comes_back(
         time.sleep(5)
         trio.resume_node(node)
         t1 = time.monotonic()
-        _wait(
+        wait_for(
             "the node back in every ISR",
             lambda: all(node in trio.partition_state(t, p)[1] for t in topics for p in range(3)),
             timeout=90,

@@ -11,6 +11,7 @@ receipts that no agency applied any directive twice.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from collections import Counter
@@ -20,10 +21,12 @@ from typing import Any
 import httpx
 import pytest
 
+from services.core.models import Directive
 from services.localstack import LocalStack
 from services.ops.audit import AuditReport
 from tests.fault.support import applied_twice, burst, publish_in_background, wait_clean
-from tests.integration.support import directives, for_entry, publish, wait_for
+from tests.integration.support import directives, for_entry, publish
+from tests.support import wait_for
 from tests.unit.factories import delisting, entry_dict, make_ric, person
 
 pytestmark = pytest.mark.fault
@@ -48,6 +51,10 @@ def assert_exactly_once(stack: LocalStack, events: int) -> AuditReport:
     return report
 
 
+def at_least(n: int, ds: list[Directive]) -> bool:
+    return len(ds) >= n
+
+
 def test_kill_9_of_the_worker_three_times_mid_burst_loses_nothing_and_applies_nothing_twice(
     exchange: LocalStack,
 ) -> None:
@@ -55,9 +62,9 @@ def test_kill_9_of_the_worker_three_times_mid_burst_loses_nothing_and_applies_no
     t = publish_in_background(exchange, records, chunks=10)
     for seen in (40, 120, 200):
         wait_for(
+            f"{seen} directives of the burst",
             lambda: directives(exchange),
-            lambda ds, n=seen: len(ds) >= n,  # type: ignore[misc]
-            what=f"{seen} directives of the burst",
+            until=functools.partial(at_least, seen),
             timeout=120,
         )
         exchange.stop("fanout", kill=True)  # SIGKILL, mid-burst, mid-transaction
@@ -98,9 +105,9 @@ def test_a_worker_whose_state_folder_was_deleted_restores_it_from_the_changelog(
 def test_a_worker_joining_and_another_leaving_mid_burst(exchange: LocalStack) -> None:
     records = burst(120)
     t = publish_in_background(exchange, records, chunks=8)
-    wait_for(lambda: directives(exchange), lambda ds: len(ds) >= 30, what="the burst to be under way")
+    wait_for("the burst to be under way", lambda: directives(exchange), until=lambda ds: len(ds) >= 30, timeout=45)
     exchange.start_fanout(name="fanout-2")  # joins: the group rebalances mid-burst
-    wait_for(lambda: directives(exchange), lambda ds: len(ds) >= 120, what="more of the burst")
+    wait_for("more of the burst", lambda: directives(exchange), until=lambda ds: len(ds) >= 120, timeout=45)
     exchange.stop("fanout")  # the first one leaves, cleanly, mid-burst
     t.join(timeout=120)
     assert_exactly_once(exchange, len(records))
@@ -121,7 +128,7 @@ def test_a_worker_down_while_an_entry_expires(exchange: LocalStack) -> None:
         # the window is what is asserted, so only the measures held at this moment count.
         return any(m.kind == "PUNISH" for m in aviation.check(ric).measures)
 
-    wait_for(lambda: [restricted()], lambda r: r == [True], what="aviation to restrict the person")
+    wait_for("aviation to restrict the person", lambda: [restricted()], until=lambda r: r == [True], timeout=45)
     exchange.stop("fanout", kill=True)
     while datetime.now(UTC) < until:
         time.sleep(0.2)
@@ -132,9 +139,10 @@ def test_a_worker_down_while_an_entry_expires(exchange: LocalStack) -> None:
     exchange.start_fanout()
     exchange.wait_healthy(timeout=120)
     lifts = wait_for(
+        "the LIFTs after restart",
         lambda: [d for d in for_entry(directives(exchange), "exp-1") if d.action.value == "LIFT"],
-        lambda ds: len(ds) >= 2,
-        what="the LIFTs after restart",
+        until=lambda ds: len(ds) >= 2,
+        timeout=45,
     )
     assert {d.cause.value for d in lifts} == {"PERIOD_ENDED"}
     history = aviation.entry("court/exp-1")["directives"]

@@ -15,11 +15,10 @@ import secrets
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from services.core.codec import default_registry
 from services.core.models import Heartbeat, Receipt, heartbeat_key
-from services.core.signing import Domain
+from services.core.signing import Domain, Signer
 from services.embedded.broker import EmbeddedKafka
 from services.embedded.libs import ensure_kafka_libs
 from services.keystore import load_signer
@@ -35,6 +34,7 @@ from services.localstack import LocalStack, Service
 from services.subscriber.client import CheckClient, Identity
 from tests.conftest import REPO_ROOT, TEST_USERS, KafkaCluster
 from tests.integration.conftest import make_stack
+from tests.support import assert_stays, kafka_headers, wait_for
 
 pytestmark = pytest.mark.fault
 
@@ -58,7 +58,7 @@ class Heartbeats:
         self.sent = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def beat(self, partition: int, *, agency: str | None = None, signer: Any = None) -> None:
+    def beat(self, partition: int, *, agency: str | None = None, signer: Signer | None = None) -> None:
         value = default_registry().encode_model(
             Heartbeat(
                 subscriber=agency or self.agency,
@@ -74,7 +74,7 @@ class Heartbeats:
             value=value,
             key=heartbeat_key(partition).encode(),
             partition=partition,
-            headers=signed.as_kafka(),
+            headers=kafka_headers(signed.as_kafka()),
         )
 
     def _run(self) -> None:
@@ -145,16 +145,6 @@ def answer(own: Own, svc: Service, ident: str = "nobody") -> str | None:
         return None
 
 
-def wait_until(what: str, probe: Callable[[], bool], timeout: float) -> float:
-    """Poll ``probe`` until true; return how long it took."""
-    started = time.monotonic()
-    while not probe():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
-    return time.monotonic() - started
-
-
 def current(own: Own, svc: Service) -> bool:
     return health(own, svc) == (200, "ok") and answer(own, svc) == "clear"
 
@@ -167,34 +157,34 @@ def stale(own: Own, svc: Service) -> bool:
 def test_broker_gone_longer_than_stale_after_makes_answers_unknown(own: Own) -> None:
     with Heartbeats(own.stack, "aviation"):
         sub = start(own, "subscriber-aviation", own.stack.home / "data" / "aviation.sqlite")
-        wait_until("the subscriber current", lambda: current(own, sub), 90)
+        wait_for("the subscriber current", lambda: current(own, sub), timeout=90)
         assert current(own, sub)
         stopping = time.monotonic()
         own.broker.stop()
         try:
-            wait_until("answers unknown with the broker gone", lambda: stale(own, sub), 60)
+            wait_for("answers unknown with the broker gone", lambda: stale(own, sub), timeout=60)
             # Not before the last confirmation is --stale-after old (the confirmations come every second).
             assert time.monotonic() - stopping > STALE - 1.5
             assert health(own, sub) == (503, "degraded")
         finally:
             own.broker.start()
-        wait_until("ok again with the broker back", lambda: current(own, sub), 90)
+        wait_for("ok again with the broker back", lambda: current(own, sub), timeout=90)
 
 
 def test_a_silent_fanout_makes_answers_unknown(own: Own) -> None:
     sub = next(s for s in own.stack.services if s.name == "subscriber-aviation")
     with Heartbeats(own.stack, "aviation") as beats:
-        wait_until("the subscriber current", lambda: current(own, sub), 60)
+        wait_for("the subscriber current", lambda: current(own, sub), timeout=60)
         beats.paused.set()
-        wait_until("answers unknown without heartbeats", lambda: stale(own, sub), 30)
+        wait_for("answers unknown without heartbeats", lambda: stale(own, sub), timeout=30)
         beats.paused.clear()
-        wait_until("ok again once the heartbeats resume", lambda: current(own, sub), 30)
+        wait_for("ok again once the heartbeats resume", lambda: current(own, sub), timeout=30)
 
 
 def test_forged_and_misplaced_heartbeats_do_not_count_and_no_heartbeat_is_receipted(own: Own) -> None:
     sub = next(s for s in own.stack.services if s.name == "subscriber-aviation")
     with Heartbeats(own.stack, "aviation") as beats:
-        wait_until("the subscriber current", lambda: current(own, sub), 60)
+        wait_for("the subscriber current", lambda: current(own, sub), timeout=60)
         beats.paused.set()
         court = load_signer(own.stack.home / "keys", "court")
         deadline = time.monotonic() + STALE + 6
@@ -207,7 +197,7 @@ def test_forged_and_misplaced_heartbeats_do_not_count_and_no_heartbeat_is_receip
             time.sleep(0.5)
         assert stale(own, sub)
         beats.paused.clear()
-        wait_until("ok again", lambda: current(own, sub), 30)
+        wait_for("ok again", lambda: current(own, sub), timeout=30)
     metrics = next(t for n, t in own.stack.scrape_targets().items() if n == "subscriber-aviation")
     text = httpx.get(f"http://{metrics}/metrics", timeout=5).text
     assert 'concord_subscriber_rejected_total{agency="aviation",reason="WRONG_AGENCY"}' in text
@@ -225,14 +215,17 @@ def test_a_wiped_store_answers_unknown_until_bootstrapped(own: Own) -> None:
         own.broker.stop()
         try:
             fresh = start(own, "subscriber-aviation-fresh", own.stack.home / "data" / "wiped.sqlite")
-            wait_until("the fresh subscriber serving", lambda: health(own, fresh) is not None, 60)
-            for _ in range(10):  # while it cannot read its feed: unknown, never clear
-                assert health(own, fresh) == (503, "starting")
-                assert answer(own, fresh) == "unknown"
-                time.sleep(0.3)
+            wait_for("the fresh subscriber serving", lambda: health(own, fresh) is not None, timeout=60)
+            assert_stays(  # while it cannot read its feed: unknown, never clear
+                "starting and answering unknown",
+                lambda: (health(own, fresh), answer(own, fresh)),
+                holds=lambda got: got == ((503, "starting"), "unknown"),
+                for_s=3.0,
+                every=0.3,
+            )
         finally:
             own.broker.start()
-        wait_until("bootstrapped and current", lambda: current(own, fresh), 90)
+        wait_for("bootstrapped and current", lambda: current(own, fresh), timeout=90)
         own.stack.stop(fresh.name)
 
 
@@ -261,7 +254,9 @@ def receipts(own: Own) -> list[Receipt]:
             msg = consumer.poll(5)
             if msg is None:
                 break
-            out.append(default_registry().decode_model(msg.value(), Receipt))
+            value = msg.value()
+            assert value is not None, "a receipt without a value"
+            out.append(default_registry().decode_model(value, Receipt))
         return out
     finally:
         consumer.close()

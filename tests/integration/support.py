@@ -1,25 +1,32 @@
-"""Helpers for tests that drive a real exchange: publish as an agency, read what came out."""
+"""What the integration tests share: run `concord`, publish as an agency, read what came out."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.core.codec import default_registry
 from services.core.disclosure import seal_record
 from services.core.intake import Refused, admit_directive
-from services.core.models import Directive, ListEntryEvent, QuarantineRecord
+from services.core.models import Directive, ListEntryEvent, ListingCommitments, QuarantineRecord, SealedListing
 from services.core.principals import ADMIN
-from services.core.signing import Domain
+from services.core.signing import Domain, SignedHeaders
 from services.keystore import load_keyring, load_signer
 from services.localstack import LocalStack
 from services.ops.audit import read_all
-
-T = TypeVar("T")
+from tests.conftest import REPO_ROOT, KafkaCluster
+from tests.unit.factories import entry_dict, make_ric, person
 
 
 def publish(stack: LocalStack, agency: str, records: Iterable[dict[str, Any] | ListEntryEvent]) -> int:
@@ -79,20 +86,6 @@ def quarantined(stack: LocalStack) -> list[QuarantineRecord]:
     ]
 
 
-def wait_for(
-    fetch: Callable[[], list[T]], done: Callable[[list[T]], bool], *, timeout: float = 45.0, what: str = "condition"
-) -> list[T]:
-    """Poll ``fetch`` until ``done`` holds; fail with the last value seen."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fetch()
-        if done(got):
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {got!r:.2000}")
-        time.sleep(0.3)
-
-
 def for_entry(ds: list[Directive], entry_id: str) -> list[Directive]:
     return [d for d in ds if d.entry_id == entry_id]
 
@@ -100,3 +93,82 @@ def for_entry(ds: list[Directive], entry_id: str) -> list[Directive]:
 def summary(ds: Iterable[Directive]) -> set[tuple[str, str, str, str]]:
     """(action, subscriber, measure, subject_ref) of each directive, for readable assertions."""
     return {(d.action.value, d.subscriber, d.measure_id, d.subject_ref) for d in ds}
+
+
+EXAMPLES = REPO_ROOT / "deploy" / "examples"
+
+
+def concord_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
+    env["CONCORD_HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def concord(home: Path, *args: str, stdin: str | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=concord_env(home),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+
+
+def read_topic(cluster: KafkaCluster, topic: str, partitions: int = 3) -> list[Any]:
+    """Every record of ``topic`` from the beginning to its current end, read as concord-admin."""
+
+    async def go() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            **cluster.access("concord-admin").aiokafka_kwargs(),
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            out: list[Any] = []
+            deadline = time.monotonic() + 60
+            while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+                assert time.monotonic() < deadline, f"could not read {topic} to its end"
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    out.extend(records)
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(go())
+
+
+def event_ids(cluster: KafkaCluster, stack: LocalStack, agency: str = "court") -> Counter[str]:
+    topic = stack.world.topic_name("lists", agency, namespace=stack.namespace)
+    keyring = load_keyring(stack.home / "keys")
+    registry = default_registry()
+    seen: Counter[str] = Counter()
+    for rec in read_topic(cluster, topic):
+        # what arrives is sealed, its commitments signed by the agency, and reads as a list record
+        sealed = registry.decode_model(rec.value, SealedListing)
+        keyring.verify(
+            Domain.LIST_RECORD,
+            sealed.commitments,
+            SignedHeaders.from_kafka(rec.headers),
+            expected_agency=agency,
+            at=datetime.now(UTC),
+        )
+        seen[registry.decode_model(sealed.commitments, ListingCommitments).event_id] += 1
+    return seen
+
+
+def listings(n: int, run: str) -> list[str]:
+    """``n`` valid court listings of distinct persons, as JSON lines."""
+    out = []
+    for i in range(n):
+        ric = make_ric(i % 1000, birth=date(1950, 1, 1) + timedelta(days=i // 1000))
+        out.append(json.dumps(entry_dict(entry_id=f"{run}-{i}", subject=person(ric))) + "\n")
+    return out

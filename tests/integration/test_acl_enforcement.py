@@ -16,19 +16,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import (
-    AclBindingFilter,
-    AclOperation,
-    AclPermissionType,
-    AdminClient,
-    ResourcePatternType,
-    ResourceType,
-)
+from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from services.cli import main
 from services.core.errors import BrokerUnavailable
 from services.core.principals import ADMIN, AUDIT, DRIFT, FANOUT, SIGNING_PRINCIPALS
+from services.governance.admin import ALL_BINDINGS
 from services.governance.reading import read_to_end
 from services.kafka_access import KafkaAccess
 from services.keystore import ensure_keys
@@ -206,6 +200,11 @@ def _run(home: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[in
     return code, out.out + out.err
 
 
+def _reading(access: KafkaAccess, topic: str) -> Callable[[], object]:
+    """A call that reads ``topic`` to its end as ``access``."""
+    return lambda: list(read_to_end(access, topic))
+
+
 def _refused(call: Callable[[], object]) -> str:
     """The broker's refusal of ``call``, as text (the test fails if it is allowed)."""
     try:
@@ -242,19 +241,16 @@ def test_the_audit_reads_the_evidence_and_may_do_nothing_else(applied_ns: str, k
     for topic in (f"{applied_ns}.lists.court", f"{applied_ns}.directives.rail", f"{applied_ns}.registry"):
         with pytest.raises(TopicAuthorizationFailedError):
             asyncio.run(_produce(audit, topic, b"the audit writes nothing"))
-    assert "AUTHORIZATION" in _refused(lambda: list(read_to_end(audit, f"{applied_ns}.governance-ledger")))
+    assert "AUTHORIZATION" in _refused(_reading(audit, f"{applied_ns}.governance-ledger"))
     admin = AdminClient(audit.confluent_config())
-    every = AclBindingFilter(
-        ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY
-    )
-    assert "AUTHORIZATION" in _refused(admin.describe_acls(every).result)
+    assert "AUTHORIZATION" in _refused(admin.describe_acls(ALL_BINDINGS).result)
 
 
 def test_the_drift_check_describes_and_may_do_nothing_else(applied_ns: str, kafka_access: Access) -> None:
     drift = kafka_access(DRIFT)
     assert list(read_to_end(drift, f"{applied_ns}.governance-ledger", last_only=True))  # what apply recorded
     for topic in (f"{applied_ns}.lists.court", f"{applied_ns}.directives.rail", f"{applied_ns}.registry"):
-        assert "AUTHORIZATION" in _refused(lambda t=topic: list(read_to_end(drift, t)))
+        assert "AUTHORIZATION" in _refused(_reading(drift, topic))
     with pytest.raises(TopicAuthorizationFailedError):
         asyncio.run(_produce(drift, f"{applied_ns}.governance-ledger", b"a forged ledger"))
     admin = AdminClient(drift.confluent_config())

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from services.localstack import LocalStack
-from tests.conftest import KafkaCluster
+from tests.conftest import REPO_ROOT, KafkaCluster
 from tests.integration.conftest import make_stack
-from tests.integration.test_adapter_publish import EXAMPLES, REPO_ROOT, concord_env, event_ids, listings, wait_for
+from tests.integration.support import EXAMPLES, concord_env, event_ids, listings
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -30,8 +31,9 @@ def drop(inbox: Path, name: str, text: str) -> None:
 
 def result(inbox: Path, name: str, timeout: float = 60) -> dict[str, Any]:
     path = inbox / "done" / f"{name}.result.json"
-    wait_for(path.exists, timeout, f"result of {name}")
-    return json.loads(path.read_text())
+    wait_for(f"result of {name}", path.exists, timeout=timeout)
+    got: dict[str, Any] = json.loads(path.read_text())
+    return got
 
 
 def test_inbox_publishes_each_dropped_file_once(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> None:

@@ -9,103 +9,24 @@ The publisher runs as the real command in a subprocess, as an agency runs it.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.core.codec import default_registry
-from services.core.models import ListingCommitments, SealedListing
-from services.core.signing import Domain, SignedHeaders
-from services.keystore import load_keyring
 from services.localstack import LocalStack
-from tests.conftest import KafkaCluster
+from tests.conftest import REPO_ROOT, KafkaCluster
 from tests.integration.conftest import make_stack
-from tests.unit.factories import entry_dict, make_ric, person
+from tests.integration.support import EXAMPLES, concord, concord_env, event_ids, listings, read_topic
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO_ROOT / "deploy" / "examples"
-
-
-def concord_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
-    env["CONCORD_HOME"] = str(home)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def concord(home: Path, *args: str, stdin: str | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=concord_env(home), input=stdin,
-                          capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO_ROOT)
-
-
-def read_topic(cluster: KafkaCluster, topic: str, partitions: int = 3) -> list[Any]:
-    """Every record of ``topic`` from the beginning to its current end, read as concord-admin."""
-
-    async def go() -> list[Any]:
-        consumer = AIOKafkaConsumer(**cluster.access("concord-admin").aiokafka_kwargs(), enable_auto_commit=False,
-                                    isolation_level="read_committed")
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in range(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            out: list[Any] = []
-            deadline = time.monotonic() + 60
-            while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-                assert time.monotonic() < deadline, f"could not read {topic} to its end"
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    out.extend(records)
-            return out
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(go())
-
-
-def event_ids(cluster: KafkaCluster, stack: LocalStack, agency: str = "court") -> Counter[str]:
-    topic = stack.world.topic_name("lists", agency, namespace=stack.namespace)
-    keyring = load_keyring(stack.home / "keys")
-    registry = default_registry()
-    seen: Counter[str] = Counter()
-    for rec in read_topic(cluster, topic):
-        # what arrives is sealed, its commitments signed by the agency, and reads as a list record
-        sealed = registry.decode_model(rec.value, SealedListing)
-        keyring.verify(Domain.LIST_RECORD, sealed.commitments, SignedHeaders.from_kafka(rec.headers),
-                       expected_agency=agency, at=datetime.now(UTC))
-        seen[registry.decode_model(sealed.commitments, ListingCommitments).event_id] += 1
-    return seen
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f}s"
-        time.sleep(0.2)
-
-
-def listings(n: int, run: str) -> list[str]:
-    """``n`` valid court listings of distinct persons, as JSON lines."""
-    out = []
-    for i in range(n):
-        ric = make_ric(i % 1000, birth=date(1950, 1, 1) + timedelta(days=i // 1000))
-        out.append(json.dumps(entry_dict(entry_id=f"{run}-{i}", subject=person(ric))) + "\n")
-    return out
 
 
 @pytest.fixture
@@ -156,7 +77,7 @@ def test_stdin_is_published_as_lines_arrive(kafka_cluster: KafkaCluster, stack: 
             def on_topic(n: int = n) -> bool:
                 return len(read_topic(kafka_cluster, topic)) == n
 
-            wait_for(on_topic, 30, f"record {n} on {topic}")
+            wait_for(f"record {n} on {topic}", on_topic, timeout=30)
         assert proc.poll() is None
         proc.stdin.close()
         proc.wait(60)
@@ -207,7 +128,7 @@ def test_publish_survives_a_broker_restart(kafka_cluster: KafkaCluster, stack: L
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
     try:
-        wait_for(lambda: acked() >= before, 60, "first records acknowledged")
+        wait_for("first records acknowledged", lambda: acked() >= before, timeout=60)
         restarting.set()
         broker.restart()  # from this (the starting) thread: the broker is tied to it
         writer.join(60)

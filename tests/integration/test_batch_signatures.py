@@ -23,7 +23,8 @@ from services.core.signing import H_PATH, H_ROOT, H_ROOT_SIG, H_SIG, Domain, Sig
 from services.keystore import load_signer
 from services.localstack import LocalStack
 from services.ops.audit import read_all
-from tests.integration.support import directives, for_entry, publish, quarantined, wait_for
+from tests.integration.support import directives, for_entry, publish, quarantined
+from tests.support import wait_for
 from tests.unit.factories import entry_dict, make_ric, make_uscc, organization, person
 
 pytestmark = pytest.mark.integration
@@ -64,9 +65,10 @@ def test_adapter_and_fanout_seal_in_batches_and_subscribers_verify_them(exchange
     assert len({h[H_ROOT_SIG] for h in listed}) < 6  # shared root signatures: fewer than one per record
 
     got = wait_for(
+        "an air and a rail ban for each person",
         lambda: [d for d in directives(exchange) if d.entry_id.startswith("batch-p")],
-        lambda ds: len(ds) >= 12,
-        what="an air and a rail ban for each person",
+        until=lambda ds: len(ds) >= 12,
+        timeout=45,
     )
     assert {d.subscriber for d in got} == {"aviation", "rail"}
     air = exchange.world.topic_name("directives", "aviation", namespace=exchange.namespace)
@@ -76,7 +78,7 @@ def test_adapter_and_fanout_seal_in_batches_and_subscribers_verify_them(exchange
         with exchange.check_client("aviation") as c:
             return [c.check(make_ric(100 + i)).status == "restricted" for i in range(6)]
 
-    wait_for(restricted, all, what="aviation answering restricted for every person")
+    wait_for("aviation answering restricted for every person", restricted, until=all, timeout=45)
     # an agency's batch never holds another agency's directives
     roots = {
         a: {
@@ -111,12 +113,18 @@ def test_a_tampered_member_is_quarantined_and_its_batch_mates_pass(fanout_only: 
             await producer.stop()
 
     asyncio.run(send())
-    q = wait_for(lambda: quarantined(fanout_only), lambda qs: len(qs) >= 1, what="the tampered record quarantined")
+    q = wait_for(
+        "the tampered record quarantined",
+        lambda: quarantined(fanout_only),
+        until=lambda qs: len(qs) >= 1,
+        timeout=45,
+    )
     assert [r.reason for r in q] == ["TAMPERED"] and q[0].source_offset is not None
     got = wait_for(
+        "directives for the two genuine members",
         lambda: directives(fanout_only),
-        lambda ds: len(for_entry(ds, "seal-0")) >= 3 and len(for_entry(ds, "seal-2")) >= 3,
-        what="directives for the two genuine members",
+        until=lambda ds: len(for_entry(ds, "seal-0")) >= 3 and len(for_entry(ds, "seal-2")) >= 3,
+        timeout=45,
     )
     assert for_entry(got, "seal-1") == []
     # the directives forward each member's whole seal: it verifies on its own
@@ -138,9 +146,10 @@ def test_single_record_signatures_still_pass_beside_batches(fanout_only: LocalSt
     )
     _cli_publish(fanout_only, "court", [entry_dict(entry_id="batch-3", subject=person(make_ric(302)))], tmp_path)
     got = wait_for(
+        "directives for both kinds of signature",
         lambda: directives(fanout_only),
-        lambda ds: all(len(for_entry(ds, e)) >= 2 for e in ("single-1", "single-2", "batch-3")),
-        what="directives for both kinds of signature",
+        until=lambda ds: all(len(for_entry(ds, e)) >= 2 for e in ("single-1", "single-2", "batch-3")),
+        timeout=45,
     )
     assert quarantined(fanout_only) == []
     assert {d.entry_id for d in got} >= {"single-1", "single-2", "batch-3"}

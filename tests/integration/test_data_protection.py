@@ -33,7 +33,8 @@ from services.ops.audit import read_all
 from tests.conftest import KafkaCluster
 from tests.fault.support import audit_stores
 from tests.integration.conftest import make_stack
-from tests.integration.support import directives, publish, wait_for
+from tests.integration.support import directives, publish
+from tests.support import wait_for
 from tests.unit.factories import delisting, entry_dict, legal_rep, make_ric, make_uscc, organization, person
 
 pytestmark = pytest.mark.integration
@@ -52,8 +53,12 @@ def _scenario(stack: LocalStack) -> None:
                                                                                                        "Other Rep")])),
         entry_dict(entry_id="dp-person", subject=person(PERSON)),
     ])
-    wait_for(lambda: directives(stack), lambda ds: len([d for d in ds if d.entry_id.startswith("dp-")]) >= 7,
-             what="the scenario's directives")
+    wait_for(
+        "the scenario's directives",
+        lambda: directives(stack),
+        until=lambda ds: len([d for d in ds if d.entry_id.startswith("dp-")]) >= 7,
+        timeout=45,
+    )
 
 
 def _raw(stack: LocalStack, kind: str) -> list[tuple[str, Any]]:
@@ -115,8 +120,12 @@ def test_no_identifier_appears_in_clear_in_keys_logs_or_metrics(exchange: LocalS
     publish(exchange, "court", [entry_dict(entry_id="dp-company", version=2, event_type="DELISTED",
                                            subject=organization(COMPANY, reps=[legal_rep(REP), legal_rep(
                                                OTHER_REP, "Other Rep")]), delisting=delisting())])
-    wait_for(lambda: [d for d in directives(exchange) if d.entry_id == "dp-company" and d.action.value == "LIFT"],
-             lambda ds: len(ds) >= 5, what="the delisting's LIFTs")
+    wait_for(
+        "the delisting's LIFTs",
+        lambda: [d for d in directives(exchange) if d.entry_id == "dp-company" and d.action.value == "LIFT"],
+        until=lambda ds: len(ds) >= 5,
+        timeout=45,
+    )
     time.sleep(2.0)  # the receipts of the LIFTs
     keys = [rec.key for kind in ("directives", "receipts", "notices", "quarantine") for _, rec in _raw(exchange, kind)
             if rec.key is not None]
@@ -158,21 +167,33 @@ def test_an_ended_entry_leaves_fanout_state_topics_and_stores_after_its_retentio
     stack = short_retention
     subject = person(make_ric(720, area="110108"))
     publish(stack, "court", [entry_dict(entry_id="dp-ended", subject=subject)])
-    wait_for(lambda: [d for d in directives(stack) if d.entry_id == "dp-ended"], lambda ds: len(ds) >= 2,
-             what="the listing's directives")
+    wait_for(
+        "the listing's directives",
+        lambda: [d for d in directives(stack) if d.entry_id == "dp-ended"],
+        until=lambda ds: len(ds) >= 2,
+        timeout=45,
+    )
     publish(stack, "court", [entry_dict(entry_id="dp-ended", version=2, event_type="DELISTED", subject=subject,
                                         delisting=delisting())])
     with stack.check_client("aviation") as c:
-        wait_for(lambda: [c.entry("dp-ended")["directives"]], lambda h: len(h[0]) == 2,
-                 what="aviation's history: the APPLY and its LIFT")
+        wait_for(
+            "aviation's history: the APPLY and its LIFT",
+            lambda: [c.entry("dp-ended")["directives"]],
+            until=lambda h: len(h[0]) == 2,
+            timeout=45,
+        )
 
     def tombstones() -> list[Any]:
         return [rec for topic, rec in _raw(stack, "directives") if rec.value is None and topic.endswith(".aviation")]
 
-    wait_for(tombstones, lambda ts: len(ts) >= 1, what="a tombstone for the ended entry's key", timeout=90)
+    wait_for("a tombstone for the ended entry's key", tombstones, until=lambda ts: len(ts) >= 1, timeout=90)
     fanout = next(s.url for s in stack.services if s.name == "fanout")
-    wait_for(lambda: [httpx.get(f"{fanout}/coverage", timeout=5).json()["entries"]], lambda n: n == [0],
-             what="the fan-out holding no state for it")
+    wait_for(
+        "the fan-out holding no state for it",
+        lambda: [httpx.get(f"{fanout}/coverage", timeout=5).json()["entries"]],
+        until=lambda n: n == [0],
+        timeout=45,
+    )
 
     def history() -> list[Any]:
         from services.subscriber.client import EntryNotFound
@@ -183,6 +204,6 @@ def test_an_ended_entry_leaves_fanout_state_topics_and_stores_after_its_retentio
             except EntryNotFound:
                 return []
 
-    wait_for(lambda: [history()], lambda h: h == [[]], what="aviation's store forgetting it", timeout=60)
+    wait_for("aviation's store forgetting it", lambda: [history()], until=lambda h: h == [[]], timeout=60)
     report = audit_stores(stack)
     assert report.clean, "\n".join(report.lines())

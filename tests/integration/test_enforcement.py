@@ -25,7 +25,8 @@ from services.keystore import load_signer
 from services.localstack import LocalStack
 from services.ops.audit import read_all
 from tests.fault.support import audit_stores
-from tests.integration.support import directives, publish, wait_for
+from tests.integration.support import directives, publish
+from tests.support import wait_for
 from tests.unit.factories import entry_dict, make_ric, person
 
 pytestmark = pytest.mark.integration
@@ -74,7 +75,7 @@ class Genuine:
                     out.append(r)
             return out
 
-        (receipt,) = wait_for(fetch, lambda rs: len(rs) >= 1, what=f"a receipt for {directive_id}", timeout=60)
+        (receipt,) = wait_for(f"a receipt for {directive_id}", fetch, until=lambda rs: len(rs) >= 1, timeout=60)
         return receipt
 
     def restricted(self, ric: str | None = None) -> bool:
@@ -89,14 +90,18 @@ _n = iter(range(1, 10**6))
 def genuine(exchange: LocalStack) -> Genuine:
     ric = make_ric(808, area="110109")
     publish(exchange, "court", [entry_dict(entry_id="enf-1", subject=person(ric))])
-    (d,) = wait_for(lambda: [d for d in directives(exchange) if d.entry_id == "enf-1" and d.subscriber == "aviation"],
-                    lambda ds: len(ds) == 1, what="aviation's directive for the listing")
+    (d,) = wait_for(
+        "aviation's directive for the listing",
+        lambda: [d for d in directives(exchange) if d.entry_id == "enf-1" and d.subscriber == "aviation"],
+        until=lambda ds: len(ds) == 1,
+        timeout=45,
+    )
     topic = exchange.world.topic_name("directives", "aviation", namespace=exchange.namespace)
     (raw,) = [r for _, r in asyncio.run(read_all(exchange.access("concord-admin"), [topic]))
               if SCHEMAS.kind_of(r.value) == "directive"
               and SCHEMAS.decode_model(r.value, Directive).directive_id == d.directive_id]
     g = Genuine(exchange, d, raw.key, raw.partition, ric)
-    wait_for(lambda: [g.restricted()], lambda r: r == [True], what="aviation restricting the person")
+    wait_for("aviation restricting the person", lambda: [g.restricted()], until=lambda r: r == [True], timeout=45)
     return g
 
 
@@ -136,8 +141,13 @@ def test_an_older_entry_version_with_a_higher_sequence_is_refused(genuine: Genui
     amended = entry_dict(entry_id="enf-1", version=2, event_type="AMENDED", subject=person(genuine.ric),
                          effective_until=later.isoformat(), publication_until=later.isoformat())
     publish(genuine.stack, "court", [amended])
-    wait_for(lambda: [d for d in directives(genuine.stack) if d.entry_id == "enf-1" and d.entry_version == 2
-                      and d.subscriber == "aviation"], lambda ds: len(ds) == 1, what="the amendment's directive")
-    wait_for(lambda: [genuine.restricted()], lambda r: r == [True], what="aviation holding version 2")
+    wait_for(
+        "the amendment's directive",
+        lambda: [d for d in directives(genuine.stack) if d.entry_id == "enf-1" and d.entry_version == 2
+                      and d.subscriber == "aviation"],
+        until=lambda ds: len(ds) == 1,
+        timeout=45,
+    )
+    wait_for("aviation holding version 2", lambda: [genuine.restricted()], until=lambda r: r == [True], timeout=45)
     # Version 1's genuine directive again, under a sequence number above version 2's.
     _refused(genuine, genuine.forge(seq=99), "VERSION_REGRESSION")

@@ -13,7 +13,8 @@ import yaml
 
 from services.core.models import Directive
 from services.localstack import LocalStack
-from tests.integration.support import directives, for_entry, publish, quarantined, summary, wait_for
+from tests.integration.support import directives, for_entry, publish, quarantined, summary
+from tests.support import wait_for
 from tests.unit.factories import (
     KNOWN_RIC,
     KNOWN_RIC_X,
@@ -43,7 +44,7 @@ def _iso(t: datetime) -> str:
 
 
 def _wait_entry(stack: LocalStack, entry_id: str, n: int, what: str) -> list[Directive]:
-    return wait_for(lambda: for_entry(directives(stack), entry_id), lambda ds: len(ds) >= n, what=what)
+    return wait_for(what, lambda: for_entry(directives(stack), entry_id), until=lambda ds: len(ds) >= n, timeout=45)
 
 
 def test_listed_organization_applies_by_kind_and_to_its_legal_representative(fanout_only: LocalStack) -> None:
@@ -139,7 +140,7 @@ def test_older_and_repeated_versions_are_ignored_counted_and_quarantined(fanout_
         entry_dict(entry_id="ver-1", subject=person()),  # version 1 again, after version 2
         entry_dict(entry_id="ver-1", version=2, event_type="AMENDED", subject=person(), reason="Changed!"),
     ])
-    q = wait_for(lambda: quarantined(fanout_only), lambda qs: len(qs) >= 2, what="two quarantined records")
+    q = wait_for("two quarantined records", lambda: quarantined(fanout_only), until=lambda qs: len(qs) >= 2, timeout=45)
     assert sorted(r.reason for r in q) == ["REPLAYED", "STALE_VERSION"]
     assert len(for_entry(directives(fanout_only), "ver-1")) == 2  # nothing was re-applied or lifted
     fanout = next(s for s in fanout_only.services if s.name == "fanout")

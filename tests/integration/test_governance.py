@@ -22,6 +22,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import TopicAuthorizationFailedError
+from confluent_kafka.admin import AdminClient
 
 from services.cli import main
 from services.core.access import AclRule
@@ -29,7 +30,7 @@ from services.core.codec import default_registry
 from services.core.disclosure import seal_record
 from services.core.models import Directive, SourceRecord
 from services.core.principals import ADMIN, FANOUT
-from services.core.routing import Accepted, on_record, on_tick
+from services.core.routing import Accepted, EntryState, on_record, on_tick
 from services.core.signing import Domain
 from services.core.world import World, load_world
 from services.credentials import credentials_path, read_password
@@ -64,7 +65,7 @@ class Home:
         out, err = self.capsys.readouterr()
         return code, out, err
 
-    def admin(self):  # type: ignore[no-untyped-def]
+    def admin(self) -> AdminClient:
         return admin_client(self.cluster.access(ADMIN))
 
     def load(self) -> World:
@@ -329,7 +330,7 @@ async def _can_read(access: KafkaAccess, topic: str, group: str) -> bool:
         await consumer.stop()
 
 
-def _listing(home: Home, world: World) -> tuple[object, list[Directive]]:
+def _listing(home: Home, world: World) -> tuple[EntryState, list[Directive]]:
     """The court's example listing, routed by ``world``: the entry state and its directives."""
     court = load_signer(home.path / "keys", "court")
     event = entry()
@@ -348,6 +349,7 @@ def _listing(home: Home, world: World) -> tuple[object, list[Directive]]:
     tr = on_record(
         None, Accepted(origin="court", event=event, source=source, digest=signed.digest), world, datetime.now(UTC)
     )
+    assert tr.state is not None, "a listing routed leaves an entry state"
     return tr.state, list(tr.emitted)
 
 
@@ -423,7 +425,7 @@ async def test_a_new_mou_grants_access_and_its_termination_withdraws_it_after_dr
         assert await _can_read(securities, directives_topic, group)
 
         # The fan-out lifts (MOU changed); once securities' receipt covers the LIFT, apply withdraws.
-        lifted = on_tick(state, home.load(), datetime.now(UTC)).emitted  # type: ignore[arg-type]
+        lifted = on_tick(state, home.load(), datetime.now(UTC)).emitted
         lifts = [d for d in lifted if d.subscriber == "securities"]
         assert [d.action.value for d in lifts] == ["LIFT"] and lifts[0].cause.value == "MOU_CHANGED"
         await _produce_directives(fanout, directives_topic, home, lifts)

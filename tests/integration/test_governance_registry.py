@@ -21,6 +21,7 @@ from services.core.world import load_world
 from services.governance.registry import follow_registry, publish_registry
 from services.keystore import ensure_keys, load_keyring, load_signer
 from tests.conftest import KafkaCluster, write_all_credentials
+from tests.support import kafka_headers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -85,7 +86,7 @@ async def test_an_agency_follows_the_published_registry(
             f"{unique_ns}.registry",
             key=b"manifest/registry",
             value=manifest,
-            headers=impostor.sign(Domain.REGISTRY, manifest).as_kafka(),
+            headers=kafka_headers(impostor.sign(Domain.REGISTRY, manifest).as_kafka()),
         )
         assert producer.flush(10) == 0
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 
 from services.localstack import LocalStack
-from tests.conftest import KafkaCluster
+from tests.conftest import REPO_ROOT, KafkaCluster
 from tests.integration.conftest import make_stack
-from tests.integration.test_adapter_publish import REPO_ROOT, concord, concord_env, event_ids, listings, wait_for
+from tests.integration.support import concord, concord_env, event_ids, listings
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -44,7 +45,7 @@ def _text(lines: list[str]) -> bytes:
 
 
 # name -> (how to write it, the line refused, what its reason says)
-POISON: dict[str, tuple[Callable[[Path], None], int, str]] = {
+POISON: dict[str, tuple[Callable[[Path], object], int, str]] = {
     "nested.jsonl": (lambda p: p.write_bytes(b"[" * 100_000 + b"\n"), 1, "nested deeper than 200 levels"),
     "huge-line.jsonl": (_one_gb_line, 1, f"line is {GIB + 16:,} bytes, longer than the limit of 262,144"),
     "garbage.jsonl": (
@@ -134,7 +135,7 @@ def test_hostile_files_through_the_drop_folder(kafka_cluster: KafkaCluster, stac
             good = f"good-{i}.jsonl"
             (tmp_path / f".{good}").write_bytes(_text(listings(1, f"inbox-after-{i}")))
             (tmp_path / f".{good}").rename(inbox / good)
-            wait_for((inbox / "done" / f"{good}.result.json").exists, 180, f"{good} after {name}")
+            wait_for(f"{good} after {name}", (inbox / "done" / f"{good}.result.json").exists, timeout=180)
             res = json.loads((inbox / "done" / f"{name}.result.json").read_text())
             assert res["status"] == "done" and res["rejected"] >= 1, (name, res)
             rejects = [json.loads(x) for x in Path(res["rejects_path"]).read_text().splitlines()]
@@ -146,7 +147,11 @@ def test_hostile_files_through_the_drop_folder(kafka_cluster: KafkaCluster, stac
         os.mkfifo(inbox / "b-fifo.jsonl")
         (tmp_path / ".z-good.jsonl").write_bytes(_text(listings(1, "inbox-last")))
         (tmp_path / ".z-good.jsonl").rename(inbox / "z-good.jsonl")
-        wait_for((inbox / "done" / "z-good.jsonl.result.json").exists, 60, "the good file after a link and a FIFO")
+        wait_for(
+            "the good file after a link and a FIFO",
+            (inbox / "done" / "z-good.jsonl.result.json").exists,
+            timeout=60,
+        )
         for name, why in (("a-link.jsonl", "is a symbolic link"), ("b-fifo.jsonl", "is a FIFO")):
             res = json.loads((inbox / "failed" / f"{name}.result.json").read_text())
             assert res["status"] == "failed" and why in res["error"]

@@ -28,12 +28,14 @@ from confluent_kafka.admin import AdminClient
 
 from services.core.principals import ADMIN, FANOUT
 from services.core.signing import SignedHeaders
+from services.core.world import TopicKind
 from services.credentials import read_password
 from services.localstack import LocalStack
 from services.ops.audit import read_all
 from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack
-from tests.integration.support import quarantined, wait_for
+from tests.integration.support import quarantined
+from tests.support import wait_for
 from tests.unit.factories import entry_dict, make_ric, person
 
 pytestmark = pytest.mark.integration
@@ -87,11 +89,11 @@ def metric(stack: LocalStack, target: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
-def key_ids(stack: LocalStack, kind: str, agency: str) -> list[str]:
-    topic = stack.world.topic_name(kind, agency, namespace=stack.namespace)  # type: ignore[arg-type]
+def key_ids(stack: LocalStack, kind: TopicKind, agency: str) -> list[str]:
+    topic = stack.world.topic_name(kind, agency, namespace=stack.namespace)
     out = []
     for _, rec in asyncio.run(read_all(stack.access(ADMIN), [topic])):
-        signed = SignedHeaders.from_kafka(rec.headers)  # type: ignore[attr-defined]
+        signed = SignedHeaders.from_kafka(rec.headers)
         if signed is not None:
             out.append(signed.key_id)
     return out
@@ -162,7 +164,10 @@ def test_keys_and_passwords_rotate_while_everything_keeps_working(
                 return [client.check(p, allow_unknown=True).status for p in people]
 
         wait_for(
-            answers, lambda got: got == ["restricted"] * LISTINGS, what="every listing applied by aviation", timeout=90
+            "every listing applied by aviation",
+            answers,
+            until=lambda got: got == ["restricted"] * LISTINGS,
+            timeout=90,
         )
     finally:
         stop.set()
@@ -175,16 +180,18 @@ def test_keys_and_passwords_rotate_while_everything_keeps_working(
     assert metric(stack, "subscriber-aviation", "concord_subscriber_rejected_total") == 0
     assert metric(stack, "fanout", "concord_fanout_receipts_refused_total") == 0
     wait_for(
+        "aviation's receipts for every listing",
         lambda: [metric(stack, "fanout", 'concord_fanout_receipts_total{status="APPLIED"}')],
-        lambda got: got[0] >= LISTINGS,
-        what="aviation's receipts for every listing",
+        until=lambda got: got[0] >= LISTINGS,
+        timeout=45,
     )
     # Each rotated signer ended on its new key, and what it signed before still verified.
-    for agency, kind, owner in (
+    signed_topics: tuple[tuple[str, TopicKind, str], ...] = (
         ("court", "lists", "court"),
         (FANOUT, "directives", "aviation"),
         ("aviation", "receipts", "aviation"),
-    ):
+    )
+    for agency, kind, owner in signed_topics:
         used = key_ids(stack, kind, owner)
         assert used[-1] not in old_keys[agency] and set(old_keys[agency]) & set(used), (agency, used)
     for principal, old in old_passwords.items():

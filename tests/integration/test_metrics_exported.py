@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from services.localstack import LocalStack, free_port
 from services.ops.observe import Prometheus
 from tests.conftest import KafkaCluster
 from tests.observability import SYNTHETIC, dashboard_queries, metric_names, promtool_check_expressions, rule_queries
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -46,20 +45,12 @@ def scrape(address: str) -> dict[str, float]:
     return out
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
-
-
 def drop(inbox: Path, name: str, lines: list[str]) -> dict[str, object]:
     part = inbox / f"{name}.part"
     part.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     part.rename(inbox / name)
     result = inbox / "done" / f"{name}.result.json"
-    wait_until(result.exists, f"the adapter to finish {name}", 60)
+    wait_for(f"the adapter to finish {name}", result.exists, timeout=60, every=0.5)
     return dict(json.loads(result.read_text()))
 
 
@@ -103,11 +94,36 @@ def test_every_metric_of_every_dashboard_and_alert_is_exported(exchange: LocalSt
     assert {"fanout", "broker", "adapter-court", "drift"} <= set(targets)
     assert {f"subscriber-{a.agency_id}" for a in exchange.world.implementers()} <= set(targets)
     fanout = targets["fanout"]
-    wait_until(lambda: scrape(fanout).get("concord_fanout_events_total", 0) >= 3, "the fan-out to admit 3 records")
-    wait_until(lambda: scrape(fanout).get("concord_quarantine_total", 0) >= 1, "the unsigned record in quarantine")
-    wait_until(lambda: scrape(fanout).get("concord_fanout_lifts_total", 0) >= 2, "the delisting and expiry lifts")
-    wait_until(lambda: scrape(fanout).get("concord_fanout_receipts_caught_up") == 1, "the receipt view")
-    wait_until(lambda: "concord_acl_drift_missing" in scrape(targets["drift"]), "the first drift check")
+    wait_for(
+        "the fan-out to admit 3 records",
+        lambda: scrape(fanout).get("concord_fanout_events_total", 0) >= 3,
+        timeout=90,
+        every=0.5,
+    )
+    wait_for(
+        "the unsigned record in quarantine",
+        lambda: scrape(fanout).get("concord_quarantine_total", 0) >= 1,
+        timeout=90,
+        every=0.5,
+    )
+    wait_for(
+        "the delisting and expiry lifts",
+        lambda: scrape(fanout).get("concord_fanout_lifts_total", 0) >= 2,
+        timeout=90,
+        every=0.5,
+    )
+    wait_for(
+        "the receipt view",
+        lambda: scrape(fanout).get("concord_fanout_receipts_caught_up") == 1,
+        timeout=90,
+        every=0.5,
+    )
+    wait_for(
+        "the first drift check",
+        lambda: "concord_acl_drift_missing" in scrape(targets["drift"]),
+        timeout=90,
+        every=0.5,
+    )
 
     exported: dict[str, set[str]] = {}
     for name, address in targets.items():
@@ -129,7 +145,7 @@ def test_every_metric_of_every_dashboard_and_alert_is_exported(exchange: LocalSt
             up = {r["metric"]["service"]: r["value"][1] for r in prom.query("up")}
             return set(up) == set(targets) and set(up.values()) == {"1"}
 
-        wait_until(all_up, "Prometheus to scrape every target", 60)
+        wait_for("Prometheus to scrape every target", all_up, timeout=60, every=0.5)
         jobs = {r["metric"]["job"] for r in prom.query("up")}
         assert jobs == {"concord-fanout", "concord-subscriber", "concord-adapter", "concord-drift", "kafka-broker"}
         assert prom.query('concord_adapter_records_total{outcome="rejected"} == 1')

@@ -22,6 +22,7 @@ at that topic, partition and offset.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -53,7 +54,8 @@ from services.partitioning import partition_for
 from services.subscriber.client import QuestionRejected
 from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack
-from tests.integration.test_adapter_publish import concord, read_topic, wait_for
+from tests.integration.support import concord, read_topic
+from tests.support import wait_for
 from tests.unit.factories import legal_rep, make_ric, make_uscc, organization, person
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -298,7 +300,7 @@ def _decode(records: list[Any], cls: type[Any]) -> list[tuple[Any, Any]]:
 
 def _check(stack: LocalStack, agency: str, ids: list[str]) -> dict[str, str]:
     """The status answered for each id; ``invalid`` for an identifier the API refuses as malformed."""
-    out = {}
+    out: dict[str, str] = {}
     with stack.check_client(agency) as c:
         for i in ids:
             try:
@@ -384,9 +386,9 @@ def test_every_good_record_arrives_once_and_every_bad_one_is_quarantined_with_it
     # --- wait until the fan-out has processed (and committed) the whole topic
     partitions = stack.world.topic_spec("lists", "court", namespace=ns).partitions
     wait_for(
-        lambda: asyncio.run(_committed_to_end(kafka_cluster, f"{ns}-fanout", list_topic, partitions)),
-        120,
         "fan-out committed to the end of the court's list topic",
+        lambda: asyncio.run(_committed_to_end(kafka_cluster, f"{ns}-fanout", list_topic, partitions)),
+        timeout=120,
     )
 
     # --- quarantine: exactly the bad records, each with its reason
@@ -430,8 +432,11 @@ def test_every_good_record_arrives_once_and_every_bad_one_is_quarantined_with_it
         topic = stack.world.topic_name("receipts", agency, namespace=ns)
         return [r for _, r in _decode(read_topic(kafka_cluster, topic), Receipt)]
 
+    def applied_all(agency: str, ids: set[str]) -> bool:
+        return {r.directive_id for r in applied(agency)} >= ids
+
     for agency, ids in directive_ids.items():
-        wait_for(lambda a=agency, i=ids: {r.directive_id for r in applied(a)} >= i, 60, f"receipts of {agency}")
+        wait_for(f"receipts of {agency}", functools.partial(applied_all, agency, ids), timeout=60)
         receipts = applied(agency)
         assert [r.status for r in receipts] == [ReceiptStatus.APPLIED] * len(ids), agency
         assert {r.directive_id for r in receipts} == ids

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,8 @@ from services.core.models import Action, ListEntryEvent
 from services.core.signing import Domain, Signer
 from services.localstack import LocalStack, Service
 from tests.conftest import KafkaCluster
-from tests.integration.support import directives, for_entry, publish, quarantined, wait_for
+from tests.integration.support import directives, for_entry, publish, quarantined
+from tests.support import wait_for
 from tests.unit.factories import delisting, entry_dict, legal_rep, make_ric, make_uscc, organization
 
 pytestmark = pytest.mark.integration
@@ -82,9 +83,9 @@ def everyone_at(stack: LocalStack, serial: int) -> None:
     """Wait until the fan-out and every subscriber hold registry publication ``serial``."""
     names = [s.name for s in stack.services if s.url]
     wait_for(
+        f"every service on registry serial {serial}",
         lambda: [registry_serial(stack, n) for n in names],
-        lambda got: all(g == serial for g in got),
-        what=f"every service on registry serial {serial}",
+        until=lambda got: all(g == serial for g in got),
         timeout=30,
     )
 
@@ -94,11 +95,11 @@ def answer(stack: LocalStack, agency: str, ident: str, measure: str | None = Non
         return client.check(ident, measure=measure, allow_unknown=True).status
 
 
-def answers(stack: LocalStack, asks: list[tuple[str, str, str | None]]) -> list[str]:
+def answers(stack: LocalStack, asks: Sequence[tuple[str, str, str | None]]) -> list[str]:
     return [answer(stack, agency, ident, measure) for agency, ident, measure in asks]
 
 
-def world_with(stack: LocalStack, name: str, edit: Any) -> Path:
+def world_with(stack: LocalStack, name: str, edit: Callable[[Path], None]) -> Path:
     """A copy of the world folder with ``edit(mous_folder)`` applied."""
     target = stack.home.parent / name
     shutil.copytree(stack.world_dir or REPO_TOPICS, target)
@@ -174,7 +175,7 @@ def governed(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Ite
     world = tmp_path / "topics"
     shutil.copytree(REPO_TOPICS, world)
     stack = LocalStack.at(tmp_path / "home", namespace=unique_ns, world_dir=world)
-    stack.write_config(kafka_cluster.bootstrap, kafka_cluster.ca_file)
+    stack.write_config(kafka_cluster.bootstrap, kafka_cluster.ca_file, brokers=kafka_cluster.brokers)
     stack.write_credentials(kafka_cluster.passwords)
     stack.ensure_keys()
     stack.provision()  # topics, ACLs, and registry serial 1
@@ -194,7 +195,12 @@ def test_a_running_exchange_follows_the_registry_and_fails_closed_when_it_is_sta
     listing = entry_dict(entry_id="gov-1", subject=organization(company, reps=[legal_rep(rep)]))
     publish(stack, "court", [listing])
     listed = [("finance", company, "finance.procurement-ban"), ("aviation", rep, "aviation.no-air-tickets")]
-    wait_for(lambda: answers(stack, listed), lambda got: got == ["restricted"] * 2, what="the listing applied")
+    wait_for(
+        "the listing applied",
+        lambda: answers(stack, listed),
+        until=lambda got: got == ["restricted"] * 2,
+        timeout=45,
+    )
     assert answer(stack, "securities", rep) == "clear"  # no MOU gives securities this program yet
 
     # The court rotates its key with no overlap: its old key ends now. Then a new MOU is published while
@@ -205,9 +211,10 @@ def test_a_running_exchange_follows_the_registry_and_fails_closed_when_it_is_sta
     stack.use_world(world_with(stack, "topics-2", add_securities_mou))  # serial 3
     everyone_at(stack, 3)
     wait_for(
+        "securities applying the new MOU",
         lambda: [answer(stack, "securities", rep, BOARD)],
-        lambda got: got == ["restricted"],
-        what="securities applying the new MOU",
+        until=lambda got: got == ["restricted"],
+        timeout=45,
     )
     board = [d for d in for_entry(directives(stack), "gov-1") if d.measure_id == BOARD]
     assert [(d.action, d.cause.value, d.registry_serial) for d in board] == [(Action.APPLY, "MOU_CHANGED", 3)]
@@ -229,18 +236,25 @@ def test_a_running_exchange_follows_the_registry_and_fails_closed_when_it_is_sta
     )
     produce_backdated(stack, market, stolen, datetime.now(UTC) - timedelta(days=2))
     refused = wait_for(
+        "the backdated record refused",
         lambda: [q for q in quarantined(stack) if q.key == b"gov-stolen"],
-        bool,
-        what="the backdated record refused",
+        timeout=45,
     )
     assert refused[0].reason == "KEY_REVOKED"
 
     # The judgment-defaulters MOU is terminated: its measures are lifted everywhere; securities' MOU stays.
-    stack.use_world(
-        world_with(stack, "topics-3", lambda mous: (add_securities_mou(mous), terminate_judgment_defaulters(mous)))
-    )  # serial 5
+    def securities_joined_and_judgment_defaulters_terminated(mous: Path) -> None:
+        add_securities_mou(mous)
+        terminate_judgment_defaulters(mous)
+
+    stack.use_world(world_with(stack, "topics-3", securities_joined_and_judgment_defaulters_terminated))  # serial 5
     everyone_at(stack, 5)
-    wait_for(lambda: answers(stack, listed), lambda got: got == ["clear"] * 2, what="the terminated MOU lifted")
+    wait_for(
+        "the terminated MOU lifted",
+        lambda: answers(stack, listed),
+        until=lambda got: got == ["clear"] * 2,
+        timeout=45,
+    )
     lifts = [d for d in for_entry(directives(stack), "gov-1") if d.action is Action.LIFT]
     assert {(d.subscriber, d.cause.value) for d in lifts} == {
         ("finance", "MOU_CHANGED"),
@@ -258,7 +272,7 @@ def test_a_running_exchange_follows_the_registry_and_fails_closed_when_it_is_sta
     code, doc = health(service(stack, "subscriber-securities"))
     assert (code, doc["status"]) == (503, "degraded") and "answers are unknown" in doc["detail"]
     assert answer(stack, "securities", rep, BOARD) == "unknown"
-    metrics = urllib.request.urlopen(f"{service(stack, 'fanout').url}/metrics", timeout=5).read().decode()  # noqa: S310
+    metrics = urllib.request.urlopen(f"{service(stack, 'fanout').url}/metrics", timeout=5).read().decode()  # noqa: S310 - a loopback http URL
     assert 'concord_registry_stale{component="fanout",principal="concord-fanout"} 1.0' in metrics
     rep2 = make_ric(102)
     second = entry_dict(
@@ -274,9 +288,10 @@ def test_a_running_exchange_follows_the_registry_and_fails_closed_when_it_is_sta
     )
     publish(stack, "court", [second, ended])
     wait_for(
+        "the delisting's LIFT while stale",
         lambda: for_entry(directives(stack), "gov-1"),
-        lambda ds: any(d.measure_id == BOARD and d.action is Action.LIFT for d in ds),
-        what="the delisting's LIFT while stale",
+        until=lambda ds: any(d.measure_id == BOARD and d.action is Action.LIFT for d in ds),
+        timeout=45,
     )
     assert for_entry(directives(stack), "gov-2") == []  # withheld
 
@@ -284,9 +299,10 @@ def test_a_running_exchange_follows_the_registry_and_fails_closed_when_it_is_sta
     stack.publish_registry()  # serial 7
     everyone_at(stack, 7)
     wait_for(
+        "the withheld APPLY issued and answers restored",
         lambda: [answer(stack, "securities", rep2, BOARD), answer(stack, "securities", rep, BOARD)],
-        lambda got: got == ["restricted", "clear"],
-        what="the withheld APPLY issued and answers restored",
+        until=lambda got: got == ["restricted", "clear"],
+        timeout=45,
     )
     assert health(service(stack, "fanout"))[0] == 200
     issued = for_entry(directives(stack), "gov-2")

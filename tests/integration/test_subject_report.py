@@ -17,7 +17,8 @@ import pytest
 
 from services.demo import AIR, FINANCE_BAN, RAIL, delisting_record, fresh_subjects, listing_records
 from services.localstack import LocalStack
-from tests.integration.support import directives, for_entry, publish, wait_for
+from tests.integration.support import directives, for_entry, publish
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,12 @@ def test_the_legal_representative_learns_what_applies_then_what_was_lifted_and_w
     company = listing_records(s, run, now, now + timedelta(days=1))[0]
     entry_id = str(company["entry_id"])
     publish(exchange, "court", [company])
-    wait_for(lambda: for_entry(directives(exchange), entry_id), lambda ds: len(ds) >= 3, what="the listing's APPLYs")
+    wait_for(
+        "the listing's APPLYs",
+        lambda: for_entry(directives(exchange), entry_id),
+        until=lambda ds: len(ds) >= 3,
+        timeout=45,
+    )
 
     listed = _report(exchange, s.legal_rep, tmp_path / "listed.json")
     r = listed["report"]
@@ -98,9 +104,10 @@ def test_the_legal_representative_learns_what_applies_then_what_was_lifted_and_w
 
     publish(exchange, "court", [delisting_record(s, run, now, company)])
     wait_for(
+        "the delisting's LIFTs",
         lambda: [d for d in for_entry(directives(exchange), entry_id) if d.action.value == "LIFT"],
-        lambda ds: len(ds) >= 3,
-        what="the delisting's LIFTs",
+        until=lambda ds: len(ds) >= 3,
+        timeout=45,
     )
 
     delisted = _report(exchange, s.legal_rep, tmp_path / "delisted.json")

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +45,7 @@ from services.subscriber.client import CheckClient, EntryNotFound, Identity, Que
 from services.topic_metadata import topic_partitions
 from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -90,25 +91,12 @@ def verify(stack: LocalStack) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(stack.subscriber_home("aviation").ca))
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            got = probe()
-        except httpx.HTTPError:
-            got = None
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every)
-
-
 def wait_ok(stack: LocalStack, url: str, timeout: float = 60.0) -> None:
     wait_for(
         f"{url} healthy",
         lambda: httpx.get(f"{url}/healthz", timeout=2, verify=verify(stack)).status_code == 200,
-        timeout,
+        timeout=timeout,
+        ignoring=(httpx.HTTPError,),
     )
 
 
@@ -215,8 +203,8 @@ def other_ric(ric: str) -> str:
 
 def test_apply_and_lift_are_stored_answered_and_receipted(ex: Exchange) -> None:
     s, run, records = publish_listing(ex)
-    wait_for("legal rep restricted", lambda: restricted(ex, s.legal_rep))
-    wait_for("person restricted", lambda: restricted(ex, s.person))
+    wait_for("legal rep restricted", lambda: restricted(ex, s.legal_rep), ignoring=(httpx.HTTPError,))
+    wait_for("person restricted", lambda: restricted(ex, s.person), ignoring=(httpx.HTTPError,))
     assert not restricted(ex, s.company)  # aviation has no measure for organisations
     (applied,) = history(ex, f"court/demo-{run}-c")
     assert (applied["action"], applied["status"], applied["measure_id"]) == ("APPLY", "APPLIED", AIR)
@@ -225,16 +213,16 @@ def test_apply_and_lift_are_stored_answered_and_receipted(ex: Exchange) -> None:
     path = ex.stack.home / f"delisting-{run}.jsonl"
     path.write_text(json.dumps(delisting) + "\n")
     assert cli_publisher(ex.stack.home)("court", path) == 0
-    wait_for("legal rep lifted", lambda: not restricted(ex, s.legal_rep))
+    wait_for("legal rep lifted", lambda: not restricted(ex, s.legal_rep), ignoring=(httpx.HTTPError,))
     lift = history(ex, f"court/demo-{run}-c")[-1]
     assert (lift["action"], lift["status"], lift["cause"]) == ("LIFT", "LIFTED", "DELISTED")
 
-    def both_receipts() -> dict[str, str] | None:
+    def both_receipts() -> dict[str, str]:
         got = {r.directive_id: r.status.value for r in receipts(ex)}
         want = {applied["directive_id"], lift["directive_id"]}
-        return got if want <= set(got) else None
+        return got if want <= set(got) else {}
 
-    got = wait_for("APPLIED and LIFTED receipts", both_receipts, timeout=30, every=1.0)
+    got = wait_for("APPLIED and LIFTED receipts", both_receipts, timeout=30, every=1.0, ignoring=(httpx.HTTPError,))
     assert (got[applied["directive_id"]], got[lift["directive_id"]]) == ("APPLIED", "LIFTED")
     # Each receipt is on the partition of its entry's list records (Kafka's default partitioner on the entry id).
     ours = {applied["directive_id"], lift["directive_id"]}
@@ -249,7 +237,7 @@ def test_apply_and_lift_are_stored_answered_and_receipted(ex: Exchange) -> None:
 
 def test_tampered_and_forged_directives_are_rejected_and_nothing_is_stored(ex: Exchange) -> None:
     s, run, _ = publish_listing(ex)
-    wait_for("person restricted", lambda: restricted(ex, s.person))
+    wait_for("person restricted", lambda: restricted(ex, s.person), ignoring=(httpx.HTTPError,))
     entry = f"court/demo-{run}-p"
     (genuine_row,) = history(ex, entry)
     real = next(
@@ -278,11 +266,11 @@ def test_tampered_and_forged_directives_are_rejected_and_nothing_is_stored(ex: E
     court = load_signer(ex.stack.home / "keys", "court")
     produce_as_fanout(ex, forged_value, court.sign(Domain.DIRECTIVE, forged_value).as_kafka(), forged.key.encode())
 
-    def rejected() -> dict[str, str] | None:
+    def rejected() -> dict[str, str]:
         got = {r.directive_id: r.reason or "" for r in receipts(ex) if r.status.value == "REJECTED"}
-        return got if {genuine.directive_id, forged.directive_id} <= set(got) else None
+        return got if {genuine.directive_id, forged.directive_id} <= set(got) else {}
 
-    reasons = wait_for("two REJECTED receipts", rejected, timeout=30, every=1.0)
+    reasons = wait_for("two REJECTED receipts", rejected, timeout=30, every=1.0, ignoring=(httpx.HTTPError,))
     assert reasons[genuine.directive_id].startswith("TAMPERED")
     assert reasons[forged.directive_id].startswith("WRONG_AGENCY")
     # Nothing of either was stored.
@@ -301,9 +289,15 @@ def test_tampered_and_forged_directives_are_rejected_and_nothing_is_stored(ex: E
 @pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
 def test_restart_resumes_without_reapplying(ex: Exchange, kill: bool) -> None:
     s, run, _ = publish_listing(ex)
-    wait_for("person restricted", lambda: restricted(ex, s.person))
+    wait_for("person restricted", lambda: restricted(ex, s.person), ignoring=(httpx.HTTPError,))
     held = {d["directive_id"] for d in history(ex, f"court/demo-{run}-p")}
-    wait_for("receipts sent", lambda: held <= {r.directive_id for r in receipts(ex)}, timeout=30, every=1.0)
+    wait_for(
+        "receipts sent",
+        lambda: held <= {r.directive_id for r in receipts(ex)},
+        timeout=30,
+        every=1.0,
+        ignoring=(httpx.HTTPError,),
+    )
     time.sleep(1.0)  # the outbox marks what it sent right after the broker acknowledged it
     before = Counter((r.directive_id, r.status.value) for r in receipts(ex))
 
@@ -314,9 +308,15 @@ def test_restart_resumes_without_reapplying(ex: Exchange, kill: bool) -> None:
     assert restricted(ex, s.person)  # answered from the store it kept
 
     s2, run2, _ = publish_listing(ex)
-    wait_for("new listing applied after restart", lambda: restricted(ex, s2.person))
+    wait_for("new listing applied after restart", lambda: restricted(ex, s2.person), ignoring=(httpx.HTTPError,))
     new = {d["directive_id"] for d in history(ex, f"court/demo-{run2}-p")}
-    wait_for("new receipts", lambda: new <= {r.directive_id for r in receipts(ex)}, timeout=30, every=1.0)
+    wait_for(
+        "new receipts",
+        lambda: new <= {r.directive_id for r in receipts(ex)},
+        timeout=30,
+        every=1.0,
+        ignoring=(httpx.HTTPError,),
+    )
     time.sleep(2.0)  # give a re-application, if there were one, time to show
     after = Counter((r.directive_id, r.status.value) for r in receipts(ex))
     assert {k: n for k, n in after.items() if n > 1} == {}
@@ -329,7 +329,7 @@ def test_restart_resumes_without_reapplying(ex: Exchange, kill: bool) -> None:
 
 def test_wiped_subscriber_bootstraps_from_the_topic_and_answers_the_same(ex: Exchange) -> None:
     s, _, _ = publish_listing(ex)
-    wait_for("person restricted", lambda: restricted(ex, s.person))
+    wait_for("person restricted", lambda: restricted(ex, s.person), ignoring=(httpx.HTTPError,))
     idents = [s.company, s.legal_rep, s.person] + [
         d.target.identifiers[0].value
         for d in (default_registry().decode_model(r.value, Directive) for r in read_all(ex, "directives"))
@@ -417,7 +417,12 @@ def test_a_huge_body_is_refused_without_disturbing_the_feed(ex: Exchange) -> Non
     thread.start()
     try:
         s, _, _ = publish_listing(ex)
-        wait_for("the listing applied during the flood", lambda: restricted(ex, s.person), timeout=60)
+        wait_for(
+            "the listing applied during the flood",
+            lambda: restricted(ex, s.person),
+            timeout=60,
+            ignoring=(httpx.HTTPError,),
+        )
         health = httpx.get(f"{ex.url}/healthz", timeout=5, verify=verify(ex.stack))
         assert health.status_code == 200, health.text
     finally:
@@ -429,7 +434,7 @@ def test_a_huge_body_is_refused_without_disturbing_the_feed(ex: Exchange) -> Non
 
 def test_queries_lists_exactly_the_queries_about_an_id(ex: Exchange) -> None:
     s, _, _ = publish_listing(ex)
-    wait_for("person restricted", lambda: restricted(ex, s.person))
+    wait_for("person restricted", lambda: restricted(ex, s.person), ignoring=(httpx.HTTPError,))
     asked = s.person
     with (
         client(ex.stack, ex.url, "counter") as counter,
@@ -484,7 +489,7 @@ def test_only_committed_directives_are_applied(ex: Exchange) -> None:
     """read_committed: a directive of an aborted transaction never reaches the store; one of a
     committed transaction does, and the transaction markers do not keep the feed from being current."""
     s, run, _ = publish_listing(ex)
-    wait_for("person restricted", lambda: restricted(ex, s.person))
+    wait_for("person restricted", lambda: restricted(ex, s.person), ignoring=(httpx.HTTPError,))
     (row,) = history(ex, f"court/demo-{run}-p")
     real = next(
         r
@@ -528,7 +533,7 @@ def test_only_committed_directives_are_applied(ex: Exchange) -> None:
     def ids() -> list[str]:
         return [h["directive_id"] for h in history(ex, f"court/demo-{run}-p")]
 
-    wait_for("the committed directive applied", lambda: committed_id in ids())
+    wait_for("the committed directive applied", lambda: committed_id in ids(), ignoring=(httpx.HTTPError,))
     assert aborted_id not in ids()
     assert restricted(ex, s.person)
     wait_ok(ex.stack, ex.url)  # the feed is confirmed current past the transaction markers
@@ -539,7 +544,7 @@ def test_only_committed_directives_are_applied(ex: Exchange) -> None:
 
 def test_expired_restriction_answers_clear_with_the_fanout_stopped(ex: Exchange) -> None:
     s, run, _ = publish_listing(ex, person_for=15)
-    wait_for("person restricted", lambda: restricted(ex, s.person))
+    wait_for("person restricted", lambda: restricted(ex, s.person), ignoring=(httpx.HTTPError,))
     (row,) = history(ex, f"court/demo-{run}-p")
     with client(ex.stack, ex.url) as c:
         until = datetime.fromisoformat(c.check(s.person, measure=AIR).measures[0].valid_until or "")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,6 +68,12 @@ def rows_of(text: str, mapping: str = MAPPING, *, encoding: str = "utf-8") -> li
     return list(read_csv(stream, m, file="export.csv"))
 
 
+def raw_of(row: Row) -> Any:
+    """The row's JSON shape (every row read from a CSV file has one)."""
+    assert row.raw is not None
+    return row.raw
+
+
 def problems_of(row: Row) -> list[Problem]:
     """The row's problems, each placed at the row's line of export.csv."""
     report = Report(file="export.csv")
@@ -99,20 +106,20 @@ def test_row_becomes_the_json_shape_with_nested_paths_constants_and_dates() -> N
     (row,) = rows_of(HEADER + good_line())
     assert row.line == 2
     assert row.problems == ()
-    assert row.raw["event_id"] == "court:c-1:1"
-    assert row.raw["version"] == 1
-    assert row.raw["subject"]["identifiers"] == [{"scheme": "CN_USCC", "value": KNOWN_USCC}]
-    assert row.raw["subject"]["related_parties"][0]["identifiers"][0]["value"] == KNOWN_RIC
-    assert row.raw["basis"]["decided_on"] == "2026-03-02"
-    assert row.raw["effective_from"] == "2026-03-10T00:00:00+08:00"
+    assert raw_of(row)["event_id"] == "court:c-1:1"
+    assert raw_of(row)["version"] == 1
+    assert raw_of(row)["subject"]["identifiers"] == [{"scheme": "CN_USCC", "value": KNOWN_USCC}]
+    assert raw_of(row)["subject"]["related_parties"][0]["identifiers"][0]["value"] == KNOWN_RIC
+    assert raw_of(row)["basis"]["decided_on"] == "2026-03-02"
+    assert raw_of(row)["effective_from"] == "2026-03-10T00:00:00+08:00"
     ev = valid(row)
     assert ev.effective_from.utcoffset() is not None
-    assert "delisting" not in row.raw  # its only column is empty on a listing row
+    assert "delisting" not in raw_of(row)  # its only column is empty on a listing row
 
 
 def test_object_whose_columns_are_all_empty_is_left_out_constants_included() -> None:
     (row,) = rows_of(HEADER + good_line(kind="P", ident=KNOWN_RIC_X, rep=""))
-    assert "related_parties" not in row.raw["subject"]
+    assert "related_parties" not in raw_of(row)["subject"]
     assert valid(row).subject.related_parties == ()
 
 
@@ -126,7 +133,7 @@ def test_rows_keep_their_csv_line_numbers_across_quoted_line_breaks_and_blank_li
     multi = good_line("c-2").replace('"Example Co., Ltd."', '"Example Co.,\nLtd."')
     rows = rows_of(HEADER + good_line("c-1") + multi + "\n" + good_line("c-3"))
     assert [r.line for r in rows] == [2, 3, 6]
-    assert rows[1].raw["subject"]["names"][0]["value"] == "Example Co.,\nLtd."
+    assert raw_of(rows[1])["subject"]["names"][0]["value"] == "Example Co.,\nLtd."
 
 
 def test_file_without_header_names_its_columns_in_the_mapping() -> None:
@@ -141,7 +148,7 @@ def test_other_encodings_and_delimiters() -> None:
     mapping = "csv:\n  delimiter: ';'\n  encoding: gb18030\n" + MAPPING
     line = good_line().replace(",", ";").replace('"Example Co.; Ltd."', "北京示例贸易有限公司")
     (row,) = rows_of(HEADER.replace(",", ";") + line, mapping, encoding="gb18030")
-    assert row.raw["subject"]["names"][0]["value"] == "北京示例贸易有限公司"
+    assert raw_of(row)["subject"]["names"][0]["value"] == "北京示例贸易有限公司"
     valid(row)
 
 
@@ -175,7 +182,7 @@ def test_every_problem_of_a_row_is_reported_once() -> None:
 
 def test_empty_template_column_leaves_the_field_out() -> None:
     (row,) = rows_of(HEADER + good_line(version=""))
-    assert "event_id" not in row.raw
+    assert "event_id" not in raw_of(row)
     assert at(2, "event_id", "is required") in problems_of(row)
 
 

@@ -7,22 +7,23 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import pytest
 
 from services.adapter.csv_mapping import load_mapping
-from services.adapter.inbox import Inbox, InboxRunner, open_dropped
+from services.adapter.inbox import FileResult, Inbox, InboxRunner, open_dropped
 from services.adapter.ledger import Ledger
 from services.adapter.publish import Publisher
 from services.adapter.sources import ReadLimits, read_jsonl
 from services.core.codec import default_registry
 from services.core.errors import ConfigError
 from services.core.models import ListingCommitments, SealedListing
+from tests.unit.adapter_fakes import TOPIC, FakeProducer, jsonl, publisher, records
 from tests.unit.factories import REPO_ROOT, real_world
-from tests.unit.test_adapter_ledger import TOPIC, FakeProducer, jsonl, publisher, records
 
 pytestmark = pytest.mark.unit
 
@@ -50,10 +51,19 @@ def drop(box: Inbox, name: str, text: str) -> Path:
     return tmp.replace(box.root / name)
 
 
-def runner(box: Inbox, pub: Publisher, **kw: object) -> InboxRunner:
+class RunnerOptions(TypedDict, total=False):
+    poll: float
+    say: Callable[[str], None]
+
+
+def runner(box: Inbox, pub: Publisher, **kw: Unpack[RunnerOptions]) -> InboxRunner:
     return InboxRunner(
         box, publisher=pub, world=real_world(), mapping=load_mapping(EXAMPLES / "court-mapping.yaml"), **kw
     )
+
+
+def _no_result(_dropped: Path | None) -> FileResult:
+    raise AssertionError("a file replaced while it was read gets no result")
 
 
 def test_only_renamed_complete_files_are_seen(inbox: Inbox) -> None:
@@ -199,7 +209,7 @@ async def test_a_file_is_read_from_the_descriptor_it_was_checked_on(inbox: Inbox
         rows = list(read_jsonl(opened.file))
     assert [r.raw["entry_id"] for r in rows if r.raw] == ["e-0", "e-1"]
     with pytest.raises(ConfigError, match="replaced while it was being read"):
-        inbox.finish(path, failed=False, result=lambda _r: None, rejected=[], identity=opened.identity)  # type: ignore[arg-type, return-value]
+        inbox.finish(path, failed=False, result=_no_result, rejected=[], identity=opened.identity)
 
 
 async def test_a_file_growing_past_the_limit_while_read_fails_alone(inbox: Inbox, ledger: Ledger) -> None:

@@ -2,7 +2,7 @@
 acknowledged it, the same record again is skipped, and an event id that comes back
 with other content is refused.
 
-The broker is replaced by :class:`FakeProducer`, an in-memory stand-in whose
+The broker is replaced by :class:`tests.unit.adapter_fakes.FakeProducer`, an in-memory stand-in whose
 acknowledgements the test controls; the real broker is exercised by
 tests/integration/test_adapter_publish.py.
 """
@@ -11,78 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiokafka.errors import KafkaTimeoutError
 
 from services.adapter.ledger import Acked, Ledger
-from services.adapter.publish import Publisher, Report, publish_rows
+from services.adapter.publish import Report, publish_rows
 from services.adapter.sources import Row, read_jsonl
 from services.core.codec import default_registry
 from services.core.disclosure import reveal
 from services.core.errors import BrokerUnavailable
 from services.core.models import ListEntryEvent, ListingCommitments, SealedListing
-from services.core.signing import Signer, digest_of
-from tests.unit.factories import entry_dict, make_ric, person, real_world
+from services.core.signing import digest_of
+from tests.unit.adapter_fakes import TOPIC, FakeProducer, jsonl, publisher, records
+from tests.unit.factories import entry_dict, make_ric, real_world
 
 pytestmark = pytest.mark.unit
 
 WORLD = real_world()
-TOPIC = "concord.lists.court"
-
-
-@dataclass
-class FakeProducer:
-    """Takes records like AIOKafkaProducer.send; acknowledges at once unless ``hold`` is set."""
-
-    hold: bool = False
-    sent: list[dict[str, Any]] = field(default_factory=list)
-    futures: list[asyncio.Future[Any]] = field(default_factory=list)
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None, partition: Any = None,
-                   timestamp_ms: Any = None, headers: Any = None) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.sent.append({"topic": topic, "key": key, "value": value, "headers": headers})
-        self.futures.append(fut)
-        if not self.hold:
-            self.ack(fut)
-        return fut
-
-    def ack(self, fut: asyncio.Future[Any]) -> None:
-        fut.set_result(SimpleNamespace(partition=0, offset=self.futures.index(fut)))
-
-    def release(self, *, fail: bool = False) -> None:
-        for fut in self.futures:
-            if not fut.done():
-                if fail:
-                    fut.set_exception(KafkaTimeoutError())
-                else:
-                    self.ack(fut)
-
-
-def records(n: int, **overrides: Any) -> list[dict[str, Any]]:
-    return [entry_dict(entry_id=f"e-{i}", subject=person(make_ric(i)), **overrides) for i in range(n)]
-
-
-def jsonl(recs: list[dict[str, Any]]) -> list[str]:
-    return [json.dumps(r) + "\n" for r in recs]
-
-
-def publisher(producer: FakeProducer, ledger: Ledger) -> Publisher:
-    return Publisher(producer=producer, agency="court", topic=TOPIC, signer=Signer.generate("court", "court-k1"),
-                     schemas=default_registry(), ledger=ledger, commit_interval=0.01)
-
-
 async def publish(lines: list[str], producer: FakeProducer, ledger: Ledger, file: str = "export.jsonl") -> Report:
     report = Report(file=file)
     async with publisher(producer, ledger) as pub:
@@ -160,7 +107,8 @@ async def test_changed_content_under_a_published_event_id_is_refused(ledger: Led
     (line,) = [x for r in report.rejected for x in r.lines()]
     assert line.startswith("export.jsonl:2: event_id: 'court:e-0:1' was published at ")
     assert "with other content; an event id is never reused" in line
-    assert ledger.get("court:e-0:1").digest != digest_of(  # type: ignore[union-attr]
+    published = ledger.get("court:e-0:1")
+    assert published is not None and published.digest != digest_of(
         default_registry().encode_model(ListEntryEvent.model_validate(changed)))
 
 

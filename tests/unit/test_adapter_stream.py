@@ -14,8 +14,8 @@ import pytest
 from services.adapter.ledger import Ledger
 from services.adapter.publish import Report, publish_rows
 from services.adapter.sources import Row, read_jsonl, rows_in_thread
+from tests.unit.adapter_fakes import TOPIC, FakeProducer, jsonl, publisher, records
 from tests.unit.factories import real_world
-from tests.unit.test_adapter_ledger import TOPIC, FakeProducer, jsonl, publisher, records
 
 pytestmark = pytest.mark.unit
 

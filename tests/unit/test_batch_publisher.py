@@ -18,8 +18,8 @@ from services.core.codec import default_registry
 from services.core.errors import BrokerUnavailable
 from services.core.models import ListEntryEvent, SealedListing
 from services.core.signing import Domain, SignedHeaders, Signer
+from tests.unit.adapter_fakes import TOPIC, FakeProducer, jsonl, records
 from tests.unit.factories import keyring, real_world
-from tests.unit.test_adapter_ledger import TOPIC, FakeProducer, jsonl, records
 
 pytestmark = pytest.mark.unit
 

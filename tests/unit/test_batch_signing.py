@@ -33,7 +33,7 @@ from services.core.signing import (
     signing_input,
 )
 from tests.unit.factories import NOW, entry, keyring, public_key, real_world
-from tests.unit.test_store import RAIL, directive
+from tests.unit.subscriber_factories import RAIL, directive
 
 pytestmark = pytest.mark.unit
 
@@ -56,8 +56,11 @@ def _reason(ring: Keyring, record: bytes, headers: SignedHeaders | None, *, doma
     try:
         ring.verify(domain, record, headers, expected_agency=expected, at=at)
     except SignatureInvalid as exc:
-        return exc.reason  # type: ignore[return-value]
-    return None
+        reason = exc.reason
+    else:
+        return None
+    assert isinstance(reason, Reason)
+    return reason
 
 
 def _flip(data: bytes, i: int, mask: int = 0x01) -> bytes:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,9 +37,9 @@ from services.subscriber.identity import SubscriberHome
 from services.subscriber.querylog import QueryLog
 from services.subscriber.runner import ServeOptions, uvicorn_config
 from services.subscriber.store import DirectiveStore
+from tests.support import wait_for
 from tests.unit.factories import ENTRY_ID, KNOWN_RIC, KNOWN_USCC
-from tests.unit.test_store import AVIATION, RAIL
-from tests.unit.test_subscriber_api import fill, offline_service
+from tests.unit.subscriber_factories import AVIATION, RAIL, fill, offline_service
 
 pytestmark = pytest.mark.unit
 
@@ -82,9 +81,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         servers.append(server)
         threads.append(thread)
         urls.append(f"https://127.0.0.1:{port}")
-    deadline = time.monotonic() + 10
-    while not all(s.started for s in servers) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for("the check API servers started", lambda: all(s.started for s in servers), timeout=10, every=0.02)
     try:
         yield Served(urls[0], urls[1], home)
     finally:

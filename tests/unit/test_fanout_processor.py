@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Message
@@ -39,6 +39,7 @@ from services.fanout.store import PartitionStore
 from services.governance.registry import RegistryStatus
 from services.kafka_access import KafkaAccess
 from services.partitioning import partition_for
+from tests.support import kafka_headers
 from tests.unit.factories import (
     delisting,
     entry,
@@ -126,10 +127,12 @@ class Rig:
         self.offsets[(topic, p)] = n + 1
         return n
 
-    def listing(self, event: Any, *, key: bytes | str | None = "auto", partition: int | None = None) -> int:
+    def listing(
+        self, event: Any, *, key: bytes | Literal["auto"] | None = "auto", partition: int | None = None
+    ) -> int:
         record, signed = sealed(event, signer=COURT)
-        headers = signed.as_kafka()
-        k = event.entry_id.encode() if key == "auto" else key
+        headers = kafka_headers(signed.as_kafka())
+        k = event.entry_id.encode() if isinstance(key, str) else key
         p = partition_for(event.entry_id, 3) if partition is None else partition
         topic = f"{NS}.lists.court"
         msg = Message(
@@ -162,14 +165,14 @@ class Rig:
             offset=self._next(topic, p),
             key=d.key.encode(),
             value=value,
-            headers=signer.sign(Domain.RECEIPT, value).as_kafka(),
+            headers=kafka_headers(signer.sign(Domain.RECEIPT, value).as_kafka()),
             timestamp=(1, int(self.clock().timestamp() * 1000)),
         )
         self.fanout.handle(msg, self.stores[p], self.tx)
 
     def work(self) -> int:
         """One round of due work now, whatever its pacing (the loop runs it every tick)."""
-        self.fanout._next_tick = 0.0  # noqa: SLF001
+        self.fanout._next_tick = 0.0  # noqa: SLF001 - the worker paces itself; the test runs it now
         self.fanout.has_work(self.stores)
         return self.fanout.work(self.stores, self.tx)
 
@@ -511,11 +514,11 @@ def _followed(tmp_path: Path) -> tuple[Rig, FakeWatch]:
 
 def _tick(r: Rig) -> None:
     """Let the worker look at the registry now (it looks every 0.2 s and re-judges its epoch every second)."""
-    r.fanout._next_follow = 0.0  # noqa: SLF001
-    r.fanout._epoch_at = 0.0  # noqa: SLF001
+    r.fanout._next_follow = 0.0  # noqa: SLF001 - as in Rig.work
+    r.fanout._epoch_at = 0.0  # noqa: SLF001 - as in Rig.work
     for _ in range(20):
         r.work()
-        if not r.fanout._sweeping:  # noqa: SLF001
+        if not r.fanout._sweeping:  # noqa: SLF001 - a sweep in progress has no public view
             break
     r.commit()
 

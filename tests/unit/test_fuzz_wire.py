@@ -40,7 +40,7 @@ from services.core.intake import REASONS, Refused, SourceCache, admit_directive,
 from services.core.models import Directive, SourceRecord
 from services.core.signing import BATCH_HEADERS, SIGNATURE_HEADERS, Domain, Keyring, SignedHeaders, Signer
 from tests.unit.factories import NOW, entry, public_key, real_world
-from tests.unit.test_store import directive
+from tests.unit.subscriber_factories import directive
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.core.access import AclRule, compile_acls, feed_rules, scram_users
+from services.core.access import AclRule, compile_acls, feed_rules, ledger_topic, scram_users
 from services.core.errors import WorldInvalid
 from services.core.governance_plan import (
     DrainStatus,
@@ -27,7 +27,6 @@ from services.core.governance_plan import (
     desired_topics,
     drain_candidates,
     drain_status,
-    ledger_topic,
     live_fingerprint,
     make_plan,
 )
@@ -370,7 +369,7 @@ def test_topic_differences_are_created_reconfigured_or_reported() -> None:
     del topics[f"{NS}.quarantine"]
     topics[f"{NS}.leftover"] = TopicState(f"{NS}.leftover", 1, 1, {})
     topics[ledger_topic(NS)] = TopicState(ledger_topic(NS), 1, 1, {})
-    live = LiveState(compile_acls(world, NS, AT), topics, frozenset(scram_users(world)))
+    live = LiveState(tuple(compile_acls(world, NS, AT)), topics, frozenset(scram_users(world)))
     plan = make_plan(world, NS, AT, live)
     by = {(t.action, t.name): t for t in plan.topics}
     assert set(by) == {("report", court), ("alter", rail), ("create", f"{NS}.quarantine"), ("report", f"{NS}.leftover")}
@@ -392,7 +391,7 @@ def test_replication_and_min_insync_replicas_are_checked_against_the_cluster() -
     topics = _topics(world)
     court = f"{NS}.lists.court"
     topics[court] = TopicState(court, 3, 2, {**topics[court].config, "min.insync.replicas": "1"})
-    live = LiveState(compile_acls(world, NS, AT), topics, frozenset(scram_users(world)))
+    live = LiveState(tuple(compile_acls(world, NS, AT)), topics, frozenset(scram_users(world)))
     plan = make_plan(world, NS, AT, live)
     by = {(t.action, t.name): t for t in plan.topics}
     assert set(by) == {("report", court), ("alter", court)}
@@ -408,7 +407,7 @@ def test_a_cluster_smaller_than_the_declaration_is_planned_as_it_can_hold_and_sa
     one = {
         n: TopicState(n, s.partitions, 1, {**s.kafka_config(), "min.insync.replicas": "1"}) for n, s in declared.items()
     }
-    live = LiveState(compile_acls(world, NS, AT), one, frozenset(scram_users(world)))
+    live = LiveState(tuple(compile_acls(world, NS, AT)), one, frozenset(scram_users(world)))
     plan = make_plan(world, NS, AT, live, brokers=1)
     assert plan.topics == ()
     assert plan.fitting is not None and "1 broker(s)" in plan.fitting

@@ -19,7 +19,7 @@ from services.core.registry import (
     registry_records,
 )
 from services.core.signing import Domain, Keyring, Signer
-from services.core.world import parse_world
+from services.core.world import World, parse_world
 from tests.unit.factories import keyring, real_world
 
 pytestmark = pytest.mark.unit
@@ -31,7 +31,7 @@ FANOUT = Signer.generate("concord-fanout", "fanout-k1")
 RING = keyring(ADMIN, COURT, FANOUT)
 
 
-def _records(serial: int = 1, at: datetime = AT, world=None) -> list[RegistryRecord]:  # type: ignore[no-untyped-def]
+def _records(serial: int = 1, at: datetime = AT, world: World | None = None) -> list[RegistryRecord]:
     return registry_records(world or real_world(), RING, ADMIN, published_at=at, serial=serial)
 
 

@@ -199,9 +199,9 @@ def test_published_entity_type_table_is_present() -> None:
     }
     for authority, types in published.items():
         assert set(types) <= USCC_ENTITY_TYPES[authority], authority
-    for authority, types in USCC_ENTITY_TYPES.items():
+    for authority, entity_types in USCC_ENTITY_TYPES.items():
         assert authority in USCC_ALPHABET
-        assert types and types <= set(USCC_ALPHABET)
+        assert entity_types and entity_types <= set(USCC_ALPHABET)
 
 
 @st.composite

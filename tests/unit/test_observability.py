@@ -213,8 +213,8 @@ def test_the_broker_runs_the_jmx_exporter_on_a_port_kept_in_its_state(tmp_path: 
     assert jmx is not None and jmx not in (1, 2, 3)
     assert json.loads((work / "state.json").read_text())["ports"]["jmx"] == jmx
     assert broker.metrics_url == f"http://127.0.0.1:{jmx}/metrics"
-    (option,) = broker._agent_options()  # noqa: SLF001
+    (option,) = broker._agent_options()  # noqa: SLF001 - the JVM options the broker starts with
     assert option.startswith("-javaagent:") and option.endswith(f"=127.0.0.1:{jmx}:{broker.jmx_rules}")
     assert broker.jmx_rules == REPO_ROOT / "deploy" / "prometheus" / "kafka-jmx.yaml"
     off = EmbeddedKafka(work, {"concord-admin": "pw"}, libs_dir=libs, jmx_exporter=False)
-    assert off.metrics_url is None and off._agent_options() == ()  # noqa: SLF001
+    assert off.metrics_url is None and off._agent_options() == ()  # noqa: SLF001 - the JVM options the broker starts with

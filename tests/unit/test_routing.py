@@ -114,7 +114,8 @@ def world_with(change: Callable[[dict[str, Any]], None]) -> World:
 
 
 def _jd_v1(docs: dict[str, Any]) -> dict[str, Any]:
-    return docs[JD_MOU]["versions"][0]
+    version: dict[str, Any] = docs[JD_MOU]["versions"][0]
+    return version
 
 
 LISTED = entry()
@@ -167,7 +168,9 @@ def test_listed_organization_with_legal_representative() -> None:
     finance = got[(FINANCE, SUBJECT_REF)]
     assert finance.source is not None
     assert not [x for x in finance.source.disclosures if x.path.startswith("subject.related_parties")]
-    assert {x.path for x in got[(AVIATION, REP_REF)].source.disclosures} >= {  # type: ignore[union-attr]
+    rep_source = got[(AVIATION, REP_REF)].source
+    assert rep_source is not None
+    assert {x.path for x in rep_source.disclosures} >= {
         "subject.related_parties[0]", "subject.related_parties[0].identifiers[0]"}
 
     assert t.state is not None

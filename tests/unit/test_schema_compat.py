@@ -35,7 +35,9 @@ ALL_FILES = [path for family in FAMILIES for path in _versions(family)]
 
 
 def _load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text("utf-8"))
+    schema = json.loads(path.read_text("utf-8"))
+    assert isinstance(schema, dict)
+    return schema
 
 
 def _avro(schema: dict[str, Any]) -> avro.schema.Schema:
@@ -62,6 +64,7 @@ def test_the_record_families_exist_with_a_first_version() -> None:
 def test_schema_parses_with_fastavro_and_avro(path: Path) -> None:
     raw = _load(path)
     parsed = fastavro.parse_schema(copy.deepcopy(raw))
+    assert isinstance(parsed, dict)
     assert parsed["type"] == "record"
     schema = _avro(raw)
     assert isinstance(schema, avro.schema.RecordSchema)
@@ -199,5 +202,6 @@ def test_a_compatible_v2_decodes_v1_records_with_its_default() -> None:
     datum = fastavro.schemaless_reader(
         io.BytesIO(body), fastavro.parse_schema(_load(V1)), fastavro.parse_schema(v2)
     )
+    assert isinstance(datum, dict)
     assert datum["court_level"] is None
     assert datum["entry_id"] == "court-2026-000123"

@@ -4,26 +4,20 @@ receipts wait in the outbox and positions survive a restart."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
 from services.core.models import (
     Action,
     Cause,
-    Directive,
-    Identifier,
     MeasureKind,
-    Name,
     ReceiptStatus,
-    SubjectKind,
-    TargetSubject,
 )
-from services.core.pseudonyms import pseudonym
-from services.subscriber.store import DirectiveStore, Incoming, Passed, Rejected, Tombstone, punitive
+from services.subscriber.store import DirectiveStore, Incoming, Passed, Rejected, punitive
 from tests.unit.factories import (
     EFFECTIVE_FROM,
     EFFECTIVE_UNTIL,
@@ -34,81 +28,13 @@ from tests.unit.factories import (
     NOW,
     days,
 )
+from tests.unit.subscriber_factories import AVIATION, RAIL, TOPIC, Feed, directive, topic_key
 
 pytestmark = pytest.mark.unit
 
-AVIATION = "aviation.no-air-tickets"
-RAIL = "rail.no-high-speed-rail"
-TOPIC = "concord.directives.aviation"
 T_IN = NOW.timestamp()
 T_FROM = EFFECTIVE_FROM.timestamp()
 T_UNTIL = EFFECTIVE_UNTIL.timestamp()
-
-
-def directive(
-    *,
-    action: Action = Action.APPLY,
-    seq: int = 1,
-    measure: str = AVIATION,
-    ref: str = "SUBJECT",
-    ids: tuple[tuple[str, str], ...] = (("CN_RIC", KNOWN_RIC),),
-    entry_id: str = ENTRY_ID,
-    kind: MeasureKind = MeasureKind.PUNISH,
-    valid_from: datetime = EFFECTIVE_FROM,
-    valid_until: datetime | None = EFFECTIVE_UNTIL,
-    cause: Cause | None = None,
-) -> Directive:
-    key = f"court/{entry_id}|{measure}|{ref}"
-    did = hashlib.sha256(f"{key}|s{seq}|{action.value}".encode()).hexdigest()[:32]
-    return Directive(
-        directive_id=did,
-        action=action,
-        subscriber="aviation",
-        measure_id=measure,
-        measure_kind=kind,
-        mou_id="mou-judgment-defaulters",
-        mou_version=1,
-        origin_agency="court",
-        entry_id=entry_id,
-        entry_version=seq,
-        program="court.judgment-defaulters",
-        subject_ref=ref,
-        target=TargetSubject(
-            kind=SubjectKind.PERSON,
-            names=(Name(value="Wei Example"),),
-            identifiers=tuple(Identifier(scheme=s, value=v) for s, v in ids),
-        ),
-        valid_from=valid_from,
-        valid_until=valid_until,
-        seq=seq,
-        cause=cause or (Cause.LISTED if action is Action.APPLY else Cause.DELISTED),
-        issued_at=NOW,
-    )
-
-
-def topic_key(d: Directive) -> str:
-    """The key a directive has on its topic: a pseudonym of its directive key, as the fan-out keys it."""
-    return pseudonym(b"test pseudonym secret, 32 bytes!", d.key)
-
-
-class Feed:
-    """Hands out increasing offsets on one partition, like a consumer would."""
-
-    def __init__(self, partition: int = 0) -> None:
-        self.partition = partition
-        self.offset = -1
-
-    def __call__(self, d: Directive) -> Incoming:
-        self.offset += 1
-        return Incoming(d, TOPIC, self.partition, self.offset, topic_key(d))
-
-    def tombstone(self, d: Directive) -> Tombstone:
-        self.offset += 1
-        return Tombstone(topic_key(d), TOPIC, self.partition, self.offset)
-
-    def rejected(self, directive_id: str, reason: str = "FORGED: signature was not made by key k") -> Rejected:
-        self.offset += 1
-        return Rejected(directive_id, reason, TOPIC, self.partition, self.offset)
 
 
 @pytest.fixture
@@ -130,9 +56,15 @@ def feed() -> Feed:
     return Feed()
 
 
-def _measures(store: DirectiveStore, value: str, **kw: object) -> list[str]:
-    kw.setdefault("at", T_IN)
-    return sorted(r.measure_id for r in store.check(value, **kw))  # type: ignore[arg-type]
+class CheckFilter(TypedDict, total=False):
+    scheme: str
+    measure: str
+
+
+def _measures(
+    store: DirectiveStore, value: str, *, scheme: str | None = None, measure: str | None = None, at: float = T_IN
+) -> list[str]:
+    return sorted(r.measure_id for r in store.check(value, scheme=scheme, measure=measure, at=at))
 
 
 # --------------------------------------------------------------------------- apply and check
@@ -177,13 +109,13 @@ def test_applied_directive_is_found(store: DirectiveStore, feed: Feed) -> None:
         pytest.param(KNOWN_RIC[:-1], {}, [], id="prefix-is-not-a-match"),
     ],
 )
-def test_check(store: DirectiveStore, feed: Feed, query: str, kw: dict[str, str], expected: list[str]) -> None:
+def test_check(store: DirectiveStore, feed: Feed, query: str, kw: CheckFilter, expected: list[str]) -> None:
     store.apply([feed(directive()), feed(directive(measure=RAIL))], NOW)
     assert _measures(store, query, **kw) == expected
 
 
 @pytest.mark.parametrize("kw", [{}, {"scheme": "CN_RIC"}], ids=["value-only", "with-scheme"])
-def test_lowercase_check_character_matches(store: DirectiveStore, feed: Feed, kw: dict[str, str]) -> None:
+def test_lowercase_check_character_matches(store: DirectiveStore, feed: Feed, kw: CheckFilter) -> None:
     store.apply([feed(directive(ids=(("CN_RIC", KNOWN_RIC_X),)))], NOW)
     assert _measures(store, KNOWN_RIC_X.lower(), **kw) == [AVIATION]
 

@@ -222,7 +222,8 @@ def test_the_implementing_agencys_receipt_is_shown_and_another_agencys_is_not() 
     ]
     r = _report(KNOWN_RIC, [LISTED], ds, receipts)
     got = {m.measure_id: m.receipt for m in r.in_force}
-    assert got[AIR] is not None and (got[AIR].status, got[AIR].recorded_at) == ("APPLIED", at)
+    air_receipt = got[AIR]
+    assert air_receipt is not None and (air_receipt.status, air_receipt.recorded_at) == ("APPLIED", at)
     assert got[RAIL] is None
 
 

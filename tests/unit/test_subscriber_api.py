@@ -17,74 +17,29 @@ import httpx
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from services.core.codec import default_registry
-from services.core.models import Action, MeasureKind
-from services.core.signing import Keyring, Signer
-from services.kafka_access import KafkaAccess
 from services.subscriber.api import CheckApp, RequestLimits
-from services.subscriber.clients import Clients, ClientSpec, api_key_hash
+from services.subscriber.clients import Clients
 from services.subscriber.querylog import QueryLog
 from services.subscriber.service import SubscriberService, assess_health
 from services.subscriber.store import DirectiveStore
 from services.subscriber.types import BulkCheckResult, CheckResult, EntryHistory, Health
-from tests.unit.factories import ENTRY_ID, KNOWN_RIC, KNOWN_RIC_X, KNOWN_USCC, NOW
-from tests.unit.test_store import AVIATION, RAIL, Feed, directive
+from tests.unit.factories import ENTRY_ID, KNOWN_RIC, KNOWN_RIC_X, KNOWN_USCC
+from tests.unit.subscriber_factories import (
+    AUDITOR,
+    AVIATION,
+    RAIL,
+    SECRET,
+    client_specs,
+    fill,
+    offline_service,
+)
 
 pytestmark = pytest.mark.unit
 
-GREEN = "customs.green-channel"
-SECRET = "s3cret-for-tests"
-KEY_HASH = api_key_hash(SECRET)  # one Argon2 hash for every test client (each costs ~0.1 s)
-AUDITOR = f"auditor.{SECRET}"
 COUNTER = f"counter.{SECRET}"
 SLOW = f"slow.{SECRET}"
 WRONG_RIC = KNOWN_RIC[:-1] + ("0" if KNOWN_RIC[-1] != "0" else "1")
 QUERY_KEY = b"k" * 32
-
-
-def client_specs() -> list[ClientSpec]:
-    return [
-        ClientSpec(name="auditor", scopes=("check", "details", "entries"), rate="100000/second", api_key=KEY_HASH),
-        ClientSpec(name="counter", scopes=("check",), rate="100000/second", api_key=KEY_HASH),
-        ClientSpec(name="slow", scopes=("check",), rate="3/minute", api_key=KEY_HASH),
-        ClientSpec(name="desk", scopes=("check",), rate="100000/second", certificate="desk-01"),
-    ]
-
-
-def fill(store: DirectiveStore) -> None:
-    feed = Feed()
-    store.apply(
-        [
-            feed(directive()),
-            feed(directive(measure=RAIL, valid_until=None)),
-            feed(
-                directive(measure=GREEN, kind=MeasureKind.INCENT, entry_id="tax-2026-7", ids=(("CN_USCC", KNOWN_USCC),))
-            ),
-            feed(directive(entry_id="court-2026-9", ids=(("CN_RIC", KNOWN_RIC_X),))),
-            feed(directive(entry_id="court-2026-9", action=Action.LIFT, seq=2, ids=(("CN_RIC", KNOWN_RIC_X),))),
-        ],
-        NOW,
-    )
-
-
-def offline_service(store: DirectiveStore, *, current: bool = True) -> SubscriberService:
-    """A subscriber whose feed is never started: the API answers from the store alone; ``current``
-    makes it one whose feed was just confirmed (heartbeats not required)."""
-    svc = SubscriberService(
-        agency="aviation",
-        access=KafkaAccess(bootstrap="127.0.0.1:9"),
-        store=store,
-        keyring=Keyring(),
-        schemas=default_registry(),
-        signer=Signer.generate("aviation", "aviation-test"),
-        directive_topic="t.directives.aviation",
-        receipts_topic="t.receipts.aviation",
-        require_heartbeats=False,
-        stale_after=3600.0,
-    )
-    if current:
-        svc.confirm(time.time())
-    return svc
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from services.core.intake import Refused, SourceCache, admit_directive
 from services.core.models import Directive, SourceRecord
 from services.core.signing import Domain, Keyring, Signer
 from tests.unit.factories import NOW, entry, public_key
-from tests.unit.test_store import RAIL, directive
+from tests.unit.subscriber_factories import RAIL, directive
 
 pytestmark = pytest.mark.unit
 

@@ -7,6 +7,7 @@ the invalid ones it generates (malformed identifiers included)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import schemathesis
@@ -24,7 +25,7 @@ from services.subscriber.api import CheckApp
 from services.subscriber.clients import Clients
 from services.subscriber.querylog import QueryLog
 from services.subscriber.store import DirectiveStore
-from tests.unit.test_subscriber_api import AUDITOR, client_specs, fill, offline_service
+from tests.unit.subscriber_factories import AUDITOR, client_specs, fill, offline_service
 
 pytestmark = pytest.mark.unit
 
@@ -102,7 +103,7 @@ def test_no_server_error_and_answers_conform(
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-    def run(case: schemathesis.Case) -> None:
+    def run(case: schemathesis.Case[Any]) -> None:
         case.call_and_validate(checks=CHECKS, headers={"authorization": f"Bearer {AUDITOR}"})
 
     run()

@@ -330,11 +330,11 @@ def test_world_round_trips_through_documents(world: World) -> None:
 
 def test_world_is_frozen(world: World) -> None:
     with pytest.raises(ValidationError):
-        world.agencies["court"].name = "x"  # type: ignore[misc]
+        world.agencies["court"].name = "x"  # type: ignore[misc]  # the assignment a frozen model refuses
     with pytest.raises(TypeError):
-        world.agencies["nobody"] = world.agencies["court"]  # type: ignore[index]
+        world.agencies["nobody"] = world.agencies["court"]  # type: ignore[index]  # read-only mapping, as above
     with pytest.raises(TypeError):
-        world.mou("mou-food-safety", 1).visible_fields.pop("finance")  # type: ignore[attr-defined]
+        world.mou("mou-food-safety", 1).visible_fields.pop("finance")  # type: ignore[attr-defined]  # as above
 
 
 def test_unknown_program_is_a_caller_error(world: World) -> None:
