@@ -46,7 +46,7 @@ class FrozenDict(dict[_K, _V]):
     while still being a ``dict`` for serialisation and equality.
     """
 
-    def __hash__(self) -> int:  # type: ignore[override]
+    def __hash__(self) -> int:  # type: ignore[override]  # dict declares __hash__ None; this one is frozen, so it hashes
         return hash(frozenset(self.items()))
 
     def _readonly(self, *args: object, **kwargs: object) -> NoReturn:
