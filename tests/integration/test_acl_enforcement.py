@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -221,7 +222,9 @@ def test_the_audit_and_drift_commands_run_as_their_own_principals(
     asyncio.run(_produce(kafka_access("court"), f"{ns}.lists.court", b"not a list record"))
     code, out = _run(applied_home, "audit", capsys=capsys)
     assert code in (0, 1), out  # 2 would be an error such as a refused read
-    assert "list records: 0 accepted, 1 refused" in out and "not authorized" not in out.lower()
+    # Other tests of this namespace write to the court's list too: every record on it is refused.
+    assert re.search(r"list records: 0 accepted, [1-9][0-9]* refused", out), out
+    assert "not authorized" not in out.lower()
     code, out = _run(applied_home, "acl", "drift", capsys=capsys)
     assert code == 0, out
     assert "In sync." in out
@@ -242,14 +245,25 @@ def test_the_audit_reads_the_evidence_and_may_do_nothing_else(applied_ns: str, k
         with pytest.raises(TopicAuthorizationFailedError):
             asyncio.run(_produce(audit, topic, b"the audit writes nothing"))
     assert "AUTHORIZATION" in _refused(_reading(audit, f"{applied_ns}.governance-ledger"))
-    admin = AdminClient(audit.confluent_config())
-    assert "AUTHORIZATION" in _refused(admin.describe_acls(ALL_BINDINGS).result)
+    admin = AdminClient(kafka_access(ADMIN).confluent_config())
+    assert admin.describe_acls(ALL_BINDINGS).result()  # there are bindings to see
+    audit_admin = AdminClient(audit.confluent_config())
+    seen: list[object] | str
+    try:
+        seen = list(audit_admin.describe_acls(ALL_BINDINGS).result())
+    except KafkaException as exc:
+        seen = str(exc)
+    # Refused, or (as Kafka answers a principal without DESCRIBE on the cluster) not one binding.
+    assert seen == [] or "AUTHORIZATION" in seen, seen
 
 
 def test_the_drift_check_describes_and_may_do_nothing_else(applied_ns: str, kafka_access: Access) -> None:
     drift = kafka_access(DRIFT)
     assert list(read_to_end(drift, f"{applied_ns}.governance-ledger", last_only=True))  # what apply recorded
-    for topic in (f"{applied_ns}.lists.court", f"{applied_ns}.directives.rail", f"{applied_ns}.registry"):
+    others = (f"{applied_ns}.lists.court", f"{applied_ns}.directives.rail", f"{applied_ns}.registry")
+    for topic in others:  # each holds a record: an empty topic is read to its end without a fetch
+        asyncio.run(_produce(kafka_access(ADMIN), topic, b"something to read"))
+    for topic in others:
         assert "AUTHORIZATION" in _refused(_reading(drift, topic))
     with pytest.raises(TopicAuthorizationFailedError):
         asyncio.run(_produce(drift, f"{applied_ns}.governance-ledger", b"a forged ledger"))
