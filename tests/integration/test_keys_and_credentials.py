@@ -30,6 +30,7 @@ from services.core.principals import ADMIN, FANOUT
 from services.core.signing import SignedHeaders
 from services.core.world import TopicKind
 from services.credentials import read_password
+from services.governance.credentials import set_scram_password
 from services.localstack import LocalStack
 from services.ops.audit import read_all
 from tests.conftest import KafkaCluster
@@ -40,7 +41,9 @@ from tests.unit.factories import entry_dict, make_ric, person
 
 pytestmark = pytest.mark.integration
 
-LISTINGS = 14
+LISTINGS = 14  # at least this many listings, dropped 0.6 s apart
+AFTER_ROTATION = 3  # and at least this many once every key and password has rotated
+MAX_LISTINGS = 200
 ROTATED_KEYS = ("court", FANOUT, "aviation")
 ROTATED_PASSWORDS = (FANOUT, "aviation", "court")
 
@@ -91,8 +94,12 @@ def metric(stack: LocalStack, target: str, name: str) -> float:
 
 def key_ids(stack: LocalStack, kind: TopicKind, agency: str) -> list[str]:
     topic = stack.world.topic_name(kind, agency, namespace=stack.namespace)
+    records = sorted(
+        (rec for _, rec in asyncio.run(read_all(stack.access(ADMIN), [topic]))),
+        key=lambda rec: (rec.timestamp, rec.partition, rec.offset),  # the broker's append time: oldest first
+    )
     out = []
-    for _, rec in asyncio.run(read_all(stack.access(ADMIN), [topic])):
+    for rec in records:
         signed = SignedHeaders.from_kafka(rec.headers)
         if signed is not None:
             out.append(signed.key_id)
@@ -116,11 +123,17 @@ def running(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Iter
     try:
         stack.start_fanout()
         stack.start_subscriber("aviation")
+        stack.start_subscriber("rail")  # the court's persons reach both: the audit wants both receipts
         stack.start_adapter("court")
         stack.wait_healthy(timeout=120)
         yield stack
     finally:
         stack.stop()
+        # SCRAM users belong to the whole cluster, which later tests share: give back their passwords.
+        admin_access = kafka_cluster.access(ADMIN)
+        admin = AdminClient(admin_access.confluent_config())
+        for principal in ROTATED_PASSWORDS:
+            set_scram_password(admin, admin_access, principal, kafka_cluster.passwords[principal])
 
 
 def test_keys_and_passwords_rotate_while_everything_keeps_working(
@@ -133,9 +146,20 @@ def test_keys_and_passwords_rotate_while_everything_keeps_working(
     seen_secrets = secrets_of(stack, kafka_cluster)
     leaked: list[str] = []
 
+    rotated = threading.Event()
+    dropped: list[int] = []
+
     def feed() -> None:
-        for n in range(LISTINGS):
+        # Listings keep coming through the rotations and for a few more after them, so that every
+        # rotated signer signs with its new key before the end, however long the rotations take.
+        after = 0
+        for n in range(MAX_LISTINGS):
+            if n >= LISTINGS and after >= AFTER_ROTATION:
+                break
+            if rotated.is_set():
+                after += 1
             drop(inbox, n)
+            dropped.append(n)
             time.sleep(0.6)
 
     def watch_ps(stop: threading.Event) -> None:
@@ -156,8 +180,10 @@ def test_keys_and_passwords_rotate_while_everything_keeps_working(
         for principal in ROTATED_PASSWORDS:
             assert "new SCRAM password in force" in concord(stack, "credentials", "rotate", "--principal", principal)
             seen_secrets.add(read_password(stack.credentials_dir, principal))
-        feeder.join(timeout=60)
-        people = [make_ric(300 + n) for n in range(LISTINGS)]
+        rotated.set()
+        feeder.join(timeout=120)
+        assert not feeder.is_alive()
+        people = [make_ric(300 + n) for n in dropped]
 
         def answers() -> list[str]:
             with stack.check_client("aviation") as client:
@@ -166,7 +192,7 @@ def test_keys_and_passwords_rotate_while_everything_keeps_working(
         wait_for(
             "every listing applied by aviation",
             answers,
-            until=lambda got: got == ["restricted"] * LISTINGS,
+            until=lambda got: got == ["restricted"] * len(people),
             timeout=90,
         )
     finally:
@@ -175,14 +201,14 @@ def test_keys_and_passwords_rotate_while_everything_keeps_working(
     assert leaked == []  # no password, old or new, on any command line while all of this ran
 
     done = [json.loads(p.read_text()) for p in (inbox / "done").glob("*.result.json")]
-    assert sorted(r["accepted"] for r in done) == [1] * LISTINGS
+    assert sorted(r["accepted"] for r in done) == [1] * len(people)
     assert quarantined(stack) == []
     assert metric(stack, "subscriber-aviation", "concord_subscriber_rejected_total") == 0
     assert metric(stack, "fanout", "concord_fanout_receipts_refused_total") == 0
     wait_for(
         "aviation's receipts for every listing",
         lambda: [metric(stack, "fanout", 'concord_fanout_receipts_total{status="APPLIED"}')],
-        until=lambda got: got[0] >= LISTINGS,
+        until=lambda got: got[0] >= len(people),
         timeout=45,
     )
     # Each rotated signer ended on its new key, and what it signed before still verified.
