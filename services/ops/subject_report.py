@@ -38,6 +38,7 @@ from services.core.codec import SchemaRegistry
 from services.core.errors import CodecError, ConfigError, SignatureInvalid
 from services.core.intake import Refused, admit_directive, admit_list_record
 from services.core.models import Directive, ListEntryEvent, Receipt
+from services.core.reasons import Reason
 from services.core.signing import Domain, Keyring, SignedHeaders, Signer
 from services.core.subject_report import Asked, Evidence, SubjectReport, assemble, signed_bytes
 from services.core.world import World
@@ -48,7 +49,7 @@ from services.partitioning import partition_for
 
 #: How far in the future a report's own time may lie before it is refused (clocks differ).
 CLOCK_SKEW = timedelta(minutes=5)
-MALFORMED = "MALFORMED"  # a verification reason beside services.core.signing.Reason
+MALFORMED = Reason.MALFORMED
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ def verify(doc: Any, keyring: Keyring, *, now: datetime | None = None) -> Signed
     if made.tzinfo is None:
         raise _malformed("report.generated_at has no time zone")
     if made > (now or datetime.now(UTC)) + CLOCK_SKEW:
-        raise SignatureInvalid("NOT_YET_MADE", f"the report says it was made at {made.isoformat()}, in the future")
+        raise SignatureInvalid(Reason.NOT_YET_MADE, f"the report says it was made at {made.isoformat()}, in the future")
     headers = SignedHeaders(str(fields["agency"]), str(fields["key_id"]), digest, signature)
     return keyring.verify(Domain.SUBJECT_REPORT, signed_bytes(report), headers, expected_agency=None, at=made)
 

@@ -42,9 +42,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.core.codec import SchemaRegistry
 from services.core.errors import CodecError
-from services.core.heartbeat import HEARTBEAT_REASONS, admit_heartbeat, is_heartbeat
-from services.core.intake import REASONS, Refused, SourceCache, admit_directive
+from services.core.heartbeat import admit_heartbeat, is_heartbeat
+from services.core.intake import Refused, SourceCache, admit_directive
 from services.core.models import Action, Directive
+from services.core.reasons import RECORD_REASONS, Reason
 from services.core.registry import RegistrySnapshot
 from services.core.signing import Domain, Keyring, Signer
 from services.core.world import World
@@ -155,8 +156,8 @@ class SubscriberMetrics:
         )
         for action in Action:
             m.applied.labels(agency, action.value)
-        for reason in (*REASONS, *HEARTBEAT_REASONS):
-            m.rejected.labels(agency, reason)
+        for reason in RECORD_REASONS:
+            m.rejected.labels(agency, reason.value)
         for result in CHECK_RESULTS:
             m.checks.labels(agency, result)
         m.lag.labels(agency)
@@ -356,7 +357,7 @@ class SubscriberService:
         parts = await topic_partitions(self._consumer, self.directive_topic)
         if not parts:
             await self._close_clients()
-            raise Refused("UNKNOWN_TOPIC", f"directive topic {self.directive_topic} is missing or not readable")
+            raise Refused(Reason.UNKNOWN_TOPIC, f"directive topic {self.directive_topic} is missing or not readable")
         tps = [TopicPartition(self.directive_topic, p) for p in parts]
         self._consumer.assign(tps)
         self.expect_partitions(parts)
@@ -520,7 +521,7 @@ class SubscriberService:
                     schemas=self.schemas,
                 )
             except Refused as r:
-                if r.reason == "UNKNOWN_KEY" and self.registry is not None:
+                if r.reason is Reason.UNKNOWN_KEY and self.registry is not None:
                     # Signed with a key of a registry publication not in hand yet: catch up first.
                     self._behind_since = self._behind_since or self.clock()
                     return None
@@ -551,7 +552,7 @@ class SubscriberService:
             self._behind_since = None
             return Incoming(d, tp.topic, tp.partition, offset, key)
         except Refused as r:
-            if r.reason == "REGISTRY_BEHIND":
+            if r.reason is Reason.REGISTRY_BEHIND:
                 if self._behind_since is None:
                     self._behind_since = self.clock()
                     log.info(

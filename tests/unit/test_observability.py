@@ -18,6 +18,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.core.reasons import RECORD_REASONS
 from services.embedded.broker import EmbeddedKafka
 from services.embedded.libs import JMX_EXPORTER_JAR
 from services.fanout.metrics import FanoutMetrics
@@ -165,6 +166,20 @@ def test_subscriber_metrics_exist_before_anything_happens() -> None:
     text = exposition(m.registry).decode()
     assert 'concord_subscriber_rejected_total{agency="aviation",reason="TAMPERED"} 0.0' in text
     assert 'concord_subscriber_directives_total{action="LIFT",agency="aviation"} 0.0' in text
+
+
+def test_every_refusal_reason_has_its_series_before_any_refusal() -> None:
+    """An alert on a reason works before that reason first happens, for every code a record is refused for."""
+    series = {
+        (s.name, s.labels.get("reason"))
+        for registry in (FanoutMetrics.create().registry, SubscriberMetrics.create("rail").registry)
+        for fam in text_string_to_metric_families(exposition(registry).decode())
+        for s in fam.samples
+    }
+    for reason in RECORD_REASONS:
+        assert ("concord_quarantine_total", reason.value) in series, reason
+        assert ("concord_subscriber_rejected_total", reason.value) in series, reason
+    assert ("concord_subscriber_rejected_total", "UNKNOWN_TOPIC") in series
 
 
 def test_inbox_metrics_sum_the_result_files(tmp_path: Path) -> None:
