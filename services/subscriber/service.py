@@ -41,6 +41,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.core.codec import SchemaRegistry
+from services.core.draining import unreadable_id
 from services.core.errors import CodecError
 from services.core.heartbeat import admit_heartbeat, is_heartbeat
 from services.core.intake import Refused, SourceCache, admit_directive
@@ -575,7 +576,7 @@ class SubscriberService:
             with contextlib.suppress(CodecError):
                 d = self.schemas.decode_model(value, Directive)
                 return d.directive_id, d.entry_id
-        return f"unreadable:{tp.topic}:{tp.partition}:{offset}", None
+        return unreadable_id(tp.topic, tp.partition, offset), None
 
     # --- the signed registry and the credentials, followed live ------------------
 
