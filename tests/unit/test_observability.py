@@ -28,7 +28,7 @@ from services.ops.adapter_metrics import inbox_registry
 from services.ops.dashboards import DASHBOARDS, DASHBOARDS_DIR, rendered, round_trip
 from services.ops.metrics import exposition
 from services.ops.observe import prometheus_config
-from services.subscriber.service import SubscriberMetrics
+from services.subscriber.metrics import SubscriberMetrics
 from tests.observability import (
     ALERT_TESTS,
     ALERTS,
