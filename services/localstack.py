@@ -43,6 +43,7 @@ from services.core.principals import ADMIN, FANOUT, SIGNING_PRINCIPALS, all_prin
 from services.core.world import World, load_world
 from services.credentials import credentials_path, read_password, write_credentials
 from services.credentials import ensure_credentials as ensure_credential_files
+from services.files import write_atomic
 from services.governance.admin import admin_client, ensure_acls, ensure_topics
 from services.governance.registry import Publication, publish_registry
 from services.kafka_access import KafkaAccess
@@ -191,9 +192,8 @@ class LocalStack:
         folder = self.home / "run" / "scrape"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{name}.json"
-        tmp = folder / f".{name}.json.tmp"
-        tmp.write_text(json.dumps([{"targets": [address], "labels": {"service": name}}], indent=2))
-        tmp.replace(path)  # Prometheus watches the folder: never let it read half a file
+        # Prometheus watches the folder: never let it read half a file.
+        write_atomic(path, json.dumps([{"targets": [address], "labels": {"service": name}}], indent=2))
         return path
 
     def unregister_scrape_target(self, name: str) -> None:
