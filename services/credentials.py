@@ -34,7 +34,6 @@ from services.files import private_folder, write_private
 
 SUFFIX = ".json"
 PENDING = ".json.new"
-LEGACY_FILE = "credentials.json"  # one file for every principal, as older local setups kept them
 
 
 def new_password() -> str:

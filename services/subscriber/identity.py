@@ -24,6 +24,7 @@ import yaml
 
 from services.embedded.tls import CA_CERT, ensure_ca, issue_client_cert, issue_server_cert
 from services.files import write_private
+from services.home import Home
 from services.subscriber.clients import new_api_key
 
 # What the local setup issues for each agency: (name, scopes, rate, kind).
@@ -41,7 +42,7 @@ class SubscriberHome:
 
     @classmethod
     def of(cls, home: Path, agency: str) -> SubscriberHome:
-        return cls(home / "subscribers" / agency)
+        return cls(Home(home).subscriber(agency))
 
     @property
     def ca(self) -> Path:
