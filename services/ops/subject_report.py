@@ -1,6 +1,6 @@
 """``concord subject-report``: read the evidence, assemble, sign, render, verify.
 
-The evidence is read as the audit reads it (:func:`services.ops.audit.read_all`, from the
+The evidence is read as the audit reads it (:func:`services.topic_metadata.read_to_end`, from the
 beginning, by a principal with READ on the list, directive and receipts topics) and every
 record is verified as the exchange's services verify it: list records with
 :func:`~services.core.intake.admit_list_record`, directives with
@@ -44,8 +44,9 @@ from services.core.subject_report import Asked, Evidence, SubjectReport, assembl
 from services.core.world import World
 from services.kafka_access import KafkaAccess
 from services.keystore import load_signer
-from services.ops.audit import latest_of, read_all
+from services.ops.audit import latest_of
 from services.partitioning import partition_for
+from services.topic_metadata import read_to_end
 
 #: How far in the future a report's own time may lie before it is refused (clocks differ).
 CLOCK_SKEW = timedelta(minutes=5)
@@ -81,7 +82,7 @@ async def gather(
     }
 
     events: list[tuple[str, ListEntryEvent]] = []
-    for topic, rec in await read_all(access, lists):
+    for topic, rec in await read_to_end(access, lists):
         try:
             acc = admit_list_record(
                 origin=lists[topic],
@@ -104,7 +105,7 @@ async def gather(
     counts["list_records"] = len(events)
 
     directives: list[Directive] = []
-    for topic, rec in await read_all(access, directive_topics):
+    for topic, rec in await read_to_end(access, directive_topics):
         if rec.value is None or schemas.kind_of(rec.value) == "heartbeat":
             continue  # a tombstone (the key's retention ended) or the fan-out's sign of life
         try:
@@ -124,7 +125,7 @@ async def gather(
     counts["directives"] = len(directives)
 
     receipts: list[Receipt] = []
-    for topic, rec in await read_all(access, receipt_topics):
+    for topic, rec in await read_to_end(access, receipt_topics):
         if rec.value is None:
             continue
         try:

@@ -55,7 +55,7 @@ from services.partitioning import partition_for
 from services.subscriber.metrics import SubscriberMetrics
 from services.subscriber.store import DirectiveStore, Incoming, Passed, Rejected, Tombstone
 from services.subscriber.types import CHECK_RESULTS, Health
-from services.topic_metadata import topic_partitions
+from services.topic_metadata import reached, topic_partitions
 
 LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it
 
@@ -359,11 +359,11 @@ class SubscriberService:
                 sent = self.clock()
                 try:
                     ends = await asyncio.wait_for(consumer.end_offsets(tps), timeout=max(every, 5.0))
-                    behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+                    caught_up = await reached(consumer, ends)
                 except (KafkaError, TimeoutError, OSError) as exc:
                     log.debug("%s: end offsets not confirmed: %s", self.agency, exc)
                 else:
-                    if tps and not behind:
+                    if tps and caught_up:
                         self.confirm(sent)
             await asyncio.sleep(every)
 

@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.core.codec import default_registry
 from services.core.models import ListingCommitments, SealedListing
 from services.core.signing import Domain, SignedHeaders
 from services.keystore import load_keyring
 from services.localstack import LocalStack
+from services.topic_metadata import read_to_end
 from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack
 from tests.unit.factories import entry_dict, make_ric, person
@@ -53,29 +53,10 @@ def concord(home: Path, *args: str, stdin: str | None = None, timeout: float = 9
                           capture_output=True, text=True, timeout=timeout, check=False, cwd=REPO_ROOT)
 
 
-def read_topic(cluster: KafkaCluster, topic: str, partitions: int = 3) -> list[Any]:
+def read_topic(cluster: KafkaCluster, topic: str) -> list[Any]:
     """Every record of ``topic`` from the beginning to its current end, read as concord-admin."""
-
-    async def go() -> list[Any]:
-        consumer = AIOKafkaConsumer(**cluster.access("concord-admin").aiokafka_kwargs(), enable_auto_commit=False,
-                                    isolation_level="read_committed")
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in range(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            out: list[Any] = []
-            deadline = time.monotonic() + 60
-            while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-                assert time.monotonic() < deadline, f"could not read {topic} to its end"
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    out.extend(records)
-            return out
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(go())
+    records = asyncio.run(asyncio.wait_for(read_to_end(cluster.access("concord-admin"), [topic]), 60))
+    return [r for _, r in records]
 
 
 def event_ids(cluster: KafkaCluster, stack: LocalStack, agency: str = "court") -> Counter[str]:

@@ -30,7 +30,7 @@ from services.core.principals import ADMIN, FANOUT
 from services.core.signing import SignedHeaders
 from services.credentials import read_password
 from services.localstack import LocalStack
-from services.ops.audit import read_all
+from services.topic_metadata import read_to_end
 from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack
 from tests.integration.support import quarantined, wait_for
@@ -90,8 +90,8 @@ def metric(stack: LocalStack, target: str, name: str) -> float:
 def key_ids(stack: LocalStack, kind: str, agency: str) -> list[str]:
     topic = stack.world.topic_name(kind, agency, namespace=stack.namespace)  # type: ignore[arg-type]
     out = []
-    for _, rec in asyncio.run(read_all(stack.access(ADMIN), [topic])):
-        signed = SignedHeaders.from_kafka(rec.headers)  # type: ignore[attr-defined]
+    for _, rec in asyncio.run(read_to_end(stack.access(ADMIN), [topic])):
+        signed = SignedHeaders.from_kafka(rec.headers)
         if signed is not None:
             out.append(signed.key_id)
     return out
