@@ -10,6 +10,7 @@ tests/integration/test_metrics_exported.py.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.core.reasons import RECORD_REASONS
+from services.core.reasons import RECORD_REASONS, SIGNATURE_REASONS
 from services.embedded.broker import EmbeddedKafka
 from services.embedded.libs import JMX_EXPORTER_JAR
 from services.fanout.metrics import FanoutMetrics
@@ -180,6 +181,19 @@ def test_every_refusal_reason_has_its_series_before_any_refusal() -> None:
         assert ("concord_quarantine_total", reason.value) in series, reason
         assert ("concord_subscriber_rejected_total", reason.value) in series, reason
     assert ("concord_subscriber_rejected_total", "UNKNOWN_TOPIC") in series
+
+
+def test_the_signature_alerts_name_exactly_the_signature_reasons() -> None:
+    """alerts.yml cannot import the codes: every reason regex naming a signature reason names them all."""
+    sets = [
+        set(m.split("|"))
+        for _, expr in rule_queries()
+        for m in re.findall(r'reason[=!]~"([^"]*)"', expr)
+        if "UNSIGNED" in m
+    ]
+    assert sets
+    for names in sets:
+        assert names == {r.value for r in SIGNATURE_REASONS}
 
 
 def test_inbox_metrics_sum_the_result_files(tmp_path: Path) -> None:
