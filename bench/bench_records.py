@@ -73,6 +73,7 @@ from services.core.codec import HEADER_LEN, SchemaRegistry, default_registry
 from services.core.disclosure import seal_record
 from services.core.intake import FANOUT_PRINCIPAL, Refused, admit_directive, admit_list_record
 from services.core.models import Directive, ListEntryEvent, SourceRecord
+from services.core.reasons import Reason
 from services.core.routing import Accepted, Outcome, Transition, on_record, source_for
 from services.core.signing import (
     Domain,
@@ -166,10 +167,10 @@ def admit_plain_list_record(
     )
     event = schemas.decode_model(value, ListEntryEvent)
     if key.decode("utf-8", "replace") != event.entry_id:
-        raise Refused("KEY_MISMATCH", f"record key {key!r} is not its entry id {event.entry_id!r}")
+        raise Refused(Reason.KEY_MISMATCH, f"record key {key!r} is not its entry id {event.entry_id!r}")
     problems = context_problems(event, agency="court", world=world)
     if problems:
-        raise Refused("INVALID_RECORD", "; ".join(str(p) for p in problems))
+        raise Refused(Reason.INVALID_RECORD, "; ".join(str(p) for p in problems))
     source = SourceRecord(
         topic=LIST_TOPIC,
         partition=0,
@@ -198,22 +199,22 @@ def admit_plain_directive(
     keyring.verify(Domain.DIRECTIVE, value, SignedHeaders.from_kafka(headers), expected_agency=FANOUT_PRINCIPAL, at=at)
     d = schemas.decode_model(value, Directive)
     if d.subscriber != agency:
-        raise Refused("WRONG_SUBSCRIBER", f"directive is for {d.subscriber!r}, not {agency!r}")
+        raise Refused(Reason.WRONG_SUBSCRIBER, f"directive is for {d.subscriber!r}, not {agency!r}")
     src = d.source
     if src is None:
-        raise Refused("SOURCE_MISMATCH", f"a {d.action.value} must carry the publisher's signed record")
+        raise Refused(Reason.SOURCE_MISMATCH, f"a {d.action.value} must carry the publisher's signed record")
     seal = SignedHeaders.from_seal(src.agency, src.key_id, digest_of(src.record), src.signature)
     keyring.verify(Domain.LIST_RECORD, src.record, seal, expected_agency=d.origin_agency, at=at)
     event = schemas.decode_model(src.record, ListEntryEvent)
     if event.entry_id != d.entry_id or event.version != d.entry_version:
         raise Refused(
-            "SOURCE_MISMATCH",
+            Reason.SOURCE_MISMATCH,
             f"directive names {d.entry_id} v{d.entry_version}, its source is {event.entry_id} v{event.version}",
         )
     if world is not None:
         refusal = verify_routing(d, event, world)
         if refusal is not None:
-            raise Refused(refusal.reason.value, refusal.detail)
+            raise Refused(refusal.reason, refusal.detail)
     return d
 
 

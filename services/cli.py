@@ -171,7 +171,7 @@ def cmd_fanout_worker(args: argparse.Namespace) -> int:
 
     settings = _settings()
     logging.getLogger("concord").setLevel(args.loglevel.upper())
-    state_dir = Path(args.state_dir) if args.state_dir else settings.home / "fanout" / args.name
+    state_dir = Path(args.state_dir) if args.state_dir else settings.layout.fanout_state(args.name)
     access = settings.access(FANOUT)
     gov = governance(settings, access, "fanout")
     if gov.world is None or gov.keyring is None:
@@ -202,7 +202,7 @@ def _subscriber_home(settings: Settings, agency: str) -> SubscriberHome:
 
 
 def _query_log_path(settings: Settings, args: argparse.Namespace) -> Path:
-    return Path(args.query_log) if args.query_log else settings.home / "data" / f"{args.agency}-queries.sqlite"
+    return Path(args.query_log) if args.query_log else settings.layout.query_log(args.agency)
 
 
 def cmd_subscriber_run(args: argparse.Namespace) -> int:
@@ -237,7 +237,7 @@ def cmd_subscriber_run(args: argparse.Namespace) -> int:
     key = ensure_key(Path(args.query_log_key) if args.query_log_key else home.query_log_key)
     retention_days = args.query_log_retention or retention.query_log_days
     querylog = QueryLog(_query_log_path(settings, args), key, retention_s=retention_days * 86400)
-    db = Path(args.db) if args.db else settings.home / "data" / f"{args.agency}.sqlite"
+    db = Path(args.db) if args.db else settings.layout.store(args.agency)
     signer_for = gov.signer_for(settings, args.agency)
 
     def topics_for(w: World) -> tuple[str, str]:
@@ -343,7 +343,7 @@ def cmd_subscriber_client_key(args: argparse.Namespace) -> int:
 
 
 def _service_urls(settings: Settings) -> dict[str, str]:
-    run = settings.home / "run"
+    run = settings.layout.run
     urls: dict[str, str] = {}
     for f in sorted(run.glob("subscriber-*.json")) if run.exists() else []:
         data = json.loads(f.read_text())
@@ -394,7 +394,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     access = settings.access(args.principal)
     world, keyring = snapshot_once(settings, access)
     stores = {}
-    data = settings.home / "data"
+    data = settings.layout.data
     if args.stores and data.exists():
         stores = {p.stem: p for p in sorted(data.glob("*.sqlite")) if p.stem in world.agencies}
     report = asyncio.run(

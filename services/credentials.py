@@ -21,9 +21,7 @@ it opens, so the connections a running service holds keep working; the service w
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import secrets
 import stat
 from collections.abc import Iterable
@@ -32,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from services.core.errors import ConfigError
+from services.files import private_folder, write_private
 
 SUFFIX = ".json"
 PENDING = ".json.new"
-LEGACY_FILE = "credentials.json"  # one file for every principal, as older local setups kept them
 
 
 def new_password() -> str:
@@ -49,35 +47,14 @@ def credentials_path(folder: Path, principal: str) -> Path:
     return folder / f"{principal}{SUFFIX}"
 
 
-def _private_folder(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(folder, 0o700)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically; the file is 0600 from its first byte."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
 def _encode(principal: str, password: str) -> bytes:
     return json.dumps({"username": principal, "password": password}, indent=2).encode() + b"\n"
 
 
 def write_credentials(folder: Path, principal: str, password: str) -> Path:
-    _private_folder(folder)
+    private_folder(folder)
     path = credentials_path(folder, principal)
-    _write_private(path, _encode(principal, password))
+    write_private(path, _encode(principal, password))
     return path
 
 
@@ -115,7 +92,7 @@ def ensure_credentials(folder: Path, principals: Iterable[str], *, legacy: Path 
     ``legacy`` (a shared ``credentials.json`` of an older local setup) is split into one file
     per principal, keeping its passwords (the broker knows them), and then removed.
     """
-    _private_folder(folder)
+    private_folder(folder)
     old: dict[str, str] = {}
     if legacy is not None and legacy.exists():
         data = json.loads(legacy.read_text())
@@ -138,10 +115,10 @@ def pending_path(folder: Path, principal: str) -> Path:
 
 def begin_rotation(folder: Path, principal: str) -> str:
     """A new password for ``principal``, saved as pending (see the module's docstring)."""
-    _private_folder(folder)
+    private_folder(folder)
     pending = pending_path(folder, principal)
     password = new_password()
-    _write_private(pending, _encode(principal, password))
+    write_private(pending, _encode(principal, password))
     return password
 
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from services.core.identifiers import ric_check_char, uscc_check_char
+from services.home import Home
 from services.localstack import LocalStack, ensure_credentials, principals
 from services.settings import REPO_ROOT
 from services.subscriber.client import CheckClient, EntryNotFound, SubscriberError
@@ -271,11 +272,6 @@ def cli_publisher(home: Path) -> Callable[[str, Path], int]:
     return publish
 
 
-def broker_dir(home: Path, brokers: int) -> Path:
-    """Where the local cluster of that size keeps its data: one node in ``broker/``, more in ``brokers-<n>/``."""
-    return home / "broker" if brokers == 1 else home / f"brokers-{brokers}"
-
-
 def run_local(*, stay: bool, home: Path, brokers: int = 1) -> int:
     """``make run`` / ``make demo``: set up everything, start it, play the scenario.
 
@@ -292,7 +288,7 @@ def run_local(*, stay: bool, home: Path, brokers: int = 1) -> int:
     creds = ensure_credentials(home, principals(stack.world))
     what = "broker" if brokers == 1 else f"cluster of {brokers} nodes"
     print(f"concord: starting the embedded Kafka {what} (KRaft, SASL_SSL + SCRAM, ACLs on)", file=sys.stderr)
-    broker = EmbeddedKafka(broker_dir(home, brokers), creds, libs_dir=libs, nodes=brokers, tie_to_parent=True)
+    broker = EmbeddedKafka(Home(home).broker(brokers), creds, libs_dir=libs, nodes=brokers, tie_to_parent=True)
     broker.start()
     scrape = {"broker" if brokers == 1 else f"broker-{i}": a for i, a in broker.metrics_addresses().items()}
     stop = threading.Event()
@@ -315,7 +311,7 @@ def run_local(*, stay: bool, home: Path, brokers: int = 1) -> int:
         urls = stack.subscriber_urls()
         clients = {agency: stack.check_client(agency) for agency in urls}
         try:
-            results = run_scenario(clients, cli_publisher(home), home / "demo", say=lambda m: print(f"concord: {m}"))
+            results = run_scenario(clients, cli_publisher(home), Home(home).demo, say=lambda m: print(f"concord: {m}"))
         finally:
             for c in clients.values():
                 c.close()

@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import secrets
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +38,7 @@ from services.core.errors import ConfigError, SignatureInvalid
 from services.core.principals import ADMIN
 from services.core.registry import encode_value
 from services.core.signing import Domain, Keyring, PublicKey, SignedHeaders, Signer, digest_of
+from services.files import create_private, private_folder, write_atomic
 
 KEYRING = "keyring.json"
 ANCHOR = "registry-key.json"
@@ -52,26 +52,6 @@ def _keys(ring: Keyring) -> list[PublicKey]:
 
 def _key_id(agency: str, at: datetime) -> str:
     return f"{agency}-{at:%Y%m%d}-{os.urandom(3).hex()}"
-
-
-def _private_folder(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(folder, 0o700)
-
-
-def _write_new_private(path: Path, data: bytes) -> None:
-    """Create ``path`` holding ``data``, private from its first byte (O_EXCL, 0600)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
-def _replace(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    tmp.replace(path)
 
 
 # --- the anchor and the signed keyring -------------------------------------------------------
@@ -138,7 +118,7 @@ def write_keyring(
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     admin = load_signer(keys_dir, ADMIN, passphrase=passphrase, keyring=ring, at=now)
     admins = [k for k in _keys(ring) if k.agency == ADMIN]
-    _replace(keys_dir / ANCHOR, json.dumps([k.to_json() for k in admins], indent=2))
+    write_atomic(keys_dir / ANCHOR, json.dumps([k.to_json() for k in admins], indent=2))
     keys = [k.to_json() for k in sorted(ring.public_keys(), key=lambda k: (k.agency, k.valid_from, k.key_id))]
     signed_at = now.isoformat()
     headers = admin.sign(Domain.REGISTRY, _keyring_value(keys, signed_at))
@@ -152,7 +132,7 @@ def write_keyring(
             "signature": base64.b64encode(headers.signature).decode(),
         },
     }
-    _replace(keys_dir / KEYRING, json.dumps(doc, indent=2))
+    write_atomic(keys_dir / KEYRING, json.dumps(doc, indent=2))
 
 
 # --- private keys ------------------------------------------------------------------------------
@@ -166,8 +146,8 @@ def _new_key(
     keys_dir: Path, agency: str, valid_from: datetime, valid_until: datetime | None, passphrase: bytes | None
 ) -> PublicKey:
     signer = Signer.generate(agency, _key_id(agency, valid_from))
-    _private_folder(keys_dir / agency)
-    _write_new_private(_pem_path(keys_dir, agency, signer.key_id), signer.private_pem(passphrase))
+    private_folder(keys_dir / agency)
+    create_private(_pem_path(keys_dir, agency, signer.key_id), signer.private_pem(passphrase))
     return PublicKey(agency, signer.key_id, signer.public_bytes(), valid_from, valid_until)
 
 
@@ -219,7 +199,7 @@ def ensure_keys(
 
     An unsigned keyring of an older local setup is taken over and signed.
     """
-    _private_folder(keys_dir)
+    private_folder(keys_dir)
     path = keys_dir / KEYRING
     ring = Keyring(_read_file(path)[0]) if path.exists() else Keyring()
     have = {k.agency for k in _keys(ring)}
@@ -297,9 +277,10 @@ def keyed_hash_secret(keys_dir: Path, owner: str) -> bytes:
     so a deployment ships the file with the worker's signing key.
     """
     path = keys_dir / owner / "keyed-hash.key"
+    secret = os.urandom(32)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_private(path, secret)
     except FileExistsError:
         secret = path.read_bytes()
         if len(secret) < 32:
@@ -310,7 +291,4 @@ def keyed_hash_secret(keys_dir: Path, owner: str) -> bytes:
             f"{owner}'s pseudonym secret {path} is missing and cannot be created here ({e.strerror}); "
             f"every {owner} worker needs the same file: ship it with {owner}'s signing key"
         ) from None
-    secret = os.urandom(32)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret)
     return secret

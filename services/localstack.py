@@ -1,18 +1,6 @@
 """The local exchange: one home folder holding everything a running Concord needs.
 
-``<home>/`` (``.local`` by default, ignored by git):
-
-    concord.json        bootstrap, CA file, namespace, "registry": "follow" — how commands find the
-                        cluster, and that services take their world and keys from the signed registry
-    credentials/        one SCRAM credentials file per principal (0600; services.credentials)
-    keys/               signing keys per agency, the admin-signed keyring and the registry key
-    broker/             the embedded Kafka node's data, logs and TLS material
-    run/                one JSON file per running service (pid, url), for `concord status`
-    run/scrape/         one Prometheus file_sd target list per /metrics endpoint
-                        (deploy/prometheus/prometheus.yml reads them)
-    data/               the subscribers' SQLite stores and query logs
-    subscribers/        each subscriber's CA, server certificate, clients file, client identities
-                        and query-log key (services.subscriber.identity)
+``<home>/`` (``.local`` by default, ignored by git) is laid out as :mod:`services.home` describes.
 
 The same :class:`LocalStack` serves ``make run``, ``make demo`` and the test
 fixtures, so what the tests exercise is what a user runs.  With ``registry`` (the
@@ -43,8 +31,10 @@ from services.core.principals import ADMIN, FANOUT, SIGNING_PRINCIPALS, all_prin
 from services.core.world import World, load_world
 from services.credentials import credentials_path, read_password, write_credentials
 from services.credentials import ensure_credentials as ensure_credential_files
+from services.files import write_atomic
 from services.governance.admin import admin_client, ensure_acls, ensure_topics
 from services.governance.registry import Publication, publish_registry
+from services.home import Home
 from services.kafka_access import KafkaAccess
 from services.keystore import ensure_keys, keyed_hash_secret, load_keyring, load_signer
 from services.settings import REPO_ROOT
@@ -67,7 +57,7 @@ def free_port() -> int:
 def ensure_credentials(home: Path, names: list[str]) -> dict[str, str]:
     """Every principal's password, one credentials file each under ``<home>/credentials/`` (an older
     setup's shared ``credentials.json`` is split into them)."""
-    return ensure_credential_files(home / "credentials", names, legacy=home / "credentials.json")
+    return ensure_credential_files(Home(home).credentials, names, legacy=Home(home).legacy_credentials)
 
 
 @dataclass
@@ -88,6 +78,11 @@ class LocalStack:
     services: list[Service] = field(default_factory=list)
     registry: bool = True  # services follow the signed registry (else they read the files)
     registry_max_age: float = 24 * 3600.0
+
+    @property
+    def layout(self) -> Home:
+        """The paths of the home folder (services.home)."""
+        return Home(self.home)
 
     @classmethod
     def at(
@@ -111,7 +106,7 @@ class LocalStack:
 
     def publish_registry(self, *, at: datetime | None = None) -> Publication:
         """Publish the world and the keyring as the admin (``at``: the publication time it claims)."""
-        keys = self.home / "keys"
+        keys = self.layout.keys
         keyring = load_keyring(keys)
         return publish_registry(
             self.access(ADMIN), self.namespace, self.world, keyring, load_signer(keys, ADMIN, keyring=keyring), at=at
@@ -132,17 +127,17 @@ class LocalStack:
             "registry": "follow" if self.registry else "files",
             "registry_max_age": self.registry_max_age,
         }
-        (self.home / "concord.json").write_text(json.dumps(cfg, indent=2))
+        self.layout.config.write_text(json.dumps(cfg, indent=2))
 
     @property
     def brokers(self) -> int | None:
         """The cluster size recorded by :meth:`write_config`."""
-        size = json.loads((self.home / "concord.json").read_text()).get("brokers")
+        size = json.loads(self.layout.config.read_text()).get("brokers")
         return int(size) if size is not None else None
 
     @property
     def credentials_dir(self) -> Path:
-        return self.home / "credentials"
+        return self.layout.credentials
 
     def write_credentials(self, passwords: Mapping[str, str]) -> None:
         """One credentials file per principal (for a cluster whose users exist already)."""
@@ -150,7 +145,7 @@ class LocalStack:
             write_credentials(self.credentials_dir, principal, password)
 
     def access(self, principal: str) -> KafkaAccess:
-        cfg = json.loads((self.home / "concord.json").read_text())
+        cfg = json.loads(self.layout.config.read_text())
         return KafkaAccess(
             bootstrap=cfg["bootstrap"],
             ca_file=Path(cfg["ca_file"]) if cfg["ca_file"] else None,
@@ -158,8 +153,8 @@ class LocalStack:
         ).as_principal(principal, read_password(self.credentials_dir, principal))
 
     def ensure_keys(self) -> None:
-        ensure_keys(self.home / "keys", [*sorted(self.world.agencies), *SIGNING_PRINCIPALS])
-        keyed_hash_secret(self.home / "keys", FANOUT)  # shared by every fan-out worker
+        ensure_keys(self.layout.keys, [*sorted(self.world.agencies), *SIGNING_PRINCIPALS])
+        keyed_hash_secret(self.layout.keys, FANOUT)  # shared by every fan-out worker
 
     def provision(self) -> tuple[list[str], int]:
         """Create missing topics and ACLs as the admin; return what was created."""
@@ -188,20 +183,18 @@ class LocalStack:
         The file name decides the scrape job in deploy/prometheus/prometheus.yml:
         ``fanout*``, ``subscriber-*``, ``adapter-*``, ``drift*``, ``broker*``.
         """
-        folder = self.home / "run" / "scrape"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{name}.json"
-        tmp = folder / f".{name}.json.tmp"
-        tmp.write_text(json.dumps([{"targets": [address], "labels": {"service": name}}], indent=2))
-        tmp.replace(path)  # Prometheus watches the folder: never let it read half a file
+        path = self.layout.scrape_file(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Prometheus watches the folder: never let it read half a file.
+        write_atomic(path, json.dumps([{"targets": [address], "labels": {"service": name}}], indent=2))
         return path
 
     def unregister_scrape_target(self, name: str) -> None:
-        (self.home / "run" / "scrape" / f"{name}.json").unlink(missing_ok=True)
+        self.layout.scrape_file(name).unlink(missing_ok=True)
 
     def scrape_targets(self) -> dict[str, str]:
         """name -> host:port of every registered /metrics endpoint."""
-        folder = self.home / "run" / "scrape"
+        folder = self.layout.scrape
         found = sorted(folder.glob("*.json")) if folder.exists() else []
         return {f.stem: json.loads(f.read_text())[0]["targets"][0] for f in found}
 
@@ -213,9 +206,8 @@ class LocalStack:
         metrics_port: int | None = None,
         ca: Path | None = None,
     ) -> Service:
-        logs = self.home / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        log = logs / f"{name}.log"
+        log = self.layout.log(name)
+        log.parent.mkdir(parents=True, exist_ok=True)
         out = log.open("ab")
         proc = subprocess.Popen(  # noqa: S603 - our own entry point
             [sys.executable, "-m", "services.cli", *args],
@@ -228,9 +220,9 @@ class LocalStack:
         out.close()
         svc = Service(name, proc, url, log, ca)
         self.services.append(svc)
-        run = self.home / "run"
-        run.mkdir(parents=True, exist_ok=True)
-        (run / f"{name}.json").write_text(json.dumps({"pid": proc.pid, "url": url, "ca": str(ca) if ca else None}))
+        run_file = self.layout.service_file(name)
+        run_file.parent.mkdir(parents=True, exist_ok=True)
+        run_file.write_text(json.dumps({"pid": proc.pid, "url": url, "ca": str(ca) if ca else None}))
         if metrics_port is not None:
             self.register_scrape_target(name, f"127.0.0.1:{metrics_port}")
         return svc
@@ -273,7 +265,7 @@ class LocalStack:
                 "--metrics-port",
                 str(metrics_port),
                 "--db",
-                str(db or self.home / "data" / f"{agency}.sqlite"),
+                str(db or self.layout.store(agency)),
                 *extra,
             ],
             url=f"https://127.0.0.1:{port}",
@@ -297,7 +289,7 @@ class LocalStack:
     def start_adapter(self, agency: str, inbox: Path | None = None, port: int | None = None) -> Service:
         """``concord adapter run`` on ``inbox`` (default ``<home>/inbox/<agency>``), with its /metrics."""
         port = port or free_port()
-        inbox = inbox or self.home / "inbox" / agency
+        inbox = inbox or self.layout.inbox(agency)
         inbox.mkdir(parents=True, exist_ok=True)
         return self._spawn(
             f"adapter-{agency}",
@@ -357,6 +349,6 @@ class LocalStack:
                 except subprocess.TimeoutExpired:
                     s.proc.kill()
                     s.proc.wait(5)
-            (self.home / "run" / f"{s.name}.json").unlink(missing_ok=True)
+            self.layout.service_file(s.name).unlink(missing_ok=True)
             self.unregister_scrape_target(s.name)
             self.services.remove(s)

@@ -33,6 +33,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.adapter.sources import ReadLimits
 from services.core.errors import ConfigError
 from services.credentials import credentials_path, read_password
+from services.home import Home
 from services.kafka_access import KafkaAccess, SecurityProtocol
 
 DEFAULT_REGISTRY_MAX_AGE = 24 * 3600.0
@@ -69,8 +70,13 @@ class Settings(BaseSettings):
     brokers: int | None = None
 
     @property
+    def layout(self) -> Home:
+        """The paths of the home folder (services.home)."""
+        return Home(self.home)
+
+    @property
     def keys_path(self) -> Path:
-        return self.keys_dir or self.home / "keys"
+        return self.keys_dir or self.layout.keys
 
     def read_limits(
         self, *, max_line_bytes: int | None = None, max_depth: int | None = None, max_file_bytes: int | None = None
@@ -84,12 +90,12 @@ class Settings(BaseSettings):
 
     @property
     def config_file(self) -> Path:
-        return self.home / "concord.json"
+        return self.layout.config
 
     @property
     def credentials_path(self) -> Path:
         """The folder of per-principal credentials files."""
-        return self.credentials_dir or self.home / "credentials"
+        return self.credentials_dir or self.layout.credentials
 
     @property
     def anchor_path(self) -> Path:

@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.home import Home
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS published (
     topic        TEXT NOT NULL,
@@ -72,7 +74,7 @@ class Acked:
 
 
 def default_ledger_path(home: Path, agency: str) -> Path:
-    return home / "adapter" / f"{agency}.sqlite"
+    return Home(home).adapter_ledger(agency)
 
 
 class Ledger:

@@ -54,6 +54,7 @@ from services.core.models import (
     Subject,
     SubjectKind,
 )
+from services.core.reasons import Reason
 
 DOMAIN = b"concord/v1/disclosure"
 SALT_LEN = 16
@@ -73,7 +74,7 @@ _PATH = re.compile(
 class DisclosureInvalid(Exception):
     """A disclosure that does not check out against the signed commitments (reason TAMPERED)."""
 
-    reason = "TAMPERED"
+    reason = Reason.TAMPERED
 
 
 def canonical(value: Any) -> str:
@@ -330,7 +331,7 @@ def unwrap(value: bytes, schemas: SchemaRegistry) -> SealedListing:
 
 
 class Unsealed(UndecodableBody):
-    reason = "UNSEALED"
+    reason = Reason.UNSEALED
 
 
 __all__ = [

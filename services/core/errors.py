@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from services.core.problems import Problem, describe
+from services.core.reasons import Reason
 
 
 class ConcordError(Exception):
@@ -46,23 +47,23 @@ class RecordInvalid(ConcordError):
 
 
 class CodecError(ConcordError):
-    reason: ClassVar[str] = "UNDECODABLE"
+    reason: ClassVar[Reason] = Reason.UNDECODABLE
 
 
 class NotSingleObject(CodecError):
-    reason = "NOT_SINGLE_OBJECT"
+    reason = Reason.NOT_SINGLE_OBJECT
 
 
 class UnknownFingerprint(CodecError):
-    reason = "UNKNOWN_FINGERPRINT"
+    reason = Reason.UNKNOWN_FINGERPRINT
 
 
 class UndecodableBody(CodecError):
-    reason = "UNDECODABLE"
+    reason = Reason.UNDECODABLE
 
 
 class SignatureInvalid(ConcordError):
-    def __init__(self, reason: str, message: str, **context: Any) -> None:
+    def __init__(self, reason: Reason, message: str, **context: Any) -> None:
         self.reason = reason
         super().__init__(message, **context)
 

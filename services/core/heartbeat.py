@@ -19,12 +19,10 @@ from services.core.codec import SCHEMA_NAMES, SchemaRegistry
 from services.core.errors import CodecError, SignatureInvalid
 from services.core.intake import FANOUT_PRINCIPAL, Refused
 from services.core.models import Heartbeat
+from services.core.reasons import Reason
 from services.core.signing import Domain, Keyring, SignedHeaders
 
 HEARTBEAT = SCHEMA_NAMES[Heartbeat]
-
-# Why a heartbeat was refused, beside the signature reasons (see services.core.signing.Reason).
-HEARTBEAT_REASONS = ("WRONG_PARTITION", "WRONG_SUBSCRIBER")
 
 
 def is_heartbeat(schemas: SchemaRegistry, value: bytes | None) -> bool:
@@ -55,13 +53,15 @@ def admit_heartbeat(
             Domain.HEARTBEAT, value, SignedHeaders.from_kafka(headers), expected_agency=FANOUT_PRINCIPAL, at=at
         )
     except SignatureInvalid as exc:
-        raise Refused(str(exc.reason), exc.message) from None
+        raise Refused(exc.reason, exc.message) from None
     try:
         beat = schemas.decode_model(value, Heartbeat)
     except CodecError as exc:
         raise Refused(exc.reason, exc.message) from None
     if beat.subscriber != agency:
-        raise Refused("WRONG_SUBSCRIBER", f"heartbeat is for {beat.subscriber!r}, not {agency!r}")
+        raise Refused(Reason.WRONG_SUBSCRIBER, f"heartbeat is for {beat.subscriber!r}, not {agency!r}")
     if beat.partition != partition:
-        raise Refused("WRONG_PARTITION", f"heartbeat of partition {beat.partition} read from partition {partition}")
+        raise Refused(
+            Reason.WRONG_PARTITION, f"heartbeat of partition {beat.partition} read from partition {partition}"
+        )
     return beat

@@ -3,7 +3,7 @@
 Authenticity is checked before anything is parsed: a record that is not what its
 signer signed is reported as TAMPERED or FORGED, not as whatever parse error its
 altered bytes happen to cause.  Every refusal is a :class:`Refused` carrying a
-reason code from :data:`REASONS`; the shells put the raw record in quarantine with
+reason code, a :class:`~services.core.reasons.Reason`; the shells put the raw record in quarantine with
 that code and go on.
 
 **When a signature is judged.**  A key's validity (from, until, revoked) is judged at the
@@ -36,37 +36,18 @@ from services.core.disclosure import DisclosureInvalid, content_digest, reveal, 
 from services.core.errors import CodecError, ConcordError, SignatureInvalid
 from services.core.models import Directive, ListingCommitments, SourceRecord
 from services.core.principals import FANOUT
+from services.core.reasons import Reason
 from services.core.routing import Accepted
-from services.core.signing import Domain, Keyring, Reason, SignedHeaders, digest_of
+from services.core.signing import Domain, Keyring, SignedHeaders, digest_of
 from services.core.validation import context_problems
-from services.core.verification import RoutingRefusal, verify_routing
+from services.core.verification import verify_routing
 from services.core.world import World
 
 FANOUT_PRINCIPAL = FANOUT  # who signs directives
 
-REASONS = (
-    *(r.value for r in Reason),
-    "NOT_SINGLE_OBJECT",
-    "UNKNOWN_FINGERPRINT",
-    "UNDECODABLE",
-    "INVALID_RECORD",
-    "KEY_MISMATCH",
-    "STALE_VERSION",
-    "REPLAYED",
-    "SOURCE_MISMATCH",
-    "WRONG_SUBSCRIBER",
-    "MISSING_KEY",
-    "WRONG_PARTITION",
-    "INVALID_TIMESTAMP",
-    "UNSEALED",
-    "UNTRUSTED_TIMESTAMP",
-    "REGISTRY_BEHIND",
-    *(r.value for r in RoutingRefusal if r.value not in ("SOURCE_MISMATCH",)),
-)
-
 
 class Refused(ConcordError):
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str) -> None:
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {detail}")
@@ -77,7 +58,7 @@ def _when(timestamp_ms: int | None, stamped_by_broker: bool | None = None) -> da
     producer chose its timestamp (``stamped_by_broker`` False: CreateTime) is refused."""
     if stamped_by_broker is False:
         raise Refused(
-            "UNTRUSTED_TIMESTAMP",
+            Reason.UNTRUSTED_TIMESTAMP,
             "the record carries its producer's timestamp, not the broker's: its "
             "topic must be configured with message.timestamp.type=LogAppendTime",
         )
@@ -86,7 +67,9 @@ def _when(timestamp_ms: int | None, stamped_by_broker: bool | None = None) -> da
     try:
         return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
     except (OverflowError, OSError, ValueError):
-        raise Refused("INVALID_TIMESTAMP", f"record timestamp {timestamp_ms} ms is not a representable time") from None
+        raise Refused(
+            Reason.INVALID_TIMESTAMP, f"record timestamp {timestamp_ms} ms is not a representable time"
+        ) from None
 
 
 def _verify(
@@ -95,7 +78,7 @@ def _verify(
     try:
         return keyring.verify(domain, value, headers, expected_agency=agency, at=at)
     except SignatureInvalid as exc:
-        raise Refused(str(exc.reason), exc.message) from None
+        raise Refused(exc.reason, exc.message) from None
 
 
 def _decode_commitments(schemas: SchemaRegistry, value: bytes) -> ListingCommitments:
@@ -128,7 +111,7 @@ def admit_list_record(
     would split between workers and a delisting could miss what a listing applied.
     """
     if value is None:
-        raise Refused("UNDECODABLE", "record has no value")
+        raise Refused(Reason.UNDECODABLE, "record has no value")
     try:
         sealed = unwrap(value, schemas)
     except CodecError as exc:
@@ -145,21 +128,23 @@ def admit_list_record(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise Refused("INVALID_RECORD", f"the disclosed record does not read back: {where}: {first['msg']}") from None
+        raise Refused(
+            Reason.INVALID_RECORD, f"the disclosed record does not read back: {where}: {first['msg']}"
+        ) from None
     if key is None:
-        raise Refused("MISSING_KEY", f"entry {event.entry_id} was published without its key (the entry id)")
+        raise Refused(Reason.MISSING_KEY, f"entry {event.entry_id} was published without its key (the entry id)")
     if key.decode("utf-8", "replace") != event.entry_id:
-        raise Refused("KEY_MISMATCH", f"record key {key!r} is not its entry id {event.entry_id!r}")
+        raise Refused(Reason.KEY_MISMATCH, f"record key {key!r} is not its entry id {event.entry_id!r}")
     if key_partition is not None and key_partition != partition:
         raise Refused(
-            "WRONG_PARTITION",
+            Reason.WRONG_PARTITION,
             f"entry {event.entry_id} belongs on partition {key_partition}, "
             f"not {partition}: publish with the entry id as key and the default "
             "partitioner",
         )
     problems = context_problems(event, agency=origin, world=world)
     if problems:
-        raise Refused("INVALID_RECORD", "; ".join(str(p) for p in problems))
+        raise Refused(Reason.INVALID_RECORD, "; ".join(str(p) for p in problems))
     # The source carries the whole seal (a batch member's root signature, root and audit path), so
     # that whoever receives the record forwarded can verify the publisher's signature on its own,
     # and every disclosure: the fan-out forwards each agency only those its MOU allows.
@@ -254,7 +239,7 @@ def admit_directive(
     the registry publication ``world`` and ``keyring`` come from (None: files), see the module.
     """
     if value is None:
-        raise Refused("UNDECODABLE", "directive has no value")
+        raise Refused(Reason.UNDECODABLE, "directive has no value")
     at = _when(timestamp_ms, stamped_by_broker)
     try:
         _verify(keyring, Domain.DIRECTIVE, value, SignedHeaders.from_kafka(headers), FANOUT_PRINCIPAL, at)
@@ -263,27 +248,27 @@ def admit_directive(
         raise Refused(exc.reason, exc.message) from None
     except Refused as r:
         if r.reason == "UNKNOWN_KEY" and registry_serial is not None:
-            raise Refused("REGISTRY_BEHIND", f"{r.detail} in registry serial {registry_serial}") from None
+            raise Refused(Reason.REGISTRY_BEHIND, f"{r.detail} in registry serial {registry_serial}") from None
         raise
     if d.registry_serial is not None and registry_serial is not None and d.registry_serial > registry_serial:
         raise Refused(
-            "REGISTRY_BEHIND",
+            Reason.REGISTRY_BEHIND,
             f"directive was routed by registry serial {d.registry_serial}; "
             f"this verifier holds serial {registry_serial}",
         )
     if d.subscriber != agency:
-        raise Refused("WRONG_SUBSCRIBER", f"directive is for {d.subscriber!r}, not {agency!r}")
+        raise Refused(Reason.WRONG_SUBSCRIBER, f"directive is for {d.subscriber!r}, not {agency!r}")
     src = d.source
     if src is None:
         # Every directive carries the record it follows from: an APPLY to be checked against it, a
         # LIFT to show the delisting, the later version or the period that ends it.
-        raise Refused("SOURCE_MISMATCH", f"a {d.action.value} must carry the publisher's signed record")
+        raise Refused(Reason.SOURCE_MISMATCH, f"a {d.action.value} must carry the publisher's signed record")
     # The publisher's signature is judged when the broker appended the record, which cannot be
     # after the directive forwarding it was appended.
     src_at = src.appended_at or at
     if src_at > at:
         raise Refused(
-            "SOURCE_MISMATCH",
+            Reason.SOURCE_MISMATCH,
             f"the forwarded record claims to be appended at {src_at.isoformat()}, "
             f"after the directive ({at.isoformat()})",
         )
@@ -306,7 +291,7 @@ def admit_directive(
             sources.put(src.agency, src.key_id, src.signature, digest, commitments)
     if commitments.entry_id != d.entry_id or commitments.version != d.entry_version:
         raise Refused(
-            "SOURCE_MISMATCH",
+            Reason.SOURCE_MISMATCH,
             f"directive names {d.entry_id} v{d.entry_version}, its source is {commitments.entry_id} "
             f"v{commitments.version}",
         )
@@ -317,10 +302,10 @@ def admit_directive(
         raise Refused(exc.reason, str(exc)) from None
     except ValidationError as exc:
         raise Refused(
-            "TAMPERED", f"a disclosed part does not read as what its path names: {exc.errors()[0]['msg']}"
+            Reason.TAMPERED, f"a disclosed part does not read as what its path names: {exc.errors()[0]['msg']}"
         ) from None
     if world is not None:
         refusal = verify_routing(d, event, world)
         if refusal is not None:
-            raise Refused(refusal.reason.value, refusal.detail)
+            raise Refused(refusal.reason, refusal.detail)
     return d

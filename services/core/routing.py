@@ -50,6 +50,7 @@ from services.core.models import (
     TargetSubject,
     directive_key,
 )
+from services.core.reasons import Reason
 from services.core.world import Measure, Mou, World
 
 SUBJECT_REF = "SUBJECT"
@@ -58,8 +59,8 @@ SUBJECT_REF = "SUBJECT"
 class Outcome(StrEnum):
     APPLIED = "APPLIED"  # a new version was applied
     RESYNC = "RESYNC"  # a redelivered record: latest directives sent again
-    STALE_VERSION = "STALE_VERSION"  # an older version than the one held
-    REPLAYED = "REPLAYED"  # an event id seen before, with other content
+    STALE_VERSION = Reason.STALE_VERSION.value  # an older version than the one held
+    REPLAYED = Reason.REPLAYED.value  # an event id seen before, with other content
     TICK = "TICK"  # a re-evaluation by time or MOU change
 
 

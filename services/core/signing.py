@@ -64,6 +64,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from services.core import merkle
 from services.core.errors import SignatureInvalid
+from services.core.reasons import Reason
 
 
 class Domain(StrEnum):
@@ -74,19 +75,6 @@ class Domain(StrEnum):
     HEARTBEAT = "concord/v1/heartbeat"
     NOTICE = "concord/v1/notice"
     SUBJECT_REPORT = "concord/v1/subject-report"
-
-
-class Reason(StrEnum):
-    """Why a record was refused; each is its own quarantine reason code."""
-
-    UNSIGNED = "UNSIGNED"
-    TAMPERED = "TAMPERED"
-    FORGED = "FORGED"
-    UNKNOWN_KEY = "UNKNOWN_KEY"
-    WRONG_AGENCY = "WRONG_AGENCY"
-    KEY_NOT_YET_VALID = "KEY_NOT_YET_VALID"
-    KEY_EXPIRED = "KEY_EXPIRED"
-    KEY_REVOKED = "KEY_REVOKED"
 
 
 H_AGENCY = "concord-agency"
@@ -237,7 +225,7 @@ class Signer:
         except TypeError as exc:  # cryptography's word for a passphrase missing or not needed
             raise ValueError(str(exc)) from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise SignatureInvalid("UNKNOWN_KEY", f"signing key {key_id} of {agency} is not an Ed25519 key")
+            raise SignatureInvalid(Reason.UNKNOWN_KEY, f"signing key {key_id} of {agency} is not an Ed25519 key")
         return cls(agency, key_id, key)
 
     def private_pem(self, passphrase: bytes | None = None) -> bytes:

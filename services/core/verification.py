@@ -13,29 +13,16 @@ measure kind, or lifts a standing listing, is refused with its own reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from services.core.models import Action, Directive, ListEntryEvent
+from services.core.reasons import Reason
 from services.core.routing import desired_directives
 from services.core.world import World
 
 
-class RoutingRefusal(StrEnum):
-    """Why a directive does not follow from its record; each is a receipt and quarantine reason."""
-
-    NOT_ROUTED = "NOT_ROUTED"  # an APPLY no MOU in force calls for, or whose record ends the entry
-    TARGET_MISMATCH = "TARGET_MISMATCH"  # not the subject (kind, role, identifiers, names) the record names
-    MEASURE_MISMATCH = "MEASURE_MISMATCH"  # another implementing agency or measure kind than the MOU's
-    MOU_MISMATCH = "MOU_MISMATCH"  # another MOU version than the one in force
-    WINDOW_MISMATCH = "WINDOW_MISMATCH"  # validity not the record's period capped by the MOU's
-    UNJUSTIFIED_LIFT = "UNJUSTIFIED_LIFT"  # a LIFT of what the record and the MOUs still call for
-    SOURCE_MISMATCH = "SOURCE_MISMATCH"  # another entry, version, program or publisher than its record
-    VERSION_REGRESSION = "VERSION_REGRESSION"  # an older entry version than the one held for the key
-
-
 @dataclass(frozen=True)
 class Refusal:
-    reason: RoutingRefusal
+    reason: Reason
     detail: str
 
 
@@ -48,7 +35,7 @@ def verify_routing(d: Directive, event: ListEntryEvent, world: World) -> Refusal
     the MOUs and the clock at that time no longer call for the key.
     """
     if (d.entry_id, d.entry_version, d.program) != (event.entry_id, event.version, event.program):
-        return Refusal(RoutingRefusal.SOURCE_MISMATCH,
+        return Refusal(Reason.SOURCE_MISMATCH,
                        f"directive names {d.entry_id} v{d.entry_version} ({d.program}), its record is "
                        f"{event.entry_id} v{event.version} ({event.program})")
     want = desired_directives(d.origin_agency, event, world, d.issued_at).get(d.key)
@@ -56,7 +43,7 @@ def verify_routing(d: Directive, event: ListEntryEvent, world: World) -> Refusal
         if want is None:
             return None
         return Refusal(
-            RoutingRefusal.UNJUSTIFIED_LIFT,
+            Reason.UNJUSTIFIED_LIFT,
             f"{d.measure_id} for {masked_ref(d.subject_ref)} still follows from {d.entry_id} v{d.entry_version} "
             f"under {want['mou_id']} v{want['mou_version']} at {d.issued_at:%Y-%m-%dT%H:%M:%SZ}",
         )
@@ -67,21 +54,21 @@ def verify_routing(d: Directive, event: ListEntryEvent, world: World) -> Refusal
             else f"no MOU in force at {d.issued_at:%Y-%m-%dT%H:%M:%SZ} calls for {d.measure_id} "
             f"on {masked_ref(d.subject_ref)}"
         )
-        return Refusal(RoutingRefusal.NOT_ROUTED, why)
+        return Refusal(Reason.NOT_ROUTED, why)
     if d.target != want["target"]:
-        return Refusal(RoutingRefusal.TARGET_MISMATCH,
+        return Refusal(Reason.TARGET_MISMATCH,
                        f"{d.measure_id} on {d.entry_id} v{d.entry_version}: the target's "
                        f"{_differs(d.target, want['target'])} differ from what the record names")
     if (d.subscriber, d.measure_kind) != (want["subscriber"], want["measure_kind"]):
-        return Refusal(RoutingRefusal.MEASURE_MISMATCH,
+        return Refusal(Reason.MEASURE_MISMATCH,
                        f"{d.measure_id} is a {want['measure_kind']} measure of {want['subscriber']}, not a "
                        f"{d.measure_kind} measure of {d.subscriber}")
     if (d.mou_id, d.mou_version) != (want["mou_id"], want["mou_version"]):
-        return Refusal(RoutingRefusal.MOU_MISMATCH,
+        return Refusal(Reason.MOU_MISMATCH,
                        f"{d.measure_id} is under {want['mou_id']} v{want['mou_version']} then, not "
                        f"{d.mou_id} v{d.mou_version}")
     if (d.valid_from, d.valid_until) != (want["valid_from"], want["valid_until"]):
-        return Refusal(RoutingRefusal.WINDOW_MISMATCH,
+        return Refusal(Reason.WINDOW_MISMATCH,
                        f"{d.measure_id} applies {_span(want['valid_from'], want['valid_until'])}, not "
                        f"{_span(d.valid_from, d.valid_until)}")
     return None

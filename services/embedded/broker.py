@@ -81,6 +81,7 @@ from services.core.errors import BrokerUnavailable, ConfigError
 from services.core.principals import ADMIN, BROKER
 from services.embedded import tls
 from services.embedded.libs import classpath, jmx_exporter_jar
+from services.files import write_private
 from services.kafka_access import KafkaAccess
 
 ADMIN_USER = ADMIN
@@ -162,10 +163,7 @@ class _State:
             "users": self.users,
         }
         data = json.dumps(doc, indent=2).encode()
-        fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(path.with_suffix(".tmp"), path)
+        write_private(path, data)
 
 
 @dataclass(frozen=True)
@@ -697,9 +695,7 @@ class EmbeddedKafka:
 
     def _write_properties(self, node: _Node, state: _State) -> None:
         node.home.mkdir(parents=True, exist_ok=True)
-        fd = os.open(node.properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(self._server_properties(node, state))
+        write_private(node.properties, self._server_properties(node, state))
 
     def _jvm(self, node: _Node, main: str, *, heap: str, options: tuple[str, ...] = ()) -> list[str]:
         return [
@@ -740,10 +736,8 @@ class EmbeddedKafka:
     def _format(self, node: _Node, state: _State, deadline: float) -> None:
         cmd, args = self.format_command(node.node_id, state)
         argfile = node.home / "format.args"
-        fd = os.open(argfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            # One argument per line, quoted: the launcher's argument-file syntax.
-            fh.write("".join('"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"\n' for a in args))
+        # One argument per line, quoted: the launcher's argument-file syntax.
+        write_private(argfile, "".join('"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"\n' for a in args))
         out = node.logs_dir / "format.out"
         try:
             with out.open("wb") as fh:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from services.core.errors import ConfigError
+from services.files import write_atomic, write_private
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"
@@ -42,22 +42,6 @@ _CA_LIFETIME = dt.timedelta(days=3650)
 _LEAF_LIFETIME = dt.timedelta(days=825)
 _CLOCK_SKEW = dt.timedelta(minutes=5)
 DEFAULT_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1")
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file holding a private key so that it is never world-readable."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _pkcs8(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -120,8 +104,8 @@ def ensure_ca(directory: Path, common_name: str = "Concord local CA") -> tuple[P
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_private(key_path, _pkcs8(key))
-    _write_public(cert_path, _cert_pem(cert))
+    write_private(key_path, _pkcs8(key))
+    write_atomic(cert_path, _cert_pem(cert))
     return cert_path, key_path
 
 
@@ -214,5 +198,5 @@ def _issue(directory: Path, common_name: str, usage: x509.ObjectIdentifier, out:
         builder = builder.add_extension(_san(hosts), critical=False)
     cert = builder.sign(ca_key, hashes.SHA256())
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_private(out, _pkcs8(key) + _cert_pem(cert) + _cert_pem(ca_cert))
+    write_private(out, _pkcs8(key) + _cert_pem(cert) + _cert_pem(ca_cert))
     return out

@@ -48,6 +48,7 @@ from services.core.errors import CodecError, SignatureInvalid
 from services.core.intake import Refused, admit_list_record
 from services.core.models import Action, Cause, Directive, Header, Heartbeat, QuarantineRecord, Receipt, heartbeat_key
 from services.core.pseudonyms import pseudonym
+from services.core.reasons import Reason
 from services.core.routing import (
     EntryState,
     Outcome,
@@ -280,7 +281,7 @@ class Fanout:
         try:
             accepted = self._admit(msg, origin, partition, key, ts)
         except Refused as r:
-            if r.reason != "UNKNOWN_KEY" or not self._catch_up():
+            if r.reason is not Reason.UNKNOWN_KEY or not self._catch_up():
                 self._quarantine(msg, r.reason, r.detail)
                 return
             try:
@@ -341,7 +342,7 @@ class Fanout:
                 self.cfg.keyring.verify(Domain.RECEIPT, value, SignedHeaders.from_kafka(_headers(msg)),
                                         expected_agency=agency, at=datetime.fromtimestamp(ts / 1000, UTC))
             except SignatureInvalid as exc:
-                if exc.reason != "UNKNOWN_KEY" or not self._catch_up():
+                if exc.reason is not Reason.UNKNOWN_KEY or not self._catch_up():
                     raise
                 self.cfg.keyring.verify(Domain.RECEIPT, value, SignedHeaders.from_kafka(_headers(msg)),
                                         expected_agency=agency, at=datetime.fromtimestamp(ts / 1000, UTC))

@@ -17,9 +17,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from services.core.intake import REASONS
 from services.core.models import Action, Cause, Directive, ReceiptStatus
 from services.core.principals import FANOUT
+from services.core.reasons import RECORD_REASONS
 from services.core.routing import Outcome
 from services.core.world import World
 from services.fanout.store import STAGE_RECEIPT, STAGE_TIME_LIFT
@@ -170,8 +170,8 @@ class FanoutMetrics:
             purge=PurgeMetrics.create(r, "fanout", ("ended_entries",)),
             registry_age=RegistryMetrics.create(r, "fanout", FANOUT),
         )
-        for reason in (*REASONS, Outcome.STALE_VERSION.value, Outcome.REPLAYED.value):
-            m.quarantine.labels("fanout", reason)
+        for reason in RECORD_REASONS:
+            m.quarantine.labels("fanout", reason.value)
         for outcome in Outcome:
             if outcome is not Outcome.APPLIED:
                 m.ignored.labels(outcome.value)

@@ -1,7 +1,8 @@
 """Governance: MOUs become topics, SCRAM users and ACLs on the cluster; the signed registry.
 
 The decisions are pure and live in :mod:`services.core.access` (what each principal is
-granted and why), :mod:`services.core.governance_plan` (desired vs live vs ledger) and
+granted and why), :mod:`services.core.governance_plan` (desired vs live vs ledger, with
+:mod:`~services.core.acl_scope`, :mod:`~services.core.acl_ledger` and :mod:`~services.core.draining`) and
 :mod:`services.core.registry` (registry records and snapshots). This package is the
 I/O around them, as ``concord-admin``:
 

@@ -17,17 +17,16 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from services.core.acl_scope import Scope
+from services.core.cluster_state import LiveState
+from services.core.draining import DrainStatus, drain_candidates
 from services.core.errors import BrokerUnavailable
 from services.core.governance_plan import (
     DEFAULT_MAX_DELETIONS,
-    DrainStatus,
-    LiveState,
     Plan,
     PlanRefused,
-    Scope,
     check_deletions,
     check_fresh,
-    drain_candidates,
     live_fingerprint,
     make_plan,
 )

@@ -36,8 +36,8 @@ from confluent_kafka.admin import (
 )
 
 from services.core.access import AclRule
+from services.core.cluster_state import TopicState
 from services.core.errors import BrokerUnavailable
-from services.core.governance_plan import TopicState
 from services.core.world import TopicSpec
 from services.kafka_access import KafkaAccess
 

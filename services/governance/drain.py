@@ -1,5 +1,5 @@
 """Measuring whether an agency has drained its directive topic (see
-:func:`services.core.governance_plan.drain_status` for the rule).
+:func:`services.core.draining.drain_status` for the rule).
 
 Why receipts and not consumer offsets: subscribers deliberately use no consumer
 group (each replica keeps its own store and resumes from offsets in it), so the
@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 from services.core.access import feed_topics
 from services.core.codec import SchemaRegistry, default_registry
+from services.core.draining import DrainStatus, FeedRecord, drain_status, unreadable_id
 from services.core.errors import CodecError
-from services.core.governance_plan import DrainStatus, FeedRecord, drain_status, unreadable_id
 from services.core.models import Directive, Receipt
 from services.core.world import World
 from services.governance.reading import position, read_to_end

@@ -27,8 +27,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from pydantic import ValidationError
 
 from services.core.access import ledger_topic
+from services.core.acl_ledger import Ledger
 from services.core.errors import BrokerUnavailable, ConfigError
-from services.core.governance_plan import Ledger
 from services.governance.admin import TIMEOUT
 from services.governance.reading import read_to_end
 from services.kafka_access import KafkaAccess

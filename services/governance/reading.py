@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -71,6 +71,25 @@ def position(msg: Message) -> tuple[int, int]:
     return p, off
 
 
+def watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+    """The partition's first offset and its end, asked of the broker (never a cached answer)."""
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=TIMEOUT, cached=False)
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"cannot read offsets of {topic}[{partition}]: {exc}") from None
+    return int(low), int(high)
+
+
+def read_through(consumer: Consumer, topic: str, ends: Mapping[int, int]) -> set[int]:
+    """The partitions of ``ends`` that ``consumer`` has read through to their end offset.
+
+    The position, not the last record seen, decides: a compacted tail or a transaction marker
+    can leave no record at end-1.
+    """
+    positions = consumer.position([TopicPartition(topic, p) for p in ends])
+    return {tp.partition for tp in positions if tp.offset >= ends[tp.partition]}
+
+
 def read_to_end(
     access: KafkaAccess, topic: str, *, last_only: bool = False, timeout: float = TIMEOUT
 ) -> Iterator[Message]:
@@ -82,10 +101,7 @@ def read_to_end(
         ends: dict[int, int] = {}
         starts: list[TopicPartition] = []
         for p in parts:
-            try:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT)
-            except KafkaException as exc:
-                raise BrokerUnavailable(f"cannot read offsets of {topic}[{p}]: {exc}") from None
+            low, high = watermarks(consumer, topic, p)
             if high > low:
                 ends[p] = high
                 starts.append(TopicPartition(topic, p, max(low, high - 1) if last_only else OFFSET_BEGINNING))
@@ -101,11 +117,8 @@ def read_to_end(
                 )
             msg = consumer.poll(0.5)
             if msg is None:
-                # A compacted tail or a transaction marker can leave no record at end-1:
-                # the position tells whether the partition has been read through.
-                for tp in consumer.position([TopicPartition(topic, p) for p in list(pending)]):
-                    if tp.offset >= pending.get(tp.partition, 0):
-                        pending.pop(tp.partition, None)
+                for p in read_through(consumer, topic, pending):
+                    pending.pop(p, None)
                 continue
             err = msg.error()
             if err is not None:

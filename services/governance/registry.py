@@ -44,9 +44,9 @@ from services.core.registry import (
 )
 from services.core.signing import Keyring, Signer
 from services.core.world import World
-from services.governance.reading import read_to_end, unused_group_refused
+from services.governance.reading import read_through, read_to_end, unused_group_refused, watermarks
 from services.kafka_access import KafkaAccess
-from services.topic_metadata import topic_partitions
+from services.topic_metadata import reached, topic_partitions
 
 TIMEOUT = 30.0
 DEFAULT_MAX_AGE = timedelta(hours=24)
@@ -145,7 +145,7 @@ async def follow_registry(
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        while not await _at_end(consumer, ends):
+        while not await reached(consumer, ends):
             await _read(consumer, state, poll_ms)
         snapshot = state.fresh(max_age, datetime.now(UTC))
         yield snapshot
@@ -168,13 +168,6 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
         if asyncio.get_running_loop().time() > deadline:
             raise RegistryStale(f"registry topic {topic} is missing or not readable", topic=topic)
         await asyncio.sleep(0.2)
-
-
-async def _at_end(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
-    for tp, end in ends.items():
-        if await consumer.position(tp) < end:
-            return False
-    return True
 
 
 async def _read(consumer: AIOKafkaConsumer, state: RegistryState, poll_ms: int) -> None:
@@ -388,14 +381,11 @@ class RegistryWatch:
         return []
 
     def _ends(self, consumer: Consumer, parts: list[int]) -> dict[int, int]:
-        return {
-            p: consumer.get_watermark_offsets(KafkaPartition(self.topic, p), timeout=TIMEOUT, cached=False)[1]
-            for p in parts
-        }
+        return {p: watermarks(consumer, self.topic, p)[1] for p in parts}
 
     def _reached(self, consumer: Consumer, ends: dict[int, int]) -> bool:
-        positions = consumer.position([KafkaPartition(self.topic, p) for p in ends])
-        return all(tp.offset >= ends[tp.partition] or ends[tp.partition] == 0 for tp in positions)
+        done = read_through(consumer, self.topic, ends)
+        return all(p in done or end == 0 for p, end in ends.items())
 
     def _publish(self) -> None:
         if len(self._state.rejected) > self._reported_rejects:

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-
 from services.core.audit import Finding, Held, audit
 from services.core.codec import SchemaRegistry
 from services.core.errors import CodecError, SignatureInvalid
@@ -26,36 +24,7 @@ from services.core.signing import Domain, Keyring, SignedHeaders
 from services.core.world import World
 from services.kafka_access import KafkaAccess
 from services.partitioning import partition_for
-from services.topic_metadata import topic_partitions
-
-
-async def read_all(access: KafkaAccess, topics: Iterable[str]) -> list[tuple[str, ConsumerRecord[bytes, bytes]]]:
-    """Every record of ``topics`` up to their current end, in partition order."""
-    consumer = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_poll_records=5000,
-                                isolation_level="read_committed")
-    await consumer.start()
-    try:
-        tps: list[TopicPartition] = []
-        for topic in topics:
-            tps += [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        out: list[tuple[str, ConsumerRecord[bytes, bytes]]] = []
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, records in batches.items():
-                out += [(tp.topic, r) for r in records if r.offset < ends[tp]]
-            for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-        return out
-    finally:
-        await consumer.stop()
+from services.topic_metadata import read_to_end
 
 
 @dataclass
@@ -129,7 +98,7 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
     partitions = {s.name: s.partitions for s in specs if s.kind == "lists"}
     report = AuditReport()
     events: list[tuple[str, ListEntryEvent]] = []
-    for topic, rec in await read_all(access, lists):
+    for topic, rec in await read_to_end(access, lists):
         try:
             acc = admit_list_record(origin=lists[topic], topic=topic, partition=rec.partition,
                                     offset=rec.offset, key=rec.key, value=rec.value,
@@ -143,7 +112,7 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
     report.events = len(events)
     now = now or datetime.now(UTC)
     held: list[Directive] = []
-    for topic, rec in await read_all(access, directives):
+    for topic, rec in await read_to_end(access, directives):
         if schemas.kind_of(rec.value) == "heartbeat":
             continue  # the fan-out's sign of life, not a directive
         try:
@@ -156,7 +125,7 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
     for agency, db in (stores or {}).items():
         report.findings_stores[agency] = audit(events, held_from_store(db, agency), world, now, subscriber=agency)
     answered: set[str] = set()
-    for topic, rec in await read_all(access, receipts):
+    for topic, rec in await read_to_end(access, receipts):
         try:
             keyring.verify(Domain.RECEIPT, rec.value, SignedHeaders.from_kafka(rec.headers),
                            expected_agency=receipts[topic],

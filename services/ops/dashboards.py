@@ -32,12 +32,13 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
+from services.core.reasons import SIGNATURE_REASONS
 from services.settings import REPO_ROOT
 
 DASHBOARDS_DIR = REPO_ROOT / "deploy" / "grafana" / "dashboards"
 DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAGS = ["concord"]
-SIGNATURE_REASONS = "UNSIGNED|TAMPERED|FORGED|UNKNOWN_KEY|WRONG_AGENCY|KEY_NOT_YET_VALID|KEY_EXPIRED|KEY_REVOKED"
+SIGNATURES = "|".join(SIGNATURE_REASONS)  # a PromQL regex matching every signature reason
 # The fan-out's source topics are <ns>.lists.<agency>: the agency is the last part of the name.
 
 
@@ -166,9 +167,9 @@ def exchange_overview() -> model.Dashboard:
          query("sum by (stage) (concord_fanout_expired_unlifted)", "expired, not lifted ({{stage}})")]))
     d = d.with_panel(lay.series(
         "Signature and integrity failures", "Refusals for signature reasons, at the fan-out and at subscribers.",
-        [query(f'sum by (reason) (increase(concord_quarantine_total{{reason=~"{SIGNATURE_REASONS}"}}'
+        [query(f'sum by (reason) (increase(concord_quarantine_total{{reason=~"{SIGNATURES}"}}'
                "[$__rate_interval]))", "fan-out {{reason}}"),
-         query(f'sum by (agency, reason) (increase(concord_subscriber_rejected_total{{reason=~"{SIGNATURE_REASONS}"}}'
+         query(f'sum by (agency, reason) (increase(concord_subscriber_rejected_total{{reason=~"{SIGNATURES}"}}'
                "[$__rate_interval]))", "{{agency}} {{reason}}")], stack=True))
     d = d.with_panel(lay.series(
         "ACL drift", "What `concord acl drift` finds: missing and extra are Concord's to fix, unmanaged is "

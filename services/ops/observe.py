@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import yaml
 
+from services.home import Home
 from services.localstack import free_port
 from services.settings import REPO_ROOT
 
@@ -37,7 +38,7 @@ def prometheus_config(home: Path, *, template: Path = PROMETHEUS_DIR / "promethe
     """The committed configuration, with file_sd and rule paths made absolute for ``home``."""
     conf: dict[str, Any] = yaml.safe_load(template.read_text())
     conf["rule_files"] = [str((template.parent / f).resolve()) for f in conf.get("rule_files", [])]
-    scrape = home.resolve() / "run" / "scrape"
+    scrape = Home(home.resolve()).scrape
     for job in conf["scrape_configs"]:
         for sd in job.get("file_sd_configs", []):
             sd["files"] = [str(scrape / Path(f).name) for f in sd["files"]]
@@ -65,9 +66,9 @@ class Prometheus:
     def __init__(self, home: Path, port: int, scrape_interval: str | None = None) -> None:
         self.home = home.resolve()
         self.port = port
-        self.dir = self.home / "prometheus"
+        self.dir = Home(self.home).prometheus
         self.config = self.dir / "prometheus.yml"
-        self.log = self.home / "logs" / "prometheus.log"
+        self.log = Home(self.home).log("prometheus")
         self.scrape_interval = scrape_interval
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -83,7 +84,7 @@ class Prometheus:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         conf = prometheus_config(self.home, scrape_interval=self.scrape_interval)
         self.config.write_text(yaml.safe_dump(conf, sort_keys=False))
-        (self.home / "run" / "scrape").mkdir(parents=True, exist_ok=True)
+        Home(self.home).scrape.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - Debian's prometheus, our own arguments
                 [binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.dir / 'data'}",
@@ -120,7 +121,7 @@ class Prometheus:
 
 
 def where_to_look(prom: Prometheus) -> str:
-    scrape = prom.home / "run" / "scrape"
+    scrape = Home(prom.home).scrape
     targets = sorted(p.stem for p in scrape.glob("*.json"))
     grafana = GRAFANA_DIR.resolve()
     lines = [

@@ -35,8 +35,8 @@ def gather_status(settings: Settings) -> tuple[bool, list[str]]:
     except KafkaException as exc:
         ok = False
         lines.append(f"fanout      DOWN      group {group}: {exc}")
-    run = settings.home / "run"
-    fanout_run = run / "fanout.json"
+    run = settings.layout.run
+    fanout_run = settings.layout.service_file("fanout")
     if fanout_run.exists():
         url = json.loads(fanout_run.read_text()).get("url")
         try:

@@ -1,6 +1,6 @@
 """``concord subject-report``: read the evidence, assemble, sign, render, verify.
 
-The evidence is read as the audit reads it (:func:`services.ops.audit.read_all`, from the
+The evidence is read as the audit reads it (:func:`services.topic_metadata.read_to_end`, from the
 beginning, by a principal with READ on the list, directive and receipts topics) and every
 record is verified as the exchange's services verify it: list records with
 :func:`~services.core.intake.admit_list_record`, directives with
@@ -38,17 +38,19 @@ from services.core.codec import SchemaRegistry
 from services.core.errors import CodecError, ConfigError, SignatureInvalid
 from services.core.intake import Refused, admit_directive, admit_list_record
 from services.core.models import Directive, ListEntryEvent, Receipt
+from services.core.reasons import Reason
 from services.core.signing import Domain, Keyring, SignedHeaders, Signer
 from services.core.subject_report import Asked, Evidence, SubjectReport, assemble, signed_bytes
 from services.core.world import World
 from services.kafka_access import KafkaAccess
 from services.keystore import load_signer
-from services.ops.audit import latest_of, read_all
+from services.ops.audit import latest_of
 from services.partitioning import partition_for
+from services.topic_metadata import read_to_end
 
 #: How far in the future a report's own time may lie before it is refused (clocks differ).
 CLOCK_SKEW = timedelta(minutes=5)
-MALFORMED = "MALFORMED"  # a verification reason beside services.core.signing.Reason
+MALFORMED = Reason.MALFORMED
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ async def gather(
     }
 
     events: list[tuple[str, ListEntryEvent]] = []
-    for topic, rec in await read_all(access, lists):
+    for topic, rec in await read_to_end(access, lists):
         try:
             acc = admit_list_record(
                 origin=lists[topic],
@@ -103,7 +105,7 @@ async def gather(
     counts["list_records"] = len(events)
 
     directives: list[Directive] = []
-    for topic, rec in await read_all(access, directive_topics):
+    for topic, rec in await read_to_end(access, directive_topics):
         if rec.value is None or schemas.kind_of(rec.value) == "heartbeat":
             continue  # a tombstone (the key's retention ended) or the fan-out's sign of life
         try:
@@ -123,7 +125,7 @@ async def gather(
     counts["directives"] = len(directives)
 
     receipts: list[Receipt] = []
-    for topic, rec in await read_all(access, receipt_topics):
+    for topic, rec in await read_to_end(access, receipt_topics):
         if rec.value is None:
             continue
         try:
@@ -225,7 +227,7 @@ def verify(doc: Any, keyring: Keyring, *, now: datetime | None = None) -> Signed
     if made.tzinfo is None:
         raise _malformed("report.generated_at has no time zone")
     if made > (now or datetime.now(UTC)) + CLOCK_SKEW:
-        raise SignatureInvalid("NOT_YET_MADE", f"the report says it was made at {made.isoformat()}, in the future")
+        raise SignatureInvalid(Reason.NOT_YET_MADE, f"the report says it was made at {made.isoformat()}, in the future")
     headers = SignedHeaders(str(fields["agency"]), str(fields["key_id"]), digest, signature)
     return keyring.verify(Domain.SUBJECT_REPORT, signed_bytes(report), headers, expected_agency=None, at=made)
 

@@ -17,13 +17,14 @@ certificate need to be where the subscriber is started.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from services.embedded.tls import CA_CERT, ensure_ca, issue_client_cert, issue_server_cert
+from services.files import write_private
+from services.home import Home
 from services.subscriber.clients import new_api_key
 
 # What the local setup issues for each agency: (name, scopes, rate, kind).
@@ -41,7 +42,7 @@ class SubscriberHome:
 
     @classmethod
     def of(cls, home: Path, agency: str) -> SubscriberHome:
-        return cls(home / "subscribers" / agency)
+        return cls(Home(home).subscriber(agency))
 
     @property
     def ca(self) -> Path:
@@ -80,19 +81,12 @@ class SubscriberHome:
                 entry["certificate"] = name
             else:
                 key, hashed = new_api_key(name)
-                _write_private(self.client_key(name), key.encode())
+                self.client_key(name).parent.mkdir(parents=True, exist_ok=True)
+                write_private(self.client_key(name), key)
                 entry["api_key"] = hashed
             entries.append(entry)
         text = "# Who may ask this subscriber (see services/subscriber/clients.py for the format).\n" + yaml.safe_dump(
             {"clients": entries}, sort_keys=False
         )
-        _write_private(self.clients, text.encode())
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    tmp.replace(path)
+        self.clients.parent.mkdir(parents=True, exist_ok=True)
+        write_private(self.clients, text)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 import sqlite3
 import threading
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.core.errors import ConfigError
+from services.files import create_private
 
 __all__ = ["QueryLog", "QueryRow", "ensure_key"]
 
@@ -62,9 +62,7 @@ def ensure_key(path: Path) -> bytes:
     """The agency's query-log key, created (0600) if it does not exist yet."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_bytes(KEY_BYTES))
+        create_private(path, secrets.token_bytes(KEY_BYTES))
     key = path.read_bytes()
     if len(key) < KEY_BYTES:
         raise ConfigError(f"the query-log key must hold at least {KEY_BYTES} bytes", file=path)

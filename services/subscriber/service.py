@@ -38,153 +38,28 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.core.codec import SchemaRegistry
+from services.core.draining import unreadable_id
 from services.core.errors import CodecError
-from services.core.heartbeat import HEARTBEAT_REASONS, admit_heartbeat, is_heartbeat
-from services.core.intake import REASONS, Refused, SourceCache, admit_directive
+from services.core.heartbeat import admit_heartbeat, is_heartbeat
+from services.core.intake import Refused, SourceCache, admit_directive
 from services.core.models import Action, Directive
+from services.core.reasons import Reason
 from services.core.registry import RegistrySnapshot
 from services.core.signing import Domain, Keyring, Signer
 from services.core.world import World
 from services.governance.registry import RegistryWatch
 from services.kafka_access import KafkaAccess
-from services.ops.metrics import PurgeMetrics, RegistryMetrics
 from services.partitioning import partition_for
+from services.subscriber.metrics import SubscriberMetrics
 from services.subscriber.store import DirectiveStore, Incoming, Passed, Rejected, Tombstone
 from services.subscriber.types import CHECK_RESULTS, Health
-from services.topic_metadata import topic_partitions
+from services.topic_metadata import reached, topic_partitions
 
 LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it
 
 log = logging.getLogger("concord.subscriber")
-
-
-@dataclass(frozen=True)
-class SubscriberMetrics:
-    """The subscriber's metrics on an explicit registry; every series carries the agency.
-
-    Counters are created for every known action, result and refusal reason at start,
-    so a first refusal shows in ``rate()`` and alerts can name reasons that have not
-    happened yet.  Freshness, the receipts outbox and the connection are read when
-    scraped (:meth:`bind`), so they are never stale themselves.
-    """
-
-    registry: CollectorRegistry
-    applied: Counter
-    rejected: Counter
-    checks: Counter
-    lag: Gauge
-    active: Gauge
-    apply_latency: Histogram
-    freshness: Gauge
-    outbox: Gauge
-    connected: Gauge
-    current: Gauge
-    heartbeat_age: Gauge
-    clock_offset: Gauge
-    purge: PurgeMetrics
-    registry_age: RegistryMetrics
-
-    @classmethod
-    def create(cls, agency: str, registry: CollectorRegistry | None = None) -> SubscriberMetrics:
-        r = registry or CollectorRegistry()
-        lbl = {"agency": agency}
-        m = cls(
-            registry=r,
-            applied=Counter(
-                "concord_subscriber_directives_total", "Directives applied, by action", ["agency", "action"], registry=r
-            ),
-            rejected=Counter(
-                "concord_subscriber_rejected_total", "Directives refused, by reason", ["agency", "reason"], registry=r
-            ),
-            checks=Counter(
-                "concord_subscriber_checks_total", "Check questions answered", ["agency", "result"], registry=r
-            ),
-            lag=Gauge("concord_subscriber_lag_records", "Directives not yet read", list(lbl), registry=r),
-            active=Gauge(
-                "concord_subscriber_active_directives", "Directives in force in the store", list(lbl), registry=r
-            ),
-            apply_latency=Histogram(
-                "concord_subscriber_end_to_end_seconds",
-                "From the directive's broker timestamp to its application",
-                ["agency"],
-                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-                registry=r,
-            ),
-            freshness=Gauge(
-                "concord_subscriber_freshness_seconds",
-                "Seconds since the store last confirmed it had read its whole directive feed "
-                "(since start, while it never has)",
-                list(lbl),
-                registry=r,
-            ),
-            outbox=Gauge(
-                "concord_subscriber_receipts_outbox", "Receipts stored but not yet sent", list(lbl), registry=r
-            ),
-            connected=Gauge(
-                "concord_subscriber_connected",
-                "1 while the directive feed is connected to Kafka",
-                list(lbl),
-                registry=r,
-            ),
-            current=Gauge(
-                "concord_subscriber_current",
-                "1 while checks answer restricted or clear; 0 while they "
-                "answer unknown (bootstrapping, feed not confirmed, fan-out heartbeat missing, registry stale)",
-                list(lbl),
-                registry=r,
-            ),
-            heartbeat_age=Gauge(
-                "concord_subscriber_heartbeat_age_seconds",
-                "Age, by the broker's stamp, of the oldest latest fan-out heartbeat over the "
-                "directive partitions (+Inf while a partition has none)",
-                list(lbl),
-                registry=r,
-            ),
-            clock_offset=Gauge(
-                "concord_subscriber_clock_offset_seconds",
-                "This host's clock minus the broker's, estimated from heartbeats stamped with "
-                "LogAppendTime (NaN until measured)",
-                list(lbl),
-                registry=r,
-            ),
-            purge=PurgeMetrics.create(r, "subscriber", ("lifted_directives",)),
-            registry_age=RegistryMetrics.create(r, "subscriber", agency),
-        )
-        for action in Action:
-            m.applied.labels(agency, action.value)
-        for reason in (*REASONS, *HEARTBEAT_REASONS):
-            m.rejected.labels(agency, reason)
-        for result in CHECK_RESULTS:
-            m.checks.labels(agency, result)
-        m.lag.labels(agency)
-        m.active.labels(agency)
-        m.apply_latency.labels(agency)
-        return m
-
-    def bind(self, svc: SubscriberService) -> None:
-        """Read freshness, outbox and connection from ``svc`` whenever the registry is collected."""
-        started = svc.clock()
-
-        def freshness() -> float:
-            confirmed_at = svc.confirmed_at
-            since = confirmed_at if confirmed_at is not None else started
-            return max(0.0, svc.clock() - since)
-
-        def heartbeat_age() -> float:
-            beats = list(svc.last_heartbeats().values())
-            if not beats or None in beats:
-                return float("inf")
-            return max(0.0, svc.clock() - min(b for b in beats if b is not None))
-
-        self.freshness.labels(svc.agency).set_function(freshness)
-        self.outbox.labels(svc.agency).set_function(lambda: float(svc.store.pending_count()))
-        self.connected.labels(svc.agency).set_function(lambda: 1.0 if svc.connected else 0.0)
-        self.current.labels(svc.agency).set_function(lambda: 1.0 if svc.current(svc.clock()) else 0.0)
-        self.heartbeat_age.labels(svc.agency).set_function(heartbeat_age)
-        self.clock_offset.labels(svc.agency).set_function(svc.clock_offset)
 
 
 def assess_health(
@@ -356,7 +231,7 @@ class SubscriberService:
         parts = await topic_partitions(self._consumer, self.directive_topic)
         if not parts:
             await self._close_clients()
-            raise Refused("UNKNOWN_TOPIC", f"directive topic {self.directive_topic} is missing or not readable")
+            raise Refused(Reason.UNKNOWN_TOPIC, f"directive topic {self.directive_topic} is missing or not readable")
         tps = [TopicPartition(self.directive_topic, p) for p in parts]
         self._consumer.assign(tps)
         self.expect_partitions(parts)
@@ -484,11 +359,11 @@ class SubscriberService:
                 sent = self.clock()
                 try:
                     ends = await asyncio.wait_for(consumer.end_offsets(tps), timeout=max(every, 5.0))
-                    behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+                    caught_up = await reached(consumer, ends)
                 except (KafkaError, TimeoutError, OSError) as exc:
                     log.debug("%s: end offsets not confirmed: %s", self.agency, exc)
                 else:
-                    if tps and not behind:
+                    if tps and caught_up:
                         self.confirm(sent)
             await asyncio.sleep(every)
 
@@ -520,7 +395,7 @@ class SubscriberService:
                     schemas=self.schemas,
                 )
             except Refused as r:
-                if r.reason == "UNKNOWN_KEY" and self.registry is not None:
+                if r.reason is Reason.UNKNOWN_KEY and self.registry is not None:
                     # Signed with a key of a registry publication not in hand yet: catch up first.
                     self._behind_since = self._behind_since or self.clock()
                     return None
@@ -551,7 +426,7 @@ class SubscriberService:
             self._behind_since = None
             return Incoming(d, tp.topic, tp.partition, offset, key)
         except Refused as r:
-            if r.reason == "REGISTRY_BEHIND":
+            if r.reason is Reason.REGISTRY_BEHIND:
                 if self._behind_since is None:
                     self._behind_since = self.clock()
                     log.info(
@@ -574,7 +449,7 @@ class SubscriberService:
             with contextlib.suppress(CodecError):
                 d = self.schemas.decode_model(value, Directive)
                 return d.directive_id, d.entry_id
-        return f"unreadable:{tp.topic}:{tp.partition}:{offset}", None
+        return unreadable_id(tp.topic, tp.partition, offset), None
 
     # --- the signed registry and the credentials, followed live ------------------
 

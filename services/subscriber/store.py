@@ -32,6 +32,7 @@ from typing import Any
 
 from services.core.identifiers import normalize_identifier
 from services.core.models import Action, Directive, MeasureKind, Receipt, ReceiptStatus
+from services.core.reasons import Reason
 from services.subscriber.index import CheckIndex, Restriction, iso
 
 __all__ = ["DirectiveStore", "Incoming", "Passed", "Rejected", "Restriction", "Tombstone", "punitive"]
@@ -282,8 +283,8 @@ class DirectiveStore:
                         continue  # already hold this or something newer: nothing to do, nothing to report
                     if row is not None and row[4] > d.entry_version:
                         # Entry versions never go backwards for a key, whatever the sequence number says.
-                        reason = (f"VERSION_REGRESSION: {d.measure_id} on {d.entry_id} is held at version {row[4]}; "
-                                  f"this directive is for version {d.entry_version}")
+                        reason = (f"{Reason.VERSION_REGRESSION}: {d.measure_id} on {d.entry_id} is held at "
+                                  f"version {row[4]}; this directive is for version {d.entry_version}")
                         cur.execute("INSERT OR IGNORE INTO rejected VALUES (?,?,?,?,?,?)",
                                     (d.directive_id, reason, item.topic, item.partition, item.offset, ts))
                         if cur.rowcount:

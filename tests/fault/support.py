@@ -28,7 +28,8 @@ from services.core.models import ListingCommitments, Receipt
 from services.core.principals import ADMIN
 from services.keystore import load_keyring
 from services.localstack import LocalStack
-from services.ops.audit import AuditReport, read_all, run_audit
+from services.ops.audit import AuditReport, run_audit
+from services.topic_metadata import read_to_end
 from tests.integration.support import publish
 from tests.unit.factories import (
     MARKET_PROGRAM,
@@ -128,7 +129,7 @@ def receipts(stack: LocalStack) -> list[Receipt]:
     topics = [s.name for s in stack.world.topic_specs(stack.namespace) if s.kind == "receipts"]
     return [
         default_registry().decode_model(rec.value, Receipt)
-        for _, rec in asyncio.run(read_all(stack.access(ADMIN), topics))
+        for _, rec in asyncio.run(read_to_end(stack.access(ADMIN), topics))
     ]
 
 
@@ -136,7 +137,7 @@ def list_records(stack: LocalStack) -> Counter[str]:
     """How many times each event id stands in the list topics (an idempotent producer writes each once)."""
     topics = [s.name for s in stack.world.topic_specs(stack.namespace) if s.kind == "lists"]
     counts: Counter[str] = Counter()
-    for _, rec in asyncio.run(read_all(stack.access(ADMIN), topics)):
+    for _, rec in asyncio.run(read_to_end(stack.access(ADMIN), topics)):
         counts[_event_id(rec.value)] += 1
     return counts
 

@@ -24,7 +24,7 @@ from services.core.principals import ADMIN
 from services.core.signing import Domain, SignedHeaders
 from services.keystore import load_keyring, load_signer
 from services.localstack import LocalStack
-from services.ops.audit import read_all
+from services.topic_metadata import read_to_end
 from tests.conftest import REPO_ROOT, KafkaCluster
 from tests.unit.factories import entry_dict, make_ric, person
 
@@ -59,7 +59,7 @@ def directives(stack: LocalStack) -> list[Directive]:
     keyring = load_keyring(stack.home / "keys")
     topics = {s.name: s.agency for s in stack.world.topic_specs(stack.namespace) if s.kind == "directives"}
     out = []
-    for topic, rec in asyncio.run(read_all(stack.access(ADMIN), topics)):
+    for topic, rec in asyncio.run(read_to_end(stack.access(ADMIN), topics)):
         if default_registry().kind_of(rec.value) == "heartbeat":
             continue  # the fan-out's sign of life, not a directive
         try:
@@ -82,7 +82,7 @@ def quarantined(stack: LocalStack) -> list[QuarantineRecord]:
     topic = stack.world.topic_name("quarantine", namespace=stack.namespace)
     return [
         default_registry().decode_model(rec.value, QuarantineRecord)
-        for _, rec in asyncio.run(read_all(stack.access(ADMIN), [topic]))
+        for _, rec in asyncio.run(read_to_end(stack.access(ADMIN), [topic]))
     ]
 
 

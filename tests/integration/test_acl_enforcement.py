@@ -20,6 +20,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from services import topic_metadata
 from services.cli import main
 from services.core.errors import BrokerUnavailable
 from services.core.principals import ADMIN, AUDIT, DRIFT, FANOUT, SIGNING_PRINCIPALS
@@ -27,7 +28,6 @@ from services.governance.admin import ALL_BINDINGS
 from services.governance.reading import read_to_end
 from services.kafka_access import KafkaAccess
 from services.keystore import ensure_keys
-from services.ops.audit import read_all
 from tests.conftest import KafkaCluster, write_all_credentials
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -239,7 +239,7 @@ def test_the_audit_reads_the_evidence_and_may_do_nothing_else(applied_ns: str, k
         f"{applied_ns}.receipts.rail",
         f"{applied_ns}.quarantine",
     ]
-    read = asyncio.run(read_all(audit, evidence))
+    read = asyncio.run(topic_metadata.read_to_end(audit, evidence))
     assert {topic for topic, _ in read} >= {f"{applied_ns}.quarantine"}
     for topic in (f"{applied_ns}.lists.court", f"{applied_ns}.directives.rail", f"{applied_ns}.registry"):
         with pytest.raises(TopicAuthorizationFailedError):

@@ -22,7 +22,7 @@ from services.core.models import ListEntryEvent, SealedListing
 from services.core.signing import H_PATH, H_ROOT, H_ROOT_SIG, H_SIG, Domain, SignedHeaders
 from services.keystore import load_signer
 from services.localstack import LocalStack
-from services.ops.audit import read_all
+from services.topic_metadata import read_to_end
 from tests.integration.support import directives, for_entry, publish, quarantined
 from tests.support import wait_for
 from tests.unit.factories import entry_dict, make_ric, make_uscc, organization, person
@@ -51,7 +51,7 @@ def _cli_publish(stack: LocalStack, agency: str, records: list[dict[str, Any]], 
 
 def _headers_of(stack: LocalStack, topic: str) -> list[dict[str, bytes]]:
     """The signature headers of every record on ``topic`` but the fan-out's heartbeats (signed singly)."""
-    records = asyncio.run(read_all(stack.access("concord-admin"), [topic]))
+    records = asyncio.run(read_to_end(stack.access("concord-admin"), [topic]))
     return [dict(rec.headers) for _, rec in records
             if default_registry().kind_of(rec.value) != "heartbeat"]
 

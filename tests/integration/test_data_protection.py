@@ -29,7 +29,7 @@ from services.core.intake import admit_directive
 from services.core.models import Directive
 from services.keystore import load_keyring
 from services.localstack import LocalStack
-from services.ops.audit import read_all
+from services.topic_metadata import read_to_end
 from tests.conftest import KafkaCluster
 from tests.fault.support import audit_stores
 from tests.integration.conftest import make_stack
@@ -63,7 +63,7 @@ def _scenario(stack: LocalStack) -> None:
 
 def _raw(stack: LocalStack, kind: str) -> list[tuple[str, Any]]:
     topics = [s.name for s in stack.world.topic_specs(stack.namespace) if s.kind == kind]
-    return asyncio.run(read_all(stack.access("concord-admin"), topics))
+    return asyncio.run(read_to_end(stack.access("concord-admin"), topics))
 
 
 def _allowed_paths(d: Directive, visible: tuple[str, ...]) -> set[str]:

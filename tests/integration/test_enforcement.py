@@ -23,7 +23,7 @@ from services.core.models import Action, Cause, Directive, Identifier, Receipt, 
 from services.core.signing import Domain
 from services.keystore import load_signer
 from services.localstack import LocalStack
-from services.ops.audit import read_all
+from services.topic_metadata import read_to_end
 from tests.fault.support import audit_stores
 from tests.integration.support import directives, publish
 from tests.support import wait_for
@@ -69,7 +69,7 @@ class Genuine:
 
         def fetch() -> list[Receipt]:
             out = []
-            for _, rec in asyncio.run(read_all(self.stack.access("concord-admin"), [topic])):
+            for _, rec in asyncio.run(read_to_end(self.stack.access("concord-admin"), [topic])):
                 r = SCHEMAS.decode_model(rec.value, Receipt)
                 if r.directive_id == directive_id:
                     out.append(r)
@@ -97,7 +97,7 @@ def genuine(exchange: LocalStack) -> Genuine:
         timeout=45,
     )
     topic = exchange.world.topic_name("directives", "aviation", namespace=exchange.namespace)
-    (raw,) = [r for _, r in asyncio.run(read_all(exchange.access("concord-admin"), [topic]))
+    (raw,) = [r for _, r in asyncio.run(read_to_end(exchange.access("concord-admin"), [topic]))
               if SCHEMAS.kind_of(r.value) == "directive"
               and SCHEMAS.decode_model(r.value, Directive).directive_id == d.directive_id]
     g = Genuine(exchange, d, raw.key, raw.partition, ric)

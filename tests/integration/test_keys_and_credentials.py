@@ -32,7 +32,7 @@ from services.core.world import TopicKind
 from services.credentials import read_password
 from services.governance.credentials import set_scram_password
 from services.localstack import LocalStack
-from services.ops.audit import read_all
+from services.topic_metadata import read_to_end
 from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack
 from tests.integration.support import quarantined
@@ -95,7 +95,7 @@ def metric(stack: LocalStack, target: str, name: str) -> float:
 def key_ids(stack: LocalStack, kind: TopicKind, agency: str) -> list[str]:
     topic = stack.world.topic_name(kind, agency, namespace=stack.namespace)
     records = sorted(
-        (rec for _, rec in asyncio.run(read_all(stack.access(ADMIN), [topic]))),
+        (rec for _, rec in asyncio.run(read_to_end(stack.access(ADMIN), [topic]))),
         key=lambda rec: (rec.timestamp, rec.partition, rec.offset),  # the broker's append time: oldest first
     )
     out = []

@@ -393,7 +393,7 @@ def test_every_good_record_arrives_once_and_every_bad_one_is_quarantined_with_it
 
     # --- quarantine: exactly the bad records, each with its reason
     quarantined = _decode(
-        read_topic(kafka_cluster, stack.world.topic_name("quarantine", namespace=ns), 1), QuarantineRecord
+        read_topic(kafka_cluster, stack.world.topic_name("quarantine", namespace=ns)), QuarantineRecord
     )
     got = {(q.source_partition, q.source_offset): q.reason for _, q in quarantined}
     assert len(quarantined) == len(got), "a record was quarantined twice"

@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from services.core.codec import default_registry
 from services.core.identifiers import ric_check_char
@@ -42,7 +42,7 @@ from services.keystore import load_keyring, load_signer
 from services.localstack import LocalStack, Service
 from services.partitioning import partition_for
 from services.subscriber.client import CheckClient, EntryNotFound, Identity, QuestionRejected
-from services.topic_metadata import topic_partitions
+from services.topic_metadata import read_to_end
 from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack
 from tests.support import wait_for
@@ -134,21 +134,8 @@ def restricted(ex: Exchange, ident: str, url: str | None = None) -> bool:
 
 
 async def _read_all(access: Any, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(**access.aiokafka_kwargs(), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", isolation_level="read_committed")
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[Any] = []
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                out.extend(records)
-        return out
-    finally:
-        await consumer.stop()
+    async with asyncio.timeout(60):
+        return [r for _, r in await read_to_end(access, [topic])]
 
 
 def read_all(ex: Exchange, kind: str) -> list[Any]:

@@ -16,6 +16,7 @@ from services.core.disclosure import seal_record
 from services.core.errors import SignatureInvalid
 from services.core.intake import Refused, SourceCache, admit_directive, admit_list_record
 from services.core.models import Directive, SourceRecord
+from services.core.reasons import Reason
 from services.core.signing import (
     BATCH_HEADERS,
     H_PATH,
@@ -25,7 +26,6 @@ from services.core.signing import (
     BatchProof,
     Domain,
     Keyring,
-    Reason,
     SignedHeaders,
     Signer,
     batch_signing_input,

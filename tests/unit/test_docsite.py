@@ -275,10 +275,10 @@ def test_each_benchmark_says_what_it_measures_from_its_script() -> None:
 
 
 def test_an_enum_marker_becomes_the_table_of_its_members_with_their_comments() -> None:
-    page = enums.expand("before\n\n<!-- enum: services.core.verification.RoutingRefusal -->\n\nafter")
-    from services.core.verification import RoutingRefusal
+    page = enums.expand("before\n\n<!-- enum: services.core.reasons.Reason -->\n\nafter")
+    from services.core.reasons import Reason
 
-    for member in RoutingRefusal:
+    for member in Reason:
         assert f"| {code(member.value)} |" in page
     assert "| `WINDOW_MISMATCH` | validity not the record's period capped by the MOU's |" in page
     assert page.startswith("before") and page.endswith("after")

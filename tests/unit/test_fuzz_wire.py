@@ -36,8 +36,9 @@ from hypothesis import strategies as st
 from services.core import merkle
 from services.core.codec import MAGIC, SCHEMA_NAMES, default_registry, default_schema_root
 from services.core.errors import CodecError, SignatureInvalid
-from services.core.intake import REASONS, Refused, SourceCache, admit_directive, admit_list_record
+from services.core.intake import Refused, SourceCache, admit_directive, admit_list_record
 from services.core.models import Directive, SourceRecord
+from services.core.reasons import RECORD_REASONS
 from services.core.signing import BATCH_HEADERS, SIGNATURE_HEADERS, Domain, Keyring, SignedHeaders, Signer
 from tests.unit.factories import NOW, entry, public_key, real_world
 from tests.unit.subscriber_factories import directive
@@ -163,7 +164,7 @@ def _refused(fn: Callable[[], object], *allowed: type[BaseException]) -> BaseExc
 
 
 def _reason_known(refusal: BaseException | None) -> bool:
-    return refusal is None or getattr(refusal, "reason", None) in REASONS
+    return refusal is None or getattr(refusal, "reason", None) in RECORD_REASONS
 
 
 # --------------------------------------------------------------------------- the record decoder

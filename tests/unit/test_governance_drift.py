@@ -9,7 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from services.core.access import AclRule, compile_acls, scram_users
-from services.core.governance_plan import LiveState, TopicState, desired_topics, make_plan
+from services.core.cluster_state import LiveState, TopicState
+from services.core.governance_plan import desired_topics, make_plan
 from services.governance.drift import DriftMetrics, DriftReport
 from tests.unit.factories import declared_quotas, real_world
 

@@ -11,22 +11,18 @@ import pytest
 import yaml
 
 from services.core.access import AclRule, compile_acls, feed_rules, ledger_topic, scram_users
+from services.core.acl_ledger import Ledger
+from services.core.acl_scope import Scope
+from services.core.cluster_state import LiveState, TopicState
+from services.core.draining import DrainStatus, FeedRecord, drain_candidates, drain_status
 from services.core.errors import WorldInvalid
 from services.core.governance_plan import (
-    DrainStatus,
-    FeedRecord,
-    Ledger,
-    LiveState,
     Plan,
     PlanStale,
-    Scope,
     TooManyDeletions,
-    TopicState,
     check_deletions,
     check_fresh,
     desired_topics,
-    drain_candidates,
-    drain_status,
     live_fingerprint,
     make_plan,
 )

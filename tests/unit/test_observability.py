@@ -10,6 +10,7 @@ tests/integration/test_metrics_exported.py.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.core.reasons import RECORD_REASONS, SIGNATURE_REASONS
 from services.embedded.broker import EmbeddedKafka
 from services.embedded.libs import JMX_EXPORTER_JAR
 from services.fanout.metrics import FanoutMetrics
@@ -27,7 +29,7 @@ from services.ops.adapter_metrics import inbox_registry
 from services.ops.dashboards import DASHBOARDS, DASHBOARDS_DIR, rendered, round_trip
 from services.ops.metrics import exposition
 from services.ops.observe import prometheus_config
-from services.subscriber.service import SubscriberMetrics
+from services.subscriber.metrics import SubscriberMetrics
 from tests.observability import (
     ALERT_TESTS,
     ALERTS,
@@ -165,6 +167,33 @@ def test_subscriber_metrics_exist_before_anything_happens() -> None:
     text = exposition(m.registry).decode()
     assert 'concord_subscriber_rejected_total{agency="aviation",reason="TAMPERED"} 0.0' in text
     assert 'concord_subscriber_directives_total{action="LIFT",agency="aviation"} 0.0' in text
+
+
+def test_every_refusal_reason_has_its_series_before_any_refusal() -> None:
+    """An alert on a reason works before that reason first happens, for every code a record is refused for."""
+    series = {
+        (s.name, s.labels.get("reason"))
+        for registry in (FanoutMetrics.create().registry, SubscriberMetrics.create("rail").registry)
+        for fam in text_string_to_metric_families(exposition(registry).decode())
+        for s in fam.samples
+    }
+    for reason in RECORD_REASONS:
+        assert ("concord_quarantine_total", reason.value) in series, reason
+        assert ("concord_subscriber_rejected_total", reason.value) in series, reason
+    assert ("concord_subscriber_rejected_total", "UNKNOWN_TOPIC") in series
+
+
+def test_the_signature_alerts_name_exactly_the_signature_reasons() -> None:
+    """alerts.yml cannot import the codes: every reason regex naming a signature reason names them all."""
+    sets = [
+        set(m.split("|"))
+        for _, expr in rule_queries()
+        for m in re.findall(r'reason[=!]~"([^"]*)"', expr)
+        if "UNSIGNED" in m
+    ]
+    assert sets
+    for names in sets:
+        assert names == {r.value for r in SIGNATURE_REASONS}
 
 
 def test_inbox_metrics_sum_the_result_files(tmp_path: Path) -> None:

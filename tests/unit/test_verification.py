@@ -11,9 +11,10 @@ from services.core.codec import default_registry
 from services.core.disclosure import seal_record
 from services.core.intake import Refused, admit_directive
 from services.core.models import Action, Cause, Directive, Identifier, ListEntryEvent, MeasureKind, SourceRecord
+from services.core.reasons import Reason
 from services.core.routing import Accepted, Transition, on_record, on_tick
 from services.core.signing import Domain, Signer
-from services.core.verification import RoutingRefusal, verify_routing
+from services.core.verification import verify_routing
 from tests.unit.factories import (
     EFFECTIVE_UNTIL,
     KNOWN_RIC,
@@ -70,7 +71,7 @@ def test_a_lift_when_the_period_ends_verifies() -> None:
         assert verify_routing(d, LISTED.state.event, WORLD) is None
 
 
-def _refused(d: Directive, event: ListEntryEvent) -> RoutingRefusal:
+def _refused(d: Directive, event: ListEntryEvent) -> Reason:
     refusal = verify_routing(d, event, WORLD)
     assert refusal is not None
     return refusal.reason
@@ -80,11 +81,11 @@ def _refused(d: Directive, event: ListEntryEvent) -> RoutingRefusal:
     ("change", "reason"),
     [
         pytest.param({"identifiers": (Identifier(scheme="CN_RIC", value=make_ric(7)),)},
-                     RoutingRefusal.TARGET_MISMATCH, id="another-person"),
-        pytest.param({"names": ()}, RoutingRefusal.TARGET_MISMATCH, id="names-dropped"),
+                     Reason.TARGET_MISMATCH, id="another-person"),
+        pytest.param({"names": ()}, Reason.TARGET_MISMATCH, id="names-dropped"),
     ],
 )
-def test_a_directive_aimed_at_another_subject_is_refused(change: dict[str, object], reason: RoutingRefusal) -> None:
+def test_a_directive_aimed_at_another_subject_is_refused(change: dict[str, object], reason: Reason) -> None:
     d = _air(LISTED)
     forged = d.model_copy(update={"target": d.target.model_copy(update=change)})
     assert _refused(forged, entry()) is reason
@@ -94,33 +95,33 @@ def test_a_longer_validity_than_record_and_mou_allow_is_refused() -> None:
     d = _air(LISTED)
     assert d.valid_until is not None
     assert _refused(d.model_copy(update={"valid_until": d.valid_until + timedelta(days=365)}), entry()) \
-        is RoutingRefusal.WINDOW_MISMATCH
-    assert _refused(d.model_copy(update={"valid_until": None}), entry()) is RoutingRefusal.WINDOW_MISMATCH
+        is Reason.WINDOW_MISMATCH
+    assert _refused(d.model_copy(update={"valid_until": None}), entry()) is Reason.WINDOW_MISMATCH
 
 
 def test_another_mou_version_or_measure_kind_is_refused() -> None:
     d = _air(LISTED)
-    assert _refused(d.model_copy(update={"mou_version": 2}), entry()) is RoutingRefusal.MOU_MISMATCH
+    assert _refused(d.model_copy(update={"mou_version": 2}), entry()) is Reason.MOU_MISMATCH
     assert _refused(d.model_copy(update={"measure_kind": MeasureKind.INCENT}), entry()) \
-        is RoutingRefusal.MEASURE_MISMATCH
+        is Reason.MEASURE_MISMATCH
 
 
 def test_a_lift_of_a_standing_listing_with_no_delisting_is_refused() -> None:
     d = _air(LISTED)
     lift = d.model_copy(update={"action": Action.LIFT, "cause": Cause.DELISTED})
-    assert _refused(lift, entry()) is RoutingRefusal.UNJUSTIFIED_LIFT
+    assert _refused(lift, entry()) is Reason.UNJUSTIFIED_LIFT
 
 
 def test_an_apply_with_a_delisting_as_its_record_is_refused() -> None:
     assert DELISTED.state is not None
     d = _air(LISTED).model_copy(update={"entry_version": 2})
-    assert _refused(d, DELISTED.state.event) is RoutingRefusal.NOT_ROUTED
+    assert _refused(d, DELISTED.state.event) is Reason.NOT_ROUTED
 
 
 def test_an_apply_for_a_measure_no_mou_names_for_the_subject_is_refused() -> None:
     d = _air(LISTED)
     company = d.model_copy(update={"subject_ref": "SUBJECT"})  # aviation does not ban companies
-    assert _refused(company, entry()) is RoutingRefusal.NOT_ROUTED
+    assert _refused(company, entry()) is Reason.NOT_ROUTED
 
 
 def test_the_subscriber_refuses_a_forged_target_with_both_signatures_valid() -> None:
