@@ -98,8 +98,12 @@ def save(path: Path, records: Iterator[Signed], total: int) -> int:
     n = 0
     with tmp.open("wb") as f:
         for r in records:
-            f.write(_lp(r.agency.encode()) + _lp(r.key) + _lp(r.value) + _lp(json.dumps(
-                [[k, v.hex()] for k, v in r.headers]).encode()))
+            f.write(
+                _lp(r.agency.encode())
+                + _lp(r.key)
+                + _lp(r.value)
+                + _lp(json.dumps([[k, v.hex()] for k, v in r.headers]).encode())
+            )
             n += 1
             if n % 100_000 == 0:
                 say(f"signed {n:,}/{total:,} listings")
@@ -141,14 +145,22 @@ class Scale:
     def topic(self, agency: str) -> str:
         return self.stack.world.topic_name("lists", agency, namespace=self.ns)
 
-    def produce(self, records: Iterator[Signed], *, rate: float | None = None, stamp: bool = False,
-                total: int | None = None) -> int:
+    def produce(
+        self, records: Iterator[Signed], *, rate: float | None = None, stamp: bool = False, total: int | None = None
+    ) -> int:
         from confluent_kafka import Producer
 
         if self.producer is None:
-            self.producer = Producer({**self.stack.access(ADMIN).confluent_config(), "acks": "all",
-                                      "enable.idempotence": True, "linger.ms": 5 if rate else 20,
-                                      "batch.size": 1_000_000, "partitioner": "murmur2_random"})
+            self.producer = Producer(
+                {
+                    **self.stack.access(ADMIN).confluent_config(),
+                    "acks": "all",
+                    "enable.idempotence": True,
+                    "linger.ms": 5 if rate else 20,
+                    "batch.size": 1_000_000,
+                    "partitioner": "murmur2_random",
+                }
+            )
         p = self.producer
         n = 0
         t0 = time.monotonic()
@@ -179,9 +191,13 @@ class Scale:
         env = {**self.stack._env(), "PYTHONPATH": str(REPO)}  # noqa: SLF001 - the environment the local exchange gives its services
         if world_dir is not None:
             env["CONCORD_WORLD_DIR"] = str(world_dir)
-        self.worker = Child("fanout", concord("fanout", "worker", "--name", "scale", "--web-port", str(port),
-                                              "--loglevel", "WARNING"),
-                            env=env, log=self.stack.home / "logs" / "fanout.log", cwd=self.stack.home)
+        self.worker = Child(
+            "fanout",
+            concord("fanout", "worker", "--name", "scale", "--web-port", str(port), "--loglevel", "WARNING"),
+            env=env,
+            log=self.stack.home / "logs" / "fanout.log",
+            cwd=self.stack.home,
+        )
         deadline = time.monotonic() + 600
         while True:
             try:
@@ -240,9 +256,15 @@ class Probe:
 
         self.seen: list[tuple[float, bytes, str, str]] = []  # (received, entry id, action, cause)
         self._stop = threading.Event()
-        self.c = Consumer({**scale.stack.access(ADMIN).confluent_config(), "group.id": "bench-probe",
-                           "isolation.level": "read_committed", "enable.auto.commit": False,
-                           "fetch.wait.max.ms": 10})
+        self.c = Consumer(
+            {
+                **scale.stack.access(ADMIN).confluent_config(),
+                "group.id": "bench-probe",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+            }
+        )
         topics = [s for s in scale.stack.world.topic_specs(scale.ns) if s.kind == "directives"]
         tps = []
         for spec in topics:
@@ -284,8 +306,9 @@ def latencies(scale: Scale, probe: Probe, since: float, until: float) -> list[fl
     return sorted(out)
 
 
-def live(scale: Scale, gen: Generator, keys: Path, rate: float, seconds: float, probe: Probe,
-         watch_pause: bool = False) -> dict[str, Any]:
+def live(
+    scale: Scale, gen: Generator, keys: Path, rate: float, seconds: float, probe: Probe, watch_pause: bool = False
+) -> dict[str, Any]:
     """``rate`` fresh listings/s for ``seconds``; latency of their directives."""
     lines = gen.lines(int(rate * seconds))
     records = list(sign_lines(keys, lines))
@@ -313,9 +336,16 @@ def live(scale: Scale, gen: Generator, keys: Path, rate: float, seconds: float, 
     time.sleep(2.0)
     stop.set()
     lat = latencies(scale, probe, t0, t1)
-    return {"rate": rate, "seconds": seconds, "listings": len(records), "directives": len(lat),
-            "p50_ms": pct(lat, 0.5) * 1000, "p99_ms": pct(lat, 0.99) * 1000, "max_ms": (lat[-1] if lat else 0) * 1000,
-            "max_pause_ms": max(pauses, default=float("nan")) * 1000}
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "listings": len(records),
+        "directives": len(lat),
+        "p50_ms": pct(lat, 0.5) * 1000,
+        "p99_ms": pct(lat, 0.99) * 1000,
+        "max_ms": (lat[-1] if lat else 0) * 1000,
+        "max_pause_ms": max(pauses, default=float("nan")) * 1000,
+    }
 
 
 def expiring_people(n: int, end: datetime) -> list[str]:
@@ -328,15 +358,33 @@ def expiring_people(n: int, end: datetime) -> list[str]:
     rows = []
     for i in range(n):
         entry_id = f"x{end:%H%M%S}-{i:07d}"
-        rows.append(json.dumps({
-            "event_id": f"court:{entry_id}:1", "event_type": "LISTED", "entry_id": entry_id, "version": 1,
-            "program": "court.judgment-defaulters", "list_kind": "SANCTION",
-            "subject": {"kind": "PERSON", "names": [{"value": f"Expiring {i}"}],
-                        "identifiers": [{"scheme": "CN_RIC", "value": ric(5_000_000 + i)}]},
-            "basis": {"decision_no": "(2026) Jing 01 Zhi 9", "issued_by": "Beijing No.1 Intermediate People's Court",
-                      "decided_on": today},
-            "reason": "Expiring listing for the scale benchmark", "listed_on": today,
-            "effective_from": start, "effective_until": until, "publication_until": until}))
+        rows.append(
+            json.dumps(
+                {
+                    "event_id": f"court:{entry_id}:1",
+                    "event_type": "LISTED",
+                    "entry_id": entry_id,
+                    "version": 1,
+                    "program": "court.judgment-defaulters",
+                    "list_kind": "SANCTION",
+                    "subject": {
+                        "kind": "PERSON",
+                        "names": [{"value": f"Expiring {i}"}],
+                        "identifiers": [{"scheme": "CN_RIC", "value": ric(5_000_000 + i)}],
+                    },
+                    "basis": {
+                        "decision_no": "(2026) Jing 01 Zhi 9",
+                        "issued_by": "Beijing No.1 Intermediate People's Court",
+                        "decided_on": today,
+                    },
+                    "reason": "Expiring listing for the scale benchmark",
+                    "listed_on": today,
+                    "effective_from": start,
+                    "effective_until": until,
+                    "publication_until": until,
+                }
+            )
+        )
     return rows
 
 
@@ -352,10 +400,16 @@ def world_with_customs_measure(src: Path, dst: Path) -> Path:
     doc = yaml.safe_load(path.read_text())
     v = doc["versions"][-1]
     v["signatories"] = sorted({*v["signatories"], "customs"})
-    v["measures"].append({"measure_id": "customs.export-review", "kind": "PUNISH",
-                          "text": "Every export declaration of a listed subject is reviewed.",
-                          "implementing_agency": "customs",
-                          "legal_basis": "Customs Law, Art. 28", "applies_to": ["PERSON", "ORGANIZATION"]})
+    v["measures"].append(
+        {
+            "measure_id": "customs.export-review",
+            "kind": "PUNISH",
+            "text": "Every export declaration of a listed subject is reviewed.",
+            "implementing_agency": "customs",
+            "legal_basis": "Customs Law, Art. 28",
+            "applies_to": ["PERSON", "ORGANIZATION"],
+        }
+    )
     v["visible_fields"]["customs"] = ["kind", "identifiers"]
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     return dst
@@ -377,8 +431,13 @@ def main(argv: list[str] | None = None) -> int:
     for part in ("scale", "broker", "world"):
         shutil.rmtree(home / part, ignore_errors=True)
     cache.mkdir(parents=True, exist_ok=True)
-    res: dict[str, Any] = {"entries": args.entries, "rate": args.rate, "seconds": args.seconds,
-                           "started": datetime.now(UTC).isoformat(), "cpus": os.cpu_count()}
+    res: dict[str, Any] = {
+        "entries": args.entries,
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "started": datetime.now(UTC).isoformat(),
+        "cpus": os.cpu_count(),
+    }
     from services.embedded.broker import EmbeddedKafka
     from services.embedded.libs import ensure_kafka_libs
 
@@ -409,8 +468,14 @@ def main(argv: list[str] | None = None) -> int:
         scale.start_worker()
         probe = Probe(scale)
         say(f"[empty] {args.rate:,.0f} listings/s for {args.seconds:g}s on an empty exchange")
-        res["empty"] = live(scale, Generator(seed=12, prefix="e", amend=0.0, delist=0.0), keys, args.rate,
-                            min(args.seconds, 30.0), probe)
+        res["empty"] = live(
+            scale,
+            Generator(seed=12, prefix="e", amend=0.0, delist=0.0),
+            keys,
+            args.rate,
+            min(args.seconds, 30.0),
+            probe,
+        )
         say(f"[empty] p50 {res['empty']['p50_ms']:.0f} ms, p99 {res['empty']['p99_ms']:.0f} ms")
 
         say(f"[fill] producing {args.entries:,} pre-signed listings")
@@ -439,22 +504,38 @@ def main(argv: list[str] | None = None) -> int:
             b = next((m for m in marks if m[1] >= hi * total), (time.monotonic(), total))
             return (b[1] - a[1]) / max(b[0] - a[0], 1e-9)
 
-        res["fill"] = {"listings": total, "seconds": took, "rate": total / took,
-                       "rate_first_tenth": rate_between(0.0, 0.1) if marks else float("nan"),
-                       "rate_last_tenth": rate_between(0.9, 0.999) if marks else float("nan"),
-                       "cpu_us_per_listing": (cpu1 - cpu0) / total * 1e6, "peak_rss_mb": peak,
-                       "directives": sum(end_offsets(stack, directive_topics).values()) - before}
+        res["fill"] = {
+            "listings": total,
+            "seconds": took,
+            "rate": total / took,
+            "rate_first_tenth": rate_between(0.0, 0.1) if marks else float("nan"),
+            "rate_last_tenth": rate_between(0.9, 0.999) if marks else float("nan"),
+            "cpu_us_per_listing": (cpu1 - cpu0) / total * 1e6,
+            "peak_rss_mb": peak,
+            "directives": sum(end_offsets(stack, directive_topics).values()) - before,
+        }
         time.sleep(5.0)
         res["fill"]["rss_mb"] = scale.rss_mb()
-        say(f"[fill] {total:,} listings routed in {took:.0f}s = {res['fill']['rate']:,.0f}/s (first tenth "
+        say(
+            f"[fill] {total:,} listings routed in {took:.0f}s = {res['fill']['rate']:,.0f}/s (first tenth "
             f"{res['fill']['rate_first_tenth']:,.0f}/s, last {res['fill']['rate_last_tenth']:,.0f}/s); RSS "
-            f"{res['fill']['rss_mb']:,.0f} MB (peak {peak:,.0f} MB)")
+            f"{res['fill']['rss_mb']:,.0f} MB (peak {peak:,.0f} MB)"
+        )
 
         say(f"[held] {args.rate:,.0f} listings/s for {args.seconds:g}s with {total:,} entries held")
-        res["held"] = live(scale, Generator(seed=13, prefix="h", amend=0.0, delist=0.0), keys, args.rate,
-                           args.seconds, probe, watch_pause=True)
-        say(f"[held] p50 {res['held']['p50_ms']:.0f} ms, p99 {res['held']['p99_ms']:.0f} ms, longest pause "
-            f"{res['held']['max_pause_ms']:.0f} ms")
+        res["held"] = live(
+            scale,
+            Generator(seed=13, prefix="h", amend=0.0, delist=0.0),
+            keys,
+            args.rate,
+            args.seconds,
+            probe,
+            watch_pause=True,
+        )
+        say(
+            f"[held] p50 {res['held']['p50_ms']:.0f} ms, p99 {res['held']['p99_ms']:.0f} ms, longest pause "
+            f"{res['held']['max_pause_ms']:.0f} ms"
+        )
 
         # Mass expiry: every one of these ends in the same second.
         n_exp = args.expiring
@@ -471,8 +552,17 @@ def main(argv: list[str] | None = None) -> int:
         live_result: dict[str, Any] = {}
 
         def traffic() -> None:
-            live_result.update(live(scale, Generator(seed=15, prefix="y", amend=0.0, delist=0.0), keys, args.rate,
-                                    max(20.0, min(args.seconds, 60.0)), probe, watch_pause=True))
+            live_result.update(
+                live(
+                    scale,
+                    Generator(seed=15, prefix="y", amend=0.0, delist=0.0),
+                    keys,
+                    args.rate,
+                    max(20.0, min(args.seconds, 60.0)),
+                    probe,
+                    watch_pause=True,
+                )
+            )
 
         time.sleep(max(0.0, wait - 5))
         runner = threading.Thread(target=traffic, daemon=True)
@@ -488,8 +578,10 @@ def main(argv: list[str] | None = None) -> int:
         res["expiry"] = {"listings": n_exp, "lifts": want, "lift_all_s": time.monotonic() - t}
         runner.join(300)
         res["expiry"]["live"] = live_result
-        say(f"[expiry] all {want:,} LIFTs issued {res['expiry']['lift_all_s']:.1f}s after the second their periods "
-            f"ended; live traffic meanwhile p99 {live_result.get('p99_ms', float('nan')):.0f} ms")
+        say(
+            f"[expiry] all {want:,} LIFTs issued {res['expiry']['lift_all_s']:.1f}s after the second their periods "
+            f"ended; live traffic meanwhile p99 {live_result.get('p99_ms', float('nan')):.0f} ms"
+        )
 
         # MOU change: the worker restarts on the changed world and backfills every court entry.
         held = int(scale.metric("concord_fanout_entries"))
@@ -513,10 +605,17 @@ def main(argv: list[str] | None = None) -> int:
         took = time.monotonic() - t
         runner.join(300)
         done = scale.metric("concord_fanout_reevaluated_total")
-        res["reevaluation"] = {"entries": held, "reevaluated": done, "seconds": took,
-                               "s_per_million": took / max(held, 1) * 1e6, "live": live_result}
-        say(f"[mou] {done:,.0f} entries re-evaluated in {took:.0f}s = {res['reevaluation']['s_per_million']:.0f}s per "
-            f"million; live traffic meanwhile p99 {live_result.get('p99_ms', float('nan')):.0f} ms")
+        res["reevaluation"] = {
+            "entries": held,
+            "reevaluated": done,
+            "seconds": took,
+            "s_per_million": took / max(held, 1) * 1e6,
+            "live": live_result,
+        }
+        say(
+            f"[mou] {done:,.0f} entries re-evaluated in {took:.0f}s = {res['reevaluation']['s_per_million']:.0f}s per "
+            f"million; live traffic meanwhile p99 {live_result.get('p99_ms', float('nan')):.0f} ms"
+        )
     finally:
         if probe is not None:
             probe.stop()
@@ -529,7 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     res["state_bytes"] = disk
     figures = {
         "fanout.rss_mb_at_1m_entries": res["fill"]["rss_mb"] * 1_000_000 / max(args.entries, 1)
-        if args.entries < 1_000_000 else res["fill"]["rss_mb"],
+        if args.entries < 1_000_000
+        else res["fill"]["rss_mb"],
         "fanout.peak_rss_mb": res["fill"]["peak_rss_mb"],
         "fanout.state_bytes_per_entry": disk / max(entries_held, 1),
         "fanout.fill_listings_per_s": res["fill"]["rate"],

@@ -29,8 +29,13 @@ ALERT_TESTS = PROMETHEUS_DIR / "alerts_test.yml"
 # Series Prometheus makes itself rather than scraping them.
 SYNTHETIC = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped", "ALERTS", "ALERTS_FOR_STATE"})
 # Grafana's variables, as a Grafana would substitute them.
-_GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h", "$agency": "court",
-                 "${datasource}": "prometheus"}
+_GRAFANA_VARS = {
+    "$__rate_interval": "1m",
+    "$__interval": "15s",
+    "$__range": "1h",
+    "$agency": "court",
+    "${datasource}": "prometheus",
+}
 _LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.*),\s*(?P<label>\w+)\)$", re.S)
 
 

@@ -70,16 +70,21 @@ def latest_events(events: Iterable[tuple[str, ListEntryEvent]]) -> dict[tuple[st
     return latest
 
 
-def required(latest: Mapping[tuple[str, str], ListEntryEvent], world: World,
-             now: datetime) -> dict[str, dict[str, object]]:
+def required(
+    latest: Mapping[tuple[str, str], ListEntryEvent], world: World, now: datetime
+) -> dict[str, dict[str, object]]:
     out: dict[str, dict[str, object]] = {}
     for (origin, _), ev in latest.items():
         out.update(desired_directives(origin, ev, world, now))
     return out
 
 
-def compare(required_now: Mapping[str, Mapping[str, object]], held: Mapping[str, Held], now: datetime,
-            subscriber: str | None = None) -> list[Finding]:
+def compare(
+    required_now: Mapping[str, Mapping[str, object]],
+    held: Mapping[str, Held],
+    now: datetime,
+    subscriber: str | None = None,
+) -> list[Finding]:
     """Every way ``held`` differs from what is required at ``now`` (optionally for one subscriber)."""
     findings: list[Finding] = []
     for key, spec in sorted(required_now.items()):
@@ -91,17 +96,25 @@ def compare(required_now: Mapping[str, Mapping[str, object]], held: Mapping[str,
             state = "nothing" if h is None else h.action
             findings.append(Finding("MISSING", key, who, f"required APPLY, held {state}"))
         elif (h.mou_id, h.mou_version, h.valid_until) != (spec["mou_id"], spec["mou_version"], spec["valid_until"]):
-            findings.append(Finding(
-                "DIFFERENT", key, who,
-                f"required {spec['mou_id']} v{spec['mou_version']} until {spec['valid_until']}, "
-                f"held {h.mou_id} v{h.mou_version} until {h.valid_until}",
-            ))
+            findings.append(
+                Finding(
+                    "DIFFERENT",
+                    key,
+                    who,
+                    f"required {spec['mou_id']} v{spec['mou_version']} until {spec['valid_until']}, "
+                    f"held {h.mou_id} v{h.mou_version} until {h.valid_until}",
+                )
+            )
         elif h.valid_from is not None and h.valid_from != spec["valid_from"]:
-            findings.append(Finding("DIFFERENT", key, who,
-                                    f"required from {spec['valid_from']}, held from {h.valid_from}"))
+            findings.append(
+                Finding("DIFFERENT", key, who, f"required from {spec['valid_from']}, held from {h.valid_from}")
+            )
         elif h.target is not None and h.target != spec["target"]:
-            parts = [p for p in ("kind", "role", "identifiers", "names")
-                     if getattr(h.target, p) != getattr(spec["target"], p)]
+            parts = [
+                p
+                for p in ("kind", "role", "identifiers", "names")
+                if getattr(h.target, p) != getattr(spec["target"], p)
+            ]
             findings.append(Finding("DIFFERENT", key, who, f"held for another target ({', '.join(parts)} differ)"))
     for key, h in sorted(held.items()):
         if h.action != "APPLY" or key in required_now:
@@ -115,6 +128,11 @@ def compare(required_now: Mapping[str, Mapping[str, object]], held: Mapping[str,
     return findings
 
 
-def audit(events: Iterable[tuple[str, ListEntryEvent]], held: Mapping[str, Held], world: World, now: datetime,
-          subscriber: str | None = None) -> list[Finding]:
+def audit(
+    events: Iterable[tuple[str, ListEntryEvent]],
+    held: Mapping[str, Held],
+    world: World,
+    now: datetime,
+    subscriber: str | None = None,
+) -> list[Finding]:
     return compare(required(latest_events(events), world, now), held, now, subscriber)

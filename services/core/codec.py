@@ -134,9 +134,7 @@ class SchemaRegistry:
         reader = self._latest[writer.name]
         stream = io.BytesIO(body)
         try:
-            datum = fastavro.schemaless_reader(
-                stream, writer.schema, reader.schema if reader is not writer else None
-            )
+            datum = fastavro.schemaless_reader(stream, writer.schema, reader.schema if reader is not writer else None)
         except Exception as exc:  # noqa: BLE001 - fastavro raises many kinds on garbage
             raise UndecodableBody(f"body does not decode as {writer.name} v{writer.version}: {exc}") from None
         if stream.tell() != len(body):

@@ -101,8 +101,9 @@ def parts(ev: ListEntryEvent) -> list[tuple[str, Any]]:
     out += [(f"{IDENTIFIERS}[{i}]", x.model_dump(mode="json")) for i, x in enumerate(s.identifiers)]
     for j, p in enumerate(s.related_parties):
         base = f"{PARTIES}[{j}]"
-        out.append((base, {"role": p.role, "kind": p.kind.value, "names": len(p.names),
-                           "identifiers": len(p.identifiers)}))
+        out.append(
+            (base, {"role": p.role, "kind": p.kind.value, "names": len(p.names), "identifiers": len(p.identifiers)})
+        )
         out += [(f"{base}.names[{i}]", n.model_dump(mode="json")) for i, n in enumerate(p.names)]
         out += [(f"{base}.identifiers[{i}]", x.model_dump(mode="json")) for i, x in enumerate(p.identifiers)]
     if ev.reason is not None:
@@ -114,19 +115,29 @@ def parts(ev: ListEntryEvent) -> list[tuple[str, Any]]:
     return out
 
 
-def seal(ev: ListEntryEvent, *, salt: Callable[[int], bytes] = secrets.token_bytes
-         ) -> tuple[ListingCommitments, tuple[Disclosure, ...]]:
+def seal(
+    ev: ListEntryEvent, *, salt: Callable[[int], bytes] = secrets.token_bytes
+) -> tuple[ListingCommitments, tuple[Disclosure, ...]]:
     """The commitments a publisher signs for ``ev``, and the disclosures that go with them."""
     disclosures = tuple(Disclosure(salt=salt(SALT_LEN), path=path, value=canonical(value)) for path, value in parts(ev))
     digests = [disclosure_digest(d) for d in disclosures]
     while len(digests) % DECOY_BLOCK:
         digests.append(hashlib.sha256(salt(32)).digest())
     commitments = ListingCommitments(
-        event_id=ev.event_id, event_type=ev.event_type, entry_id=ev.entry_id, version=ev.version,
-        list_kind=ev.list_kind, program=ev.program, subject_kind=ev.subject.kind,
-        subject_names=len(ev.subject.names), subject_identifiers=len(ev.subject.identifiers),
-        listed_on=ev.listed_on, effective_from=ev.effective_from, effective_until=ev.effective_until,
-        publication_until=ev.publication_until, digests=tuple(sorted(digests)),
+        event_id=ev.event_id,
+        event_type=ev.event_type,
+        entry_id=ev.entry_id,
+        version=ev.version,
+        list_kind=ev.list_kind,
+        program=ev.program,
+        subject_kind=ev.subject.kind,
+        subject_names=len(ev.subject.names),
+        subject_identifiers=len(ev.subject.identifiers),
+        listed_on=ev.listed_on,
+        effective_from=ev.effective_from,
+        effective_until=ev.effective_until,
+        publication_until=ev.publication_until,
+        digests=tuple(sorted(digests)),
     )
     return commitments, disclosures
 
@@ -171,8 +182,10 @@ class Revealed:
 
     def complete(self) -> bool:
         c = self.commitments
-        return (len(self._list(NAMES, None)) == c.subject_names
-                and len(self._list(IDENTIFIERS, None)) == c.subject_identifiers)
+        return (
+            len(self._list(NAMES, None)) == c.subject_names
+            and len(self._list(IDENTIFIERS, None)) == c.subject_identifiers
+        )
 
     def subject(self) -> Subject:
         """The subject as far as it was disclosed: a list is either whole or absent.
@@ -198,14 +211,19 @@ class Revealed:
                 raise DisclosureInvalid(f"parts of related party {j} were disclosed without the party itself")
             head = self.parts[base]
             p_names = tuple(Name.model_validate(n) for n in self._list(f"{base}.names", int(head["names"])))
-            p_ids = tuple(Identifier.model_validate(x) for x in self._list(f"{base}.identifiers",
-                                                                          int(head["identifiers"])))
+            p_ids = tuple(
+                Identifier.model_validate(x) for x in self._list(f"{base}.identifiers", int(head["identifiers"]))
+            )
             if len(p_ids) != int(head["identifiers"]):
                 raise DisclosureInvalid(f"the identifiers of related party {j} were not all disclosed")
-            parties.append(RelatedParty.model_construct(role=str(head["role"]), kind=SubjectKind(head["kind"]),
-                                                        names=p_names, identifiers=p_ids))
-        return Subject.model_construct(kind=c.subject_kind, names=names, identifiers=ids,
-                                       related_parties=tuple(parties))
+            parties.append(
+                RelatedParty.model_construct(
+                    role=str(head["role"]), kind=SubjectKind(head["kind"]), names=p_names, identifiers=p_ids
+                )
+            )
+        return Subject.model_construct(
+            kind=c.subject_kind, names=names, identifiers=ids, related_parties=tuple(parties)
+        )
 
     def event(self) -> ListEntryEvent:
         """The event as far as it was disclosed (not validated: parts may be absent)."""
@@ -213,11 +231,19 @@ class Revealed:
         basis = self.parts.get("basis")
         delist = self.parts.get("delisting")
         return ListEntryEvent.model_construct(
-            event_id=c.event_id, event_type=c.event_type, entry_id=c.entry_id, version=c.version,
-            list_kind=c.list_kind, program=c.program, subject=self.subject(),
+            event_id=c.event_id,
+            event_type=c.event_type,
+            entry_id=c.entry_id,
+            version=c.version,
+            list_kind=c.list_kind,
+            program=c.program,
+            subject=self.subject(),
             basis=LegalBasis.model_validate(basis) if basis is not None else None,
-            reason=self.parts.get("reason"), listed_on=c.listed_on, effective_from=c.effective_from,
-            effective_until=c.effective_until, publication_until=c.publication_until,
+            reason=self.parts.get("reason"),
+            listed_on=c.listed_on,
+            effective_from=c.effective_from,
+            effective_until=c.effective_until,
+            publication_until=c.publication_until,
             delisting=Delisting.model_validate(delist) if delist is not None else None,
         )
 
@@ -231,34 +257,60 @@ class Revealed:
             head = parts.get(base)
             if not isinstance(head, dict):
                 raise DisclosureInvalid(f"parts of related party {j} were disclosed without the party itself")
-            parties.append({"role": head.get("role"), "kind": head.get("kind"),
-                            "names": self._list(f"{base}.names", head.get("names")),
-                            "identifiers": self._list(f"{base}.identifiers", head.get("identifiers"))})
-        return ListEntryEvent.model_validate({
-            "event_id": c.event_id, "event_type": c.event_type, "entry_id": c.entry_id, "version": c.version,
-            "list_kind": c.list_kind, "program": c.program,
-            "subject": {"kind": c.subject_kind, "names": self._list(NAMES, c.subject_names),
-                        "identifiers": self._list(IDENTIFIERS, c.subject_identifiers), "related_parties": parties},
-            "basis": parts.get("basis"), "reason": parts.get("reason"), "listed_on": c.listed_on,
-            "effective_from": c.effective_from, "effective_until": c.effective_until,
-            "publication_until": c.publication_until, "delisting": parts.get("delisting"),
-        })
+            parties.append(
+                {
+                    "role": head.get("role"),
+                    "kind": head.get("kind"),
+                    "names": self._list(f"{base}.names", head.get("names")),
+                    "identifiers": self._list(f"{base}.identifiers", head.get("identifiers")),
+                }
+            )
+        return ListEntryEvent.model_validate(
+            {
+                "event_id": c.event_id,
+                "event_type": c.event_type,
+                "entry_id": c.entry_id,
+                "version": c.version,
+                "list_kind": c.list_kind,
+                "program": c.program,
+                "subject": {
+                    "kind": c.subject_kind,
+                    "names": self._list(NAMES, c.subject_names),
+                    "identifiers": self._list(IDENTIFIERS, c.subject_identifiers),
+                    "related_parties": parties,
+                },
+                "basis": parts.get("basis"),
+                "reason": parts.get("reason"),
+                "listed_on": c.listed_on,
+                "effective_from": c.effective_from,
+                "effective_until": c.effective_until,
+                "publication_until": c.publication_until,
+                "delisting": parts.get("delisting"),
+            }
+        )
 
 
 def reveal(commitments: ListingCommitments, disclosures: Iterable[Disclosure]) -> Revealed:
     return Revealed(commitments, check(commitments, disclosures))
 
 
-def for_target(disclosures: Sequence[Disclosure], subject_ref: str, role_identifier: tuple[str, str] | None,
-               visible: Iterable[str] | None) -> tuple[Disclosure, ...]:
+def for_target(
+    disclosures: Sequence[Disclosure],
+    subject_ref: str,
+    role_identifier: tuple[str, str] | None,
+    visible: Iterable[str] | None,
+) -> tuple[Disclosure, ...]:
     """The disclosures an agency receives with one directive: what its MOU's ``visible_fields``
     name (``None``: everything) and what its directive's target needs to be checked.
 
     ``subject_ref`` is the directive's (``SUBJECT`` or ``ROLE:SCHEME:VALUE``); ``role_identifier``
     is, for a related party, its role and first identifier's value, which find the party.
     """
-    show = set(visible) if visible is not None else {"names", "identifiers", "related_parties", "reason", "basis",
-                                                      "delisting"}
+    show = (
+        set(visible)
+        if visible is not None
+        else {"names", "identifiers", "related_parties", "reason", "basis", "delisting"}
+    )
     by_path = {d.path: d for d in disclosures}
     keep: set[str] = set()
     if subject_ref == "SUBJECT" or "identifiers" in show:
@@ -293,10 +345,22 @@ def content_digest(commitments: ListingCommitments, disclosures: Iterable[Disclo
     (a re-sent listing is the same listing), a changed part a different one."""
     c = commitments
     h = hashlib.sha256(DOMAIN + b"/content")
-    facts = (c.event_id, c.event_type.value, c.entry_id, c.version, c.list_kind.value, c.program,
-             c.subject_kind.value, c.subject_names, c.subject_identifiers, c.listed_on.isoformat(),
-             c.effective_from.isoformat(), c.effective_until.isoformat() if c.effective_until else None,
-             c.publication_until.isoformat() if c.publication_until else None, c.digest_alg)
+    facts = (
+        c.event_id,
+        c.event_type.value,
+        c.entry_id,
+        c.version,
+        c.list_kind.value,
+        c.program,
+        c.subject_kind.value,
+        c.subject_names,
+        c.subject_identifiers,
+        c.listed_on.isoformat(),
+        c.effective_from.isoformat(),
+        c.effective_until.isoformat() if c.effective_until else None,
+        c.publication_until.isoformat() if c.publication_until else None,
+        c.digest_alg,
+    )
     h.update(repr(facts).encode())
     for path, value in sorted((d.path, d.value) for d in disclosures):
         h.update(struct.pack(">II", len(path), len(value)) + path.encode() + value.encode())
@@ -312,8 +376,9 @@ class Sealed:
     disclosures: tuple[Disclosure, ...]
 
 
-def seal_record(ev: ListEntryEvent, schemas: SchemaRegistry, *,
-                salt: Callable[[int], bytes] = secrets.token_bytes) -> Sealed:
+def seal_record(
+    ev: ListEntryEvent, schemas: SchemaRegistry, *, salt: Callable[[int], bytes] = secrets.token_bytes
+) -> Sealed:
     """Seal ``ev`` and encode it for a list topic; the signature goes over ``commitments``."""
     commitments, disclosures = seal(ev, salt=salt)
     signed = schemas.encode_model(commitments)

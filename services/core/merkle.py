@@ -121,7 +121,7 @@ def decode_proof(data: bytes) -> tuple[int, int, tuple[bytes, ...]]:
     if len(data) < _PROOF_HEAD.size or (len(data) - _PROOF_HEAD.size) % HASH_LEN:
         raise ValueError("an audit path is 8 bytes of index and size, then 32-byte hashes")
     index, size = _PROOF_HEAD.unpack_from(data)
-    hashes = data[_PROOF_HEAD.size:]
+    hashes = data[_PROOF_HEAD.size :]
     if len(hashes) > HASH_LEN * 32:
         raise ValueError("audit path longer than any tree this format can hold")
-    return index, size, tuple(hashes[i:i + HASH_LEN] for i in range(0, len(hashes), HASH_LEN))
+    return index, size, tuple(hashes[i : i + HASH_LEN] for i in range(0, len(hashes), HASH_LEN))

@@ -328,14 +328,23 @@ def notice_fields(d: Directive, world: World) -> dict[str, Any]:
     versions = [world.mou(d.mou_id, d.mou_version), *reversed(world.mou_versions(d.mou_id))]
     measure = next((m for v in versions for m in v.measures if m.measure_id == d.measure_id), None)
     return {
-        "notice_id": d.directive_id, "origin_agency": d.origin_agency, "entry_id": d.entry_id,
-        "entry_version": d.entry_version, "action": d.action.value, "cause": d.cause.value,
-        "subject_ref": d.subject_ref, "implementing_agency": d.subscriber, "measure_id": d.measure_id,
+        "notice_id": d.directive_id,
+        "origin_agency": d.origin_agency,
+        "entry_id": d.entry_id,
+        "entry_version": d.entry_version,
+        "action": d.action.value,
+        "cause": d.cause.value,
+        "subject_ref": d.subject_ref,
+        "implementing_agency": d.subscriber,
+        "measure_id": d.measure_id,
         "measure_kind": d.measure_kind.value,
         "measure_text": measure.text if measure else "a measure no longer in the memorandum",
         "legal_basis": measure.legal_basis if measure else f"{d.mou_id} v{d.mou_version}",
-        "mou_id": d.mou_id, "mou_version": d.mou_version, "valid_from": d.valid_from,
-        "valid_until": d.valid_until, "issued_at": d.issued_at,
+        "mou_id": d.mou_id,
+        "mou_version": d.mou_version,
+        "valid_from": d.valid_from,
+        "valid_until": d.valid_until,
+        "issued_at": d.issued_at,
     }
 
 

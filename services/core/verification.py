@@ -35,9 +35,11 @@ def verify_routing(d: Directive, event: ListEntryEvent, world: World) -> Refusal
     the MOUs and the clock at that time no longer call for the key.
     """
     if (d.entry_id, d.entry_version, d.program) != (event.entry_id, event.version, event.program):
-        return Refusal(Reason.SOURCE_MISMATCH,
-                       f"directive names {d.entry_id} v{d.entry_version} ({d.program}), its record is "
-                       f"{event.entry_id} v{event.version} ({event.program})")
+        return Refusal(
+            Reason.SOURCE_MISMATCH,
+            f"directive names {d.entry_id} v{d.entry_version} ({d.program}), its record is "
+            f"{event.entry_id} v{event.version} ({event.program})",
+        )
     want = desired_directives(d.origin_agency, event, world, d.issued_at).get(d.key)
     if d.action is Action.LIFT:
         if want is None:
@@ -56,21 +58,28 @@ def verify_routing(d: Directive, event: ListEntryEvent, world: World) -> Refusal
         )
         return Refusal(Reason.NOT_ROUTED, why)
     if d.target != want["target"]:
-        return Refusal(Reason.TARGET_MISMATCH,
-                       f"{d.measure_id} on {d.entry_id} v{d.entry_version}: the target's "
-                       f"{_differs(d.target, want['target'])} differ from what the record names")
+        return Refusal(
+            Reason.TARGET_MISMATCH,
+            f"{d.measure_id} on {d.entry_id} v{d.entry_version}: the target's "
+            f"{_differs(d.target, want['target'])} differ from what the record names",
+        )
     if (d.subscriber, d.measure_kind) != (want["subscriber"], want["measure_kind"]):
-        return Refusal(Reason.MEASURE_MISMATCH,
-                       f"{d.measure_id} is a {want['measure_kind']} measure of {want['subscriber']}, not a "
-                       f"{d.measure_kind} measure of {d.subscriber}")
+        return Refusal(
+            Reason.MEASURE_MISMATCH,
+            f"{d.measure_id} is a {want['measure_kind']} measure of {want['subscriber']}, not a "
+            f"{d.measure_kind} measure of {d.subscriber}",
+        )
     if (d.mou_id, d.mou_version) != (want["mou_id"], want["mou_version"]):
-        return Refusal(Reason.MOU_MISMATCH,
-                       f"{d.measure_id} is under {want['mou_id']} v{want['mou_version']} then, not "
-                       f"{d.mou_id} v{d.mou_version}")
+        return Refusal(
+            Reason.MOU_MISMATCH,
+            f"{d.measure_id} is under {want['mou_id']} v{want['mou_version']} then, not {d.mou_id} v{d.mou_version}",
+        )
     if (d.valid_from, d.valid_until) != (want["valid_from"], want["valid_until"]):
-        return Refusal(Reason.WINDOW_MISMATCH,
-                       f"{d.measure_id} applies {_span(want['valid_from'], want['valid_until'])}, not "
-                       f"{_span(d.valid_from, d.valid_until)}")
+        return Refusal(
+            Reason.WINDOW_MISMATCH,
+            f"{d.measure_id} applies {_span(want['valid_from'], want['valid_until'])}, not "
+            f"{_span(d.valid_from, d.valid_until)}",
+        )
     return None
 
 

@@ -50,17 +50,22 @@ def ensure_kafka_libs(repo_root: Path) -> Path:
         )
     print(f"concord: resolving Kafka {KAFKA_VERSION} jars into {target} ...", file=sys.stderr)
     cmd = [
-        mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", "dependency:copy@jmx-exporter",
-        f"-DoutputDirectory={target}", f"-Djmx.exporter.dir={agent.parent}",
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        "dependency:copy@jmx-exporter",
+        f"-DoutputDirectory={target}",
+        f"-Djmx.exporter.dir={agent.parent}",
     ]
     try:
         done = subprocess.run(  # noqa: S603 - Maven as found on PATH, with our own arguments
             cmd, cwd=repo_root, capture_output=True, text=True, timeout=_MVN_TIMEOUT_S, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise ConfigError(
-            "Maven did not finish resolving the Kafka jars", timeout_s=exc.timeout
-        ) from exc
+        raise ConfigError("Maven did not finish resolving the Kafka jars", timeout_s=exc.timeout) from exc
     if done.returncode != 0 or not (target / BROKER_JAR).is_file() or not agent.is_file():
         tail = (done.stdout + done.stderr).strip().splitlines()[-20:]
         raise ConfigError(

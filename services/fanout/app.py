@@ -125,10 +125,16 @@ class Fanout:
         self.partitions = 0
         self._use_world(cfg.world)
         self.metrics = cfg.metrics
-        self.sealer = DirectiveSealer(signer=cfg.signer, produce=self._produce_directive,
-                                      batch=cfg.batch_signatures, max_records=cfg.batch_max)
-        self.notices = DirectiveSealer(signer=cfg.signer, produce=self._produce_directive, batch=cfg.batch_signatures,
-                                       max_records=cfg.batch_max, domain=Domain.NOTICE)
+        self.sealer = DirectiveSealer(
+            signer=cfg.signer, produce=self._produce_directive, batch=cfg.batch_signatures, max_records=cfg.batch_max
+        )
+        self.notices = DirectiveSealer(
+            signer=cfg.signer,
+            produce=self._produce_directive,
+            batch=cfg.batch_signatures,
+            max_records=cfg.batch_max,
+            domain=Domain.NOTICE,
+        )
         self.serial: int | None = None  # the registry publication routed by (None: files)
         self._holding = False
         self.registry_status: RegistryStatus | None = None
@@ -166,15 +172,19 @@ class Fanout:
             raise ValueError("list and receipts topics must all have the same partition count")
         count = partitions.pop()
         if self.partitions and self.partitions != count:
-            raise ValueError(f"list and receipts topics would have {count} partitions, not {self.partitions}: "
-                             "a running exchange cannot be repartitioned")
+            raise ValueError(
+                f"list and receipts topics would have {count} partitions, not {self.partitions}: "
+                "a running exchange cannot be repartitioned"
+            )
         self.partitions = count
         self.list_topics = {s.name: s.agency for s in specs if s.kind == "lists" and s.agency is not None}
         self.receipt_topics = {s.name: s.agency for s in specs if s.kind == "receipts" and s.agency is not None}
-        self.directive_topics = {s.agency: (s.name, s.partitions) for s in specs
-                                 if s.kind == "directives" and s.agency is not None}
-        self.notice_topics = {s.agency: (s.name, s.partitions) for s in specs
-                              if s.kind == "notices" and s.agency is not None}
+        self.directive_topics = {
+            s.agency: (s.name, s.partitions) for s in specs if s.kind == "directives" and s.agency is not None
+        }
+        self.notice_topics = {
+            s.agency: (s.name, s.partitions) for s in specs if s.kind == "notices" and s.agency is not None
+        }
         self.quarantine_topic = world.topic_name("quarantine", namespace=ns)
         self.changelog_topic = world.topic_name("fanout_state", namespace=ns)
         self.world_rev = world_revision(world)
@@ -211,16 +221,24 @@ class Fanout:
         try:
             self._use_world(world)
         except ValueError as exc:
-            log.error("registry serial %d cannot be routed by (%s); keeping the world of serial %s",  # noqa: TRY400 - the reason is the message; a traceback adds nothing
-                      serial, exc, self.serial)
+            log.error(  # noqa: TRY400 - the reason is the message; a traceback adds nothing
+                "registry serial %d cannot be routed by (%s); keeping the world of serial %s",
+                serial,
+                exc,
+                self.serial,
+            )
             self.serial = serial  # not retried until a newer publication
             return
         self.cfg.keyring = keyring
         if self.cfg.signer_for is not None:
             signer = self.cfg.signer_for(keyring)
             if signer.key_id != self.cfg.signer.key_id:
-                log.info("signing with key %s from registry serial %d (was %s)", signer.key_id, serial,
-                         self.cfg.signer.key_id)
+                log.info(
+                    "signing with key %s from registry serial %d (was %s)",
+                    signer.key_id,
+                    serial,
+                    self.cfg.signer.key_id,
+                )
                 self.cfg.signer = self.sealer.signer = self.notices.signer = signer
         log.info("routing by registry serial %d (world %s)", serial, self.world_rev)
         self.serial = serial
@@ -298,17 +316,28 @@ class Fanout:
             self.metrics.ignored.labels(tr.outcome.value).inc()
         if tr.outcome in (Outcome.STALE_VERSION, Outcome.REPLAYED):
             held = before.version if before else 0
-            self._quarantine(msg, tr.outcome.value, f"entry {accepted.event.entry_id} is at version {held}; "
-                                                    f"got version {accepted.event.version}")
+            self._quarantine(
+                msg,
+                tr.outcome.value,
+                f"entry {accepted.event.entry_id} is at version {held}; got version {accepted.event.version}",
+            )
             return
         self._save(store, table_key, before, tr, now)
         self._done.append(_Done(ts / 1000 if ts > 0 else now.timestamp()))
 
     def _admit(self, msg: Message, origin: str, partition: int, key: bytes | None, ts: int) -> Any:
         return admit_list_record(
-            origin=origin, topic=msg.topic() or "", partition=partition, offset=msg.offset() or 0,
-            key=key, value=msg.value(), headers=_headers(msg), timestamp_ms=ts, keyring=self.cfg.keyring,
-            schemas=self.cfg.schemas, world=self.cfg.world,
+            origin=origin,
+            topic=msg.topic() or "",
+            partition=partition,
+            offset=msg.offset() or 0,
+            key=key,
+            value=msg.value(),
+            headers=_headers(msg),
+            timestamp_ms=ts,
+            keyring=self.cfg.keyring,
+            schemas=self.cfg.schemas,
+            world=self.cfg.world,
             key_partition=partition_for(key, self.partitions) if key is not None else None,
             stamped_by_broker=_stamped_by_broker(msg),
         )
@@ -339,13 +368,23 @@ class Fanout:
         _, ts = msg.timestamp()
         try:
             try:
-                self.cfg.keyring.verify(Domain.RECEIPT, value, SignedHeaders.from_kafka(_headers(msg)),
-                                        expected_agency=agency, at=datetime.fromtimestamp(ts / 1000, UTC))
+                self.cfg.keyring.verify(
+                    Domain.RECEIPT,
+                    value,
+                    SignedHeaders.from_kafka(_headers(msg)),
+                    expected_agency=agency,
+                    at=datetime.fromtimestamp(ts / 1000, UTC),
+                )
             except SignatureInvalid as exc:
                 if exc.reason is not Reason.UNKNOWN_KEY or not self._catch_up():
                     raise
-                self.cfg.keyring.verify(Domain.RECEIPT, value, SignedHeaders.from_kafka(_headers(msg)),
-                                        expected_agency=agency, at=datetime.fromtimestamp(ts / 1000, UTC))
+                self.cfg.keyring.verify(
+                    Domain.RECEIPT,
+                    value,
+                    SignedHeaders.from_kafka(_headers(msg)),
+                    expected_agency=agency,
+                    at=datetime.fromtimestamp(ts / 1000, UTC),
+                )
             receipt = self.cfg.schemas.decode_model(value, Receipt)
         except (SignatureInvalid, CodecError) as exc:
             self.metrics.receipts_refused.inc()
@@ -364,8 +403,9 @@ class Fanout:
         raw = store.get(st.entry_key(table_key))
         return EntryState.model_validate_json(raw) if raw else None
 
-    def _save(self, store: PartitionStore, table_key: str, before: EntryState | None, tr: Transition,
-              now: datetime) -> None:
+    def _save(
+        self, store: PartitionStore, table_key: str, before: EntryState | None, tr: Transition, now: datetime
+    ) -> None:
         after = tr.state
         if after is not None and after is not before:
             store.put(st.entry_key(table_key), after.model_dump_json().encode())
@@ -415,15 +455,14 @@ class Fanout:
         due = [k for k, _ in store.scan(st.PURGE, stop=stop, limit=self.cfg.expiry_batch)]
         assert self._tx is not None  # noqa: S101 - due work runs inside a transaction
         for key in due:
-            table_key = key[len(st.PURGE) + 9:].decode()
+            table_key = key[len(st.PURGE) + 9 :].decode()
             store.delete(key)
             state = self._load(store, table_key)
             if state is None or state.applied():
                 continue
             for d in state.directives.values():
                 topic, count = self.directive_topics[d.subscriber]
-                self._tx.produce(topic, pseudonym(self.cfg.key_secret, d.key).encode(), None,
-                                 store.partition % count)
+                self._tx.produce(topic, pseudonym(self.cfg.key_secret, d.key).encode(), None, store.partition % count)
                 self._answered(store, d.directive_id)
             store.delete(st.entry_key(table_key))
             store.count(entries=-1)
@@ -472,17 +511,24 @@ class Fanout:
 
     # --- producing -----------------------------------------------------------------------
 
-    def _produce_directive(self, topic: str, key: bytes, value: bytes, partition: int,
-                           headers: list[tuple[str, bytes]]) -> None:
+    def _produce_directive(
+        self, topic: str, key: bytes, value: bytes, partition: int, headers: list[tuple[str, bytes]]
+    ) -> None:
         assert self._tx is not None  # noqa: S101 - directives are only made inside a transaction
         self._tx.produce(topic, key, value, partition, headers)
 
     def _quarantine(self, msg: Message, reason: str, detail: str) -> None:
         rec = QuarantineRecord(
-            reason=reason, detail=detail[:2000], source_topic=msg.topic() or "", source_partition=msg.partition() or 0,
-            source_offset=msg.offset() or 0, key=msg.key(), value=msg.value(),
+            reason=reason,
+            detail=detail[:2000],
+            source_topic=msg.topic() or "",
+            source_partition=msg.partition() or 0,
+            source_offset=msg.offset() or 0,
+            key=msg.key(),
+            value=msg.value(),
             headers=tuple(Header(key=k, value=v) for k, v in _headers(msg)),
-            quarantined_by=self.cfg.signer.agency, quarantined_at=self.cfg.clock(),
+            quarantined_by=self.cfg.signer.agency,
+            quarantined_at=self.cfg.clock(),
         )
         value = self.cfg.schemas.encode_model(rec)
         signed = self.cfg.signer.sign(Domain.DIRECTIVE, value)
@@ -544,8 +590,9 @@ class Fanout:
         if after is not None and after <= now:
             # Routing keeps an APPLY past its end: never expected, but the index entry must not be
             # read again every tick.  Subscribers stop answering "restricted" at its end anyway.
-            log.error("entry %s holds an APPLY past its end after re-evaluation; dropped from the expiry index",
-                      table_key)
+            log.error(
+                "entry %s holds an APPLY past its end after re-evaluation; dropped from the expiry index", table_key
+            )
             store.delete(st.deadline_key(after.timestamp() * 1000, table_key))
             store.count(deadlines=-1)
         return bool(tr.emitted)
@@ -561,8 +608,11 @@ class Fanout:
                 store.put(_EPOCH, self._epoch.encode())  # nothing to re-evaluate in an empty partition
             elif held is None or held.decode() != self._epoch:
                 if p not in self._sweeping:
-                    log.info("state partition %d: the world or the MOUs in force changed; re-evaluating "
-                             "its %d entries", p, store.counters.entries)
+                    log.info(
+                        "state partition %d: the world or the MOUs in force changed; re-evaluating its %d entries",
+                        p,
+                        store.counters.entries,
+                    )
                 self._sweeping.add(p)
 
     def _sweep(self, store: PartitionStore, now: datetime) -> int:
@@ -575,7 +625,7 @@ class Fanout:
         keys = [k for k, _ in store.scan(st.ENTRY, start=start, limit=self.cfg.sweep_batch)]
         changed = 0
         for key in keys:
-            changed += self._reevaluate(store, key[len(st.ENTRY):].decode(), now)
+            changed += self._reevaluate(store, key[len(st.ENTRY) :].decode(), now)
         self.metrics.reevaluated.inc(len(keys))
         if len(keys) < self.cfg.sweep_batch:
             store.put(_EPOCH, self._epoch.encode())
@@ -583,7 +633,7 @@ class Fanout:
             self._sweeping.discard(store.partition)
             log.info("state partition %d: re-evaluation done", store.partition)
         else:
-            cursor["after"] = keys[-1][len(st.ENTRY):].decode()
+            cursor["after"] = keys[-1][len(st.ENTRY) :].decode()
             store.put(_SWEEP, json.dumps(cursor).encode())
         return len(keys) + changed
 
@@ -592,8 +642,9 @@ class Fanout:
         interval = int(self.cfg.heartbeat_interval * 1000)
         for agency, (topic, count) in self.directive_topics.items():
             for q in sorted({p % count for p in stores}):
-                hb = Heartbeat(subscriber=agency, partition=q, issued_by=self.cfg.name, issued_at=now,
-                               interval_ms=interval)
+                hb = Heartbeat(
+                    subscriber=agency, partition=q, issued_by=self.cfg.name, issued_at=now, interval_ms=interval
+                )
                 value = self.cfg.schemas.encode_model(hb)
                 headers = self.cfg.signer.sign(Domain.HEARTBEAT, value).as_kafka()
                 self._tx.produce(topic, heartbeat_key(q).encode(), value, q, headers)
@@ -658,9 +709,15 @@ class Fanout:
                     self._receipts_caught_up = True
             self.metrics.longest_pause.set(self.engine.longest_pause())
         self.metrics.set_gauges(
-            world=self.cfg.world, entries=entries, deadlines=deadlines, outstanding=buckets, oldest=oldest,
-            overdue=overdue, lag={a: lag.get(a, 0) for a in self.list_topics.values()},
-            caught_up=self._receipts_caught_up, sweeping=len(self._sweeping),
+            world=self.cfg.world,
+            entries=entries,
+            deadlines=deadlines,
+            outstanding=buckets,
+            oldest=oldest,
+            overdue=overdue,
+            lag={a: lag.get(a, 0) for a in self.list_topics.values()},
+            caught_up=self._receipts_caught_up,
+            sweeping=len(self._sweeping),
         )
         self._snapshot(stores, oldest)
 
@@ -684,11 +741,14 @@ class Fanout:
         for store in stores.values():
             for b, n in sorted((store.counters.outstanding or {}).items()):
                 subscriber, mou, stage = b.split("\x00")
-                rows.append({"partition": store.partition, "subscriber": subscriber, "mou_id": mou,
-                             "stage": stage, "count": n})
+                rows.append(
+                    {"partition": store.partition, "subscriber": subscriber, "mou_id": mou, "stage": stage, "count": n}
+                )
         self.coverage = {
-            "worker": self.cfg.name, "worker_partitions": sorted(stores),
-            "receipts_caught_up": self._receipts_caught_up, "outstanding": rows,
+            "worker": self.cfg.name,
+            "worker_partitions": sorted(stores),
+            "receipts_caught_up": self._receipts_caught_up,
+            "outstanding": rows,
             "oldest_seconds": {b.replace("\x00", " "): round(a, 3) for b, a in sorted(buckets_oldest.items())},
             "entries": sum(s.counters.entries for s in stores.values()),
             "reevaluating_partitions": sorted(self._sweeping),

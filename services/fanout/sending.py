@@ -25,8 +25,15 @@ Produce = Callable[[str, bytes, bytes, int, list[tuple[str, bytes]]], None]
 class DirectiveSealer:
     """Signs and produces directives, per agency in batches (or one by one with ``batch=False``)."""
 
-    def __init__(self, *, signer: Signer, produce: Produce, batch: bool = True, max_records: int = 512,
-                 domain: Domain = Domain.DIRECTIVE) -> None:
+    def __init__(
+        self,
+        *,
+        signer: Signer,
+        produce: Produce,
+        batch: bool = True,
+        max_records: int = 512,
+        domain: Domain = Domain.DIRECTIVE,
+    ) -> None:
         self.signer = signer
         self.domain = domain
         self.batch = batch

@@ -85,7 +85,7 @@ def age_prefix(subscriber: str, mou: str, stage: str) -> bytes:
 
 
 def split_age_key(key: bytes) -> tuple[str, str, str, int, str]:
-    subscriber, mou, stage, rest = key[len(BY_AGE):].split(_SEP, 3)
+    subscriber, mou, stage, rest = key[len(BY_AGE) :].split(_SEP, 3)
     (issued,) = struct.unpack(">Q", rest[:8])
     return subscriber.decode(), mou.decode(), stage.decode(), issued, rest[8:].decode()
 
@@ -116,8 +116,10 @@ class Counters:
     outstanding: dict[str, int] | None = None  # "subscriber\0mou\0stage" -> count
 
     def to_json(self) -> bytes:
-        return json.dumps({"entries": self.entries, "deadlines": self.deadlines,
-                           "outstanding": self.outstanding or {}}, sort_keys=True).encode()
+        return json.dumps(
+            {"entries": self.entries, "deadlines": self.deadlines, "outstanding": self.outstanding or {}},
+            sort_keys=True,
+        ).encode()
 
     @classmethod
     def from_json(cls, raw: bytes | None) -> Counters:
@@ -156,8 +158,9 @@ class PartitionStore:
     def delete(self, key: bytes) -> None:
         self._overlay[key] = None
 
-    def scan(self, prefix: bytes, *, start: bytes | None = None, stop: bytes | None = None,
-             limit: int | None = None) -> Iterator[tuple[bytes, bytes]]:
+    def scan(
+        self, prefix: bytes, *, start: bytes | None = None, stop: bytes | None = None, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Committed keys with ``prefix`` in order, from ``start`` (inclusive) to ``stop`` (exclusive),
         minus those the open transaction deleted or changed (they are seen again once it commits)."""
         n = 0

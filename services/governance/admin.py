@@ -60,7 +60,8 @@ def ensure_topics(admin: AdminClient, specs: Iterable[TopicSpec]) -> list[str]:
         raise BrokerUnavailable(f"cannot list topics: {exc}") from None
     new = [
         NewTopic(s.name, num_partitions=s.partitions, replication_factor=s.replication, config=s.kafka_config())
-        for s in specs if s.name not in existing
+        for s in specs
+        if s.name not in existing
     ]
     if not new:
         return []
@@ -271,9 +272,13 @@ def set_topic_configs(admin: AdminClient, changes: dict[str, dict[str, str]]) ->
     if not changes:
         return
     resources = [
-        ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
-            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in sorted(cfg.items())
-        ])
+        ConfigResource(
+            ResourceType.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in sorted(cfg.items())
+            ],
+        )
         for name, cfg in sorted(changes.items())
     ]
     for res, fut in admin.incremental_alter_configs(resources, request_timeout=TIMEOUT).items():

@@ -51,8 +51,14 @@ def _receipted(access: KafkaAccess, topic: str, schemas: SchemaRegistry) -> set[
     return ids
 
 
-def measure_drain(access: KafkaAccess, world: World, namespace: str, agency: str,
-                  now: datetime | None = None, schemas: SchemaRegistry | None = None) -> DrainStatus:
+def measure_drain(
+    access: KafkaAccess,
+    world: World,
+    namespace: str,
+    agency: str,
+    now: datetime | None = None,
+    schemas: SchemaRegistry | None = None,
+) -> DrainStatus:
     schemas = schemas or default_registry()
     directives, receipts = feed_topics(world, namespace, agency)
     feed = _feed(access, directives, schemas)

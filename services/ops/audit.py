@@ -37,8 +37,7 @@ class AuditReport:
 
     @property
     def clean(self) -> bool:
-        return not self.findings_topics and not any(self.findings_stores.values()) and not any(
-            self.unanswered.values())
+        return not self.findings_topics and not any(self.findings_stores.values()) and not any(self.unanswered.values())
 
     def lines(self) -> list[str]:
         out = [f"list records: {self.events} accepted, {self.refused_events} refused (quarantined)"]
@@ -50,8 +49,7 @@ class AuditReport:
         for agency, ids in sorted(self.unanswered.items()):
             if ids:
                 out.append(f"receipts of {agency}: {len(ids)} latest directive(s) without a receipt")
-        out.append("CLEAN: every required measure is held, every lifted one is lifted" if self.clean
-                   else "NOT CLEAN")
+        out.append("CLEAN: every required measure is held, every lifted one is lifted" if self.clean else "NOT CLEAN")
         return out
 
 
@@ -68,8 +66,10 @@ def latest_of(directives: Iterable[Directive]) -> dict[str, Directive]:
 
 def held_from_directives(directives: Iterable[Directive]) -> dict[str, Held]:
     latest = latest_of(directives)
-    return {k: Held(d.action.value, d.subscriber, d.mou_id, d.mou_version, d.valid_until, d.valid_from, d.target)
-            for k, d in latest.items()}
+    return {
+        k: Held(d.action.value, d.subscriber, d.mou_id, d.mou_version, d.valid_until, d.valid_from, d.target)
+        for k, d in latest.items()
+    }
 
 
 def held_from_store(db: Path, agency: str) -> dict[str, Held]:
@@ -77,20 +77,29 @@ def held_from_store(db: Path, agency: str) -> dict[str, Held]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = con.execute(
-            "SELECT key, action, mou_id, mou_version, valid_until, valid_from, target FROM directives").fetchall()
+            "SELECT key, action, mou_id, mou_version, valid_until, valid_from, target FROM directives"
+        ).fetchall()
     finally:
         con.close()
 
     def when(ts: float | None) -> datetime | None:
         return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
-    return {k: Held(a, agency, m, v, when(u), when(f), TargetSubject.model_validate_json(t))
-            for k, a, m, v, u, f, t in rows}
+    return {
+        k: Held(a, agency, m, v, when(u), when(f), TargetSubject.model_validate_json(t)) for k, a, m, v, u, f, t in rows
+    }
 
 
-async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyring: Keyring,
-                    schemas: SchemaRegistry, stores: dict[str, Path] | None = None,
-                    now: datetime | None = None) -> AuditReport:
+async def run_audit(
+    *,
+    access: KafkaAccess,
+    world: World,
+    namespace: str,
+    keyring: Keyring,
+    schemas: SchemaRegistry,
+    stores: dict[str, Path] | None = None,
+    now: datetime | None = None,
+) -> AuditReport:
     specs = world.topic_specs(namespace)
     lists = {s.name: s.agency for s in specs if s.kind == "lists" and s.agency}
     directives = {s.name: s.agency for s in specs if s.kind == "directives" and s.agency}
@@ -100,11 +109,20 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
     events: list[tuple[str, ListEntryEvent]] = []
     for topic, rec in await read_to_end(access, lists):
         try:
-            acc = admit_list_record(origin=lists[topic], topic=topic, partition=rec.partition,
-                                    offset=rec.offset, key=rec.key, value=rec.value,
-                                    headers=rec.headers, timestamp_ms=rec.timestamp,
-                                    keyring=keyring, schemas=schemas, world=world,
-                                    key_partition=partition_for(rec.key, partitions[topic]) if rec.key else None)
+            acc = admit_list_record(
+                origin=lists[topic],
+                topic=topic,
+                partition=rec.partition,
+                offset=rec.offset,
+                key=rec.key,
+                value=rec.value,
+                headers=rec.headers,
+                timestamp_ms=rec.timestamp,
+                keyring=keyring,
+                schemas=schemas,
+                world=world,
+                key_partition=partition_for(rec.key, partitions[topic]) if rec.key else None,
+            )
         except Refused:
             report.refused_events += 1
             continue
@@ -116,9 +134,17 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
         if schemas.kind_of(rec.value) == "heartbeat":
             continue  # the fan-out's sign of life, not a directive
         try:
-            held.append(admit_directive(agency=directives[topic], value=rec.value,
-                                        headers=rec.headers, timestamp_ms=rec.timestamp,
-                                        keyring=keyring, schemas=schemas, world=world))
+            held.append(
+                admit_directive(
+                    agency=directives[topic],
+                    value=rec.value,
+                    headers=rec.headers,
+                    timestamp_ms=rec.timestamp,
+                    keyring=keyring,
+                    schemas=schemas,
+                    world=world,
+                )
+            )
         except Refused:
             continue
     report.findings_topics = audit(events, held_from_directives(held), world, now)
@@ -127,9 +153,13 @@ async def run_audit(*, access: KafkaAccess, world: World, namespace: str, keyrin
     answered: set[str] = set()
     for topic, rec in await read_to_end(access, receipts):
         try:
-            keyring.verify(Domain.RECEIPT, rec.value, SignedHeaders.from_kafka(rec.headers),
-                           expected_agency=receipts[topic],
-                           at=datetime.fromtimestamp(rec.timestamp / 1000, UTC))
+            keyring.verify(
+                Domain.RECEIPT,
+                rec.value,
+                SignedHeaders.from_kafka(rec.headers),
+                expected_agency=receipts[topic],
+                at=datetime.fromtimestamp(rec.timestamp / 1000, UTC),
+            )
             answered.add(schemas.decode_model(rec.value, Receipt).directive_id)
         except (SignatureInvalid, CodecError):
             continue

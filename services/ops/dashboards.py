@@ -59,29 +59,70 @@ class Layout:
         self.next_id += 1
         return self.next_id
 
-    def series(self, title: str, description: str, queries: list[gprom.Dataquery], *, unit: str = "short",
-               width: int = 12, height: int = 8, stack: bool = False) -> gts.Panel:
-        p = (gts.Panel().id(self._id()).title(title).description(description).datasource(DATASOURCE)
-             .unit(unit).span(width).height(height).fill_opacity(10 if not stack else 40).line_width(1)
-             .legend(gcommon.VizLegendOptions().show_legend(True)
-                     .display_mode(common.LegendDisplayMode.TABLE).placement(common.LegendPlacement.BOTTOM)
-                     .calcs(["lastNotNull", "max"])))
+    def series(
+        self,
+        title: str,
+        description: str,
+        queries: list[gprom.Dataquery],
+        *,
+        unit: str = "short",
+        width: int = 12,
+        height: int = 8,
+        stack: bool = False,
+    ) -> gts.Panel:
+        p = (
+            gts.Panel()
+            .id(self._id())
+            .title(title)
+            .description(description)
+            .datasource(DATASOURCE)
+            .unit(unit)
+            .span(width)
+            .height(height)
+            .fill_opacity(10 if not stack else 40)
+            .line_width(1)
+            .legend(
+                gcommon.VizLegendOptions()
+                .show_legend(True)
+                .display_mode(common.LegendDisplayMode.TABLE)
+                .placement(common.LegendPlacement.BOTTOM)
+                .calcs(["lastNotNull", "max"])
+            )
+        )
         if stack:
             p = p.stacking(gcommon.StackingConfig().mode(common.StackingMode.NORMAL))
         for i, q in enumerate(queries):
             p = p.with_target(q.ref_id(chr(ord("A") + i)))
         return p
 
-    def stat(self, title: str, description: str, queries: list[gprom.Dataquery], *, unit: str = "short",
-             width: int = 4, height: int = 4, red_from: float | None = 1.0) -> gstat.Panel:
+    def stat(
+        self,
+        title: str,
+        description: str,
+        queries: list[gprom.Dataquery],
+        *,
+        unit: str = "short",
+        width: int = 4,
+        height: int = 4,
+        red_from: float | None = 1.0,
+    ) -> gstat.Panel:
         steps = [model.Threshold(value=None, color="green")]
         if red_from is not None:
             steps.append(model.Threshold(value=red_from, color="red"))
-        p = (gstat.Panel().id(self._id()).title(title).description(description).datasource(DATASOURCE)
-             .unit(unit).span(width).height(height).color_mode(common.BigValueColorMode.BACKGROUND)
-             .graph_mode(common.BigValueGraphMode.NONE)
-             .reduce_options(gcommon.ReduceDataOptions().calcs(["lastNotNull"]))
-             .thresholds(gdash.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(steps)))
+        p = (
+            gstat.Panel()
+            .id(self._id())
+            .title(title)
+            .description(description)
+            .datasource(DATASOURCE)
+            .unit(unit)
+            .span(width)
+            .height(height)
+            .color_mode(common.BigValueColorMode.BACKGROUND)
+            .graph_mode(common.BigValueGraphMode.NONE)
+            .reduce_options(gcommon.ReduceDataOptions().calcs(["lastNotNull"]))
+            .thresholds(gdash.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE).steps(steps))
+        )
         for i, q in enumerate(queries):
             p = p.with_target(q.ref_id(chr(ord("A") + i)))
         return p
@@ -91,92 +132,212 @@ class Layout:
 
 
 def _base(uid: str, title: str, description: str) -> gdash.Dashboard:
-    return (gdash.Dashboard(title).uid(uid).description(description).tags(TAGS).editable()
-            .time("now-1h", "now").refresh("30s").timezone("browser")
-            .tooltip(model.DashboardCursorSync.CROSSHAIR)
-            .with_variable(gdash.DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
-            .link(gdash.DashboardLink("Concord").type(model.DashboardLinkType.DASHBOARDS).tags(TAGS)
-                  .as_dropdown(True).include_vars(True).keep_time(True)))
+    return (
+        gdash.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(TAGS)
+        .editable()
+        .time("now-1h", "now")
+        .refresh("30s")
+        .timezone("browser")
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .with_variable(gdash.DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
+        .link(
+            gdash.DashboardLink("Concord")
+            .type(model.DashboardLinkType.DASHBOARDS)
+            .tags(TAGS)
+            .as_dropdown(True)
+            .include_vars(True)
+            .keep_time(True)
+        )
+    )
 
 
 def exchange_overview() -> model.Dashboard:
     lay = Layout()
-    d = _base("concord-overview", "Concord — exchange overview",
-              "Is every agency publishing, is every directive reaching its agency, what is stuck and why.")
+    d = _base(
+        "concord-overview",
+        "Concord — exchange overview",
+        "Is every agency publishing, is every directive reaching its agency, what is stuck and why.",
+    )
     d = d.with_row(lay.row("Health"))
-    d = d.with_panel(lay.stat("Services down", "Scrape targets of Concord and the broker that do not answer.",
-                              [query('count(up{job=~"concord-.*|kafka-broker"} == 0) or vector(0)',
-                                     instant=True)]))
-    d = d.with_panel(lay.stat("Fan-out workers", "Fan-out processes answering on /metrics.",
-                              [query('sum(up{job="concord-fanout"}) or vector(0)', instant=True)], red_from=None))
-    d = d.with_panel(lay.stat("Quarantined (1h)", "Records the fan-out refused in the last hour, all reasons.",
-                              [query("sum(increase(concord_quarantine_total[1h]))", instant=True)]))
-    d = d.with_panel(lay.stat("Receipts outstanding", "Latest directives no agency has acknowledged yet.",
-                              [query("sum(concord_fanout_receipts_outstanding)", instant=True)], red_from=None))
-    d = d.with_panel(lay.stat("Expired, not lifted", "Measures whose period ended that an agency may still hold.",
-                              [query("sum(concord_fanout_expired_unlifted)", instant=True)]))
-    d = d.with_panel(lay.stat("ACL drift", "Bindings, topics and users missing or extra on the cluster.",
-                              [query("sum(concord_acl_drift_missing) + sum(concord_acl_drift_extra)",
-                                     instant=True)]))
+    d = d.with_panel(
+        lay.stat(
+            "Services down",
+            "Scrape targets of Concord and the broker that do not answer.",
+            [query('count(up{job=~"concord-.*|kafka-broker"} == 0) or vector(0)', instant=True)],
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Fan-out workers",
+            "Fan-out processes answering on /metrics.",
+            [query('sum(up{job="concord-fanout"}) or vector(0)', instant=True)],
+            red_from=None,
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Quarantined (1h)",
+            "Records the fan-out refused in the last hour, all reasons.",
+            [query("sum(increase(concord_quarantine_total[1h]))", instant=True)],
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Receipts outstanding",
+            "Latest directives no agency has acknowledged yet.",
+            [query("sum(concord_fanout_receipts_outstanding)", instant=True)],
+            red_from=None,
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Expired, not lifted",
+            "Measures whose period ended that an agency may still hold.",
+            [query("sum(concord_fanout_expired_unlifted)", instant=True)],
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "ACL drift",
+            "Bindings, topics and users missing or extra on the cluster.",
+            [query("sum(concord_acl_drift_missing) + sum(concord_acl_drift_extra)", instant=True)],
+        )
+    )
     d = d.with_row(lay.row("Flow"))
-    d = d.with_panel(lay.series(
-        "Publish rate per agency", "List records admitted by the fan-out, per publishing agency.",
-        [query("sum by (agency) (rate(concord_fanout_events_total[$__rate_interval]))", "{{agency}}")],
-        unit="reqps"))
-    d = d.with_panel(lay.series(
-        "Directives per MOU and subscriber", "APPLY and LIFT directives sent, per implementing agency and MOU.",
-        [query("sum by (subscriber, mou) (rate(concord_fanout_directives_total[$__rate_interval]))",
-               "{{subscriber}} · {{mou}}")], unit="reqps"))
-    d = d.with_panel(lay.series(
-        "End-to-end latency (p99)",
-        "Record on a list topic to its directives (fan-out), and directive to the agency's store (subscriber).",
-        [query("histogram_quantile(0.99, sum by (le) (rate(concord_fanout_processing_seconds_bucket"
-               "[$__rate_interval])))", "fan-out p99"),
-         query("histogram_quantile(0.99, sum by (le, agency) (rate(concord_subscriber_end_to_end_seconds_bucket"
-               "[$__rate_interval])))", "{{agency}} p99")], unit="s"))
-    d = d.with_panel(lay.series(
-        "Fan-out work",
-        "The longest single round of work of each worker in the last minute (records, expiry, commit), and "
-        "entries re-evaluated per second after a change of the MOUs.",
-        [query("max(concord_fanout_longest_pause_seconds)", "longest pause (s)"),
-         query("sum(rate(concord_fanout_reevaluated_total[$__rate_interval]))", "re-evaluated/s"),
-         query('sum(rate(concord_fanout_transactions_total{result="aborted"}[$__rate_interval]))',
-               "aborted transactions/s")]))
-    d = d.with_panel(lay.series(
-        "Consumer lag per agency",
-        "Directives an agency's subscriber has not read yet; list records of a publishing agency the fan-out "
-        "has not committed yet.",
-        [query("max by (agency) (concord_subscriber_lag_records)", "{{agency}} (directives)"),
-         query("sum by (agency) (concord_fanout_lag_records)", "{{agency}} (list)")]))
+    d = d.with_panel(
+        lay.series(
+            "Publish rate per agency",
+            "List records admitted by the fan-out, per publishing agency.",
+            [query("sum by (agency) (rate(concord_fanout_events_total[$__rate_interval]))", "{{agency}}")],
+            unit="reqps",
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Directives per MOU and subscriber",
+            "APPLY and LIFT directives sent, per implementing agency and MOU.",
+            [
+                query(
+                    "sum by (subscriber, mou) (rate(concord_fanout_directives_total[$__rate_interval]))",
+                    "{{subscriber}} · {{mou}}",
+                )
+            ],
+            unit="reqps",
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "End-to-end latency (p99)",
+            "Record on a list topic to its directives (fan-out), and directive to the agency's store (subscriber).",
+            [
+                query(
+                    "histogram_quantile(0.99, sum by (le) (rate(concord_fanout_processing_seconds_bucket"
+                    "[$__rate_interval])))",
+                    "fan-out p99",
+                ),
+                query(
+                    "histogram_quantile(0.99, sum by (le, agency) (rate(concord_subscriber_end_to_end_seconds_bucket"
+                    "[$__rate_interval])))",
+                    "{{agency}} p99",
+                ),
+            ],
+            unit="s",
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Fan-out work",
+            "The longest single round of work of each worker in the last minute (records, expiry, commit), and "
+            "entries re-evaluated per second after a change of the MOUs.",
+            [
+                query("max(concord_fanout_longest_pause_seconds)", "longest pause (s)"),
+                query("sum(rate(concord_fanout_reevaluated_total[$__rate_interval]))", "re-evaluated/s"),
+                query(
+                    'sum(rate(concord_fanout_transactions_total{result="aborted"}[$__rate_interval]))',
+                    "aborted transactions/s",
+                ),
+            ],
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Consumer lag per agency",
+            "Directives an agency's subscriber has not read yet; list records of a publishing agency the fan-out "
+            "has not committed yet.",
+            [
+                query("max by (agency) (concord_subscriber_lag_records)", "{{agency}} (directives)"),
+                query("sum by (agency) (concord_fanout_lag_records)", "{{agency}} (list)"),
+            ],
+        )
+    )
     d = d.with_row(lay.row("Enforcement"))
-    d = d.with_panel(lay.series(
-        "Quarantine by reason", "Records refused by the fan-out (per minute), by reason.",
-        [query("sum by (reason) (rate(concord_quarantine_total[$__rate_interval])) * 60", "{{reason}}")],
-        unit="short", stack=True))
-    d = d.with_panel(lay.series(
-        "Receipts outstanding", "Latest directives without a signed receipt, per implementing agency and MOU.",
-        [query("sum by (subscriber, mou) (concord_fanout_receipts_outstanding)", "{{subscriber}} · {{mou}}")]))
-    d = d.with_panel(lay.series(
-        "Oldest directive without receipt", "Seconds the oldest unacknowledged directive has waited.",
-        [query("max by (subscriber) (concord_fanout_receipt_wait_seconds)", "{{subscriber}}")], unit="s"))
-    d = d.with_panel(lay.series(
-        "Expiries due and not lifted",
-        "Entries with a period that will end; measures whose period ended but are not lifted yet (fanout: no "
-        "LIFT issued, receipt: LIFT not acknowledged).",
-        [query("sum(concord_fanout_expiries_pending)", "periods that will end"),
-         query("sum by (stage) (concord_fanout_expired_unlifted)", "expired, not lifted ({{stage}})")]))
-    d = d.with_panel(lay.series(
-        "Signature and integrity failures", "Refusals for signature reasons, at the fan-out and at subscribers.",
-        [query(f'sum by (reason) (increase(concord_quarantine_total{{reason=~"{SIGNATURES}"}}'
-               "[$__rate_interval]))", "fan-out {{reason}}"),
-         query(f'sum by (agency, reason) (increase(concord_subscriber_rejected_total{{reason=~"{SIGNATURES}"}}'
-               "[$__rate_interval]))", "{{agency}} {{reason}}")], stack=True))
-    d = d.with_panel(lay.series(
-        "ACL drift", "What `concord acl drift` finds: missing and extra are Concord's to fix, unmanaged is "
-        "reported only.",
-        [query("sum by (kind) (concord_acl_drift_missing)", "missing {{kind}}"),
-         query("sum by (kind) (concord_acl_drift_extra)", "extra {{kind}}"),
-         query("sum by (kind) (concord_acl_drift_unmanaged)", "unmanaged {{kind}}")]))
+    d = d.with_panel(
+        lay.series(
+            "Quarantine by reason",
+            "Records refused by the fan-out (per minute), by reason.",
+            [query("sum by (reason) (rate(concord_quarantine_total[$__rate_interval])) * 60", "{{reason}}")],
+            unit="short",
+            stack=True,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Receipts outstanding",
+            "Latest directives without a signed receipt, per implementing agency and MOU.",
+            [query("sum by (subscriber, mou) (concord_fanout_receipts_outstanding)", "{{subscriber}} · {{mou}}")],
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Oldest directive without receipt",
+            "Seconds the oldest unacknowledged directive has waited.",
+            [query("max by (subscriber) (concord_fanout_receipt_wait_seconds)", "{{subscriber}}")],
+            unit="s",
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Expiries due and not lifted",
+            "Entries with a period that will end; measures whose period ended but are not lifted yet (fanout: no "
+            "LIFT issued, receipt: LIFT not acknowledged).",
+            [
+                query("sum(concord_fanout_expiries_pending)", "periods that will end"),
+                query("sum by (stage) (concord_fanout_expired_unlifted)", "expired, not lifted ({{stage}})"),
+            ],
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Signature and integrity failures",
+            "Refusals for signature reasons, at the fan-out and at subscribers.",
+            [
+                query(
+                    f'sum by (reason) (increase(concord_quarantine_total{{reason=~"{SIGNATURES}"}}[$__rate_interval]))',
+                    "fan-out {{reason}}",
+                ),
+                query(
+                    f'sum by (agency, reason) (increase(concord_subscriber_rejected_total{{reason=~"{SIGNATURES}"}}'
+                    "[$__rate_interval]))",
+                    "{{agency}} {{reason}}",
+                ),
+            ],
+            stack=True,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "ACL drift",
+            "What `concord acl drift` finds: missing and extra are Concord's to fix, unmanaged is reported only.",
+            [
+                query("sum by (kind) (concord_acl_drift_missing)", "missing {{kind}}"),
+                query("sum by (kind) (concord_acl_drift_extra)", "extra {{kind}}"),
+                query("sum by (kind) (concord_acl_drift_unmanaged)", "unmanaged {{kind}}"),
+            ],
+        )
+    )
     return d.build()
 
 
@@ -184,137 +345,349 @@ def agency_view() -> model.Dashboard:
     lay = Layout()
     a = 'agency="$agency"'
     s = 'subscriber="$agency"'
-    d = _base("concord-agency", "Concord — agency",
-              "One agency: what it publishes (adapter, fan-out) and what it implements (directives, store, "
-              "receipts).")
+    d = _base(
+        "concord-agency",
+        "Concord — agency",
+        "One agency: what it publishes (adapter, fan-out) and what it implements (directives, store, receipts).",
+    )
     d = d.with_variable(
-        gdash.QueryVariable("agency").label("Agency").datasource(DATASOURCE)
-        .query('label_values({__name__=~"concord_fanout_events_total|concord_subscriber_lag_records|'
-               'concord_adapter_inbox_files"}, agency)')
-        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED).sort(model.VariableSort.ALPHABETICAL_ASC))
+        gdash.QueryVariable("agency")
+        .label("Agency")
+        .datasource(DATASOURCE)
+        .query(
+            'label_values({__name__=~"concord_fanout_events_total|concord_subscriber_lag_records|'
+            'concord_adapter_inbox_files"}, agency)'
+        )
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+    )
     d = d.with_row(lay.row("Publishing"))
-    d = d.with_panel(lay.series(
-        "Records admitted by program", "The agency's list records the fan-out admitted, per program.",
-        [query(f"sum by (program) (rate(concord_fanout_events_total{{{a}}}[$__rate_interval]))", "{{program}}")],
-        unit="reqps", width=8))
-    d = d.with_panel(lay.series(
-        "Adapter records by outcome", "Records of files finished by the drop-folder adapter (per minute).",
-        [query(f"sum by (outcome) (rate(concord_adapter_records_total{{{a}}}[$__rate_interval])) * 60",
-               "{{outcome}}")], width=8))
-    d = d.with_panel(lay.series(
-        "Inbox", "Files waiting in the drop folder, and the age of the oldest.",
-        [query(f"sum(concord_adapter_inbox_files{{{a}}})", "files waiting"),
-         query(f"max(concord_adapter_inbox_oldest_seconds{{{a}}})", "oldest (s)")], width=8))
+    d = d.with_panel(
+        lay.series(
+            "Records admitted by program",
+            "The agency's list records the fan-out admitted, per program.",
+            [query(f"sum by (program) (rate(concord_fanout_events_total{{{a}}}[$__rate_interval]))", "{{program}}")],
+            unit="reqps",
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Adapter records by outcome",
+            "Records of files finished by the drop-folder adapter (per minute).",
+            [
+                query(
+                    f"sum by (outcome) (rate(concord_adapter_records_total{{{a}}}[$__rate_interval])) * 60",
+                    "{{outcome}}",
+                )
+            ],
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Inbox",
+            "Files waiting in the drop folder, and the age of the oldest.",
+            [
+                query(f"sum(concord_adapter_inbox_files{{{a}}})", "files waiting"),
+                query(f"max(concord_adapter_inbox_oldest_seconds{{{a}}})", "oldest (s)"),
+            ],
+            width=8,
+        )
+    )
     d = d.with_row(lay.row("Implementing"))
-    d = d.with_panel(lay.stat("Store freshness", "Seconds since the store last confirmed it read its whole feed.",
-                              [query(f"max(concord_subscriber_freshness_seconds{{{a}}})", instant=True)],
-                              unit="s", red_from=120))
-    d = d.with_panel(lay.stat("Lag", "Directives not yet read.",
-                              [query(f"max(concord_subscriber_lag_records{{{a}}})", instant=True)], red_from=1000))
-    d = d.with_panel(lay.stat("Active directives", "Directives in force in the store.",
-                              [query(f"max(concord_subscriber_active_directives{{{a}}})", instant=True)],
-                              red_from=None))
-    d = d.with_panel(lay.stat("Receipts in outbox", "Receipts stored but not sent yet.",
-                              [query(f"max(concord_subscriber_receipts_outbox{{{a}}})", instant=True)],
-                              red_from=None))
-    d = d.with_panel(lay.stat("Without receipt", "The agency's latest directives the fan-out has no receipt for.",
-                              [query(f"sum(concord_fanout_receipts_outstanding{{{s}}})", instant=True)],
-                              red_from=None))
-    d = d.with_panel(lay.stat("Expired, not lifted", "Measures whose period ended that the agency may still hold.",
-                              [query(f"sum(concord_fanout_expired_unlifted{{{s}}})", instant=True)]))
-    d = d.with_panel(lay.series(
-        "Directives sent to the agency", "By MOU and action, as the fan-out sent them.",
-        [query(f"sum by (mou, action) (rate(concord_fanout_directives_total{{{s}}}[$__rate_interval]))",
-               "{{mou}} {{action}}")], unit="reqps", width=8))
-    d = d.with_panel(lay.series(
-        "Directives applied and refused", "Applied by action, refused by reason, in the agency's store.",
-        [query(f"sum by (action) (rate(concord_subscriber_directives_total{{{a}}}[$__rate_interval]))",
-               "applied {{action}}"),
-         query(f"sum by (reason) (rate(concord_subscriber_rejected_total{{{a}}}[$__rate_interval]))",
-               "refused {{reason}}")], unit="reqps", width=8))
-    d = d.with_panel(lay.series(
-        "Checks answered", "Questions the agency's systems asked, by answer.",
-        [query(f"sum by (result) (rate(concord_subscriber_checks_total{{{a}}}[$__rate_interval]))", "{{result}}")],
-        unit="reqps", width=8))
-    d = d.with_panel(lay.series(
-        "Directive to store latency", "Broker timestamp of a directive to its application in the store.",
-        [query("histogram_quantile(0.5, sum by (le) (rate(concord_subscriber_end_to_end_seconds_bucket"
-               f"{{{a}}}[$__rate_interval])))", "p50"),
-         query("histogram_quantile(0.99, sum by (le) (rate(concord_subscriber_end_to_end_seconds_bucket"
-               f"{{{a}}}[$__rate_interval])))", "p99")], unit="s"))
-    d = d.with_panel(lay.series(
-        "Receipts outstanding by MOU", "Unacknowledged directives and the oldest wait, per MOU.",
-        [query(f"sum by (mou) (concord_fanout_receipts_outstanding{{{s}}})", "{{mou}} count"),
-         query(f"max by (mou) (concord_fanout_receipt_wait_seconds{{{s}}})", "{{mou}} oldest (s)")]))
+    d = d.with_panel(
+        lay.stat(
+            "Store freshness",
+            "Seconds since the store last confirmed it read its whole feed.",
+            [query(f"max(concord_subscriber_freshness_seconds{{{a}}})", instant=True)],
+            unit="s",
+            red_from=120,
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Lag",
+            "Directives not yet read.",
+            [query(f"max(concord_subscriber_lag_records{{{a}}})", instant=True)],
+            red_from=1000,
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Active directives",
+            "Directives in force in the store.",
+            [query(f"max(concord_subscriber_active_directives{{{a}}})", instant=True)],
+            red_from=None,
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Receipts in outbox",
+            "Receipts stored but not sent yet.",
+            [query(f"max(concord_subscriber_receipts_outbox{{{a}}})", instant=True)],
+            red_from=None,
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Without receipt",
+            "The agency's latest directives the fan-out has no receipt for.",
+            [query(f"sum(concord_fanout_receipts_outstanding{{{s}}})", instant=True)],
+            red_from=None,
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Expired, not lifted",
+            "Measures whose period ended that the agency may still hold.",
+            [query(f"sum(concord_fanout_expired_unlifted{{{s}}})", instant=True)],
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Directives sent to the agency",
+            "By MOU and action, as the fan-out sent them.",
+            [
+                query(
+                    f"sum by (mou, action) (rate(concord_fanout_directives_total{{{s}}}[$__rate_interval]))",
+                    "{{mou}} {{action}}",
+                )
+            ],
+            unit="reqps",
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Directives applied and refused",
+            "Applied by action, refused by reason, in the agency's store.",
+            [
+                query(
+                    f"sum by (action) (rate(concord_subscriber_directives_total{{{a}}}[$__rate_interval]))",
+                    "applied {{action}}",
+                ),
+                query(
+                    f"sum by (reason) (rate(concord_subscriber_rejected_total{{{a}}}[$__rate_interval]))",
+                    "refused {{reason}}",
+                ),
+            ],
+            unit="reqps",
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Checks answered",
+            "Questions the agency's systems asked, by answer.",
+            [query(f"sum by (result) (rate(concord_subscriber_checks_total{{{a}}}[$__rate_interval]))", "{{result}}")],
+            unit="reqps",
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Directive to store latency",
+            "Broker timestamp of a directive to its application in the store.",
+            [
+                query(
+                    "histogram_quantile(0.5, sum by (le) (rate(concord_subscriber_end_to_end_seconds_bucket"
+                    f"{{{a}}}[$__rate_interval])))",
+                    "p50",
+                ),
+                query(
+                    "histogram_quantile(0.99, sum by (le) (rate(concord_subscriber_end_to_end_seconds_bucket"
+                    f"{{{a}}}[$__rate_interval])))",
+                    "p99",
+                ),
+            ],
+            unit="s",
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Receipts outstanding by MOU",
+            "Unacknowledged directives and the oldest wait, per MOU.",
+            [
+                query(f"sum by (mou) (concord_fanout_receipts_outstanding{{{s}}})", "{{mou}} count"),
+                query(f"max by (mou) (concord_fanout_receipt_wait_seconds{{{s}}})", "{{mou}} oldest (s)"),
+            ],
+        )
+    )
     return d.build()
 
 
 def broker_view() -> model.Dashboard:
     lay = Layout()
     b = 'job="kafka-broker"'
-    d = _base("concord-broker", "Concord — Kafka broker",
-              "The Kafka broker through the Prometheus JMX exporter (deploy/prometheus/kafka-jmx.yaml).")
+    d = _base(
+        "concord-broker",
+        "Concord — Kafka broker",
+        "The Kafka broker through the Prometheus JMX exporter (deploy/prometheus/kafka-jmx.yaml).",
+    )
     d = d.with_row(lay.row("Partitions and controller"))
-    d = d.with_panel(lay.stat("Broker up", "The JMX exporter answers.",
-                              [query(f"sum(up{{{b}}}) or vector(0)", instant=True)], red_from=None))
-    d = d.with_panel(lay.stat("Active controller", "Exactly one node must be the active controller.",
-                              [query("sum(kafka_controller_kafkacontroller_activecontrollercount)", instant=True)],
-                              red_from=2))
-    d = d.with_panel(lay.stat("Offline partitions", "Partitions without a leader: nobody can read or write them.",
-                              [query("sum(kafka_controller_kafkacontroller_offlinepartitionscount)", instant=True)]))
-    d = d.with_panel(lay.stat("Under-replicated", "Partitions with fewer in-sync replicas than replicas.",
-                              [query("sum(kafka_server_replicamanager_underreplicatedpartitions)", instant=True)]))
-    d = d.with_panel(lay.stat("Under min ISR", "Partitions that refuse acks=all writes.",
-                              [query("sum(kafka_server_replicamanager_underminisrpartitioncount)", instant=True)]))
-    d = d.with_panel(lay.stat("Partitions", "Partitions in the cluster.",
-                              [query("sum(kafka_controller_kafkacontroller_globalpartitioncount)", instant=True)],
-                              red_from=None))
+    d = d.with_panel(
+        lay.stat(
+            "Broker up",
+            "The JMX exporter answers.",
+            [query(f"sum(up{{{b}}}) or vector(0)", instant=True)],
+            red_from=None,
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Active controller",
+            "Exactly one node must be the active controller.",
+            [query("sum(kafka_controller_kafkacontroller_activecontrollercount)", instant=True)],
+            red_from=2,
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Offline partitions",
+            "Partitions without a leader: nobody can read or write them.",
+            [query("sum(kafka_controller_kafkacontroller_offlinepartitionscount)", instant=True)],
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Under-replicated",
+            "Partitions with fewer in-sync replicas than replicas.",
+            [query("sum(kafka_server_replicamanager_underreplicatedpartitions)", instant=True)],
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Under min ISR",
+            "Partitions that refuse acks=all writes.",
+            [query("sum(kafka_server_replicamanager_underminisrpartitioncount)", instant=True)],
+        )
+    )
+    d = d.with_panel(
+        lay.stat(
+            "Partitions",
+            "Partitions in the cluster.",
+            [query("sum(kafka_controller_kafkacontroller_globalpartitioncount)", instant=True)],
+            red_from=None,
+        )
+    )
     d = d.with_row(lay.row("Traffic"))
-    d = d.with_panel(lay.series(
-        "Bytes in and out", "All topics.",
-        [query("sum(rate(kafka_server_brokertopicmetrics_bytesin_total[$__rate_interval]))", "in"),
-         query("sum(rate(kafka_server_brokertopicmetrics_bytesout_total[$__rate_interval]))", "out")],
-        unit="Bps", width=8))
-    d = d.with_panel(lay.series(
-        "Messages in per topic", "The ten busiest topics.",
-        [query("topk(10, sum by (topic) (rate(kafka_server_topic_messagesin_total[$__rate_interval])))",
-               "{{topic}}")], unit="reqps", width=8))
-    d = d.with_panel(lay.series(
-        "Failed requests", "Produce and fetch requests the broker failed.",
-        [query("sum(rate(kafka_server_brokertopicmetrics_failedproducerequests_total[$__rate_interval]))",
-               "produce"),
-         query("sum(rate(kafka_server_brokertopicmetrics_failedfetchrequests_total[$__rate_interval]))",
-               "fetch")], unit="reqps", width=8))
+    d = d.with_panel(
+        lay.series(
+            "Bytes in and out",
+            "All topics.",
+            [
+                query("sum(rate(kafka_server_brokertopicmetrics_bytesin_total[$__rate_interval]))", "in"),
+                query("sum(rate(kafka_server_brokertopicmetrics_bytesout_total[$__rate_interval]))", "out"),
+            ],
+            unit="Bps",
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Messages in per topic",
+            "The ten busiest topics.",
+            [
+                query(
+                    "topk(10, sum by (topic) (rate(kafka_server_topic_messagesin_total[$__rate_interval])))",
+                    "{{topic}}",
+                )
+            ],
+            unit="reqps",
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Failed requests",
+            "Produce and fetch requests the broker failed.",
+            [
+                query(
+                    "sum(rate(kafka_server_brokertopicmetrics_failedproducerequests_total[$__rate_interval]))",
+                    "produce",
+                ),
+                query(
+                    "sum(rate(kafka_server_brokertopicmetrics_failedfetchrequests_total[$__rate_interval]))", "fetch"
+                ),
+            ],
+            unit="reqps",
+            width=8,
+        )
+    )
     d = d.with_row(lay.row("Requests"))
-    d = d.with_panel(lay.series(
-        "Request rate by type", "Requests per second, by API.",
-        [query("sum by (request) (rate(kafka_network_requests_total[$__rate_interval]))", "{{request}}")],
-        unit="reqps", width=8))
-    d = d.with_panel(lay.series(
-        "Request latency p99", "Total time of produce and fetch requests (broker's own percentile).",
-        [query('max by (request) (kafka_network_request_total_time_ms{quantile="0.99",'
-               'request=~"Produce|FetchConsumer|Metadata|OffsetCommit"})', "{{request}}")], unit="ms", width=8))
-    d = d.with_panel(lay.series(
-        "Request handler and network idle", "Below 30% the broker is saturated.",
-        [query("avg(kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent)", "request handlers"),
-         query("avg(kafka_network_socketserver_networkprocessoravgidlepercent)", "network processors")],
-        unit="percentunit", width=8))
+    d = d.with_panel(
+        lay.series(
+            "Request rate by type",
+            "Requests per second, by API.",
+            [query("sum by (request) (rate(kafka_network_requests_total[$__rate_interval]))", "{{request}}")],
+            unit="reqps",
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Request latency p99",
+            "Total time of produce and fetch requests (broker's own percentile).",
+            [
+                query(
+                    'max by (request) (kafka_network_request_total_time_ms{quantile="0.99",'
+                    'request=~"Produce|FetchConsumer|Metadata|OffsetCommit"})',
+                    "{{request}}",
+                )
+            ],
+            unit="ms",
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Request handler and network idle",
+            "Below 30% the broker is saturated.",
+            [
+                query("avg(kafka_server_kafkarequesthandlerpool_requesthandleravgidlepercent)", "request handlers"),
+                query("avg(kafka_network_socketserver_networkprocessoravgidlepercent)", "network processors"),
+            ],
+            unit="percentunit",
+            width=8,
+        )
+    )
     d = d.with_row(lay.row("Replication, groups and JVM"))
-    d = d.with_panel(lay.series(
-        "ISR shrinks and expands", "Replicas leaving and rejoining the in-sync set.",
-        [query("sum(rate(kafka_server_replicamanager_isrshrinks_total[$__rate_interval]))", "shrinks"),
-         query("sum(rate(kafka_server_replicamanager_isrexpands_total[$__rate_interval]))", "expands")],
-        unit="reqps", width=8))
-    d = d.with_panel(lay.series(
-        "Consumer groups", "Groups known to the group coordinator, by protocol (the fan-out uses classic).",
-        [query('sum by (protocol) (kafka_server_group_coordinator_groups{state="all"})', "{{protocol}}"),
-         query("sum by (agency) (concord_fanout_lag_records)", "fan-out lag {{agency}}")],
-        width=8))
-    d = d.with_panel(lay.series(
-        "JVM heap and GC", "Heap used by the broker, and the share of time in garbage collection.",
-        [query(f'sum(jvm_memory_used_bytes{{area="heap",{b}}})', "heap used"),
-         query(f"sum(rate(jvm_gc_collection_seconds_sum{{{b}}}[$__rate_interval]))", "GC (s/s)")],
-        unit="bytes", width=8))
+    d = d.with_panel(
+        lay.series(
+            "ISR shrinks and expands",
+            "Replicas leaving and rejoining the in-sync set.",
+            [
+                query("sum(rate(kafka_server_replicamanager_isrshrinks_total[$__rate_interval]))", "shrinks"),
+                query("sum(rate(kafka_server_replicamanager_isrexpands_total[$__rate_interval]))", "expands"),
+            ],
+            unit="reqps",
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "Consumer groups",
+            "Groups known to the group coordinator, by protocol (the fan-out uses classic).",
+            [
+                query('sum by (protocol) (kafka_server_group_coordinator_groups{state="all"})', "{{protocol}}"),
+                query("sum by (agency) (concord_fanout_lag_records)", "fan-out lag {{agency}}"),
+            ],
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        lay.series(
+            "JVM heap and GC",
+            "Heap used by the broker, and the share of time in garbage collection.",
+            [
+                query(f'sum(jvm_memory_used_bytes{{area="heap",{b}}})', "heap used"),
+                query(f"sum(rate(jvm_gc_collection_seconds_sum{{{b}}}[$__rate_interval]))", "GC (s/s)"),
+            ],
+            unit="bytes",
+            width=8,
+        )
+    )
     return d.build()
 
 
@@ -341,6 +714,7 @@ def round_trip(text: str) -> str:
 
 def expressions(doc: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """(where, PromQL) of every panel target and query variable of a dashboard JSON document."""
+
     def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for p in items:
             yield p

@@ -33,8 +33,9 @@ PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
 GRAFANA_DIR = REPO_ROOT / "deploy" / "grafana"
 
 
-def prometheus_config(home: Path, *, template: Path = PROMETHEUS_DIR / "prometheus.yml",
-                      scrape_interval: str | None = None) -> dict[str, Any]:
+def prometheus_config(
+    home: Path, *, template: Path = PROMETHEUS_DIR / "prometheus.yml", scrape_interval: str | None = None
+) -> dict[str, Any]:
     """The committed configuration, with file_sd and rule paths made absolute for ``home``."""
     conf: dict[str, Any] = yaml.safe_load(template.read_text())
     conf["rule_files"] = [str((template.parent / f).resolve()) for f in conf.get("rule_files", [])]
@@ -87,9 +88,17 @@ class Prometheus:
         Home(self.home).scrape.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - Debian's prometheus, our own arguments
-                [binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.dir / 'data'}",
-                 "--storage.tsdb.retention.time=2d", f"--web.listen-address=127.0.0.1:{self.port}"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                [
+                    binary,
+                    f"--config.file={self.config}",
+                    f"--storage.tsdb.path={self.dir / 'data'}",
+                    "--storage.tsdb.retention.time=2d",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while True:

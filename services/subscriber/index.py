@@ -83,9 +83,11 @@ class Restriction:
     def json_text(self) -> str:
         """``as_json()`` serialised, without going through ``json.dumps``."""
         until = '"' + iso(self.valid_until) + '"' if self.valid_until is not None else "null"
-        return (f'{{"measure_id":{_js(self.measure_id)},"kind":"{self.kind}","mou_id":{_js(self.mou_id)},'
-                f'"entry_id":{_js(self.entry_id)},"origin_agency":{_js(self.origin_agency)},'
-                f'"valid_from":"{iso(self.valid_from)}","valid_until":{until}}}')
+        return (
+            f'{{"measure_id":{_js(self.measure_id)},"kind":"{self.kind}","mou_id":{_js(self.mou_id)},'
+            f'"entry_id":{_js(self.entry_id)},"origin_agency":{_js(self.origin_agency)},'
+            f'"valid_from":"{iso(self.valid_from)}","valid_until":{until}}}'
+        )
 
 
 class CheckIndex:
@@ -128,8 +130,19 @@ class CheckIndex:
             self._grants.append(g)
         return gid
 
-    def put(self, row: int, *, measure_id: str, kind: str, mou_id: str, origin_agency: str, entry_id: str,
-            valid_from: float, valid_until: float | None, identifiers: Iterable[tuple[str, str]]) -> None:
+    def put(
+        self,
+        row: int,
+        *,
+        measure_id: str,
+        kind: str,
+        mou_id: str,
+        origin_agency: str,
+        entry_id: str,
+        valid_from: float,
+        valid_until: float | None,
+        identifiers: Iterable[tuple[str, str]],
+    ) -> None:
         """Hold directive ``row`` for each (scheme, normalised value) of its target."""
         raw = entry_id.encode()
         if len(raw) > 255:
@@ -195,7 +208,7 @@ class CheckIndex:
                 new = moved.get(old)
                 if new is None:
                     new = moved[old] = len(arena)
-                    arena += self._arena[old:old + self._elen[s]]
+                    arena += self._arena[old : old + self._elen[s]]
                 self._eoff[s] = new
                 s = self._next[s]
         self._arena = arena
@@ -203,8 +216,9 @@ class CheckIndex:
 
     # --- reading -----------------------------------------------------------------
 
-    def check(self, value: str, *, scheme: str | None = None, measure: str | None = None,
-              at: float) -> list[Restriction]:
+    def check(
+        self, value: str, *, scheme: str | None = None, measure: str | None = None, at: float
+    ) -> list[Restriction]:
         """Restrictions in force at ``at`` for one identifier value."""
         head = self._head
         scheme = scheme or None
@@ -225,10 +239,20 @@ class CheckIndex:
                 g = grants[self._grant[s]]
                 if (scheme is None or g.scheme == scheme) and (measure is None or g.measure_id == measure):
                     off = self._eoff[s]
-                    entry = self._arena[off:off + self._elen[s]].decode()
+                    entry = self._arena[off : off + self._elen[s]].decode()
                     until = vu[s]
-                    out.append(Restriction(g.scheme, g.measure_id, g.kind, g.mou_id, entry, g.origin_agency, vf[s],
-                                           None if until == INF else until))
+                    out.append(
+                        Restriction(
+                            g.scheme,
+                            g.measure_id,
+                            g.kind,
+                            g.mou_id,
+                            entry,
+                            g.origin_agency,
+                            vf[s],
+                            None if until == INF else until,
+                        )
+                    )
             s = nxt[s]
         return out
 

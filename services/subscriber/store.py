@@ -283,14 +283,25 @@ class DirectiveStore:
                         continue  # already hold this or something newer: nothing to do, nothing to report
                     if row is not None and row[4] > d.entry_version:
                         # Entry versions never go backwards for a key, whatever the sequence number says.
-                        reason = (f"{Reason.VERSION_REGRESSION}: {d.measure_id} on {d.entry_id} is held at "
-                                  f"version {row[4]}; this directive is for version {d.entry_version}")
-                        cur.execute("INSERT OR IGNORE INTO rejected VALUES (?,?,?,?,?,?)",
-                                    (d.directive_id, reason, item.topic, item.partition, item.offset, ts))
+                        reason = (
+                            f"{Reason.VERSION_REGRESSION}: {d.measure_id} on {d.entry_id} is held at "
+                            f"version {row[4]}; this directive is for version {d.entry_version}"
+                        )
+                        cur.execute(
+                            "INSERT OR IGNORE INTO rejected VALUES (?,?,?,?,?,?)",
+                            (d.directive_id, reason, item.topic, item.partition, item.offset, ts),
+                        )
                         if cur.rowcount:
-                            receipts.append(Receipt(directive_id=d.directive_id, agency=self.agency,
-                                                    status=ReceiptStatus.REJECTED, reason=reason,
-                                                    directive_key=item.topic_key, recorded_at=now))
+                            receipts.append(
+                                Receipt(
+                                    directive_id=d.directive_id,
+                                    agency=self.agency,
+                                    status=ReceiptStatus.REJECTED,
+                                    reason=reason,
+                                    directive_key=item.topic_key,
+                                    recorded_at=now,
+                                )
+                            )
                             entries.append(d.entry_id)
                         self.regressions += 1
                         continue

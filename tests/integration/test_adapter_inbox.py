@@ -43,9 +43,26 @@ def test_inbox_publishes_each_dropped_file_once(kafka_cluster: KafkaCluster, tmp
     log = tmp_path / "adapter.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "adapter", "run", "--agency", "court", "--inbox", str(inbox),
-             "--mapping", str(EXAMPLES / "court-mapping.yaml"), "--poll", "0.2"],
-            env=concord_env(stack.home), stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "adapter",
+                "run",
+                "--agency",
+                "court",
+                "--inbox",
+                str(inbox),
+                "--mapping",
+                str(EXAMPLES / "court-mapping.yaml"),
+                "--poll",
+                "0.2",
+            ],
+            env=concord_env(stack.home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
     try:
         lines = listings(5, "inbox")
         drop(inbox, "monday.jsonl", "".join(lines) + "not json\n")

@@ -47,8 +47,14 @@ def test_csv_publish_is_idempotent(kafka_cluster: KafkaCluster, stack: LocalStac
     assert "published 0 to " in second.stderr and "4 already published" in second.stderr
 
     seen = event_ids(kafka_cluster, stack)
-    assert seen == Counter({"court:court-2026-000123:1": 1, "court:court-2026-000124:1": 1,
-                            "court:court-2026-000125:1": 1, "court:court-2026-000123:2": 1})
+    assert seen == Counter(
+        {
+            "court:court-2026-000123:1": 1,
+            "court:court-2026-000124:1": 1,
+            "court:court-2026-000125:1": 1,
+            "court:court-2026-000123:2": 1,
+        }
+    )
 
     # The same event id with other content is refused, and nothing is sent.
     text = export.read_text(encoding="utf-8").replace("see decision", "see the amended decision")
@@ -64,9 +70,15 @@ def test_csv_publish_is_idempotent(kafka_cluster: KafkaCluster, stack: LocalStac
 def test_stdin_is_published_as_lines_arrive(kafka_cluster: KafkaCluster, stack: LocalStack) -> None:
     lines = listings(2, "stream")
     topic = stack.world.topic_name("lists", "court", namespace=stack.namespace)
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "publish", "--agency", "court", "-"],
-                            env=concord_env(stack.home), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "publish", "--agency", "court", "-"],
+        env=concord_env(stack.home),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     assert proc.stdin is not None and proc.stderr is not None
     try:
         for n, line in enumerate(lines, start=1):
@@ -103,9 +115,15 @@ def test_publish_survives_a_broker_restart(kafka_cluster: KafkaCluster, stack: L
     restarting = threading.Event()
 
     with log.open("w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "services.cli", "publish", "--agency", "court", "-"],
-                                env=concord_env(stack.home), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=err, text=True, cwd=REPO_ROOT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "publish", "--agency", "court", "-"],
+            env=concord_env(stack.home),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+            cwd=REPO_ROOT,
+        )
 
     def write() -> None:
         assert proc.stdin is not None
@@ -114,7 +132,7 @@ def test_publish_survives_a_broker_restart(kafka_cluster: KafkaCluster, stack: L
         restarting.wait(60)
         # the rest arrive while the broker stops, is down, and comes back
         for i in range(before, total, 50):
-            proc.stdin.writelines(lines[i:i + 50])
+            proc.stdin.writelines(lines[i : i + 50])
             proc.stdin.flush()
             time.sleep(0.1)
         proc.stdin.close()

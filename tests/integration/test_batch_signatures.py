@@ -52,8 +52,7 @@ def _cli_publish(stack: LocalStack, agency: str, records: list[dict[str, Any]], 
 def _headers_of(stack: LocalStack, topic: str) -> list[dict[str, bytes]]:
     """The signature headers of every record on ``topic`` but the fan-out's heartbeats (signed singly)."""
     records = asyncio.run(read_to_end(stack.access("concord-admin"), [topic]))
-    return [dict(rec.headers) for _, rec in records
-            if default_registry().kind_of(rec.value) != "heartbeat"]
+    return [dict(rec.headers) for _, rec in records if default_registry().kind_of(rec.value) != "heartbeat"]
 
 
 def test_adapter_and_fanout_seal_in_batches_and_subscribers_verify_them(exchange: LocalStack, tmp_path: Path) -> None:
@@ -92,15 +91,18 @@ def test_adapter_and_fanout_seal_in_batches_and_subscribers_verify_them(exchange
 
 def test_a_tampered_member_is_quarantined_and_its_batch_mates_pass(fanout_only: LocalStack) -> None:
     signer = load_signer(fanout_only.home / "keys", "court")
-    events = [ListEntryEvent.model_validate(entry_dict(entry_id=f"seal-{i}", subject=organization(make_uscc(40 + i))))
-              for i in range(3)]
+    events = [
+        ListEntryEvent.model_validate(entry_dict(entry_id=f"seal-{i}", subject=organization(make_uscc(40 + i))))
+        for i in range(3)
+    ]
     records = [seal_record(ev, default_registry()) for ev in events]
     sealed = signer.sign_batch(Domain.LIST_RECORD, [r.commitments for r in records])
     values = [r.value for r in records]
     altered = bytearray(records[1].commitments)
     altered[-3] ^= 0x01  # after signing
     values[1] = default_registry().encode_model(
-        SealedListing(commitments=bytes(altered), disclosures=records[1].disclosures))
+        SealedListing(commitments=bytes(altered), disclosures=records[1].disclosures)
+    )
     topic = fanout_only.world.topic_name("lists", "court", namespace=fanout_only.namespace)
 
     async def send() -> None:

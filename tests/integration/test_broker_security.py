@@ -62,8 +62,13 @@ def topic(admin: AdminClient, unique_ns: str) -> str:
 def _allow(admin: AdminClient, topic: str, user: str, op: AclOperation) -> None:
     """Grant *user* the operation *op* on exactly *topic*."""
     binding = AclBinding(
-        ResourceType.TOPIC, topic, ResourcePatternType.LITERAL,
-        f"User:{user}", "*", op, AclPermissionType.ALLOW,
+        ResourceType.TOPIC,
+        topic,
+        ResourcePatternType.LITERAL,
+        f"User:{user}",
+        "*",
+        op,
+        AclPermissionType.ALLOW,
     )
     for fut in admin.create_acls([binding]).values():
         fut.result(timeout=WAIT_S)
@@ -87,9 +92,7 @@ async def _produce(access: KafkaAccess, topic: str, value: bytes) -> None:
 async def _consume_one(access: KafkaAccess, topic: str, group: str | None) -> bytes | None:
     """First record of partition 0: through *group*, or by plain assignment if None."""
     topics = (topic,) if group else ()
-    consumer = AIOKafkaConsumer(
-        *topics, group_id=group, auto_offset_reset="earliest", **access.aiokafka_kwargs()
-    )
+    consumer = AIOKafkaConsumer(*topics, group_id=group, auto_offset_reset="earliest", **access.aiokafka_kwargs())
     try:
         await asyncio.wait_for(consumer.start(), WAIT_S)
         if group is None:
@@ -117,9 +120,7 @@ async def _once_acl_applies(attempt: Callable[[], Awaitable[T]]) -> T:
             await asyncio.sleep(0.2)
 
 
-async def test_admin_creates_produces_and_consumes(
-    kafka_access: Access, topic: str, unique_ns: str
-) -> None:
+async def test_admin_creates_produces_and_consumes(kafka_access: Access, topic: str, unique_ns: str) -> None:
     admin = kafka_access("concord-admin")
     await _produce(admin, topic, b"hello")
     assert await _consume_one(admin, topic, f"{unique_ns}-admin") == b"hello"

@@ -48,11 +48,17 @@ IDS = (COMPANY, REP, OTHER_REP, PERSON)
 
 
 def _scenario(stack: LocalStack) -> None:
-    publish(stack, "court", [
-        entry_dict(entry_id="dp-company", subject=organization(COMPANY, reps=[legal_rep(REP), legal_rep(OTHER_REP,
-                                                                                                       "Other Rep")])),
-        entry_dict(entry_id="dp-person", subject=person(PERSON)),
-    ])
+    publish(
+        stack,
+        "court",
+        [
+            entry_dict(
+                entry_id="dp-company",
+                subject=organization(COMPANY, reps=[legal_rep(REP), legal_rep(OTHER_REP, "Other Rep")]),
+            ),
+            entry_dict(entry_id="dp-person", subject=person(PERSON)),
+        ],
+    )
     wait_for(
         "the scenario's directives",
         lambda: directives(stack),
@@ -93,8 +99,15 @@ def test_each_agency_receives_only_what_its_mou_allows_and_still_verifies_it(exc
         if SCHEMAS.kind_of(rec.value) != "directive":
             continue
         agency = topic.rsplit(".", 1)[1]
-        d = admit_directive(agency=agency, value=rec.value, headers=rec.headers, timestamp_ms=rec.timestamp,
-                            keyring=keyring, schemas=SCHEMAS, world=world)  # both signatures, and its routing
+        d = admit_directive(
+            agency=agency,
+            value=rec.value,
+            headers=rec.headers,
+            timestamp_ms=rec.timestamp,
+            keyring=keyring,
+            schemas=SCHEMAS,
+            world=world,
+        )  # both signatures, and its routing
         if not d.entry_id.startswith("dp-"):
             continue
         assert d.source is not None
@@ -117,9 +130,19 @@ def test_each_agency_receives_only_what_its_mou_allows_and_still_verifies_it(exc
 
 def test_no_identifier_appears_in_clear_in_keys_logs_or_metrics(exchange: LocalStack) -> None:
     _scenario(exchange)
-    publish(exchange, "court", [entry_dict(entry_id="dp-company", version=2, event_type="DELISTED",
-                                           subject=organization(COMPANY, reps=[legal_rep(REP), legal_rep(
-                                               OTHER_REP, "Other Rep")]), delisting=delisting())])
+    publish(
+        exchange,
+        "court",
+        [
+            entry_dict(
+                entry_id="dp-company",
+                version=2,
+                event_type="DELISTED",
+                subject=organization(COMPANY, reps=[legal_rep(REP), legal_rep(OTHER_REP, "Other Rep")]),
+                delisting=delisting(),
+            )
+        ],
+    )
     wait_for(
         "the delisting's LIFTs",
         lambda: [d for d in directives(exchange) if d.entry_id == "dp-company" and d.action.value == "LIFT"],
@@ -127,8 +150,12 @@ def test_no_identifier_appears_in_clear_in_keys_logs_or_metrics(exchange: LocalS
         timeout=45,
     )
     time.sleep(2.0)  # the receipts of the LIFTs
-    keys = [rec.key for kind in ("directives", "receipts", "notices", "quarantine") for _, rec in _raw(exchange, kind)
-            if rec.key is not None]
+    keys = [
+        rec.key
+        for kind in ("directives", "receipts", "notices", "quarantine")
+        for _, rec in _raw(exchange, kind)
+        if rec.key is not None
+    ]
     assert keys
     for ident in IDS:
         assert not [k for k in keys if ident.encode() in k], ident
@@ -173,8 +200,11 @@ def test_an_ended_entry_leaves_fanout_state_topics_and_stores_after_its_retentio
         until=lambda ds: len(ds) >= 2,
         timeout=45,
     )
-    publish(stack, "court", [entry_dict(entry_id="dp-ended", version=2, event_type="DELISTED", subject=subject,
-                                        delisting=delisting())])
+    publish(
+        stack,
+        "court",
+        [entry_dict(entry_id="dp-ended", version=2, event_type="DELISTED", subject=subject, delisting=delisting())],
+    )
     with stack.check_client("aviation") as c:
         wait_for(
             "aviation's history: the APPLY and its LIFT",

@@ -57,8 +57,9 @@ class Genuine:
             producer = AIOKafkaProducer(**self.stack.access("concord-fanout").aiokafka_kwargs(), acks="all")
             await producer.start()
             try:
-                await producer.send_and_wait(self.topic, value=value, key=self.key, headers=headers,
-                                             partition=self.partition)
+                await producer.send_and_wait(
+                    self.topic, value=value, key=self.key, headers=headers, partition=self.partition
+                )
             finally:
                 await producer.stop()
 
@@ -97,9 +98,12 @@ def genuine(exchange: LocalStack) -> Genuine:
         timeout=45,
     )
     topic = exchange.world.topic_name("directives", "aviation", namespace=exchange.namespace)
-    (raw,) = [r for _, r in asyncio.run(read_to_end(exchange.access("concord-admin"), [topic]))
-              if SCHEMAS.kind_of(r.value) == "directive"
-              and SCHEMAS.decode_model(r.value, Directive).directive_id == d.directive_id]
+    (raw,) = [
+        r
+        for _, r in asyncio.run(read_to_end(exchange.access("concord-admin"), [topic]))
+        if SCHEMAS.kind_of(r.value) == "directive"
+        and SCHEMAS.decode_model(r.value, Directive).directive_id == d.directive_id
+    ]
     g = Genuine(exchange, d, raw.key, raw.partition, ric)
     wait_for("aviation restricting the person", lambda: [g.restricted()], until=lambda r: r == [True], timeout=45)
     return g
@@ -126,8 +130,11 @@ def test_a_directive_aimed_at_another_person_than_the_record_names_is_refused(ge
 def test_an_apply_longer_than_record_and_mou_allow_is_refused(genuine: Genuine) -> None:
     until = genuine.directive.valid_until
     assert until is not None
-    _refused(genuine, genuine.forge(valid_until=until + timedelta(days=3650), seq=genuine.directive.seq + 1),
-             "WINDOW_MISMATCH")
+    _refused(
+        genuine,
+        genuine.forge(valid_until=until + timedelta(days=3650), seq=genuine.directive.seq + 1),
+        "WINDOW_MISMATCH",
+    )
 
 
 def test_a_lift_of_a_standing_listing_with_no_delisting_is_refused(genuine: Genuine) -> None:
@@ -138,13 +145,22 @@ def test_a_lift_of_a_standing_listing_with_no_delisting_is_refused(genuine: Genu
 
 def test_an_older_entry_version_with_a_higher_sequence_is_refused(genuine: Genuine) -> None:
     later = (genuine.directive.valid_until or genuine.directive.valid_from) + timedelta(days=30)
-    amended = entry_dict(entry_id="enf-1", version=2, event_type="AMENDED", subject=person(genuine.ric),
-                         effective_until=later.isoformat(), publication_until=later.isoformat())
+    amended = entry_dict(
+        entry_id="enf-1",
+        version=2,
+        event_type="AMENDED",
+        subject=person(genuine.ric),
+        effective_until=later.isoformat(),
+        publication_until=later.isoformat(),
+    )
     publish(genuine.stack, "court", [amended])
     wait_for(
         "the amendment's directive",
-        lambda: [d for d in directives(genuine.stack) if d.entry_id == "enf-1" and d.entry_version == 2
-                      and d.subscriber == "aviation"],
+        lambda: [
+            d
+            for d in directives(genuine.stack)
+            if d.entry_id == "enf-1" and d.entry_version == 2 and d.subscriber == "aviation"
+        ],
         until=lambda ds: len(ds) == 1,
         timeout=45,
     )

@@ -61,8 +61,10 @@ def test_listed_organization_applies_by_kind_and_to_its_legal_representative(fan
 def test_listed_person_applies_air_and_rail_bans(fanout_only: LocalStack) -> None:
     publish(fanout_only, "court", [entry_dict(entry_id="person-1", subject=person())])
     got = _wait_entry(fanout_only, "person-1", 2, "two APPLYs")
-    assert summary(got) == {("APPLY", "aviation", "aviation.no-air-tickets", "SUBJECT"),
-                            ("APPLY", "rail", "rail.no-high-speed-rail", "SUBJECT")}
+    assert summary(got) == {
+        ("APPLY", "aviation", "aviation.no-air-tickets", "SUBJECT"),
+        ("APPLY", "rail", "rail.no-high-speed-rail", "SUBJECT"),
+    }
     assert {d.target.identifiers[0].value for d in got} == {KNOWN_RIC_X}
 
 
@@ -75,54 +77,84 @@ def test_incentive_listing_reaches_customs_as_an_incentive(fanout_only: LocalSta
 
 def test_amended_emits_only_the_difference(fanout_only: LocalStack) -> None:
     second = make_ric(7)
-    publish(fanout_only, "court", [
-        entry_dict(entry_id="amend-1"),
-        entry_dict(entry_id="amend-1", version=2, event_type="AMENDED",
-                   subject=organization(reps=[legal_rep(), legal_rep(second, "Zhang Example")])),
-        entry_dict(entry_id="amend-1", version=3, event_type="AMENDED", reason="Reason reworded",
-                   subject=organization(reps=[legal_rep(), legal_rep(second, "Zhang Example")])),
-        entry_dict(entry_id="amend-1", version=4, event_type="AMENDED", subject=organization(reps=[legal_rep()])),
-    ])
+    publish(
+        fanout_only,
+        "court",
+        [
+            entry_dict(entry_id="amend-1"),
+            entry_dict(
+                entry_id="amend-1",
+                version=2,
+                event_type="AMENDED",
+                subject=organization(reps=[legal_rep(), legal_rep(second, "Zhang Example")]),
+            ),
+            entry_dict(
+                entry_id="amend-1",
+                version=3,
+                event_type="AMENDED",
+                reason="Reason reworded",
+                subject=organization(reps=[legal_rep(), legal_rep(second, "Zhang Example")]),
+            ),
+            entry_dict(entry_id="amend-1", version=4, event_type="AMENDED", subject=organization(reps=[legal_rep()])),
+        ],
+    )
     got = _wait_entry(fanout_only, "amend-1", 7, "APPLYs for v1, v2 and LIFTs for v4")
     by_version = {v: summary(d for d in got if d.entry_version == v) for v in (1, 2, 3, 4)}
     new_rep = f"LEGAL_REPRESENTATIVE:CN_RIC:{second}"
     assert by_version[1] == COMPANY_APPLIES
-    assert by_version[2] == {("APPLY", "aviation", "aviation.no-air-tickets", new_rep),
-                             ("APPLY", "rail", "rail.no-high-speed-rail", new_rep)}
+    assert by_version[2] == {
+        ("APPLY", "aviation", "aviation.no-air-tickets", new_rep),
+        ("APPLY", "rail", "rail.no-high-speed-rail", new_rep),
+    }
     assert by_version[3] == set()  # only the reason changed: nothing to tell anyone
-    assert by_version[4] == {("LIFT", "aviation", "aviation.no-air-tickets", new_rep),
-                             ("LIFT", "rail", "rail.no-high-speed-rail", new_rep)}
+    assert by_version[4] == {
+        ("LIFT", "aviation", "aviation.no-air-tickets", new_rep),
+        ("LIFT", "rail", "rail.no-high-speed-rail", new_rep),
+    }
     assert {d.cause.value for d in got if d.entry_version == 4} == {"AMENDED"}
 
 
 def test_delisting_lifts_everything_the_entry_caused(fanout_only: LocalStack) -> None:
-    publish(fanout_only, "court", [
-        entry_dict(entry_id="del-1"),
-        entry_dict(entry_id="del-1", version=2, event_type="DELISTED", delisting=delisting()),
-    ])
+    publish(
+        fanout_only,
+        "court",
+        [
+            entry_dict(entry_id="del-1"),
+            entry_dict(entry_id="del-1", version=2, event_type="DELISTED", delisting=delisting()),
+        ],
+    )
     got = _wait_entry(fanout_only, "del-1", 6, "three APPLYs and three LIFTs")
     lifts = [d for d in got if d.action.value == "LIFT"]
     assert {(d.subscriber, d.subject_ref) for d in lifts} == {
-        ("finance", "SUBJECT"), ("aviation", REP), ("rail", REP)}  # derived directives included
+        ("finance", "SUBJECT"),
+        ("aviation", REP),
+        ("rail", REP),
+    }  # derived directives included
     assert {d.cause.value for d in lifts} == {"DELISTED"}
     assert all(d.source is not None and d.source.offset > 0 for d in lifts)  # the delisting record itself
 
 
 @pytest.mark.parametrize("event_type", ["EXPIRED", "RETRACTED"])
-def test_expiry_and_retraction_by_the_publisher_lift_with_their_cause(fanout_only: LocalStack,
-                                                                       event_type: str) -> None:
-    publish(fanout_only, "court", [
-        entry_dict(entry_id="end-1", subject=person()),
-        entry_dict(entry_id="end-1", version=2, event_type=event_type, subject=person()),
-    ])
+def test_expiry_and_retraction_by_the_publisher_lift_with_their_cause(fanout_only: LocalStack, event_type: str) -> None:
+    publish(
+        fanout_only,
+        "court",
+        [
+            entry_dict(entry_id="end-1", subject=person()),
+            entry_dict(entry_id="end-1", version=2, event_type=event_type, subject=person()),
+        ],
+    )
     got = _wait_entry(fanout_only, "end-1", 4, "two APPLYs and two LIFTs")
     assert {d.cause.value for d in got if d.action.value == "LIFT"} == {event_type}
 
 
 def test_effective_until_passing_lifts_within_seconds(fanout_only: LocalStack) -> None:
     until = datetime.now(UTC) + timedelta(seconds=4)
-    publish(fanout_only, "court", [entry_dict(entry_id="timer-1", subject=person(),
-                                              effective_until=_iso(until), publication_until=None)])
+    publish(
+        fanout_only,
+        "court",
+        [entry_dict(entry_id="timer-1", subject=person(), effective_until=_iso(until), publication_until=None)],
+    )
     got = _wait_entry(fanout_only, "timer-1", 4, "the timer's LIFTs")
     lifts = [d for d in got if d.action.value == "LIFT"]
     assert {d.cause.value for d in lifts} == {"PERIOD_ENDED"}
@@ -131,15 +163,23 @@ def test_effective_until_passing_lifts_within_seconds(fanout_only: LocalStack) -
 
 
 def test_older_and_repeated_versions_are_ignored_counted_and_quarantined(fanout_only: LocalStack) -> None:
-    publish(fanout_only, "court", [
-        entry_dict(entry_id="ver-1", subject=person()),
-        entry_dict(entry_id="ver-1", version=2, event_type="AMENDED", subject=person(), reason="Second"),
-    ])
+    publish(
+        fanout_only,
+        "court",
+        [
+            entry_dict(entry_id="ver-1", subject=person()),
+            entry_dict(entry_id="ver-1", version=2, event_type="AMENDED", subject=person(), reason="Second"),
+        ],
+    )
     _wait_entry(fanout_only, "ver-1", 2, "the listing")
-    publish(fanout_only, "court", [
-        entry_dict(entry_id="ver-1", subject=person()),  # version 1 again, after version 2
-        entry_dict(entry_id="ver-1", version=2, event_type="AMENDED", subject=person(), reason="Changed!"),
-    ])
+    publish(
+        fanout_only,
+        "court",
+        [
+            entry_dict(entry_id="ver-1", subject=person()),  # version 1 again, after version 2
+            entry_dict(entry_id="ver-1", version=2, event_type="AMENDED", subject=person(), reason="Changed!"),
+        ],
+    )
     q = wait_for("two quarantined records", lambda: quarantined(fanout_only), until=lambda qs: len(qs) >= 2, timeout=45)
     assert sorted(r.reason for r in q) == ["REPLAYED", "STALE_VERSION"]
     assert len(for_entry(directives(fanout_only), "ver-1")) == 2  # nothing was re-applied or lifted
@@ -159,26 +199,35 @@ def _changed_world(tmp: Path) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     new = {
         "mou_id": "mou-court-securities",
-        "versions": [{
-            "version": 1, "title": "Memorandum on Securities Market Restrictions for Judgment Defaulters",
-            "document_no": "Zheng Jian [2026] No. 7", "signatories": ["court", "securities"],
-            "valid_from": "2016-01-01", "valid_until": None, "terminated_on": None,
-            "trigger_programs": ["court.judgment-defaulters"],
-            "measures": [{
-                "measure_id": "securities.no-board-seats", "kind": "PUNISH",
-                "text": "May not serve as a director, supervisor or senior manager of a listed company.",
-                "implementing_agency": "securities", "legal_basis": "Company Law, Art. 178",
-                "applies_to": ["RELATED:LEGAL_REPRESENTATIVE"],
-            }],
-            "visible_fields": {"securities": ["kind", "names", "identifiers"]},
-        }],
+        "versions": [
+            {
+                "version": 1,
+                "title": "Memorandum on Securities Market Restrictions for Judgment Defaulters",
+                "document_no": "Zheng Jian [2026] No. 7",
+                "signatories": ["court", "securities"],
+                "valid_from": "2016-01-01",
+                "valid_until": None,
+                "terminated_on": None,
+                "trigger_programs": ["court.judgment-defaulters"],
+                "measures": [
+                    {
+                        "measure_id": "securities.no-board-seats",
+                        "kind": "PUNISH",
+                        "text": "May not serve as a director, supervisor or senior manager of a listed company.",
+                        "implementing_agency": "securities",
+                        "legal_basis": "Company Law, Art. 178",
+                        "applies_to": ["RELATED:LEGAL_REPRESENTATIVE"],
+                    }
+                ],
+                "visible_fields": {"securities": ["kind", "names", "identifiers"]},
+            }
+        ],
     }
     (world / "mous" / "mou-court-securities.yaml").write_text(yaml.safe_dump(new, sort_keys=False))
     return world
 
 
-def test_mou_termination_lifts_and_a_new_mou_backfills_active_entries(fanout_only: LocalStack,
-                                                                      tmp_path: Path) -> None:
+def test_mou_termination_lifts_and_a_new_mou_backfills_active_entries(fanout_only: LocalStack, tmp_path: Path) -> None:
     publish(fanout_only, "court", [entry_dict(entry_id="mou-1", subject=organization(KNOWN_USCC))])
     _wait_entry(fanout_only, "mou-1", 3, "the listing under the original MOU")
     fanout_only.stop("fanout")
@@ -194,6 +243,9 @@ def test_mou_termination_lifts_and_a_new_mou_backfills_active_entries(fanout_onl
         ("APPLY", "securities", "securities.no-board-seats", REP),
     }
     assert {d.cause.value for d in after} == {"MOU_CHANGED"}
-    health = json.loads(urllib.request.urlopen(  # noqa: S310 - loopback
-        f"{next(s for s in fanout_only.services if s.name == 'fanout').url}/healthz", timeout=5).read())
+    health = json.loads(
+        urllib.request.urlopen(  # noqa: S310 - loopback
+            f"{next(s for s in fanout_only.services if s.name == 'fanout').url}/healthz", timeout=5
+        ).read()
+    )
     assert health["status"] == "ok"

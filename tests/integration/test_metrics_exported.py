@@ -69,8 +69,9 @@ def publish_unsigned(stack: LocalStack) -> None:
     asyncio.run(go())
 
 
-def test_every_metric_of_every_dashboard_and_alert_is_exported(exchange: LocalStack, kafka_cluster: KafkaCluster,
-                                                               tmp_path: Path) -> None:
+def test_every_metric_of_every_dashboard_and_alert_is_exported(
+    exchange: LocalStack, kafka_cluster: KafkaCluster, tmp_path: Path
+) -> None:
     broker = kafka_cluster.embedded
     if broker is None or broker.metrics_address is None:
         pytest.skip("needs the embedded broker with its JMX exporter (not an external cluster)")
@@ -131,16 +132,19 @@ def test_every_metric_of_every_dashboard_and_alert_is_exported(exchange: LocalSt
             exported.setdefault(sample, set()).add(name)
 
     queries = [*dashboard_queries(), *rule_queries()]
-    missing = sorted({(n, where) for where, expr in queries for n in metric_names(expr) - SYNTHETIC
-                      if n not in exported})
+    missing = sorted(
+        {(n, where) for where, expr in queries for n in metric_names(expr) - SYNTHETIC if n not in exported}
+    )
     assert missing == [], "named by a dashboard or rule but exported by no service: " + "\n".join(
-        f"{n}  ({where})" for n, where in missing)
+        f"{n}  ({where})" for n, where in missing
+    )
     promtool_check_expressions(queries, tmp_path)
 
     # Prometheus itself, configured as `make observe` configures it, finds every target up.
     prom = Prometheus(exchange.home, free_port(), scrape_interval="1s")
     prom.start()
     try:
+
         def all_up() -> bool:
             up = {r["metric"]["service"]: r["value"][1] for r in prom.query("up")}
             return set(up) == set(targets) and set(up.values()) == {"1"}

@@ -182,12 +182,26 @@ def sealed(event: ListEntryEvent | None = None, *, signer: Signer | None = None)
     return s.value, (signer or Signer.generate("court", "court-k1")).sign(Domain.LIST_RECORD, s.commitments)
 
 
-def source_record(event: ListEntryEvent, offset: int = 0, *, origin: str = "court", partition: int = 0,
-                  signature: bytes = b"\x01" * 64) -> SourceRecord:
+def source_record(
+    event: ListEntryEvent,
+    offset: int = 0,
+    *,
+    origin: str = "court",
+    partition: int = 0,
+    signature: bytes = b"\x01" * 64,
+) -> SourceRecord:
     """The source a fan-out would forward for ``event`` (every disclosure; a placeholder seal)."""
     s = seal_record(event, default_registry())
-    return SourceRecord(topic=f"concord.lists.{origin}", partition=partition, offset=offset, agency=origin,
-                        key_id=f"{origin}-k1", signature=signature, record=s.commitments, disclosures=s.disclosures)
+    return SourceRecord(
+        topic=f"concord.lists.{origin}",
+        partition=partition,
+        offset=offset,
+        agency=origin,
+        key_id=f"{origin}-k1",
+        signature=signature,
+        record=s.commitments,
+        disclosures=s.disclosures,
+    )
 
 
 def public_key(

@@ -53,18 +53,26 @@ MAPPING = textwrap.dedent("""\
 HEADER = "case,version,action,kind,name,id,rep,decision,decided,listed,why\n"
 
 
-def good_line(case: str = "c-1", *, kind: str = "ORG", ident: str = KNOWN_USCC, rep: str = KNOWN_RIC,
-              action: str = "L", version: str = "1", why: str = "") -> str:
+def good_line(
+    case: str = "c-1",
+    *,
+    kind: str = "ORG",
+    ident: str = KNOWN_USCC,
+    rep: str = KNOWN_RIC,
+    action: str = "L",
+    version: str = "1",
+    why: str = "",
+) -> str:
     return (
-        f'{case},{version},{action},{kind},"Example Co., Ltd.",{ident},{rep},(2026) Zhi 1,02.03.2026,10.03.2026,'
-        f"{why}\n"
+        f'{case},{version},{action},{kind},"Example Co., Ltd.",{ident},{rep},(2026) Zhi 1,02.03.2026,10.03.2026,{why}\n'
     )
 
 
 def rows_of(text: str, mapping: str = MAPPING, *, encoding: str = "utf-8") -> list[Row]:
     m = parse_mapping(mapping, "map.yaml")
-    stream = io.TextIOWrapper(io.BytesIO(text.encode(encoding)), encoding=m.encoding, errors="surrogateescape",
-                              newline="")
+    stream = io.TextIOWrapper(
+        io.BytesIO(text.encode(encoding)), encoding=m.encoding, errors="surrogateescape", newline=""
+    )
     return list(read_csv(stream, m, file="export.csv"))
 
 
@@ -156,16 +164,19 @@ def test_other_encodings_and_delimiters() -> None:
 
 
 def test_bad_rows_are_refused_at_their_csv_line_with_the_field_path() -> None:
-    text = (HEADER
-            + good_line("c-1")
-            + good_line("c-2", action="X")                      # line 3: code not in the map
-            + good_line("c-3").replace("02.03.2026", "2026-03-02")  # line 4: date in another format
-            + good_line("c-4", version="two")                   # line 5: not a number
-            + good_line("c-5", ident=KNOWN_USCC[:-1] + "0"))    # line 6: check character wrong
+    text = (
+        HEADER
+        + good_line("c-1")
+        + good_line("c-2", action="X")  # line 3: code not in the map
+        + good_line("c-3").replace("02.03.2026", "2026-03-02")  # line 4: date in another format
+        + good_line("c-4", version="two")  # line 5: not a number
+        + good_line("c-5", ident=KNOWN_USCC[:-1] + "0")
+    )  # line 6: check character wrong
     rows = rows_of(text)
     assert problems_of(rows[1]) == [at(3, "event_type", "'X' (column action) is not one of L, D")]
     assert problems_of(rows[2]) == [
-        at(4, "basis.decided_on", "'2026-03-02' (column decided) does not match the date format %d.%m.%Y")]
+        at(4, "basis.decided_on", "'2026-03-02' (column decided) does not match the date format %d.%m.%Y")
+    ]
     (version,) = [p for p in problems_of(rows[3]) if p.path == "version"]
     assert version == at(5, "version", "'two' (column version) is not a whole number")
     (ident,) = problems_of(rows[4])
@@ -173,8 +184,12 @@ def test_bad_rows_are_refused_at_their_csv_line_with_the_field_path() -> None:
 
 
 def test_every_problem_of_a_row_is_reported_once() -> None:
-    line = (good_line().replace("(2026) Zhi 1", "").replace("02.03.2026", "2026-03-02")
-            .replace(KNOWN_RIC, make_ric(7)[:-1] + "0"))
+    line = (
+        good_line()
+        .replace("(2026) Zhi 1", "")
+        .replace("02.03.2026", "2026-03-02")
+        .replace(KNOWN_RIC, make_ric(7)[:-1] + "0")
+    )
     (row,) = rows_of(HEADER + line)
     paths = [p.path for p in problems_of(row)]
     assert paths == ["basis.decided_on", "basis.decision_no", "subject.related_parties[0].identifiers[0].value"]
@@ -194,8 +209,11 @@ def test_row_with_the_wrong_number_of_fields() -> None:
 
 def test_bytes_not_in_the_encoding_refuse_the_row_only() -> None:
     m = parse_mapping(MAPPING, "map.yaml")
-    data = (HEADER + good_line("c-1")).encode() + good_line("c-2").encode().replace(b"Example", b"Ex\xffample") \
+    data = (
+        (HEADER + good_line("c-1")).encode()
+        + good_line("c-2").encode().replace(b"Example", b"Ex\xffample")
         + good_line("c-3").encode()
+    )
     stream = io.TextIOWrapper(io.BytesIO(data), encoding=m.encoding, errors="surrogateescape", newline="")
     rows = list(read_csv(stream, m, file="export.csv"))
     assert [r.line for r in rows] == [2, 3, 4]
@@ -244,34 +262,53 @@ def _has(problems: list[Problem], line: int, path: str, reason: str) -> bool:
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ("  subject.kindd: kind\n",
-         (2, 'fields["subject.kindd"]',
-          "no field 'kindd' in subject (fields: kind, names, identifiers, related_parties)")),
-        ("  subject.names.value: name\n",
-         (2, 'fields["subject.names.value"]', 'subject.names is a list: name an item, e.g. subject.names[0]')),
-        ("  subject: name\n",
-         (2, 'fields.subject', 'subject is an object: map its fields, e.g. subject.kind')),
-        ("  reason.text: why\n",
-         (2, 'fields["reason.text"]', "reason is a single value; it has no field 'text'")),
-        ("  version[0]: v\n", (2, 'fields["version[0]"]', 'version is not a list')),
-        ("  Subject-Kind: x\n", (2, 'fields.Subject-Kind', "not a field path ('Subject-Kind')")),
-        ("  reason: {column: a, const: b}\n",
-         (2, 'fields.reason', 'needs exactly one of column, const, template (got column, const)')),
-        ("  reason: {colum: a}\n", (2, 'fields.reason.colum', 'unknown key')),
-        ("  version: {column: v, type: integer}\n",
-         (2, 'fields.version.type', "unknown type 'integer' (expected string, int, date, datetime)")),
-        ("  reason: {column: r, format: '%Y'}\n",
-         (2, 'fields.reason.format', 'only a date or datetime field takes a format')),
-        ("  listed_on: {column: d, type: date, format: '%Q'}\n",
-         (2, 'fields.listed_on.format', 'not a usable strptime format')),
-        ("  effective_from: {column: d, type: datetime, format: '%Y-%m-%d'}\n",
-         (2, 'fields.effective_from', 'a datetime format without %z needs a timezone')),
-        ("  effective_from: {column: d, type: datetime, timezone: Mars/Olympus}\n",
-         (2, 'fields.effective_from.timezone', "unknown time zone 'Mars/Olympus'")),
-        ("  event_id: {template: court-event}\n",
-         (2, 'fields.event_id.template', 'names no column; use const for a fixed value')),
-        ("  reason: {const: x, map: {a: b}}\n", (2, 'fields.reason', 'a const takes no map')),
-        ("  reason: a\n  reason: b\n", (3, 'fields.reason', 'duplicate key')),
+        (
+            "  subject.kindd: kind\n",
+            (
+                2,
+                'fields["subject.kindd"]',
+                "no field 'kindd' in subject (fields: kind, names, identifiers, related_parties)",
+            ),
+        ),
+        (
+            "  subject.names.value: name\n",
+            (2, 'fields["subject.names.value"]', "subject.names is a list: name an item, e.g. subject.names[0]"),
+        ),
+        ("  subject: name\n", (2, "fields.subject", "subject is an object: map its fields, e.g. subject.kind")),
+        ("  reason.text: why\n", (2, 'fields["reason.text"]', "reason is a single value; it has no field 'text'")),
+        ("  version[0]: v\n", (2, 'fields["version[0]"]', "version is not a list")),
+        ("  Subject-Kind: x\n", (2, "fields.Subject-Kind", "not a field path ('Subject-Kind')")),
+        (
+            "  reason: {column: a, const: b}\n",
+            (2, "fields.reason", "needs exactly one of column, const, template (got column, const)"),
+        ),
+        ("  reason: {colum: a}\n", (2, "fields.reason.colum", "unknown key")),
+        (
+            "  version: {column: v, type: integer}\n",
+            (2, "fields.version.type", "unknown type 'integer' (expected string, int, date, datetime)"),
+        ),
+        (
+            "  reason: {column: r, format: '%Y'}\n",
+            (2, "fields.reason.format", "only a date or datetime field takes a format"),
+        ),
+        (
+            "  listed_on: {column: d, type: date, format: '%Q'}\n",
+            (2, "fields.listed_on.format", "not a usable strptime format"),
+        ),
+        (
+            "  effective_from: {column: d, type: datetime, format: '%Y-%m-%d'}\n",
+            (2, "fields.effective_from", "a datetime format without %z needs a timezone"),
+        ),
+        (
+            "  effective_from: {column: d, type: datetime, timezone: Mars/Olympus}\n",
+            (2, "fields.effective_from.timezone", "unknown time zone 'Mars/Olympus'"),
+        ),
+        (
+            "  event_id: {template: court-event}\n",
+            (2, "fields.event_id.template", "names no column; use const for a fixed value"),
+        ),
+        ("  reason: {const: x, map: {a: b}}\n", (2, "fields.reason", "a const takes no map")),
+        ("  reason: a\n  reason: b\n", (3, "fields.reason", "duplicate key")),
     ],
 )
 def test_mapping_errors_name_file_line_path_and_reason(fields: str, expected: tuple[int, str, str]) -> None:
@@ -282,14 +319,13 @@ def test_mapping_errors_name_file_line_path_and_reason(fields: str, expected: tu
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("csv:\n  delimiter: ';;'\nfields:\n  reason: r\n", (2, 'csv.delimiter', 'must be one character')),
-        ("csv:\n  encoding: klingon\nfields:\n  reason: r\n", (2, 'csv.encoding', "unknown encoding 'klingon'")),
-        ("csv:\n  columns: [a]\nfields:\n  reason: r\n",
-         (4, 'fields.reason', "column 'r' is not in csv.columns")),
-        ("csv: {}\n", (1, 'fields', 'is required')),
-        ("fields:\n  reason: [a, b\n", (3, '', 'malformed YAML')),
-        ("- a\n- b\n", (1, '', 'a mapping file is a YAML mapping')),
-        ("fields:\n  reason: r\nextra: 1\n", (3, 'extra', 'unknown key (expected csv, fields)')),
+        ("csv:\n  delimiter: ';;'\nfields:\n  reason: r\n", (2, "csv.delimiter", "must be one character")),
+        ("csv:\n  encoding: klingon\nfields:\n  reason: r\n", (2, "csv.encoding", "unknown encoding 'klingon'")),
+        ("csv:\n  columns: [a]\nfields:\n  reason: r\n", (4, "fields.reason", "column 'r' is not in csv.columns")),
+        ("csv: {}\n", (1, "fields", "is required")),
+        ("fields:\n  reason: [a, b\n", (3, "", "malformed YAML")),
+        ("- a\n- b\n", (1, "", "a mapping file is a YAML mapping")),
+        ("fields:\n  reason: r\nextra: 1\n", (3, "extra", "unknown key (expected csv, fields)")),
     ],
 )
 def test_mapping_file_structure_errors(text: str, expected: tuple[int, str, str]) -> None:
@@ -305,13 +341,13 @@ def test_every_mapping_problem_is_reported_at_once() -> None:
           reason: {colum: r}
         """)
     assert [p.line for p in problems] == [2, 3, 4, 4]
-    assert problems[2].path == 'fields.reason.colum' and problems[2].reason.startswith("unknown key")
+    assert problems[2].path == "fields.reason.colum" and problems[2].reason.startswith("unknown key")
     assert problems[3].reason.startswith("needs exactly one of column, const, template (got none)")
 
 
 def test_mapping_codes_are_read_as_written() -> None:
     # YAML would read `yes` as true and `01` as 1; a code in a CSV cell is text.
-    m = parse_mapping('fields:\n  event_type: {column: a, map: {yes: LISTED, 01: DELISTED}}\n')
+    m = parse_mapping("fields:\n  event_type: {column: a, map: {yes: LISTED, 01: DELISTED}}\n")
     (rule,) = m.rules
     assert rule.values == {"yes": "LISTED", "01": "DELISTED"}
 

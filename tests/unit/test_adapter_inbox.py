@@ -263,6 +263,8 @@ async def test_list_records_are_keyed_by_their_entry_id(inbox: Inbox, ledger: Le
     async with publisher(producer, ledger) as pub:
         await runner(inbox, pub).process(inbox.root / "export.jsonl")
     reg = default_registry()
-    sent = {reg.decode_model(reg.decode_model(m["value"], SealedListing).commitments, ListingCommitments).entry_id:
-            m["key"] for m in producer.sent}
+    sent = {
+        reg.decode_model(reg.decode_model(m["value"], SealedListing).commitments, ListingCommitments).entry_id: m["key"]
+        for m in producer.sent
+    }
     assert sent == {r["entry_id"]: r["entry_id"].encode() for r in recs}

@@ -30,6 +30,8 @@ from tests.unit.factories import entry_dict, make_ric, real_world
 pytestmark = pytest.mark.unit
 
 WORLD = real_world()
+
+
 async def publish(lines: list[str], producer: FakeProducer, ledger: Ledger, file: str = "export.jsonl") -> Report:
     report = Report(file=file)
     async with publisher(producer, ledger) as pub:
@@ -109,7 +111,8 @@ async def test_changed_content_under_a_published_event_id_is_refused(ledger: Led
     assert "with other content; an event id is never reused" in line
     published = ledger.get("court:e-0:1")
     assert published is not None and published.digest != digest_of(
-        default_registry().encode_model(ListEntryEvent.model_validate(changed)))
+        default_registry().encode_model(ListEntryEvent.model_validate(changed))
+    )
 
 
 async def test_duplicates_within_one_file(ledger: Ledger) -> None:
@@ -158,14 +161,14 @@ async def test_records_the_broker_did_not_take_are_sent_again_next_time(ledger: 
     assert ledger.count() == 3
 
 
-
 async def test_oversized_record_is_refused_before_it_is_sent(ledger: Ledger) -> None:
     # Input lines are capped at 256 KiB and Avro is more compact than JSON, so this is a
     # second line of defence; the event is therefore built directly, not read.
     from tests.unit.factories import legal_rep, organization
 
-    reps = [{**legal_rep(make_ric(i)), "names": [{"value": f"{i}-{j} " + "N" * 300} for j in range(20)]}
-            for i in range(50)]
+    reps = [
+        {**legal_rep(make_ric(i)), "names": [{"value": f"{i}-{j} " + "N" * 300} for j in range(20)]} for i in range(50)
+    ]
     big = entry_dict(entry_id="big", subject=organization(reps=reps))
     producer = FakeProducer()
     report = Report(file="export.jsonl")

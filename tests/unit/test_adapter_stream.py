@@ -40,8 +40,9 @@ async def test_lines_are_published_as_they_arrive(tmp_path: Path) -> None:
     report = Report(file="-")
     with Ledger(tmp_path / "court.sqlite", topic=TOPIC) as ledger:
         async with publisher(producer, ledger) as pub:
-            task = asyncio.create_task(publish_rows(rows_in_thread(lambda: _pipe_rows(r)), publisher=pub,
-                                                    world=real_world(), report=report))
+            task = asyncio.create_task(
+                publish_rows(rows_in_thread(lambda: _pipe_rows(r)), publisher=pub, world=real_world(), report=report)
+            )
             for n, line in enumerate(lines, start=1):
                 os.write(w, line.encode())
 
@@ -64,8 +65,11 @@ async def test_stop_ends_a_waiting_stream_and_keeps_what_was_read(tmp_path: Path
     stop = asyncio.Event()
     with Ledger(tmp_path / "court.sqlite", topic=TOPIC) as ledger:
         async with publisher(producer, ledger) as pub:
-            task = asyncio.create_task(publish_rows(rows_in_thread(lambda: _pipe_rows(r)), publisher=pub,
-                                                    world=real_world(), report=report, stop=stop))
+            task = asyncio.create_task(
+                publish_rows(
+                    rows_in_thread(lambda: _pipe_rows(r)), publisher=pub, world=real_world(), report=report, stop=stop
+                )
+            )
             os.write(w, jsonl(records(1))[0].encode())
             await _until(lambda: len(producer.sent) == 1)
             stop.set()  # no more input is coming, and the stream is still open

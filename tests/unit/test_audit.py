@@ -66,8 +66,10 @@ def test_an_apply_past_its_window_is_reported_as_expired_not_unlifted() -> None:
 
 def test_another_validity_window_is_different() -> None:
     events = [("court", entry())]
-    held = {k: Held(h.action, h.subscriber, h.mou_id, h.mou_version, datetime(2030, 1, 1, tzinfo=UTC))
-            for k, h in _held_for(events).items()}
+    held = {
+        k: Held(h.action, h.subscriber, h.mou_id, h.mou_version, datetime(2030, 1, 1, tzinfo=UTC))
+        for k, h in _held_for(events).items()
+    }
     assert {f.kind for f in audit(events, held, WORLD, NOW)} == {"DIFFERENT"}
 
 
@@ -85,8 +87,15 @@ def test_a_target_or_start_other_than_required_is_a_difference() -> None:
     ev = entry()
     required_now = desired_directives("court", ev, WORLD, NOW)
     key, spec = next((k, s) for k, s in required_now.items() if "LEGAL_REPRESENTATIVE" in k)
-    good = Held("APPLY", str(spec["subscriber"]), str(spec["mou_id"]), int(spec["mou_version"]),
-                spec["valid_until"], spec["valid_from"], spec["target"])
+    good = Held(
+        "APPLY",
+        str(spec["subscriber"]),
+        str(spec["mou_id"]),
+        int(spec["mou_version"]),
+        spec["valid_until"],
+        spec["valid_from"],
+        spec["target"],
+    )
     assert compare({key: spec}, {key: good}, NOW) == []
     assert good.target is not None
     other = good.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=make_ric(5)),)})

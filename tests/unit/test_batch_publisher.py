@@ -29,8 +29,16 @@ COURT = Signer.generate("court", "court-k1")
 
 
 def batch_publisher(producer: FakeProducer, ledger: Ledger, **policy: Any) -> Publisher:
-    return Publisher(producer=producer, agency="court", topic=TOPIC, signer=COURT, schemas=default_registry(),
-                     ledger=ledger, commit_interval=0.01, batch=BatchPolicy(**policy))
+    return Publisher(
+        producer=producer,
+        agency="court",
+        topic=TOPIC,
+        signer=COURT,
+        schemas=default_registry(),
+        ledger=ledger,
+        commit_interval=0.01,
+        batch=BatchPolicy(**policy),
+    )
 
 
 @pytest.fixture
@@ -70,7 +78,7 @@ async def test_batches_are_capped_in_size_and_keep_the_order(ledger: Ledger) -> 
     producer = FakeProducer()
     await publish(jsonl(records(5)), producer, ledger, max_records=2, max_wait=10)
     heads = verified(producer.sent)
-    assert [len({h.signature for h in heads[i:i + 2]}) for i in (0, 2, 4)] == [1, 1, 1]
+    assert [len({h.signature for h in heads[i : i + 2]}) for i in (0, 2, 4)] == [1, 1, 1]
     assert len({h.signature for h in heads}) == 3
     assert [s["key"] for s in producer.sent] == [f"e-{i}".encode() for i in range(5)]
 

@@ -52,7 +52,8 @@ def test_batches_are_per_agency_capped_and_in_order() -> None:
         assert len({sig for _, sig, _ in got[:3]}) == 1
         assert got[3][1] != got[0][1]
     assert {sig for _, sig, _ in by_topic["t.directives.aviation"]}.isdisjoint(
-        {sig for _, sig, _ in by_topic["t.directives.rail"]})
+        {sig for _, sig, _ in by_topic["t.directives.rail"]}
+    )
     assert [k for k, _, _ in by_topic["t.directives.aviation"]] == [f"a{i}".encode() for i in range(4)]
     assert {p for _, _, p in by_topic["t.directives.rail"]} == {1}
     assert (sealer.batches, sealer.sent) == (4, 8)

@@ -41,8 +41,10 @@ AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 COURT = Signer.generate("court", "court-k1")
 MARKET = Signer.generate("market", "market-k1")
 FANOUT = Signer.generate("concord-fanout", "fanout-k1")
-SEALED = [seal_record(entry(entry_id=f"court-2026-{i:06d}", event_id=f"court:court-2026-{i:06d}:1"), default_registry())
-          for i in range(7)]
+SEALED = [
+    seal_record(entry(entry_id=f"court-2026-{i:06d}", event_id=f"court:court-2026-{i:06d}:1"), default_registry())
+    for i in range(7)
+]
 RECORDS = [s.commitments for s in SEALED]  # what a publisher signs of a list record
 BATCH = COURT.sign_batch(Domain.LIST_RECORD, RECORDS)
 
@@ -51,8 +53,15 @@ def _ring() -> Keyring:
     return keyring(COURT, MARKET)
 
 
-def _reason(ring: Keyring, record: bytes, headers: SignedHeaders | None, *, domain: Domain = Domain.LIST_RECORD,
-            expected: str = "court", at: datetime = AT) -> Reason | None:
+def _reason(
+    ring: Keyring,
+    record: bytes,
+    headers: SignedHeaders | None,
+    *,
+    domain: Domain = Domain.LIST_RECORD,
+    expected: str = "court",
+    at: datetime = AT,
+) -> Reason | None:
     try:
         ring.verify(domain, record, headers, expected_agency=expected, at=at)
     except SignatureInvalid as exc:
@@ -98,8 +107,9 @@ def test_headers_round_trip_through_kafka_and_the_header_set_decides() -> None:
     assert SignedHeaders.from_kafka([*kafka, (H_SIG, single.signature)]) is None
     for missing in (H_ROOT, H_ROOT_SIG, H_PATH):
         assert SignedHeaders.from_kafka([(k, v) for k, v in kafka if k != missing]) is None
-    assert _reason(_ring(), RECORDS[3], SignedHeaders.from_kafka([*kafka, (H_SIG, single.signature)])) \
-        is Reason.UNSIGNED
+    assert (
+        _reason(_ring(), RECORDS[3], SignedHeaders.from_kafka([*kafka, (H_SIG, single.signature)])) is Reason.UNSIGNED
+    )
 
 
 @pytest.mark.parametrize("i", [0, 3])
@@ -121,8 +131,10 @@ def test_a_path_for_one_record_never_verifies_another() -> None:
     swapped = SignedHeaders(h4.agency, h4.key_id, h4.digest, h4.signature, h3.batch)
     assert _reason(ring, RECORDS[4], swapped) is Reason.TAMPERED
     # nor does another record's digest with this record's path
-    assert _reason(ring, RECORDS[3], SignedHeaders(h3.agency, h3.key_id, h4.digest, h3.signature, h3.batch)) \
+    assert (
+        _reason(ring, RECORDS[3], SignedHeaders(h3.agency, h3.key_id, h4.digest, h3.signature, h3.batch))
         is Reason.TAMPERED
+    )
 
 
 def test_malformed_path_is_tampered() -> None:
@@ -143,8 +155,9 @@ def test_a_root_signature_is_not_a_record_signature_and_back() -> None:
     assert one.batch is not None
     as_root = SignedHeaders(one.agency, one.key_id, one.digest, single.signature, one.batch)
     assert _reason(ring, RECORDS[0], as_root) is Reason.FORGED
-    assert signing_input(Domain.LIST_RECORD, "court", COURT.key_id, RECORDS[0], one.digest) != \
-        batch_signing_input(Domain.LIST_RECORD, "court", COURT.key_id, 1, one.batch.root)
+    assert signing_input(Domain.LIST_RECORD, "court", COURT.key_id, RECORDS[0], one.digest) != batch_signing_input(
+        Domain.LIST_RECORD, "court", COURT.key_id, 1, one.batch.root
+    )
 
 
 def test_a_root_verified_in_one_domain_is_not_accepted_in_another() -> None:
@@ -203,9 +216,13 @@ def test_any_single_byte_change_in_a_member_is_refused(data: st.DataObject) -> N
     else:
         sig = _flip(sig, at(sig), mask)
     got = _reason(ring, record, SignedHeaders(h.agency, h.key_id, digest, sig, BatchProof(root, proof)))
-    expected = {"record": {Reason.TAMPERED}, "digest": {Reason.TAMPERED}, "root": {Reason.TAMPERED},
-                "path": {Reason.TAMPERED, Reason.FORGED},  # a changed tree size may still lead to the root
-                "signature": {Reason.FORGED}}[part]
+    expected = {
+        "record": {Reason.TAMPERED},
+        "digest": {Reason.TAMPERED},
+        "root": {Reason.TAMPERED},
+        "path": {Reason.TAMPERED, Reason.FORGED},  # a changed tree size may still lead to the root
+        "signature": {Reason.FORGED},
+    }[part]
     assert got in expected
 
 
@@ -225,9 +242,19 @@ def test_any_single_byte_change_in_a_batch_seal_is_refused(data: st.DataObject) 
 
 def test_a_batch_signed_list_record_is_admitted_and_its_source_carries_the_seal() -> None:
     ring = keyring(COURT)
-    acc = admit_list_record(origin="court", topic="t.lists.court", partition=0, offset=5, key=b"court-2026-000003",
-                            value=SEALED[3].value, headers=BATCH[3].as_kafka(), timestamp_ms=int(AT.timestamp() * 1000),
-                            keyring=ring, schemas=default_registry(), world=real_world())
+    acc = admit_list_record(
+        origin="court",
+        topic="t.lists.court",
+        partition=0,
+        offset=5,
+        key=b"court-2026-000003",
+        value=SEALED[3].value,
+        headers=BATCH[3].as_kafka(),
+        timestamp_ms=int(AT.timestamp() * 1000),
+        keyring=ring,
+        schemas=default_registry(),
+        world=real_world(),
+    )
     assert acc.source.signature == BATCH[3].seal()
     assert acc.source.record == RECORDS[3]
     sealed = SignedHeaders.from_seal("court", COURT.key_id, digest_of(acc.source.record), acc.source.signature)
@@ -235,8 +262,19 @@ def test_a_batch_signed_list_record_is_admitted_and_its_source_carries_the_seal(
 
 
 def _with_source(d: Directive, record: bytes, seal: bytes) -> Directive:
-    return d.model_copy(update={"source": SourceRecord(topic="t.lists.court", partition=0, offset=0, agency="court",
-                                                       key_id=COURT.key_id, signature=seal, record=record)})
+    return d.model_copy(
+        update={
+            "source": SourceRecord(
+                topic="t.lists.court",
+                partition=0,
+                offset=0,
+                agency="court",
+                key_id=COURT.key_id,
+                signature=seal,
+                record=record,
+            )
+        }
+    )
 
 
 def _sealed(event_id: str = "court:court-2026-000123:1", entry_id: str = "court-2026-000123") -> bytes:
@@ -251,9 +289,18 @@ def test_batch_signed_directives_forwarding_batch_signed_sources_are_admitted() 
     values = [default_registry().encode_model(d) for d in ds]
     signed = FANOUT.sign_batch(Domain.DIRECTIVE, values)
     cache = SourceCache(ring)
-    got = [admit_directive(agency="aviation", value=v, headers=h.as_kafka(), timestamp_ms=int(NOW.timestamp() * 1000),
-                           keyring=ring, schemas=default_registry(), sources=cache)
-           for v, h in zip(values, signed, strict=True)]
+    got = [
+        admit_directive(
+            agency="aviation",
+            value=v,
+            headers=h.as_kafka(),
+            timestamp_ms=int(NOW.timestamp() * 1000),
+            keyring=ring,
+            schemas=default_registry(),
+            sources=cache,
+        )
+        for v, h in zip(values, signed, strict=True)
+    ]
     assert [d.measure_id for d in got] == ["aviation.no-air-tickets", RAIL]
     assert (cache.misses, cache.hits) == (1, 1)
     assert ring.root_misses == 2  # one directive batch, one source batch
@@ -269,8 +316,14 @@ def test_a_directive_whose_forwarded_seal_was_altered_is_refused(part: str) -> N
     seal = _flip(src.seal(), where)
     value = default_registry().encode_model(_with_source(directive(), records[0], seal))
     with pytest.raises(Refused) as refused:
-        admit_directive(agency="aviation", value=value, headers=FANOUT.sign(Domain.DIRECTIVE, value).as_kafka(),
-                        timestamp_ms=int(NOW.timestamp() * 1000), keyring=ring, schemas=default_registry())
+        admit_directive(
+            agency="aviation",
+            value=value,
+            headers=FANOUT.sign(Domain.DIRECTIVE, value).as_kafka(),
+            timestamp_ms=int(NOW.timestamp() * 1000),
+            keyring=ring,
+            schemas=default_registry(),
+        )
     assert refused.value.reason == ("FORGED" if part == "signature" else "TAMPERED")
 
 

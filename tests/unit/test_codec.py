@@ -286,7 +286,7 @@ def test_a_registry_on_the_same_folder_reads_the_same_records() -> None:
         pytest.param(b"", id="empty"),
         pytest.param(b"\xc3", id="one-byte"),
         pytest.param(b"\xc3\x01\x00\x00", id="short-header"),
-        pytest.param(b"{\"entry_id\": \"x\"}", id="json"),
+        pytest.param(b'{"entry_id": "x"}', id="json"),
         pytest.param(b"\xc3\x02" + b"\x00" * 20, id="wrong-second-marker-byte"),
         pytest.param(b"\x00\x01" + b"\x00" * 20, id="wrong-first-marker-byte"),
     ],
@@ -343,6 +343,8 @@ def test_codec_errors_carry_their_quarantine_reason() -> None:
 
 _MODELS = list(SCHEMA_NAMES)
 _FPS = [REG.latest(n).fingerprint for n in sorted(SCHEMA_NAMES.values())]
+
+
 def _model(param: pytest.ParameterSet) -> BaseModel:
     (model,) = param.values
     assert isinstance(model, BaseModel)

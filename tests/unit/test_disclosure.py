@@ -32,19 +32,28 @@ def _paths(ds: tuple[Disclosure, ...] | list[Disclosure]) -> set[str]:
 def test_every_part_is_committed_under_its_own_salt_and_decoys_pad_the_digests() -> None:
     c, ds = seal(COMPANY)
     assert _paths(ds) == {
-        "subject.names[0]", "subject.identifiers[0]",
-        "subject.related_parties[0]", "subject.related_parties[0].names[0]",
+        "subject.names[0]",
+        "subject.identifiers[0]",
+        "subject.related_parties[0]",
+        "subject.related_parties[0].names[0]",
         "subject.related_parties[0].identifiers[0]",
-        "subject.related_parties[1]", "subject.related_parties[1].names[0]",
+        "subject.related_parties[1]",
+        "subject.related_parties[1].names[0]",
         "subject.related_parties[1].identifiers[0]",
-        "reason", "basis"}
+        "reason",
+        "basis",
+    }
     assert len(c.digests) % DECOY_BLOCK == 0 and len(c.digests) > len(ds)
     assert list(c.digests) == sorted(c.digests)
     assert {disclosure_digest(d) for d in ds} <= set(c.digests)
     assert len({d.salt for d in ds}) == len(ds)
     # What routing needs is in clear; nothing that identifies anyone is.
-    assert (c.entry_id, c.version, c.program, c.subject_kind) == (COMPANY.entry_id, 1, COMPANY.program,
-                                                                  SubjectKind.ORGANIZATION)
+    assert (c.entry_id, c.version, c.program, c.subject_kind) == (
+        COMPANY.entry_id,
+        1,
+        COMPANY.program,
+        SubjectKind.ORGANIZATION,
+    )
     assert KNOWN_USCC.encode() not in c.model_dump_json().encode()
 
 
@@ -113,9 +122,14 @@ def test_finance_receives_nothing_of_the_legal_representative() -> None:
 def test_aviation_receives_its_target_and_what_its_mou_names() -> None:
     _, ds = seal(COMPANY)
     got = for_target(ds, REP_REF, ("LEGAL_REPRESENTATIVE", KNOWN_RIC), ("kind", "names", "identifiers", "basis"))
-    assert _paths(got) == {"subject.names[0]", "subject.identifiers[0]", "subject.related_parties[0]",
-                           "subject.related_parties[0].names[0]", "subject.related_parties[0].identifiers[0]",
-                           "basis"}
+    assert _paths(got) == {
+        "subject.names[0]",
+        "subject.identifiers[0]",
+        "subject.related_parties[0]",
+        "subject.related_parties[0].names[0]",
+        "subject.related_parties[0].identifiers[0]",
+        "basis",
+    }
     assert not any(make_ric(2) in d.value for d in got)  # the other legal representative stays out
     without_names = for_target(ds, REP_REF, ("LEGAL_REPRESENTATIVE", KNOWN_RIC), ("kind",))
     assert _paths(without_names) == {"subject.related_parties[0]", "subject.related_parties[0].identifiers[0]"}

@@ -127,9 +127,7 @@ class Rig:
         self.offsets[(topic, p)] = n + 1
         return n
 
-    def listing(
-        self, event: Any, *, key: bytes | Literal["auto"] | None = "auto", partition: int | None = None
-    ) -> int:
+    def listing(self, event: Any, *, key: bytes | Literal["auto"] | None = "auto", partition: int | None = None) -> int:
         record, signed = sealed(event, signer=COURT)
         headers = kafka_headers(signed.as_kafka())
         k = event.entry_id.encode() if isinstance(key, str) else key

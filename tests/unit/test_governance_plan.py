@@ -382,6 +382,8 @@ def test_the_fanout_state_changelog_is_declared_compacted_and_partitioned_like_t
     assert state.name == f"{NS}.fanout.state"
     assert state.cleanup_policy == "compact"
     assert {s.partitions for s in lists} == {state.partitions}
+
+
 def test_replication_and_min_insync_replicas_are_checked_against_the_cluster() -> None:
     world = real_world()
     topics = _topics(world)

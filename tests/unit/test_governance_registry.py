@@ -47,15 +47,21 @@ def test_a_publication_round_trips_to_the_same_world_and_keys() -> None:
     assert snap is not None
     assert snap.world == real_world()
     assert {(k.agency, k.key_id, k.public_key) for k in snap.keyring.public_keys()} == {
-        (k.agency, k.key_id, k.public_key) for k in RING.public_keys()}
+        (k.agency, k.key_id, k.public_key) for k in RING.public_keys()
+    }
     assert snap.serial == 1 and snap.published_at == AT
 
 
 def test_records_are_keyed_by_kind_and_id_with_the_manifest_last() -> None:
     keys = [r.key for r in _records()]
     assert keys[-1] == MANIFEST_KEY
-    assert {"agency/court", "program/court.judgment-defaulters", "mou/mou-food-safety", "topics/templates",
-            "key/court/court-k1"} <= set(keys)
+    assert {
+        "agency/court",
+        "program/court.judgment-defaulters",
+        "mou/mou-food-safety",
+        "topics/templates",
+        "key/court/court-k1",
+    } <= set(keys)
     assert len(keys) == len(set(keys))
 
 

@@ -79,8 +79,7 @@ def test_a_path_for_one_leaf_never_verifies_another(leaves: list[bytes], data: s
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=70, unique=True), st.data())
-def test_any_single_byte_change_in_leaf_path_root_or_index_is_refused(leaves: list[bytes],
-                                                                      data: st.DataObject) -> None:
+def test_any_single_byte_change_in_leaf_path_root_or_index_is_refused(leaves: list[bytes], data: st.DataObject) -> None:
     """The tree size is left out here: a path for leaf 0 of 3 is also one for leaf 0 of 4, which is
     why the size is part of what the batch signature covers (tests/unit/test_batch_signing.py)."""
     tree = merkle.MerkleTree(leaves)
@@ -108,8 +107,7 @@ def test_any_single_byte_change_in_leaf_path_root_or_index_is_refused(leaves: li
     assert not holds(leaves[i], flip(proof, at), tree.root)
 
 
-@given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.lists(st.binary(min_size=32, max_size=32),
-                                                                      max_size=20))
+@given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1), st.lists(st.binary(min_size=32, max_size=32), max_size=20))
 def test_proof_encoding_round_trips(index: int, size: int, path: list[bytes]) -> None:
     assert merkle.decode_proof(merkle.encode_proof(index, size, path)) == (index, size, tuple(path))
 

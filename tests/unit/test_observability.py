@@ -83,7 +83,12 @@ def test_the_local_scrape_config_is_valid_for_any_home(tmp_path: Path) -> None:
     files = [f for job in conf["scrape_configs"] for sd in job["file_sd_configs"] for f in sd["files"]]
     assert all(f.startswith(str(tmp_path / "home" / "run" / "scrape") + "/") for f in files)
     assert {job["job_name"] for job in conf["scrape_configs"]} == {
-        "concord-fanout", "concord-subscriber", "concord-adapter", "concord-drift", "kafka-broker"}
+        "concord-fanout",
+        "concord-subscriber",
+        "concord-adapter",
+        "concord-drift",
+        "kafka-broker",
+    }
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(conf))
     _promtool("check", "config", str(path))
@@ -125,8 +130,12 @@ def test_every_dashboard_expression_parses(tmp_path: Path) -> None:
 
 def test_every_metric_a_dashboard_or_rule_names_is_defined_by_a_service() -> None:
     """Concord's own names, against fresh registries (the broker's are checked live)."""
-    registries = [FanoutMetrics.create().registry, SubscriberMetrics.create("aviation").registry,
-                  DriftMetrics.create().registry, inbox_registry("court", REPO_ROOT / "no-such-inbox")]
+    registries = [
+        FanoutMetrics.create().registry,
+        SubscriberMetrics.create("aviation").registry,
+        DriftMetrics.create().registry,
+        inbox_registry("court", REPO_ROOT / "no-such-inbox"),
+    ]
     defined = set()
     for reg in registries:
         for fam in reg.collect():
@@ -142,21 +151,46 @@ def test_every_metric_a_dashboard_or_rule_names_is_defined_by_a_service() -> Non
 
 def test_coverage_gauges_read_zero_for_every_route_in_force() -> None:
     m = FanoutMetrics.create()
-    m.set_gauges(world=WORLD, entries=3, deadlines=1,
-                 outstanding={"rail\x00mou-judgment-defaulters\x00receipt": 2},
-                 oldest={"rail\x00mou-judgment-defaulters\x00receipt": 40.0}, overdue={}, lag={"court": 0},
-                 caught_up=True, sweeping=0)
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for fam in text_string_to_metric_families(exposition(m.registry).decode()) for s in fam.samples}
-    assert samples[("concord_fanout_receipts_outstanding",
-                    (("mou", "mou-judgment-defaulters"), ("subscriber", "rail")))] == 2
-    assert samples[("concord_fanout_receipt_wait_seconds",
-                    (("mou", "mou-judgment-defaulters"), ("subscriber", "rail")))] == 40
-    assert samples[("concord_fanout_receipts_outstanding",
-                    (("mou", "mou-judgment-defaulters"), ("subscriber", "aviation")))] == 0
+    m.set_gauges(
+        world=WORLD,
+        entries=3,
+        deadlines=1,
+        outstanding={"rail\x00mou-judgment-defaulters\x00receipt": 2},
+        oldest={"rail\x00mou-judgment-defaulters\x00receipt": 40.0},
+        overdue={},
+        lag={"court": 0},
+        caught_up=True,
+        sweeping=0,
+    )
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(exposition(m.registry).decode())
+        for s in fam.samples
+    }
+    assert (
+        samples[("concord_fanout_receipts_outstanding", (("mou", "mou-judgment-defaulters"), ("subscriber", "rail")))]
+        == 2
+    )
+    assert (
+        samples[("concord_fanout_receipt_wait_seconds", (("mou", "mou-judgment-defaulters"), ("subscriber", "rail")))]
+        == 40
+    )
+    assert (
+        samples[
+            ("concord_fanout_receipts_outstanding", (("mou", "mou-judgment-defaulters"), ("subscriber", "aviation")))
+        ]
+        == 0
+    )
     for stage in ("fanout", "receipt"):
-        assert samples[("concord_fanout_expired_unlifted",
-                        (("mou", "mou-judgment-defaulters"), ("stage", stage), ("subscriber", "aviation")))] == 0
+        assert (
+            samples[
+                (
+                    "concord_fanout_expired_unlifted",
+                    (("mou", "mou-judgment-defaulters"), ("stage", stage), ("subscriber", "aviation")),
+                )
+            ]
+            == 0
+        )
     assert samples[("concord_fanout_receipts_caught_up", ())] == 1
     assert samples[("concord_quarantine_total", (("component", "fanout"), ("reason", "FORGED")))] == 0
     assert samples[("concord_quarantine_total", (("component", "fanout"), ("reason", "WRONG_PARTITION")))] == 0
@@ -200,11 +234,19 @@ def test_inbox_metrics_sum_the_result_files(tmp_path: Path) -> None:
     (tmp_path / "done").mkdir()
     (tmp_path / "failed").mkdir()
     for i, (acc, rej, already) in enumerate([(3, 1, 0), (0, 0, 4)]):
-        (tmp_path / "done" / f"f{i}.jsonl.result.json").write_text(json.dumps(
-            {"accepted": acc, "rejected": rej, "already_published": already,
-             "published_at": "2026-03-10T12:00:00+00:00"}))
-    (tmp_path / "failed" / "bad.csv.result.json").write_text(json.dumps(
-        {"accepted": 0, "rejected": 0, "already_published": 0, "error": "no mapping"}))
+        (tmp_path / "done" / f"f{i}.jsonl.result.json").write_text(
+            json.dumps(
+                {
+                    "accepted": acc,
+                    "rejected": rej,
+                    "already_published": already,
+                    "published_at": "2026-03-10T12:00:00+00:00",
+                }
+            )
+        )
+    (tmp_path / "failed" / "bad.csv.result.json").write_text(
+        json.dumps({"accepted": 0, "rejected": 0, "already_published": 0, "error": "no mapping"})
+    )
     (tmp_path / "waiting.jsonl").write_text("{}\n")
     (tmp_path / "half.jsonl.part").write_text("{")
     reg = inbox_registry("court", tmp_path)
@@ -234,8 +276,7 @@ def test_the_broker_runs_the_jmx_exporter_on_a_port_kept_in_its_state(tmp_path: 
     (tmp_path / "kafka" / "agent" / JMX_EXPORTER_JAR).write_bytes(b"")
     work = tmp_path / "broker"
     work.mkdir()
-    old = {"cluster_id": "c", "ports": {"client": 1, "broker": 2, "controller": 3}, "broker_password": "p",
-           "users": {}}
+    old = {"cluster_id": "c", "ports": {"client": 1, "broker": 2, "controller": 3}, "broker_password": "p", "users": {}}
     (work / "state.json").write_text(json.dumps(old))  # a work directory from before the agent
     broker = EmbeddedKafka(work, {"concord-admin": "pw"}, libs_dir=libs)
     jmx = broker.ports.jmx

@@ -73,16 +73,18 @@ REP2_REF = f"LEGAL_REPRESENTATIVE:CN_RIC:{REP2}"
 # --------------------------------------------------------------------------- helpers
 
 
-def accepted(event: ListEntryEvent, offset: int, *, origin: str = "court", digest: bytes | None = None,
-             partition: int = 0) -> Accepted:
+def accepted(
+    event: ListEntryEvent, offset: int, *, origin: str = "court", digest: bytes | None = None, partition: int = 0
+) -> Accepted:
     source = source_record(event, offset, origin=origin, partition=partition)
     if digest is None:
         digest = hashlib.sha256(encode(event)).digest()  # what the record says, whatever its salts
     return Accepted(origin=origin, event=event, source=source, digest=digest)
 
 
-def feed(events: Sequence[ListEntryEvent], *, world: World = WORLD, now: datetime = NOW,
-         origin: str = "court") -> tuple[EntryState, list[Transition]]:
+def feed(
+    events: Sequence[ListEntryEvent], *, world: World = WORLD, now: datetime = NOW, origin: str = "court"
+) -> tuple[EntryState, list[Transition]]:
     """Apply ``events`` in order at offsets 0, 1, 2, ... from an empty state."""
     state: EntryState | None = None
     out = []
@@ -157,7 +159,11 @@ def test_listed_organization_with_legal_representative() -> None:
         assert d.measure_kind is MeasureKind.PUNISH
         assert (d.mou_id, d.mou_version) == ("mou-judgment-defaulters", 1)
         assert (d.origin_agency, d.entry_id, d.entry_version, d.program) == (
-            "court", ENTRY_ID, 1, "court.judgment-defaulters")
+            "court",
+            ENTRY_ID,
+            1,
+            "court.judgment-defaulters",
+        )
         assert d.valid_from == EFFECTIVE_FROM
         assert d.valid_until == EFFECTIVE_UNTIL == LISTED.effective_until
         # The publisher's signed commitments, and of its disclosures only those this agency may see.
@@ -171,7 +177,9 @@ def test_listed_organization_with_legal_representative() -> None:
     rep_source = got[(AVIATION, REP_REF)].source
     assert rep_source is not None
     assert {x.path for x in rep_source.disclosures} >= {
-        "subject.related_parties[0]", "subject.related_parties[0].identifiers[0]"}
+        "subject.related_parties[0]",
+        "subject.related_parties[0].identifiers[0]",
+    }
 
     assert t.state is not None
     # The state keeps the publisher's record once, and each key's latest directive without a copy of it.
@@ -216,7 +224,11 @@ def test_incentive_program_routes_to_customs_green_channel() -> None:
     t = on_record(None, accepted(ev, 0, origin="tax"), WORLD, NOW)
     (d,) = t.emitted
     assert (d.action, d.measure_id, d.measure_kind, d.subscriber) == (
-        Action.APPLY, GREEN, MeasureKind.INCENT, "customs")
+        Action.APPLY,
+        GREEN,
+        MeasureKind.INCENT,
+        "customs",
+    )
     assert (d.mou_id, d.subject_ref, d.origin_agency) == ("mou-a-grade-taxpayers", SUBJECT_REF, "tax")
     assert d.key == key(GREEN, SUBJECT_REF, origin="tax", entry_id=ev.entry_id)
     assert d.valid_until == ev.effective_until
@@ -278,13 +290,17 @@ def test_amendment_removing_a_legal_representative_lifts_only_theirs() -> None:
         assert d.cause is Cause.AMENDED
         assert d.entry_version == 3
     assert {(d.measure_id, d.subject_ref) for d in state.applied()} == {
-        (FINANCE, SUBJECT_REF), (AVIATION, REP2_REF), (RAIL, REP2_REF)}
+        (FINANCE, SUBJECT_REF),
+        (AVIATION, REP2_REF),
+        (RAIL, REP2_REF),
+    }
 
 
 def test_amendment_changing_the_period_reapplies_with_the_new_window() -> None:
     later = datetime(2029, 1, 1, tzinfo=UTC)
-    amended = entry(version=2, event_type="AMENDED", effective_until=later.isoformat(),
-                    publication_until=later.isoformat())
+    amended = entry(
+        version=2, event_type="AMENDED", effective_until=later.isoformat(), publication_until=later.isoformat()
+    )
     _, (_, t) = feed([LISTED, amended])
     got = by_key(t.emitted)
     assert set(got) == {(FINANCE, SUBJECT_REF), (AVIATION, REP_REF), (RAIL, REP_REF)}
@@ -474,39 +490,45 @@ def _terminate(docs: dict[str, Any]) -> None:
 def _add_securities(docs: dict[str, Any]) -> None:
     v1 = _jd_v1(docs)
     v1["signatories"].append("securities")
-    v1["measures"].append({
-        "measure_id": SECURITIES,
-        "kind": "PUNISH",
-        "text": "Restrict securities business licences.",
-        "implementing_agency": "securities",
-        "legal_basis": "Securities Law, Art. 12",
-        "applies_to": ["ORGANIZATION", "RELATED:LEGAL_REPRESENTATIVE"],
-    })
+    v1["measures"].append(
+        {
+            "measure_id": SECURITIES,
+            "kind": "PUNISH",
+            "text": "Restrict securities business licences.",
+            "implementing_agency": "securities",
+            "legal_basis": "Securities Law, Art. 12",
+            "applies_to": ["ORGANIZATION", "RELATED:LEGAL_REPRESENTATIVE"],
+        }
+    )
     v1["visible_fields"]["securities"] = ["kind", "identifiers"]
 
 
 def _new_mou(docs: dict[str, Any]) -> None:
     docs["mous/mou-customs-defaulters.yaml"] = {
         "mou_id": "mou-customs-defaulters",
-        "versions": [{
-            "version": 1,
-            "title": "Customs measures against judgment defaulters",
-            "document_no": "Test [2026] No. 1",
-            "signatories": ["court", "customs"],
-            "valid_from": "2026-03-01",
-            "valid_until": None,
-            "terminated_on": None,
-            "trigger_programs": ["court.judgment-defaulters"],
-            "measures": [{
-                "measure_id": "customs.strict-inspection",
-                "kind": "PUNISH",
-                "text": "Stricter customs inspection.",
-                "implementing_agency": "customs",
-                "legal_basis": "Customs Law",
-                "applies_to": ["ORGANIZATION"],
-            }],
-            "visible_fields": {"customs": ["kind", "names", "identifiers"]},
-        }],
+        "versions": [
+            {
+                "version": 1,
+                "title": "Customs measures against judgment defaulters",
+                "document_no": "Test [2026] No. 1",
+                "signatories": ["court", "customs"],
+                "valid_from": "2026-03-01",
+                "valid_until": None,
+                "terminated_on": None,
+                "trigger_programs": ["court.judgment-defaulters"],
+                "measures": [
+                    {
+                        "measure_id": "customs.strict-inspection",
+                        "kind": "PUNISH",
+                        "text": "Stricter customs inspection.",
+                        "implementing_agency": "customs",
+                        "legal_basis": "Customs Law",
+                        "applies_to": ["ORGANIZATION"],
+                    }
+                ],
+                "visible_fields": {"customs": ["kind", "names", "identifiers"]},
+            }
+        ],
     }
 
 
@@ -556,7 +578,11 @@ def test_new_mou_is_backfilled_on_tick() -> None:
     t = on_tick(state, world_with(_new_mou), NOW + days(1))
     (d,) = t.emitted
     assert (d.action, d.subscriber, d.mou_id, d.subject_ref) == (
-        Action.APPLY, "customs", "mou-customs-defaulters", SUBJECT_REF)
+        Action.APPLY,
+        "customs",
+        "mou-customs-defaulters",
+        SUBJECT_REF,
+    )
     assert d.valid_until == EFFECTIVE_UNTIL
 
 

@@ -50,8 +50,16 @@ def _compatible(reader: dict[str, Any], writer: dict[str, Any]) -> bool:
 
 
 def test_the_record_families_exist_with_a_first_version() -> None:
-    assert [f.name for f in FAMILIES] == ["directive", "heartbeat", "list_entry_event", "listing_commitments", "notice",
-                                          "quarantine_record", "receipt", "sealed_listing"]
+    assert [f.name for f in FAMILIES] == [
+        "directive",
+        "heartbeat",
+        "list_entry_event",
+        "listing_commitments",
+        "notice",
+        "quarantine_record",
+        "receipt",
+        "sealed_listing",
+    ]
     for family in FAMILIES:
         versions = _versions(family)
         assert versions, f"{family.name} has no schema version"
@@ -90,8 +98,7 @@ def backward_transitive_problems(versions: list[dict[str, Any]]) -> list[str]:
             result = checker.get_compatibility(_avro(newer), _avro(older))
             if result.compatibility is not SchemaCompatibilityType.compatible:
                 problems.append(
-                    f"v{n} cannot read v{m}: {sorted(result.messages)} "
-                    f"{[i.value for i in result.incompatibilities]}"
+                    f"v{n} cannot read v{m}: {sorted(result.messages)} {[i.value for i in result.incompatibilities]}"
                 )
     return problems
 
@@ -199,9 +206,7 @@ def test_a_compatible_v2_decodes_v1_records_with_its_default() -> None:
     # What the rule buys: a v1 record read through a v2 schema gets the new field's default.
     v2 = _with_field({"name": "court_level", "type": ["null", "string"], "default": None})
     body = encode(entry())[10:]
-    datum = fastavro.schemaless_reader(
-        io.BytesIO(body), fastavro.parse_schema(_load(V1)), fastavro.parse_schema(v2)
-    )
+    datum = fastavro.schemaless_reader(io.BytesIO(body), fastavro.parse_schema(_load(V1)), fastavro.parse_schema(v2))
     assert isinstance(datum, dict)
     assert datum["court_level"] is None
     assert datum["entry_id"] == "court-2026-000123"

@@ -39,9 +39,15 @@ SIGNED = signed_record(signer=COURT)
 RING = keyring(COURT, MARKET)
 
 
-def _refusal(ring: Keyring, record: bytes, headers: SignedHeaders | None, *,
-             expected: str | None = "court", at: datetime = AT,
-             domain: Domain = Domain.LIST_RECORD) -> Reason:
+def _refusal(
+    ring: Keyring,
+    record: bytes,
+    headers: SignedHeaders | None,
+    *,
+    expected: str | None = "court",
+    at: datetime = AT,
+    domain: Domain = Domain.LIST_RECORD,
+) -> Reason:
     with pytest.raises(SignatureInvalid) as info:
         ring.verify(domain, record, headers, expected_agency=expected, at=at)
     return info.value.reason
@@ -185,7 +191,10 @@ def test_record_signed_before_revocation_still_verifies() -> None:
     assert ring.verify(Domain.LIST_RECORD, SIGNED.record, SIGNED.headers, expected_agency="court", at=before)
     # ...and one microsecond before is still before.
     assert ring.verify(
-        Domain.LIST_RECORD, SIGNED.record, SIGNED.headers, expected_agency="court",
+        Domain.LIST_RECORD,
+        SIGNED.record,
+        SIGNED.headers,
+        expected_agency="court",
         at=datetime(2026, 3, 10, 11, 59, 59, 999999, tzinfo=UTC),
     )
 

@@ -357,7 +357,8 @@ def test_one_batch_holding_several_versions_of_a_key_applies_them_in_order(store
 
 
 def test_an_older_entry_version_with_a_higher_sequence_is_refused_and_changes_nothing(
-        store: DirectiveStore, feed: Feed) -> None:
+    store: DirectiveStore, feed: Feed
+) -> None:
     newer = directive().model_copy(update={"entry_version": 3, "seq": 3})
     store.apply([feed(newer)], NOW)
     older = directive().model_copy(update={"entry_version": 2, "seq": 9, "directive_id": "older-version-later-seq"})
@@ -369,7 +370,8 @@ def test_an_older_entry_version_with_a_higher_sequence_is_refused_and_changes_no
 
 
 def test_a_lifted_directive_leaves_after_its_retention_or_at_the_fan_outs_tombstone(
-        store: DirectiveStore, feed: Feed) -> None:
+    store: DirectiveStore, feed: Feed
+) -> None:
     applied = directive()
     lifted = directive(action=Action.LIFT, seq=2)
     store.apply([feed(applied), feed(lifted)], NOW)

@@ -15,8 +15,17 @@ T = 1_800_000_000.0
 def put(
     ix: CheckIndex, row: int, *values: str, measure: str = "m", entry: str = "e", until: float | None = None
 ) -> None:
-    ix.put(row, measure_id=measure, kind="PUNISH", mou_id="mou", origin_agency="court", entry_id=entry,
-           valid_from=T - 10, valid_until=until, identifiers=[("CN_RIC", v) for v in values])
+    ix.put(
+        row,
+        measure_id=measure,
+        kind="PUNISH",
+        mou_id="mou",
+        origin_agency="court",
+        entry_id=entry,
+        valid_from=T - 10,
+        valid_until=until,
+        identifiers=[("CN_RIC", v) for v in values],
+    )
 
 
 def rows_of(ix: CheckIndex, value: str) -> list[str]:

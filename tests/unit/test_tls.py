@@ -30,8 +30,8 @@ def test_broker_chain_verifies_against_ca_for_loopback_ip(tmp_path: Path) -> Non
     leaf, *intermediates = _certs(broker_pem)
     (ca,) = _certs(tmp_path / tls.CA_CERT)
 
-    verifier = PolicyBuilder().store(Store([ca])).build_server_verifier(
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+    verifier = (
+        PolicyBuilder().store(Store([ca])).build_server_verifier(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     )
     chain = verifier.verify(leaf, intermediates)
     assert chain[-1] == ca

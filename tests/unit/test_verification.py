@@ -40,9 +40,16 @@ AIR = "aviation.no-air-tickets"
 def _route(event: ListEntryEvent, before: Transition | None = None, offset: int = 0) -> Transition:
     sealed = seal_record(event, SCHEMAS)
     seal = COURT.sign(Domain.LIST_RECORD, sealed.commitments).signature
-    source = SourceRecord(topic="concord.lists.court", partition=0, offset=offset, agency="court",
-                          key_id="court-k1", signature=seal, record=sealed.commitments,
-                          disclosures=sealed.disclosures)
+    source = SourceRecord(
+        topic="concord.lists.court",
+        partition=0,
+        offset=offset,
+        agency="court",
+        key_id="court-k1",
+        signature=seal,
+        record=sealed.commitments,
+        disclosures=sealed.disclosures,
+    )
     acc = Accepted(origin="court", event=event, source=source, digest=hashlib.sha256(encode(event)).digest())
     return on_record(before.state if before else None, acc, WORLD, NOW)
 
@@ -80,8 +87,11 @@ def _refused(d: Directive, event: ListEntryEvent) -> Reason:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        pytest.param({"identifiers": (Identifier(scheme="CN_RIC", value=make_ric(7)),)},
-                     Reason.TARGET_MISMATCH, id="another-person"),
+        pytest.param(
+            {"identifiers": (Identifier(scheme="CN_RIC", value=make_ric(7)),)},
+            Reason.TARGET_MISMATCH,
+            id="another-person",
+        ),
         pytest.param({"names": ()}, Reason.TARGET_MISMATCH, id="names-dropped"),
     ],
 )
@@ -94,16 +104,17 @@ def test_a_directive_aimed_at_another_subject_is_refused(change: dict[str, objec
 def test_a_longer_validity_than_record_and_mou_allow_is_refused() -> None:
     d = _air(LISTED)
     assert d.valid_until is not None
-    assert _refused(d.model_copy(update={"valid_until": d.valid_until + timedelta(days=365)}), entry()) \
+    assert (
+        _refused(d.model_copy(update={"valid_until": d.valid_until + timedelta(days=365)}), entry())
         is Reason.WINDOW_MISMATCH
+    )
     assert _refused(d.model_copy(update={"valid_until": None}), entry()) is Reason.WINDOW_MISMATCH
 
 
 def test_another_mou_version_or_measure_kind_is_refused() -> None:
     d = _air(LISTED)
     assert _refused(d.model_copy(update={"mou_version": 2}), entry()) is Reason.MOU_MISMATCH
-    assert _refused(d.model_copy(update={"measure_kind": MeasureKind.INCENT}), entry()) \
-        is Reason.MEASURE_MISMATCH
+    assert _refused(d.model_copy(update={"measure_kind": MeasureKind.INCENT}), entry()) is Reason.MEASURE_MISMATCH
 
 
 def test_a_lift_of_a_standing_listing_with_no_delisting_is_refused() -> None:
@@ -126,18 +137,29 @@ def test_an_apply_for_a_measure_no_mou_names_for_the_subject_is_refused() -> Non
 
 def test_the_subscriber_refuses_a_forged_target_with_both_signatures_valid() -> None:
     d = _air(LISTED)
-    forged = d.model_copy(update={"target": d.target.model_copy(
-        update={"identifiers": (Identifier(scheme="CN_RIC", value=make_ric(9)),)})})
+    forged = d.model_copy(
+        update={
+            "target": d.target.model_copy(update={"identifiers": (Identifier(scheme="CN_RIC", value=make_ric(9)),)})
+        }
+    )
     value = encode(forged)
     headers = FANOUT.sign(Domain.DIRECTIVE, value).as_kafka()
     at = int(NOW.timestamp() * 1000)
     genuine = encode(d)
-    ok = admit_directive(agency="aviation", value=genuine, headers=FANOUT.sign(Domain.DIRECTIVE, genuine).as_kafka(),
-                         timestamp_ms=at, keyring=RING, schemas=SCHEMAS, world=WORLD)
+    ok = admit_directive(
+        agency="aviation",
+        value=genuine,
+        headers=FANOUT.sign(Domain.DIRECTIVE, genuine).as_kafka(),
+        timestamp_ms=at,
+        keyring=RING,
+        schemas=SCHEMAS,
+        world=WORLD,
+    )
     assert ok.target.identifiers == (Identifier(scheme="CN_RIC", value=KNOWN_RIC),)
     with pytest.raises(Refused) as err:
-        admit_directive(agency="aviation", value=value, headers=headers, timestamp_ms=at, keyring=RING,
-                        schemas=SCHEMAS, world=WORLD)
+        admit_directive(
+            agency="aviation", value=value, headers=headers, timestamp_ms=at, keyring=RING, schemas=SCHEMAS, world=WORLD
+        )
     assert err.value.reason == "TARGET_MISMATCH"
     assert make_ric(9) not in err.value.detail and KNOWN_RIC not in err.value.detail
 
@@ -146,8 +168,13 @@ def test_a_directive_without_its_record_is_refused() -> None:
     d = _air(DELISTED).model_copy(update={"source": None})
     value = encode(d)
     with pytest.raises(Refused) as err:
-        admit_directive(agency="aviation", value=value, headers=FANOUT.sign(Domain.DIRECTIVE, value).as_kafka(),
-                        timestamp_ms=int(NOW.timestamp() * 1000), keyring=RING, schemas=SCHEMAS, world=WORLD)
+        admit_directive(
+            agency="aviation",
+            value=value,
+            headers=FANOUT.sign(Domain.DIRECTIVE, value).as_kafka(),
+            timestamp_ms=int(NOW.timestamp() * 1000),
+            keyring=RING,
+            schemas=SCHEMAS,
+            world=WORLD,
+        )
     assert err.value.reason == "SOURCE_MISMATCH"
-
-
