@@ -19,7 +19,8 @@ resources (:mod:`services.deploy.strimzi`) there are:
 Every Concord pod reads the same settings as on a laptop (``services.settings``): the
 bootstrap and CA of the Strimzi cluster, its principal's SCRAM password from the Secret
 the User Operator writes for its ``KafkaUser``, the world from the ``concord-world``
-ConfigMap, and the signing keys from the ``concord-keyring`` ConfigMap (public keyring)
+ConfigMap, the signing keys from the ``concord-keyring`` ConfigMap (public keyring and the
+admin's registry key it is checked against)
 and a ``concord-signing-<principal>`` Secret (its private keys), which the operator
 creates from ``concord keys`` output.
 """
@@ -35,6 +36,7 @@ from services.core.principals import FANOUT
 from services.core.world import World
 from services.deploy import strimzi
 from services.deploy.strimzi import ClusterOptions, Obj
+from services.keystore import ANCHOR
 
 HOME = "/var/lib/concord"
 HTTP_PORT = 8080
@@ -123,6 +125,13 @@ def _config_volumes(principal: str, world_items: list[Obj], opts: DeployOptions)
         {"name": "ca", "mountPath": "/etc/concord/ca", "readOnly": True},
         {"name": "world", "mountPath": "/etc/concord/world", "readOnly": True},
         {"name": "keyring", "mountPath": "/etc/concord/keys/keyring.json", "subPath": "keyring.json", "readOnly": True},
+        # The admin's public key, that keyring.json is checked against (the trust anchor).
+        {
+            "name": "keyring",
+            "mountPath": f"/etc/concord/keys/{ANCHOR}",
+            "subPath": ANCHOR,
+            "readOnly": True,
+        },
         {"name": "signing", "mountPath": f"/etc/concord/keys/{principal}", "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the pod's own scratch space on a read-only root
     ]

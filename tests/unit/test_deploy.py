@@ -264,3 +264,13 @@ def test_the_example_folder_is_exactly_what_the_generator_writes(world: World, t
     assert sorted(p.name for p in tmp_path.glob("*.yaml")) == sorted([*files, "mine.yaml"])
     for name in files:
         assert yaml.safe_load_all((tmp_path / name).read_text())
+
+
+def test_every_workload_holds_the_keyring_and_the_key_it_is_checked_against(
+    objects: dict[str, list[dict[str, Any]]],
+) -> None:
+    workloads = [*_of(objects, "StatefulSet"), *_of(objects, "Deployment")]
+    assert workloads
+    for w in workloads:
+        mounts = {m["mountPath"] for m in w["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+        assert {"/etc/concord/keys/keyring.json", "/etc/concord/keys/registry-key.json"} <= mounts, w["metadata"]
