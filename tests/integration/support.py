@@ -7,14 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from services.core.codec import default_registry
 from services.core.disclosure import seal_record
@@ -118,30 +117,12 @@ def concord(home: Path, *args: str, stdin: str | None = None, timeout: float = 9
     )
 
 
-def read_topic(cluster: KafkaCluster, topic: str, partitions: int = 3) -> list[Any]:
-    """Every record of ``topic`` from the beginning to its current end, read as concord-admin."""
+def read_topic(cluster: KafkaCluster, topic: str) -> list[Any]:
+    """Every record of ``topic`` (all its partitions) from the beginning to its current end, read as the admin."""
 
     async def go() -> list[Any]:
-        consumer = AIOKafkaConsumer(
-            **cluster.access("concord-admin").aiokafka_kwargs(),
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in range(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            out: list[Any] = []
-            deadline = time.monotonic() + 60
-            while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-                assert time.monotonic() < deadline, f"could not read {topic} to its end"
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    out.extend(records)
-            return out
-        finally:
-            await consumer.stop()
+        async with asyncio.timeout(60):
+            return [r for _, r in await read_to_end(cluster.access(ADMIN), [topic])]
 
     return asyncio.run(go())
 

@@ -140,8 +140,11 @@ def test_publish_survives_a_broker_restart(kafka_cluster: KafkaCluster, stack: L
     def acked() -> int:
         if not ledger.exists():
             return 0
-        with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
-            return int(db.execute("SELECT count(*) FROM published").fetchone()[0])
+        try:
+            with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
+                return int(db.execute("SELECT count(*) FROM published").fetchone()[0])
+        except sqlite3.OperationalError:  # the file is there, its table not yet
+            return 0
 
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
