@@ -32,6 +32,7 @@ from services.core.models import Action, ListEntryEvent
 from services.core.signing import Domain, Signer
 from services.localstack import LocalStack, Service
 from tests.conftest import KafkaCluster
+from tests.integration.conftest import make_stack, started
 from tests.integration.support import directives, for_entry, publish, quarantined
 from tests.support import wait_for
 from tests.unit.factories import delisting, entry_dict, legal_rep, make_ric, make_uscc, organization
@@ -174,19 +175,15 @@ def produce_backdated(stack: LocalStack, signer: Signer, event: ListEntryEvent, 
 def governed(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Iterator[LocalStack]:
     world = tmp_path / "topics"
     shutil.copytree(REPO_TOPICS, world)
-    stack = LocalStack.at(tmp_path / "home", namespace=unique_ns, world_dir=world)
-    stack.write_config(kafka_cluster.bootstrap, kafka_cluster.ca_file, brokers=kafka_cluster.brokers)
-    stack.write_credentials(kafka_cluster.passwords)
-    stack.ensure_keys()
-    stack.provision()  # topics, ACLs, and registry serial 1
-    try:
+
+    def start(stack: LocalStack) -> None:
         stack.start_fanout()
         for agency in ("finance", "aviation", "securities"):
             stack.start_subscriber(agency)
-        stack.wait_healthy(timeout=120)
+
+    # make_stack provisions topics, ACLs, and registry serial 1
+    with started(make_stack(kafka_cluster, tmp_path / "home", unique_ns, world_dir=world), start) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_a_running_exchange_follows_the_registry_and_fails_closed_when_it_is_stale(governed: LocalStack) -> None:
