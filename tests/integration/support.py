@@ -25,7 +25,7 @@ from services.core.signing import Domain, SignedHeaders
 from services.keystore import load_keyring, load_signer
 from services.localstack import LocalStack
 from services.topic_metadata import read_to_end
-from tests.conftest import REPO_ROOT, KafkaCluster
+from tests.conftest import REPO_ROOT, KafkaCluster, write_all_credentials
 from tests.unit.factories import entry_dict, make_ric, person
 
 
@@ -96,6 +96,24 @@ def summary(ds: Iterable[Directive]) -> set[tuple[str, str, str, str]]:
 
 
 EXAMPLES = REPO_ROOT / "deploy" / "examples"
+
+
+def write_operator_home(home: Path, cluster: KafkaCluster, namespace: str) -> None:
+    """``concord.json`` naming ``cluster`` and ``namespace``, and one credentials file per user, as an operator
+    writes them before any ``concord`` command has run."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "concord.json").write_text(
+        json.dumps(
+            {
+                "bootstrap": cluster.bootstrap,
+                "brokers": cluster.brokers,
+                "namespace": namespace,
+                "security_protocol": "SASL_SSL",
+                "ca_file": str(cluster.ca_file) if cluster.ca_file else None,
+            }
+        )
+    )
+    write_all_credentials(home, cluster.passwords)
 
 
 def concord_env(home: Path) -> dict[str, str]:
