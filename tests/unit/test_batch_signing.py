@@ -33,7 +33,7 @@ from services.core.signing import (
     signing_input,
 )
 from tests.unit.factories import NOW, entry, keyring, public_key, real_world
-from tests.unit.subscriber_factories import RAIL, directive
+from tests.unit.subscriber_factories import RAIL, admit_signed, directive
 
 pytestmark = pytest.mark.unit
 
@@ -316,14 +316,7 @@ def test_a_directive_whose_forwarded_seal_was_altered_is_refused(part: str) -> N
     seal = _flip(src.seal(), where)
     value = default_registry().encode_model(_with_source(directive(), records[0], seal))
     with pytest.raises(Refused) as refused:
-        admit_directive(
-            agency="aviation",
-            value=value,
-            headers=FANOUT.sign(Domain.DIRECTIVE, value).as_kafka(),
-            timestamp_ms=int(NOW.timestamp() * 1000),
-            keyring=ring,
-            schemas=default_registry(),
-        )
+        admit_signed(value, fanout=FANOUT, keyring=ring)
     assert refused.value.reason == ("FORGED" if part == "signature" else "TAMPERED")
 
 
