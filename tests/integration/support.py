@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -134,6 +136,42 @@ def concord(home: Path, *args: str, stdin: str | None = None, timeout: float = 9
         check=False,
         cwd=REPO_ROOT,
     )
+
+
+@contextmanager
+def inbox_adapter(home: Path, agency: str, inbox: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``concord adapter run`` for ``agency`` on ``inbox`` (polled every 0.2 s), its output in ``log``; sent
+    SIGTERM on leaving, and killed if it has not stopped 30 s later."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "adapter",
+                "run",
+                "--agency",
+                agency,
+                "--inbox",
+                str(inbox),
+                *args,
+                "--poll",
+                "0.2",
+            ],
+            env=concord_env(home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def read_topic(cluster: KafkaCluster, topic: str, partitions: int = 3) -> list[Any]:
