@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.core.codec import default_registry
@@ -98,6 +99,52 @@ def summary(ds: Iterable[Directive]) -> set[tuple[str, str, str, str]]:
 
 
 EXAMPLES = REPO_ROOT / "deploy" / "examples"
+JUDGMENT_DEFAULTERS_MOU = "mou-judgment-defaulters"
+SECURITIES_MOU = "mou-court-securities"
+BOARD = "securities.no-board-seats"  # the measure of SECURITIES_MOU
+
+
+def add_securities_mou(mous: Path) -> None:
+    """A new MOU in ``mous``: the securities regulator bars judgment defaulters' legal representatives from boards."""
+    (mous / f"{SECURITIES_MOU}.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "mou_id": SECURITIES_MOU,
+                "versions": [
+                    {
+                        "version": 1,
+                        "title": "Memorandum on Securities Market Restrictions for Judgment Defaulters",
+                        "document_no": "Zheng Jian [2026] No. 7",
+                        "signatories": ["court", "securities"],
+                        "valid_from": "2016-01-01",
+                        "valid_until": None,
+                        "terminated_on": None,
+                        "trigger_programs": ["court.judgment-defaulters"],
+                        "measures": [
+                            {
+                                "measure_id": BOARD,
+                                "kind": "PUNISH",
+                                "text": "May not serve as a director or senior manager of a listed company.",
+                                "implementing_agency": "securities",
+                                "legal_basis": "Company Law, Art. 178",
+                                "applies_to": ["RELATED:LEGAL_REPRESENTATIVE"],
+                            }
+                        ],
+                        "visible_fields": {"securities": ["kind", "names", "identifiers"]},
+                    }
+                ],
+            },
+            sort_keys=False,
+        )
+    )
+
+
+def terminate_judgment_defaulters(mous: Path) -> None:
+    """The judgment-defaulters MOU in ``mous`` terminated today (MOU days are UTC calendar days)."""
+    path = mous / f"{JUDGMENT_DEFAULTERS_MOU}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["versions"][0]["terminated_on"] = datetime.now(UTC).date().isoformat()
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 def write_operator_home(home: Path, cluster: KafkaCluster, namespace: str) -> None:

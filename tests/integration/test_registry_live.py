@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiokafka import AIOKafkaProducer
 
 from services.core.codec import default_registry
@@ -33,16 +32,21 @@ from services.core.signing import Domain, Signer
 from services.localstack import LocalStack, Service
 from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack, started
-from tests.integration.support import directives, for_entry, publish, quarantined
+from tests.integration.support import (
+    BOARD,
+    add_securities_mou,
+    directives,
+    for_entry,
+    publish,
+    quarantined,
+    terminate_judgment_defaulters,
+)
 from tests.support import wait_for
 from tests.unit.factories import delisting, entry_dict, legal_rep, make_ric, make_uscc, organization
 
 pytestmark = pytest.mark.integration
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
-JD = "mou-judgment-defaulters"
-SECURITIES_MOU = "mou-court-securities"
-BOARD = "securities.no-board-seats"
 
 
 def concord(stack: LocalStack, *args: str) -> str:
@@ -106,47 +110,6 @@ def world_with(stack: LocalStack, name: str, edit: Callable[[Path], None]) -> Pa
     shutil.copytree(stack.world_dir or REPO_TOPICS, target)
     edit(target / "mous")
     return target
-
-
-def add_securities_mou(mous: Path) -> None:
-    (mous / f"{SECURITIES_MOU}.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "mou_id": SECURITIES_MOU,
-                "versions": [
-                    {
-                        "version": 1,
-                        "title": "Memorandum on Securities Market Restrictions for Judgment Defaulters",
-                        "document_no": "Zheng Jian [2026] No. 7",
-                        "signatories": ["court", "securities"],
-                        "valid_from": "2016-01-01",
-                        "valid_until": None,
-                        "terminated_on": None,
-                        "trigger_programs": ["court.judgment-defaulters"],
-                        "measures": [
-                            {
-                                "measure_id": BOARD,
-                                "kind": "PUNISH",
-                                "text": "May not serve as a director or senior manager of a listed company.",
-                                "implementing_agency": "securities",
-                                "legal_basis": "Company Law, Art. 178",
-                                "applies_to": ["RELATED:LEGAL_REPRESENTATIVE"],
-                            }
-                        ],
-                        "visible_fields": {"securities": ["kind", "names", "identifiers"]},
-                    }
-                ],
-            },
-            sort_keys=False,
-        )
-    )
-
-
-def terminate_judgment_defaulters(mous: Path) -> None:
-    path = mous / f"{JD}.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["versions"][0]["terminated_on"] = datetime.now(UTC).date().isoformat()
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
 def produce_backdated(stack: LocalStack, signer: Signer, event: ListEntryEvent, stamp: datetime) -> None:
