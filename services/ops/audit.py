@@ -90,23 +90,16 @@ def held_from_store(db: Path, agency: str) -> dict[str, Held]:
     }
 
 
-async def run_audit(
-    *,
-    access: KafkaAccess,
-    world: World,
-    namespace: str,
-    keyring: Keyring,
-    schemas: SchemaRegistry,
-    stores: dict[str, Path] | None = None,
-    now: datetime | None = None,
-) -> AuditReport:
+async def verified_list_events(
+    access: KafkaAccess, world: World, namespace: str, keyring: Keyring, schemas: SchemaRegistry
+) -> tuple[list[tuple[str, ListEntryEvent]], int]:
+    """Every list record on ``namespace``'s list topics that is admitted, as (publishing agency, event) in
+    topic order, and how many were refused."""
     specs = world.topic_specs(namespace)
     lists = {s.name: s.agency for s in specs if s.kind == "lists" and s.agency}
-    directives = {s.name: s.agency for s in specs if s.kind == "directives" and s.agency}
-    receipts = {s.name: s.agency for s in specs if s.kind == "receipts" and s.agency}
     partitions = {s.name: s.partitions for s in specs if s.kind == "lists"}
-    report = AuditReport()
     events: list[tuple[str, ListEntryEvent]] = []
+    refused = 0
     for topic, rec in await read_to_end(access, lists):
         try:
             acc = admit_list_record(
@@ -124,9 +117,27 @@ async def run_audit(
                 key_partition=partition_for(rec.key, partitions[topic]) if rec.key else None,
             )
         except Refused:
-            report.refused_events += 1
+            refused += 1
             continue
         events.append((acc.origin, acc.event))
+    return events, refused
+
+
+async def run_audit(
+    *,
+    access: KafkaAccess,
+    world: World,
+    namespace: str,
+    keyring: Keyring,
+    schemas: SchemaRegistry,
+    stores: dict[str, Path] | None = None,
+    now: datetime | None = None,
+) -> AuditReport:
+    specs = world.topic_specs(namespace)
+    directives = {s.name: s.agency for s in specs if s.kind == "directives" and s.agency}
+    receipts = {s.name: s.agency for s in specs if s.kind == "receipts" and s.agency}
+    report = AuditReport()
+    events, report.refused_events = await verified_list_events(access, world, namespace, keyring, schemas)
     report.events = len(events)
     now = now or datetime.now(UTC)
     held: list[Directive] = []

@@ -36,7 +36,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from services.core.codec import SchemaRegistry
 from services.core.errors import CodecError, ConfigError, SignatureInvalid
-from services.core.intake import Refused, admit_directive, admit_list_record
+from services.core.intake import Refused, admit_directive
 from services.core.models import Directive, ListEntryEvent, Receipt
 from services.core.reasons import Reason
 from services.core.signing import Domain, Keyring, SignedHeaders, Signer
@@ -44,8 +44,7 @@ from services.core.subject_report import Asked, Evidence, SubjectReport, assembl
 from services.core.world import World
 from services.kafka_access import KafkaAccess
 from services.keystore import load_signer
-from services.ops.audit import latest_of
-from services.partitioning import partition_for
+from services.ops.audit import latest_of, verified_list_events
 from services.topic_metadata import read_to_end
 
 #: How far in the future a report's own time may lie before it is refused (clocks differ).
@@ -68,8 +67,6 @@ async def gather(
 ) -> Gathered:
     """Every list record, the latest directive of every key and every receipt, each verified."""
     specs = world.topic_specs(namespace)
-    lists = {s.name: s.agency for s in specs if s.kind == "lists" and s.agency}
-    partitions = {s.name: s.partitions for s in specs if s.kind == "lists"}
     directive_topics = {s.name: s.agency for s in specs if s.kind == "directives" and s.agency}
     receipt_topics = {s.name: s.agency for s in specs if s.kind == "receipts" and s.agency}
     counts = {
@@ -81,27 +78,7 @@ async def gather(
         "receipts_refused": 0,
     }
 
-    events: list[tuple[str, ListEntryEvent]] = []
-    for topic, rec in await read_to_end(access, lists):
-        try:
-            acc = admit_list_record(
-                origin=lists[topic],
-                topic=topic,
-                partition=rec.partition,
-                offset=rec.offset,
-                key=rec.key,
-                value=rec.value,
-                headers=rec.headers,
-                timestamp_ms=rec.timestamp,
-                keyring=keyring,
-                schemas=schemas,
-                world=world,
-                key_partition=partition_for(rec.key, partitions[topic]) if rec.key else None,
-            )
-        except Refused:
-            counts["list_records_refused"] += 1
-            continue
-        events.append((acc.origin, acc.event))
+    events, counts["list_records_refused"] = await verified_list_events(access, world, namespace, keyring, schemas)
     counts["list_records"] = len(events)
 
     directives: list[Directive] = []
