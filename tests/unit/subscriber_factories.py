@@ -14,9 +14,11 @@ from services.core.models import (
     Action,
     Cause,
     Directive,
+    Disclosure,
     Identifier,
     MeasureKind,
     Name,
+    SourceRecord,
     SubjectKind,
     TargetSubject,
 )
@@ -37,6 +39,33 @@ GREEN = "customs.green-channel"
 SECRET = "s3cret-for-tests"
 KEY_HASH = api_key_hash(SECRET)  # one Argon2 hash for every test client (each costs ~0.1 s)
 AUDITOR = f"auditor.{SECRET}"
+
+
+def forwarding(
+    d: Directive,
+    record: bytes,
+    signature: bytes,
+    *,
+    key_id: str,
+    agency: str = "court",
+    disclosures: tuple[Disclosure, ...] = (),
+) -> Directive:
+    """``d`` forwarding ``record`` as ``agency``'s key ``key_id`` sealed it with ``signature`` (read at
+    t.lists.court 0:0)."""
+    return d.model_copy(
+        update={
+            "source": SourceRecord(
+                topic="t.lists.court",
+                partition=0,
+                offset=0,
+                agency=agency,
+                key_id=key_id,
+                signature=signature,
+                record=record,
+                disclosures=disclosures,
+            )
+        }
+    )
 
 
 def admit_signed(

@@ -12,10 +12,10 @@ import pytest
 from services.core.codec import default_registry
 from services.core.disclosure import seal_record
 from services.core.intake import Refused, SourceCache, admit_directive
-from services.core.models import Directive, SourceRecord
+from services.core.models import Directive
 from services.core.signing import Domain, Keyring, Signer
 from tests.unit.factories import NOW, entry, public_key
-from tests.unit.subscriber_factories import RAIL, admit_signed, directive
+from tests.unit.subscriber_factories import RAIL, admit_signed, directive, forwarding
 
 pytestmark = pytest.mark.unit
 
@@ -27,20 +27,7 @@ SEALED = seal_record(entry(), default_registry())
 
 
 def with_source(d: Directive, record: bytes, signature: bytes, agency: str = "court") -> Directive:
-    return d.model_copy(
-        update={
-            "source": SourceRecord(
-                topic="t.lists.court",
-                partition=0,
-                offset=0,
-                agency=agency,
-                key_id=COURT.key_id,
-                signature=signature,
-                record=record,
-                disclosures=SEALED.disclosures,
-            )
-        }
-    )
+    return forwarding(d, record, signature, key_id=COURT.key_id, agency=agency, disclosures=SEALED.disclosures)
 
 
 def admit(d: Directive, ring: Keyring, cache: SourceCache, at: datetime = NOW) -> Directive:
