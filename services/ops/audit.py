@@ -123,6 +123,59 @@ async def verified_list_events(
     return events, refused
 
 
+async def verified_directives(
+    access: KafkaAccess, world: World, namespace: str, keyring: Keyring, schemas: SchemaRegistry
+) -> tuple[list[Directive], int]:
+    """Every directive on ``namespace``'s directive topics that is admitted, in topic order, and how many were
+    refused; a tombstone (the key's retention ended) and the fan-out's heartbeats are neither."""
+    topics = {s.name: s.agency for s in world.topic_specs(namespace) if s.kind == "directives" and s.agency}
+    admitted: list[Directive] = []
+    refused = 0
+    for topic, rec in await read_to_end(access, topics):
+        if rec.value is None or schemas.kind_of(rec.value) == "heartbeat":
+            continue
+        try:
+            admitted.append(
+                admit_directive(
+                    agency=topics[topic],
+                    value=rec.value,
+                    headers=rec.headers,
+                    timestamp_ms=rec.timestamp,
+                    keyring=keyring,
+                    schemas=schemas,
+                    world=world,
+                )
+            )
+        except Refused:
+            refused += 1
+    return admitted, refused
+
+
+async def verified_receipts(
+    access: KafkaAccess, world: World, namespace: str, keyring: Keyring, schemas: SchemaRegistry
+) -> tuple[list[Receipt], int]:
+    """Every receipt on ``namespace``'s receipt topics signed by the agency that owns the topic, in topic
+    order, and how many were refused; a tombstone is neither."""
+    topics = {s.name: s.agency for s in world.topic_specs(namespace) if s.kind == "receipts" and s.agency}
+    receipts: list[Receipt] = []
+    refused = 0
+    for topic, rec in await read_to_end(access, topics):
+        if rec.value is None:
+            continue
+        try:
+            keyring.verify(
+                Domain.RECEIPT,
+                rec.value,
+                SignedHeaders.from_kafka(rec.headers),
+                expected_agency=topics[topic],
+                at=datetime.fromtimestamp(rec.timestamp / 1000, UTC),
+            )
+            receipts.append(schemas.decode_model(rec.value, Receipt))
+        except (SignatureInvalid, CodecError):
+            refused += 1
+    return receipts, refused
+
+
 async def run_audit(
     *,
     access: KafkaAccess,
@@ -133,47 +186,16 @@ async def run_audit(
     stores: dict[str, Path] | None = None,
     now: datetime | None = None,
 ) -> AuditReport:
-    specs = world.topic_specs(namespace)
-    directives = {s.name: s.agency for s in specs if s.kind == "directives" and s.agency}
-    receipts = {s.name: s.agency for s in specs if s.kind == "receipts" and s.agency}
     report = AuditReport()
     events, report.refused_events = await verified_list_events(access, world, namespace, keyring, schemas)
     report.events = len(events)
     now = now or datetime.now(UTC)
-    held: list[Directive] = []
-    for topic, rec in await read_to_end(access, directives):
-        if schemas.kind_of(rec.value) == "heartbeat":
-            continue  # the fan-out's sign of life, not a directive
-        try:
-            held.append(
-                admit_directive(
-                    agency=directives[topic],
-                    value=rec.value,
-                    headers=rec.headers,
-                    timestamp_ms=rec.timestamp,
-                    keyring=keyring,
-                    schemas=schemas,
-                    world=world,
-                )
-            )
-        except Refused:
-            continue
+    held, _ = await verified_directives(access, world, namespace, keyring, schemas)
     report.findings_topics = audit(events, held_from_directives(held), world, now)
     for agency, db in (stores or {}).items():
         report.findings_stores[agency] = audit(events, held_from_store(db, agency), world, now, subscriber=agency)
-    answered: set[str] = set()
-    for topic, rec in await read_to_end(access, receipts):
-        try:
-            keyring.verify(
-                Domain.RECEIPT,
-                rec.value,
-                SignedHeaders.from_kafka(rec.headers),
-                expected_agency=receipts[topic],
-                at=datetime.fromtimestamp(rec.timestamp / 1000, UTC),
-            )
-            answered.add(schemas.decode_model(rec.value, Receipt).directive_id)
-        except (SignatureInvalid, CodecError):
-            continue
+    receipts, _ = await verified_receipts(access, world, namespace, keyring, schemas)
+    answered = {r.directive_id for r in receipts}
     for d in latest_of(held).values():
         if d.directive_id not in answered:
             report.unanswered.setdefault(d.subscriber, []).append(d.directive_id)
