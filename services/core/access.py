@@ -172,60 +172,50 @@ def compile_acls(world: World, namespace: str, at: datetime) -> list[AclRule]:
         grants = implementing.get(a)
         if grants and agency.implements:
             rules += feed_rules(world, namespace, a, *sorted(set(grants)))
-    why = _rule("the fan-out routes every list by the MOUs")
-    rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.lists.", ("READ", "DESCRIBE"), why)
-    rules += _rules(FANOUT, "TOPIC", "PREFIXED", f"{namespace}.directives.", ("WRITE", "DESCRIBE"), why)
-    rules += _rules(
-        FANOUT,
-        "TOPIC",
-        "PREFIXED",
-        f"{namespace}.notices.",
-        ("WRITE", "DESCRIBE"),
-        _rule("the fan-out tells each listing agency what was done about its listings"),
-    )
-    rules += _rules(
-        FANOUT,
-        "TOPIC",
-        "PREFIXED",
-        f"{namespace}.receipts.",
-        ("READ", "DESCRIBE"),
-        _rule("the fan-out aggregates receipts"),
-    )
-    rules += _rules(
-        FANOUT,
-        "TOPIC",
-        "LITERAL",
-        world.topic_name("quarantine", namespace=namespace),
-        ("WRITE", "DESCRIBE"),
-        _rule("the fan-out quarantines what it refuses"),
-    )
-    rules += _rules(
-        FANOUT, "TOPIC", "LITERAL", registry, ("READ", "DESCRIBE"), _rule("the fan-out reads the signed registry")
-    )
-    rules += _rules(
-        FANOUT,
-        "TOPIC",
-        "LITERAL",
-        world.topic_name("fanout_state", namespace=namespace),
-        ("READ", "WRITE", "DESCRIBE"),
-        _rule("the fan-out keeps its state in its changelog"),
-    )
-    rules += _rules(
-        FANOUT,
-        "GROUP",
-        "LITERAL",
-        f"{namespace}-fanout",
-        ("READ", "DESCRIBE"),
-        _rule("the fan-out's consumer group: joins it, commits offsets in its transactions"),
-    )
-    rules += _rules(
-        FANOUT,
-        "TRANSACTIONAL_ID",
-        "PREFIXED",
-        f"{namespace}-fanout-",
-        ("WRITE", "DESCRIBE"),
-        _rule("the fan-out commits its directives, state and offsets in Kafka transactions"),
-    )
+    routes = "the fan-out routes every list by the MOUs"
+    fanout: list[tuple[str, str, str, tuple[str, ...], str]] = [
+        ("TOPIC", "PREFIXED", f"{namespace}.lists.", ("READ", "DESCRIBE"), routes),
+        ("TOPIC", "PREFIXED", f"{namespace}.directives.", ("WRITE", "DESCRIBE"), routes),
+        (
+            "TOPIC",
+            "PREFIXED",
+            f"{namespace}.notices.",
+            ("WRITE", "DESCRIBE"),
+            "the fan-out tells each listing agency what was done about its listings",
+        ),
+        ("TOPIC", "PREFIXED", f"{namespace}.receipts.", ("READ", "DESCRIBE"), "the fan-out aggregates receipts"),
+        (
+            "TOPIC",
+            "LITERAL",
+            world.topic_name("quarantine", namespace=namespace),
+            ("WRITE", "DESCRIBE"),
+            "the fan-out quarantines what it refuses",
+        ),
+        ("TOPIC", "LITERAL", registry, ("READ", "DESCRIBE"), "the fan-out reads the signed registry"),
+        (
+            "TOPIC",
+            "LITERAL",
+            world.topic_name("fanout_state", namespace=namespace),
+            ("READ", "WRITE", "DESCRIBE"),
+            "the fan-out keeps its state in its changelog",
+        ),
+        (
+            "GROUP",
+            "LITERAL",
+            f"{namespace}-fanout",
+            ("READ", "DESCRIBE"),
+            "the fan-out's consumer group: joins it, commits offsets in its transactions",
+        ),
+        (
+            "TRANSACTIONAL_ID",
+            "PREFIXED",
+            f"{namespace}-fanout-",
+            ("WRITE", "DESCRIBE"),
+            "the fan-out commits its directives, state and offsets in Kafka transactions",
+        ),
+    ]
+    for rtype, ptype, name, ops, reason in fanout:
+        rules += _rules(FANOUT, rtype, ptype, name, ops, _rule(reason))
     rules += _audit_rules(world, namespace, registry)
     rules += _drift_rules(namespace)
     why = _rule("operators describe, nothing more")

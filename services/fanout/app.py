@@ -366,25 +366,23 @@ class Fanout:
         if value is None:
             return
         _, ts = msg.timestamp()
+
+        def verify() -> None:
+            self.cfg.keyring.verify(
+                Domain.RECEIPT,
+                value,
+                SignedHeaders.from_kafka(_headers(msg)),
+                expected_agency=agency,
+                at=datetime.fromtimestamp(ts / 1000, UTC),
+            )
+
         try:
             try:
-                self.cfg.keyring.verify(
-                    Domain.RECEIPT,
-                    value,
-                    SignedHeaders.from_kafka(_headers(msg)),
-                    expected_agency=agency,
-                    at=datetime.fromtimestamp(ts / 1000, UTC),
-                )
+                verify()
             except SignatureInvalid as exc:
                 if exc.reason is not Reason.UNKNOWN_KEY or not self._catch_up():
                     raise
-                self.cfg.keyring.verify(
-                    Domain.RECEIPT,
-                    value,
-                    SignedHeaders.from_kafka(_headers(msg)),
-                    expected_agency=agency,
-                    at=datetime.fromtimestamp(ts / 1000, UTC),
-                )
+                verify()  # with the keyring of the registry publication just caught up with
             receipt = self.cfg.schemas.decode_model(value, Receipt)
         except (SignatureInvalid, CodecError) as exc:
             self.metrics.receipts_refused.inc()

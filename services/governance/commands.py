@@ -265,41 +265,28 @@ def add_commands(sub: Any) -> None:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--world", help="the topics/ folder to compile (default: CONCORD_WORLD_DIR or topics/)")
 
+    def removals(p: argparse.ArgumentParser, max_deletions_help: str) -> None:
+        """The guards on what a plan removes: a deletion limit and the agencies withdrawn without draining."""
+        p.add_argument("--max-deletions", type=int, default=DEFAULT_MAX_DELETIONS, help=max_deletions_help)
+        p.add_argument(
+            "--force-withdraw",
+            action="append",
+            default=[],
+            metavar="AGENCY",
+            help="withdraw AGENCY's directive access without waiting for it to drain",
+        )
+
     p = acl.add_parser("plan", help="show what apply would change, grouped by agency and MOU, with reasons")
     common(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--out", help="save the plan for `concord acl apply --plan FILE`")
-    p.add_argument(
-        "--max-deletions",
-        type=int,
-        default=DEFAULT_MAX_DELETIONS,
-        help="warn when the plan removes more bindings than this",
-    )
-    p.add_argument(
-        "--force-withdraw",
-        action="append",
-        default=[],
-        metavar="AGENCY",
-        help="withdraw AGENCY's directive access without waiting for it to drain",
-    )
+    removals(p, "warn when the plan removes more bindings than this")
     p.set_defaults(fn=cmd_acl_plan)
 
     p = acl.add_parser("apply", help="apply a saved plan (refused if the cluster changed since), or plan and apply")
     common(p)
     p.add_argument("--plan", help="a plan saved by `concord acl plan --out FILE`")
-    p.add_argument(
-        "--max-deletions",
-        type=int,
-        default=DEFAULT_MAX_DELETIONS,
-        help=f"refuse to remove more bindings than this (default {DEFAULT_MAX_DELETIONS})",
-    )
-    p.add_argument(
-        "--force-withdraw",
-        action="append",
-        default=[],
-        metavar="AGENCY",
-        help="withdraw AGENCY's directive access without waiting for it to drain",
-    )
+    removals(p, f"refuse to remove more bindings than this (default {DEFAULT_MAX_DELETIONS})")
     p.set_defaults(fn=cmd_acl_apply)
 
     p = acl.add_parser("drift", help="exit 0 when the cluster matches the world, 1 with the differences")

@@ -90,23 +90,16 @@ def held_from_store(db: Path, agency: str) -> dict[str, Held]:
     }
 
 
-async def run_audit(
-    *,
-    access: KafkaAccess,
-    world: World,
-    namespace: str,
-    keyring: Keyring,
-    schemas: SchemaRegistry,
-    stores: dict[str, Path] | None = None,
-    now: datetime | None = None,
-) -> AuditReport:
+async def verified_list_events(
+    access: KafkaAccess, world: World, namespace: str, keyring: Keyring, schemas: SchemaRegistry
+) -> tuple[list[tuple[str, ListEntryEvent]], int]:
+    """Every list record on ``namespace``'s list topics that is admitted, as (publishing agency, event) in
+    topic order, and how many were refused."""
     specs = world.topic_specs(namespace)
     lists = {s.name: s.agency for s in specs if s.kind == "lists" and s.agency}
-    directives = {s.name: s.agency for s in specs if s.kind == "directives" and s.agency}
-    receipts = {s.name: s.agency for s in specs if s.kind == "receipts" and s.agency}
     partitions = {s.name: s.partitions for s in specs if s.kind == "lists"}
-    report = AuditReport()
     events: list[tuple[str, ListEntryEvent]] = []
+    refused = 0
     for topic, rec in await read_to_end(access, lists):
         try:
             acc = admit_list_record(
@@ -124,19 +117,27 @@ async def run_audit(
                 key_partition=partition_for(rec.key, partitions[topic]) if rec.key else None,
             )
         except Refused:
-            report.refused_events += 1
+            refused += 1
             continue
         events.append((acc.origin, acc.event))
-    report.events = len(events)
-    now = now or datetime.now(UTC)
-    held: list[Directive] = []
-    for topic, rec in await read_to_end(access, directives):
-        if schemas.kind_of(rec.value) == "heartbeat":
-            continue  # the fan-out's sign of life, not a directive
+    return events, refused
+
+
+async def verified_directives(
+    access: KafkaAccess, world: World, namespace: str, keyring: Keyring, schemas: SchemaRegistry
+) -> tuple[list[Directive], int]:
+    """Every directive on ``namespace``'s directive topics that is admitted, in topic order, and how many were
+    refused; a tombstone (the key's retention ended) and the fan-out's heartbeats are neither."""
+    topics = {s.name: s.agency for s in world.topic_specs(namespace) if s.kind == "directives" and s.agency}
+    admitted: list[Directive] = []
+    refused = 0
+    for topic, rec in await read_to_end(access, topics):
+        if rec.value is None or schemas.kind_of(rec.value) == "heartbeat":
+            continue
         try:
-            held.append(
+            admitted.append(
                 admit_directive(
-                    agency=directives[topic],
+                    agency=topics[topic],
                     value=rec.value,
                     headers=rec.headers,
                     timestamp_ms=rec.timestamp,
@@ -146,23 +147,55 @@ async def run_audit(
                 )
             )
         except Refused:
+            refused += 1
+    return admitted, refused
+
+
+async def verified_receipts(
+    access: KafkaAccess, world: World, namespace: str, keyring: Keyring, schemas: SchemaRegistry
+) -> tuple[list[Receipt], int]:
+    """Every receipt on ``namespace``'s receipt topics signed by the agency that owns the topic, in topic
+    order, and how many were refused; a tombstone is neither."""
+    topics = {s.name: s.agency for s in world.topic_specs(namespace) if s.kind == "receipts" and s.agency}
+    receipts: list[Receipt] = []
+    refused = 0
+    for topic, rec in await read_to_end(access, topics):
+        if rec.value is None:
             continue
-    report.findings_topics = audit(events, held_from_directives(held), world, now)
-    for agency, db in (stores or {}).items():
-        report.findings_stores[agency] = audit(events, held_from_store(db, agency), world, now, subscriber=agency)
-    answered: set[str] = set()
-    for topic, rec in await read_to_end(access, receipts):
         try:
             keyring.verify(
                 Domain.RECEIPT,
                 rec.value,
                 SignedHeaders.from_kafka(rec.headers),
-                expected_agency=receipts[topic],
+                expected_agency=topics[topic],
                 at=datetime.fromtimestamp(rec.timestamp / 1000, UTC),
             )
-            answered.add(schemas.decode_model(rec.value, Receipt).directive_id)
+            receipts.append(schemas.decode_model(rec.value, Receipt))
         except (SignatureInvalid, CodecError):
-            continue
+            refused += 1
+    return receipts, refused
+
+
+async def run_audit(
+    *,
+    access: KafkaAccess,
+    world: World,
+    namespace: str,
+    keyring: Keyring,
+    schemas: SchemaRegistry,
+    stores: dict[str, Path] | None = None,
+    now: datetime | None = None,
+) -> AuditReport:
+    report = AuditReport()
+    events, report.refused_events = await verified_list_events(access, world, namespace, keyring, schemas)
+    report.events = len(events)
+    now = now or datetime.now(UTC)
+    held, _ = await verified_directives(access, world, namespace, keyring, schemas)
+    report.findings_topics = audit(events, held_from_directives(held), world, now)
+    for agency, db in (stores or {}).items():
+        report.findings_stores[agency] = audit(events, held_from_store(db, agency), world, now, subscriber=agency)
+    receipts, _ = await verified_receipts(access, world, namespace, keyring, schemas)
+    answered = {r.directive_id for r in receipts}
     for d in latest_of(held).values():
         if d.directive_id not in answered:
             report.unanswered.setdefault(d.subscriber, []).append(d.directive_id)

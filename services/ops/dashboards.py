@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,17 @@ def query(expr: str, legend: str = "", *, instant: bool = False) -> gprom.Dataqu
     if legend:
         q = q.legend_format(legend)
     return q.instant() if instant else q.range()
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A stat panel of one instant query: green below ``red_from``, red from it (never red when None)."""
+
+    title: str
+    description: str
+    expr: str
+    red_from: float | None = 1.0
+    unit: str = "short"
 
 
 class Layout:
@@ -127,6 +139,14 @@ class Layout:
             p = p.with_target(q.ref_id(chr(ord("A") + i)))
         return p
 
+    def stats(self, d: gdash.Dashboard, stats: list[Stat]) -> gdash.Dashboard:
+        """``d`` with one stat panel per entry of ``stats``, in order."""
+        for st in stats:
+            d = d.with_panel(
+                self.stat(st.title, st.description, [query(st.expr, instant=True)], unit=st.unit, red_from=st.red_from)
+            )
+        return d
+
     def row(self, title: str) -> gdash.Row:
         return gdash.Row(title).id(self._id())
 
@@ -162,49 +182,42 @@ def exchange_overview() -> model.Dashboard:
         "Is every agency publishing, is every directive reaching its agency, what is stuck and why.",
     )
     d = d.with_row(lay.row("Health"))
-    d = d.with_panel(
-        lay.stat(
-            "Services down",
-            "Scrape targets of Concord and the broker that do not answer.",
-            [query('count(up{job=~"concord-.*|kafka-broker"} == 0) or vector(0)', instant=True)],
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Fan-out workers",
-            "Fan-out processes answering on /metrics.",
-            [query('sum(up{job="concord-fanout"}) or vector(0)', instant=True)],
-            red_from=None,
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Quarantined (1h)",
-            "Records the fan-out refused in the last hour, all reasons.",
-            [query("sum(increase(concord_quarantine_total[1h]))", instant=True)],
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Receipts outstanding",
-            "Latest directives no agency has acknowledged yet.",
-            [query("sum(concord_fanout_receipts_outstanding)", instant=True)],
-            red_from=None,
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Expired, not lifted",
-            "Measures whose period ended that an agency may still hold.",
-            [query("sum(concord_fanout_expired_unlifted)", instant=True)],
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "ACL drift",
-            "Bindings, topics and users missing or extra on the cluster.",
-            [query("sum(concord_acl_drift_missing) + sum(concord_acl_drift_extra)", instant=True)],
-        )
+    d = lay.stats(
+        d,
+        [
+            Stat(
+                "Services down",
+                "Scrape targets of Concord and the broker that do not answer.",
+                'count(up{job=~"concord-.*|kafka-broker"} == 0) or vector(0)',
+            ),
+            Stat(
+                "Fan-out workers",
+                "Fan-out processes answering on /metrics.",
+                'sum(up{job="concord-fanout"}) or vector(0)',
+                red_from=None,
+            ),
+            Stat(
+                "Quarantined (1h)",
+                "Records the fan-out refused in the last hour, all reasons.",
+                "sum(increase(concord_quarantine_total[1h]))",
+            ),
+            Stat(
+                "Receipts outstanding",
+                "Latest directives no agency has acknowledged yet.",
+                "sum(concord_fanout_receipts_outstanding)",
+                red_from=None,
+            ),
+            Stat(
+                "Expired, not lifted",
+                "Measures whose period ended that an agency may still hold.",
+                "sum(concord_fanout_expired_unlifted)",
+            ),
+            Stat(
+                "ACL drift",
+                "Bindings, topics and users missing or extra on the cluster.",
+                "sum(concord_acl_drift_missing) + sum(concord_acl_drift_extra)",
+            ),
+        ],
     )
     d = d.with_row(lay.row("Flow"))
     d = d.with_panel(
@@ -396,53 +409,41 @@ def agency_view() -> model.Dashboard:
         )
     )
     d = d.with_row(lay.row("Implementing"))
-    d = d.with_panel(
-        lay.stat(
-            "Store freshness",
-            "Seconds since the store last confirmed it read its whole feed.",
-            [query(f"max(concord_subscriber_freshness_seconds{{{a}}})", instant=True)],
-            unit="s",
-            red_from=120,
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Lag",
-            "Directives not yet read.",
-            [query(f"max(concord_subscriber_lag_records{{{a}}})", instant=True)],
-            red_from=1000,
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Active directives",
-            "Directives in force in the store.",
-            [query(f"max(concord_subscriber_active_directives{{{a}}})", instant=True)],
-            red_from=None,
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Receipts in outbox",
-            "Receipts stored but not sent yet.",
-            [query(f"max(concord_subscriber_receipts_outbox{{{a}}})", instant=True)],
-            red_from=None,
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Without receipt",
-            "The agency's latest directives the fan-out has no receipt for.",
-            [query(f"sum(concord_fanout_receipts_outstanding{{{s}}})", instant=True)],
-            red_from=None,
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Expired, not lifted",
-            "Measures whose period ended that the agency may still hold.",
-            [query(f"sum(concord_fanout_expired_unlifted{{{s}}})", instant=True)],
-        )
+    d = lay.stats(
+        d,
+        [
+            Stat(
+                "Store freshness",
+                "Seconds since the store last confirmed it read its whole feed.",
+                f"max(concord_subscriber_freshness_seconds{{{a}}})",
+                unit="s",
+                red_from=120,
+            ),
+            Stat("Lag", "Directives not yet read.", f"max(concord_subscriber_lag_records{{{a}}})", red_from=1000),
+            Stat(
+                "Active directives",
+                "Directives in force in the store.",
+                f"max(concord_subscriber_active_directives{{{a}}})",
+                red_from=None,
+            ),
+            Stat(
+                "Receipts in outbox",
+                "Receipts stored but not sent yet.",
+                f"max(concord_subscriber_receipts_outbox{{{a}}})",
+                red_from=None,
+            ),
+            Stat(
+                "Without receipt",
+                "The agency's latest directives the fan-out has no receipt for.",
+                f"sum(concord_fanout_receipts_outstanding{{{s}}})",
+                red_from=None,
+            ),
+            Stat(
+                "Expired, not lifted",
+                "Measures whose period ended that the agency may still hold.",
+                f"sum(concord_fanout_expired_unlifted{{{s}}})",
+            ),
+        ],
     )
     d = d.with_panel(
         lay.series(
@@ -526,50 +527,38 @@ def broker_view() -> model.Dashboard:
         "The Kafka broker through the Prometheus JMX exporter (deploy/prometheus/kafka-jmx.yaml).",
     )
     d = d.with_row(lay.row("Partitions and controller"))
-    d = d.with_panel(
-        lay.stat(
-            "Broker up",
-            "The JMX exporter answers.",
-            [query(f"sum(up{{{b}}}) or vector(0)", instant=True)],
-            red_from=None,
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Active controller",
-            "Exactly one node must be the active controller.",
-            [query("sum(kafka_controller_kafkacontroller_activecontrollercount)", instant=True)],
-            red_from=2,
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Offline partitions",
-            "Partitions without a leader: nobody can read or write them.",
-            [query("sum(kafka_controller_kafkacontroller_offlinepartitionscount)", instant=True)],
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Under-replicated",
-            "Partitions with fewer in-sync replicas than replicas.",
-            [query("sum(kafka_server_replicamanager_underreplicatedpartitions)", instant=True)],
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Under min ISR",
-            "Partitions that refuse acks=all writes.",
-            [query("sum(kafka_server_replicamanager_underminisrpartitioncount)", instant=True)],
-        )
-    )
-    d = d.with_panel(
-        lay.stat(
-            "Partitions",
-            "Partitions in the cluster.",
-            [query("sum(kafka_controller_kafkacontroller_globalpartitioncount)", instant=True)],
-            red_from=None,
-        )
+    d = lay.stats(
+        d,
+        [
+            Stat("Broker up", "The JMX exporter answers.", f"sum(up{{{b}}}) or vector(0)", red_from=None),
+            Stat(
+                "Active controller",
+                "Exactly one node must be the active controller.",
+                "sum(kafka_controller_kafkacontroller_activecontrollercount)",
+                red_from=2,
+            ),
+            Stat(
+                "Offline partitions",
+                "Partitions without a leader: nobody can read or write them.",
+                "sum(kafka_controller_kafkacontroller_offlinepartitionscount)",
+            ),
+            Stat(
+                "Under-replicated",
+                "Partitions with fewer in-sync replicas than replicas.",
+                "sum(kafka_server_replicamanager_underreplicatedpartitions)",
+            ),
+            Stat(
+                "Under min ISR",
+                "Partitions that refuse acks=all writes.",
+                "sum(kafka_server_replicamanager_underminisrpartitioncount)",
+            ),
+            Stat(
+                "Partitions",
+                "Partitions in the cluster.",
+                "sum(kafka_controller_kafkacontroller_globalpartitioncount)",
+                red_from=None,
+            ),
+        ],
     )
     d = d.with_row(lay.row("Traffic"))
     d = d.with_panel(

@@ -35,8 +35,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from services.core.codec import SchemaRegistry
-from services.core.errors import CodecError, ConfigError, SignatureInvalid
-from services.core.intake import Refused, admit_directive, admit_list_record
+from services.core.errors import ConfigError, SignatureInvalid
 from services.core.models import Directive, ListEntryEvent, Receipt
 from services.core.reasons import Reason
 from services.core.signing import Domain, Keyring, SignedHeaders, Signer
@@ -44,9 +43,7 @@ from services.core.subject_report import Asked, Evidence, SubjectReport, assembl
 from services.core.world import World
 from services.kafka_access import KafkaAccess
 from services.keystore import load_signer
-from services.ops.audit import latest_of
-from services.partitioning import partition_for
-from services.topic_metadata import read_to_end
+from services.ops.audit import latest_of, verified_directives, verified_list_events, verified_receipts
 
 #: How far in the future a report's own time may lie before it is refused (clocks differ).
 CLOCK_SKEW = timedelta(minutes=5)
@@ -67,80 +64,18 @@ async def gather(
     *, access: KafkaAccess, world: World, namespace: str, keyring: Keyring, schemas: SchemaRegistry
 ) -> Gathered:
     """Every list record, the latest directive of every key and every receipt, each verified."""
-    specs = world.topic_specs(namespace)
-    lists = {s.name: s.agency for s in specs if s.kind == "lists" and s.agency}
-    partitions = {s.name: s.partitions for s in specs if s.kind == "lists"}
-    directive_topics = {s.name: s.agency for s in specs if s.kind == "directives" and s.agency}
-    receipt_topics = {s.name: s.agency for s in specs if s.kind == "receipts" and s.agency}
-    counts = {
-        "list_records": 0,
-        "list_records_refused": 0,
-        "directives": 0,
-        "directives_refused": 0,
-        "receipts": 0,
-        "receipts_refused": 0,
-    }
-
-    events: list[tuple[str, ListEntryEvent]] = []
-    for topic, rec in await read_to_end(access, lists):
-        try:
-            acc = admit_list_record(
-                origin=lists[topic],
-                topic=topic,
-                partition=rec.partition,
-                offset=rec.offset,
-                key=rec.key,
-                value=rec.value,
-                headers=rec.headers,
-                timestamp_ms=rec.timestamp,
-                keyring=keyring,
-                schemas=schemas,
-                world=world,
-                key_partition=partition_for(rec.key, partitions[topic]) if rec.key else None,
-            )
-        except Refused:
-            counts["list_records_refused"] += 1
-            continue
-        events.append((acc.origin, acc.event))
-    counts["list_records"] = len(events)
-
-    directives: list[Directive] = []
-    for topic, rec in await read_to_end(access, directive_topics):
-        if rec.value is None or schemas.kind_of(rec.value) == "heartbeat":
-            continue  # a tombstone (the key's retention ended) or the fan-out's sign of life
-        try:
-            directives.append(
-                admit_directive(
-                    agency=directive_topics[topic],
-                    value=rec.value,
-                    headers=rec.headers,
-                    timestamp_ms=rec.timestamp,
-                    keyring=keyring,
-                    schemas=schemas,
-                    world=world,
-                )
-            )
-        except Refused:
-            counts["directives_refused"] += 1
-    counts["directives"] = len(directives)
-
-    receipts: list[Receipt] = []
-    for topic, rec in await read_to_end(access, receipt_topics):
-        if rec.value is None:
-            continue
-        try:
-            keyring.verify(
-                Domain.RECEIPT,
-                rec.value,
-                SignedHeaders.from_kafka(rec.headers),
-                expected_agency=receipt_topics[topic],
-                at=datetime.fromtimestamp(rec.timestamp / 1000, UTC),
-            )
-            receipts.append(schemas.decode_model(rec.value, Receipt))
-        except (SignatureInvalid, CodecError):
-            counts["receipts_refused"] += 1
-    counts["receipts"] = len(receipts)
-    return Gathered(events, list(latest_of(directives).values()), receipts, Evidence(**counts))
+    events, events_refused = await verified_list_events(access, world, namespace, keyring, schemas)
+    directives, directives_refused = await verified_directives(access, world, namespace, keyring, schemas)
+    receipts, receipts_refused = await verified_receipts(access, world, namespace, keyring, schemas)
+    evidence = Evidence(
+        list_records=len(events),
+        list_records_refused=events_refused,
+        directives=len(directives),
+        directives_refused=directives_refused,
+        receipts=len(receipts),
+        receipts_refused=receipts_refused,
+    )
+    return Gathered(events, list(latest_of(directives).values()), receipts, evidence)
 
 
 async def build_report(

@@ -176,28 +176,18 @@ def _client(request: Request) -> Client:
 
 
 def _check_body(scheme: str | None, measure: str | None) -> None:
-    if scheme is not None and len(scheme) > MAX_SCHEME:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "string_too_long",
-                    "loc": ("body", "scheme"),
-                    "msg": f"at most {MAX_SCHEME} characters",
-                    "input": scheme,
-                }
-            ]
-        )
-    if measure is not None and len(measure) > MAX_MEASURE:
-        raise RequestValidationError(
-            [
-                {
-                    "type": "string_too_long",
-                    "loc": ("body", "measure"),
-                    "msg": f"at most {MAX_MEASURE} characters",
-                    "input": measure,
-                }
-            ]
-        )
+    for field, value, limit in (("scheme", scheme, MAX_SCHEME), ("measure", measure, MAX_MEASURE)):
+        if value is not None and len(value) > limit:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "string_too_long",
+                        "loc": ("body", field),
+                        "msg": f"at most {limit} characters",
+                        "input": value,
+                    }
+                ]
+            )
 
 
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {

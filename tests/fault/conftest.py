@@ -21,7 +21,7 @@ from services.embedded.broker import EmbeddedKafka
 from services.embedded.libs import ensure_kafka_libs
 from services.localstack import LocalStack
 from tests.conftest import REPO_ROOT, TEST_USERS, KafkaCluster
-from tests.integration.conftest import exchange, fanout_only, make_stack
+from tests.integration.conftest import exchange, fanout_only, make_stack, started
 
 __all__ = ["cluster_exchange", "exchange", "fanout_only", "kafka_trio", "make_stack"]
 
@@ -49,13 +49,8 @@ def kafka_trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluste
 
 @pytest.fixture(scope="module")
 def _trio_exchange(kafka_trio: KafkaCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    stack = make_stack(kafka_trio, tmp_path_factory.mktemp("trio-home"), "t" + secrets.token_hex(4))
-    try:
-        stack.start_all()
-        stack.wait_healthy(timeout=120)
+    with started(make_stack(kafka_trio, tmp_path_factory.mktemp("trio-home"), "t" + secrets.token_hex(4))) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture

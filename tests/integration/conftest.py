@@ -7,7 +7,8 @@ its own processes, all of which are stopped when the test ends.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,25 +26,26 @@ def make_stack(cluster: KafkaCluster, home: Path, namespace: str, world_dir: Pat
     return stack
 
 
-@pytest.fixture
-def exchange(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Iterator[LocalStack]:
-    """A running exchange: the fan-out and one subscriber per implementing agency."""
-    stack = make_stack(kafka_cluster, tmp_path / "home", unique_ns)
+@contextmanager
+def started(stack: LocalStack, start: Callable[[LocalStack], object] = LocalStack.start_all) -> Iterator[LocalStack]:
+    """``stack`` with the processes ``start`` launches, healthy; every one of them is stopped on leaving."""
     try:
-        stack.start_all()
+        start(stack)
         stack.wait_healthy(timeout=120)
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture
+def exchange(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Iterator[LocalStack]:
+    """A running exchange: the fan-out and one subscriber per implementing agency."""
+    with started(make_stack(kafka_cluster, tmp_path / "home", unique_ns)) as stack:
+        yield stack
 
 
 @pytest.fixture
 def fanout_only(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Iterator[LocalStack]:
     """Topics, ACLs and keys in a fresh namespace, with only the fan-out running."""
-    stack = make_stack(kafka_cluster, tmp_path / "home", unique_ns)
-    try:
-        stack.start_fanout()
-        stack.wait_healthy(timeout=120)
+    with started(make_stack(kafka_cluster, tmp_path / "home", unique_ns), LocalStack.start_fanout) as stack:
         yield stack
-    finally:
-        stack.stop()

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
 from aiokafka import AIOKafkaProducer
 
 from services.core.codec import default_registry
@@ -24,7 +27,7 @@ from services.core.signing import Domain, SignedHeaders
 from services.keystore import load_keyring, load_signer
 from services.localstack import LocalStack
 from services.topic_metadata import read_to_end
-from tests.conftest import REPO_ROOT, KafkaCluster
+from tests.conftest import REPO_ROOT, KafkaCluster, write_all_credentials
 from tests.unit.factories import entry_dict, make_ric, person
 
 
@@ -95,6 +98,70 @@ def summary(ds: Iterable[Directive]) -> set[tuple[str, str, str, str]]:
 
 
 EXAMPLES = REPO_ROOT / "deploy" / "examples"
+JUDGMENT_DEFAULTERS_MOU = "mou-judgment-defaulters"
+SECURITIES_MOU = "mou-court-securities"
+BOARD = "securities.no-board-seats"  # the measure of SECURITIES_MOU
+
+
+def add_securities_mou(mous: Path) -> None:
+    """A new MOU in ``mous``: the securities regulator bars judgment defaulters' legal representatives from boards."""
+    (mous / f"{SECURITIES_MOU}.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "mou_id": SECURITIES_MOU,
+                "versions": [
+                    {
+                        "version": 1,
+                        "title": "Memorandum on Securities Market Restrictions for Judgment Defaulters",
+                        "document_no": "Zheng Jian [2026] No. 7",
+                        "signatories": ["court", "securities"],
+                        "valid_from": "2016-01-01",
+                        "valid_until": None,
+                        "terminated_on": None,
+                        "trigger_programs": ["court.judgment-defaulters"],
+                        "measures": [
+                            {
+                                "measure_id": BOARD,
+                                "kind": "PUNISH",
+                                "text": "May not serve as a director or senior manager of a listed company.",
+                                "implementing_agency": "securities",
+                                "legal_basis": "Company Law, Art. 178",
+                                "applies_to": ["RELATED:LEGAL_REPRESENTATIVE"],
+                            }
+                        ],
+                        "visible_fields": {"securities": ["kind", "names", "identifiers"]},
+                    }
+                ],
+            },
+            sort_keys=False,
+        )
+    )
+
+
+def terminate_judgment_defaulters(mous: Path) -> None:
+    """The judgment-defaulters MOU in ``mous`` terminated today (MOU days are UTC calendar days)."""
+    path = mous / f"{JUDGMENT_DEFAULTERS_MOU}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["versions"][0]["terminated_on"] = datetime.now(UTC).date().isoformat()
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def write_operator_home(home: Path, cluster: KafkaCluster, namespace: str) -> None:
+    """``concord.json`` naming ``cluster`` and ``namespace``, and one credentials file per user, as an operator
+    writes them before any ``concord`` command has run."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "concord.json").write_text(
+        json.dumps(
+            {
+                "bootstrap": cluster.bootstrap,
+                "brokers": cluster.brokers,
+                "namespace": namespace,
+                "security_protocol": "SASL_SSL",
+                "ca_file": str(cluster.ca_file) if cluster.ca_file else None,
+            }
+        )
+    )
+    write_all_credentials(home, cluster.passwords)
 
 
 def concord_env(home: Path) -> dict[str, str]:
@@ -115,6 +182,42 @@ def concord(home: Path, *args: str, stdin: str | None = None, timeout: float = 9
         check=False,
         cwd=REPO_ROOT,
     )
+
+
+@contextmanager
+def inbox_adapter(home: Path, agency: str, inbox: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``concord adapter run`` for ``agency`` on ``inbox`` (polled every 0.2 s), its output in ``log``; sent
+    SIGTERM on leaving, and killed if it has not stopped 30 s later."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "adapter",
+                "run",
+                "--agency",
+                agency,
+                "--inbox",
+                str(inbox),
+                *args,
+                "--poll",
+                "0.2",
+            ],
+            env=concord_env(home),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def read_topic(cluster: KafkaCluster, topic: str) -> list[Any]:

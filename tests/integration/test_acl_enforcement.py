@@ -28,7 +28,8 @@ from services.governance.admin import ALL_BINDINGS
 from services.governance.reading import read_to_end
 from services.kafka_access import KafkaAccess
 from services.keystore import ensure_keys
-from tests.conftest import KafkaCluster, write_all_credentials
+from tests.conftest import KafkaCluster
+from tests.integration.support import write_operator_home
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -41,18 +42,7 @@ def applied_home(kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathF
     """A home whose namespace was set up by `concord acl apply` alone (topics, users, ACLs)."""
     ns = "t" + secrets.token_hex(4)
     home = tmp_path_factory.mktemp("acl-home")
-    (home / "concord.json").write_text(
-        json.dumps(
-            {
-                "bootstrap": kafka_cluster.bootstrap,
-                "brokers": kafka_cluster.brokers,
-                "namespace": ns,
-                "security_protocol": "SASL_SSL",
-                "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None,
-            }
-        )
-    )
-    write_all_credentials(home, kafka_cluster.passwords)
+    write_operator_home(home, kafka_cluster, ns)
     ensure_keys(home / "keys", ["court", "market", "tax", *SIGNING_PRINCIPALS])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CONCORD_HOME", str(home))

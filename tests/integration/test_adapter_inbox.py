@@ -5,9 +5,6 @@ stops the command cleanly."""
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,9 +12,9 @@ from typing import Any
 import pytest
 
 from services.localstack import LocalStack
-from tests.conftest import REPO_ROOT, KafkaCluster
+from tests.conftest import KafkaCluster
 from tests.integration.conftest import make_stack
-from tests.integration.support import EXAMPLES, concord_env, event_ids, listings
+from tests.integration.support import EXAMPLES, event_ids, inbox_adapter, listings
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -41,29 +38,7 @@ def test_inbox_publishes_each_dropped_file_once(kafka_cluster: KafkaCluster, tmp
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     log = tmp_path / "adapter.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "services.cli",
-                "adapter",
-                "run",
-                "--agency",
-                "court",
-                "--inbox",
-                str(inbox),
-                "--mapping",
-                str(EXAMPLES / "court-mapping.yaml"),
-                "--poll",
-                "0.2",
-            ],
-            env=concord_env(stack.home),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
-    try:
+    with inbox_adapter(stack.home, "court", inbox, log, "--mapping", str(EXAMPLES / "court-mapping.yaml")) as proc:
         lines = listings(5, "inbox")
         drop(inbox, "monday.jsonl", "".join(lines) + "not json\n")
         first = result(inbox, "monday.jsonl")
@@ -78,13 +53,6 @@ def test_inbox_publishes_each_dropped_file_once(kafka_cluster: KafkaCluster, tmp
         drop(inbox, "monday-again.jsonl", "".join(lines) + listings(6, "inbox")[5])
         again = result(inbox, "monday-again.jsonl")
         assert (again["accepted"], again["rejected"], again["already_published"]) == (1, 0, 5)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
     output = log.read_text()
     assert proc.returncode == 0, output[-3000:]
     assert "[court] inbox stopped" in output

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,29 +20,17 @@ from services.core.signing import H_PATH, H_ROOT, H_ROOT_SIG, H_SIG, Domain, Sig
 from services.keystore import load_signer
 from services.localstack import LocalStack
 from services.topic_metadata import read_to_end
-from tests.integration.support import directives, for_entry, publish, quarantined
+from tests.integration.support import concord, directives, for_entry, publish, quarantined
 from tests.support import wait_for
 from tests.unit.factories import entry_dict, make_ric, make_uscc, organization, person
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def _cli_publish(stack: LocalStack, agency: str, records: list[dict[str, Any]], tmp: Path, *extra: str) -> None:
     path = tmp / f"{agency}-{len(records)}.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
-    env["CONCORD_HOME"] = str(stack.home)
-    done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "publish", "--agency", agency, str(path), *extra],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-    )
+    done = concord(stack.home, "publish", "--agency", agency, str(path), *extra, timeout=120)
     assert done.returncode == 0, done.stderr
 
 

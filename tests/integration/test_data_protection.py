@@ -32,7 +32,7 @@ from services.localstack import LocalStack
 from services.topic_metadata import read_to_end
 from tests.conftest import KafkaCluster
 from tests.fault.support import audit_stores
-from tests.integration.conftest import make_stack
+from tests.integration.conftest import make_stack, started
 from tests.integration.support import directives, publish
 from tests.support import wait_for
 from tests.unit.factories import delisting, entry_dict, legal_rep, make_ric, make_uscc, organization, person
@@ -181,13 +181,8 @@ def short_retention(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str)
     retention.update({"ended_entries_days": 15 / 86_400, "lifted_directives_days": 15 / 86_400})
     doc["retention"] = retention
     (world / "topics.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    stack = make_stack(kafka_cluster, tmp_path / "home", unique_ns, world_dir=world)
-    try:
-        stack.start_all()
-        stack.wait_healthy(timeout=120)
+    with started(make_stack(kafka_cluster, tmp_path / "home", unique_ns, world_dir=world)) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_an_ended_entry_leaves_fanout_state_topics_and_stores_after_its_retention(short_retention: LocalStack) -> None:

@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from services.demo import cli_publisher, run_scenario, table
 from services.localstack import LocalStack
+from tests.integration.support import concord
 
 pytestmark = pytest.mark.integration
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _concord(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
-    env["CONCORD_HOME"] = str(home)
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def test_listing_delisting_and_expiry_reach_every_agency(exchange: LocalStack) -> None:
@@ -39,29 +27,21 @@ def test_listing_delisting_and_expiry_reach_every_agency(exchange: LocalStack) -
 
     # `concord check` answers from the running subscriber with the API's own JSON.
     legal_rep = next(e.ident for e in results if e.who == "legal rep")
-    out = _concord(exchange.home, "check", "--agency", "aviation", legal_rep)
+    out = concord(exchange.home, "check", "--agency", "aviation", legal_rep, timeout=60)
     assert out.returncode == 0, out.stderr
     answer = json.loads(out.stdout)
     assert answer["id"] == legal_rep
     assert (answer["status"], answer["restricted"]) == ("clear", False)  # delisted: lifted
     assert answer["as_of"] is not None
 
-    status = _concord(exchange.home, "status")
+    status = concord(exchange.home, "status", timeout=60)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "fanout      ok" in status.stdout
 
 
 def test_make_demo_path_exits_zero(tmp_path: Path) -> None:
     """`make demo` runs `concord run --once`: its own broker, set-up, services and scenario."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.cli", "run", "--once", "--home", str(tmp_path / "home")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+    home = tmp_path / "home"
+    proc = concord(home, "run", "--once", "--home", str(home), timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "13/13 expectations held" in proc.stdout

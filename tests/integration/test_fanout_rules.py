@@ -9,11 +9,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from services.core.models import Directive
 from services.localstack import LocalStack
-from tests.integration.support import directives, for_entry, publish, quarantined, summary
+from tests.integration.support import (
+    add_securities_mou,
+    directives,
+    for_entry,
+    publish,
+    quarantined,
+    summary,
+    terminate_judgment_defaulters,
+)
 from tests.support import wait_for
 from tests.unit.factories import (
     KNOWN_RIC,
@@ -193,37 +200,8 @@ def _changed_world(tmp: Path) -> Path:
     """topics/ with the judgment-defaulters MOU terminated today and a new MOU for securities."""
     world = tmp / "topics-changed"
     shutil.copytree(REPO_TOPICS, world)
-    path = world / "mous" / "mou-judgment-defaulters.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["versions"][0]["terminated_on"] = datetime.now(UTC).date().isoformat()  # MOU days are UTC calendar days
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    new = {
-        "mou_id": "mou-court-securities",
-        "versions": [
-            {
-                "version": 1,
-                "title": "Memorandum on Securities Market Restrictions for Judgment Defaulters",
-                "document_no": "Zheng Jian [2026] No. 7",
-                "signatories": ["court", "securities"],
-                "valid_from": "2016-01-01",
-                "valid_until": None,
-                "terminated_on": None,
-                "trigger_programs": ["court.judgment-defaulters"],
-                "measures": [
-                    {
-                        "measure_id": "securities.no-board-seats",
-                        "kind": "PUNISH",
-                        "text": "May not serve as a director, supervisor or senior manager of a listed company.",
-                        "implementing_agency": "securities",
-                        "legal_basis": "Company Law, Art. 178",
-                        "applies_to": ["RELATED:LEGAL_REPRESENTATIVE"],
-                    }
-                ],
-                "visible_fields": {"securities": ["kind", "names", "identifiers"]},
-            }
-        ],
-    }
-    (world / "mous" / "mou-court-securities.yaml").write_text(yaml.safe_dump(new, sort_keys=False))
+    terminate_judgment_defaulters(world / "mous")
+    add_securities_mou(world / "mous")
     return world
 
 

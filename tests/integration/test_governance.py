@@ -40,7 +40,8 @@ from services.kafka_access import KafkaAccess
 from services.keystore import ensure_keys, load_keyring, load_signer
 from services.subscriber.service import SubscriberService
 from services.subscriber.store import DirectiveStore
-from tests.conftest import KafkaCluster, write_all_credentials
+from tests.conftest import KafkaCluster
+from tests.integration.support import write_operator_home
 from tests.unit.factories import entry
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -84,19 +85,7 @@ def home(
     capsys: pytest.CaptureFixture[str],
 ) -> Home:
     path = tmp_path / "home"
-    path.mkdir()
-    (path / "concord.json").write_text(
-        json.dumps(
-            {
-                "bootstrap": kafka_cluster.bootstrap,
-                "brokers": kafka_cluster.brokers,
-                "namespace": unique_ns,
-                "security_protocol": "SASL_SSL",
-                "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None,
-            }
-        )
-    )
-    write_all_credentials(path, kafka_cluster.passwords)
+    write_operator_home(path, kafka_cluster, unique_ns)
     world = tmp_path / "world"
     shutil.copytree(REPO_ROOT / "topics", world)
     ensure_keys(path / "keys", [*sorted(load_world(world).agencies), FANOUT, ADMIN])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
@@ -20,7 +19,8 @@ from services.core.signing import Domain, Signer
 from services.core.world import load_world
 from services.governance.registry import follow_registry, publish_registry
 from services.keystore import ensure_keys, load_keyring, load_signer
-from tests.conftest import KafkaCluster, write_all_credentials
+from tests.conftest import KafkaCluster
+from tests.integration.support import write_operator_home
 from tests.support import kafka_headers
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -31,19 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def home(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "home"
-    path.mkdir()
-    (path / "concord.json").write_text(
-        json.dumps(
-            {
-                "bootstrap": kafka_cluster.bootstrap,
-                "brokers": kafka_cluster.brokers,
-                "namespace": unique_ns,
-                "security_protocol": "SASL_SSL",
-                "ca_file": str(kafka_cluster.ca_file) if kafka_cluster.ca_file else None,
-            }
-        )
-    )
-    write_all_credentials(path, kafka_cluster.passwords)
+    write_operator_home(path, kafka_cluster, unique_ns)
     shutil.copytree(REPO_ROOT / "topics", tmp_path / "world")
     ensure_keys(path / "keys", [*sorted(load_world(tmp_path / "world").agencies), FANOUT, ADMIN])
     for name in [k for k in os.environ if k.startswith("CONCORD_")]:

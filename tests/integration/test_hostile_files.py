@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +20,7 @@ import pytest
 from services.localstack import LocalStack
 from tests.conftest import REPO_ROOT, KafkaCluster
 from tests.integration.conftest import make_stack
-from tests.integration.support import concord, concord_env, event_ids, listings
+from tests.integration.support import concord, event_ids, inbox_adapter, listings
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -108,27 +105,7 @@ def test_hostile_files_through_the_drop_folder(kafka_cluster: KafkaCluster, stac
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     log = tmp_path / "adapter.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "services.cli",
-                "adapter",
-                "run",
-                "--agency",
-                "court",
-                "--inbox",
-                str(inbox),
-                "--poll",
-                "0.2",
-            ],
-            env=concord_env(stack.home),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO_ROOT,
-        )
-    try:
+    with inbox_adapter(stack.home, "court", inbox, log) as proc:
         for i, (name, (write, line, reason)) in enumerate(POISON.items()):
             write(tmp_path / f".{name}")
             (tmp_path / f".{name}").rename(inbox / name)
@@ -158,13 +135,6 @@ def test_hostile_files_through_the_drop_folder(kafka_cluster: KafkaCluster, stac
         status = Path(f"/proc/{proc.pid}/status").read_text()
         peak_kb = int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1])
         assert peak_kb < 300 * 1024, f"the adapter peaked at {peak_kb // 1024} MB: a line was held in memory"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
     output = log.read_text()
     _no_traceback(output)
     assert proc.returncode == 0, output[-3000:]

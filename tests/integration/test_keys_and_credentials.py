@@ -34,7 +34,7 @@ from services.governance.credentials import set_scram_password
 from services.localstack import LocalStack
 from services.topic_metadata import read_to_end
 from tests.conftest import KafkaCluster
-from tests.integration.conftest import make_stack
+from tests.integration.conftest import make_stack, started
 from tests.integration.support import quarantined
 from tests.support import wait_for
 from tests.unit.factories import entry_dict, make_ric, person
@@ -119,16 +119,16 @@ def can_log_in(stack: LocalStack, principal: str, password: str) -> bool:
 
 @pytest.fixture
 def running(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Iterator[LocalStack]:
-    stack = make_stack(kafka_cluster, tmp_path / "home", unique_ns)
-    try:
+    def start(stack: LocalStack) -> None:
         stack.start_fanout()
         stack.start_subscriber("aviation")
         stack.start_subscriber("rail")  # the court's persons reach both: the audit wants both receipts
         stack.start_adapter("court")
-        stack.wait_healthy(timeout=120)
-        yield stack
+
+    try:
+        with started(make_stack(kafka_cluster, tmp_path / "home", unique_ns), start) as stack:
+            yield stack
     finally:
-        stack.stop()
         # SCRAM users belong to the whole cluster, which later tests share: give back their passwords.
         admin_access = kafka_cluster.access(ADMIN)
         admin = AdminClient(admin_access.confluent_config())

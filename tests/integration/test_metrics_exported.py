@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -94,37 +95,16 @@ def test_every_metric_of_every_dashboard_and_alert_is_exported(
     targets = exchange.scrape_targets()
     assert {"fanout", "broker", "adapter-court", "drift"} <= set(targets)
     assert {f"subscriber-{a.agency_id}" for a in exchange.world.implementers()} <= set(targets)
-    fanout = targets["fanout"]
-    wait_for(
-        "the fan-out to admit 3 records",
-        lambda: scrape(fanout).get("concord_fanout_events_total", 0) >= 3,
-        timeout=90,
-        every=0.5,
-    )
-    wait_for(
-        "the unsigned record in quarantine",
-        lambda: scrape(fanout).get("concord_quarantine_total", 0) >= 1,
-        timeout=90,
-        every=0.5,
-    )
-    wait_for(
-        "the delisting and expiry lifts",
-        lambda: scrape(fanout).get("concord_fanout_lifts_total", 0) >= 2,
-        timeout=90,
-        every=0.5,
-    )
-    wait_for(
-        "the receipt view",
-        lambda: scrape(fanout).get("concord_fanout_receipts_caught_up") == 1,
-        timeout=90,
-        every=0.5,
-    )
-    wait_for(
-        "the first drift check",
-        lambda: "concord_acl_drift_missing" in scrape(targets["drift"]),
-        timeout=90,
-        every=0.5,
-    )
+    fanout, drift = targets["fanout"], targets["drift"]
+    awaited: list[tuple[str, Callable[[], bool]]] = [
+        ("the fan-out to admit 3 records", lambda: scrape(fanout).get("concord_fanout_events_total", 0) >= 3),
+        ("the unsigned record in quarantine", lambda: scrape(fanout).get("concord_quarantine_total", 0) >= 1),
+        ("the delisting and expiry lifts", lambda: scrape(fanout).get("concord_fanout_lifts_total", 0) >= 2),
+        ("the receipt view", lambda: scrape(fanout).get("concord_fanout_receipts_caught_up") == 1),
+        ("the first drift check", lambda: "concord_acl_drift_missing" in scrape(drift)),
+    ]
+    for what, reached in awaited:
+        wait_for(what, reached, timeout=90, every=0.5)
 
     exported: dict[str, set[str]] = {}
     for name, address in targets.items():

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiokafka import AIOKafkaProducer
 
 from services.core.codec import default_registry
@@ -32,16 +31,22 @@ from services.core.models import Action, ListEntryEvent
 from services.core.signing import Domain, Signer
 from services.localstack import LocalStack, Service
 from tests.conftest import KafkaCluster
-from tests.integration.support import directives, for_entry, publish, quarantined
+from tests.integration.conftest import make_stack, started
+from tests.integration.support import (
+    BOARD,
+    add_securities_mou,
+    directives,
+    for_entry,
+    publish,
+    quarantined,
+    terminate_judgment_defaulters,
+)
 from tests.support import wait_for
 from tests.unit.factories import delisting, entry_dict, legal_rep, make_ric, make_uscc, organization
 
 pytestmark = pytest.mark.integration
 
 REPO_TOPICS = Path(__file__).resolve().parents[2] / "topics"
-JD = "mou-judgment-defaulters"
-SECURITIES_MOU = "mou-court-securities"
-BOARD = "securities.no-board-seats"
 
 
 def concord(stack: LocalStack, *args: str) -> str:
@@ -107,47 +112,6 @@ def world_with(stack: LocalStack, name: str, edit: Callable[[Path], None]) -> Pa
     return target
 
 
-def add_securities_mou(mous: Path) -> None:
-    (mous / f"{SECURITIES_MOU}.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "mou_id": SECURITIES_MOU,
-                "versions": [
-                    {
-                        "version": 1,
-                        "title": "Memorandum on Securities Market Restrictions for Judgment Defaulters",
-                        "document_no": "Zheng Jian [2026] No. 7",
-                        "signatories": ["court", "securities"],
-                        "valid_from": "2016-01-01",
-                        "valid_until": None,
-                        "terminated_on": None,
-                        "trigger_programs": ["court.judgment-defaulters"],
-                        "measures": [
-                            {
-                                "measure_id": BOARD,
-                                "kind": "PUNISH",
-                                "text": "May not serve as a director or senior manager of a listed company.",
-                                "implementing_agency": "securities",
-                                "legal_basis": "Company Law, Art. 178",
-                                "applies_to": ["RELATED:LEGAL_REPRESENTATIVE"],
-                            }
-                        ],
-                        "visible_fields": {"securities": ["kind", "names", "identifiers"]},
-                    }
-                ],
-            },
-            sort_keys=False,
-        )
-    )
-
-
-def terminate_judgment_defaulters(mous: Path) -> None:
-    path = mous / f"{JD}.yaml"
-    doc = yaml.safe_load(path.read_text())
-    doc["versions"][0]["terminated_on"] = datetime.now(UTC).date().isoformat()
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
 def produce_backdated(stack: LocalStack, signer: Signer, event: ListEntryEvent, stamp: datetime) -> None:
     """What a thief with a revoked key does: signs now, and stamps the record with an earlier time."""
     topic = stack.world.topic_name("lists", signer.agency, namespace=stack.namespace)
@@ -174,19 +138,15 @@ def produce_backdated(stack: LocalStack, signer: Signer, event: ListEntryEvent, 
 def governed(kafka_cluster: KafkaCluster, tmp_path: Path, unique_ns: str) -> Iterator[LocalStack]:
     world = tmp_path / "topics"
     shutil.copytree(REPO_TOPICS, world)
-    stack = LocalStack.at(tmp_path / "home", namespace=unique_ns, world_dir=world)
-    stack.write_config(kafka_cluster.bootstrap, kafka_cluster.ca_file, brokers=kafka_cluster.brokers)
-    stack.write_credentials(kafka_cluster.passwords)
-    stack.ensure_keys()
-    stack.provision()  # topics, ACLs, and registry serial 1
-    try:
+
+    def start(stack: LocalStack) -> None:
         stack.start_fanout()
         for agency in ("finance", "aviation", "securities"):
             stack.start_subscriber(agency)
-        stack.wait_healthy(timeout=120)
+
+    # make_stack provisions topics, ACLs, and registry serial 1
+    with started(make_stack(kafka_cluster, tmp_path / "home", unique_ns, world_dir=world), start) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_a_running_exchange_follows_the_registry_and_fails_closed_when_it_is_stale(governed: LocalStack) -> None:

@@ -5,10 +5,8 @@ then what was lifted and why, and its signature holds until someone changes it."
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,26 +15,14 @@ import pytest
 
 from services.demo import AIR, FINANCE_BAN, RAIL, delisting_record, fresh_subjects, listing_records
 from services.localstack import LocalStack
-from tests.integration.support import directives, for_entry, publish
+from tests.integration.support import concord, directives, for_entry, publish
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 def _concord(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONCORD_")}
-    env["CONCORD_HOME"] = str(stack.home)
-    return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO_ROOT,
-    )
+    return concord(stack.home, *args, timeout=120)
 
 
 def _report(stack: LocalStack, ident: str, out: Path) -> dict[str, Any]:

@@ -273,18 +273,25 @@ def test_tampered_and_forged_directives_are_rejected_and_nothing_is_stored(ex: E
 # --------------------------------------------------------------------------- (c) restarts
 
 
-@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
-def test_restart_resumes_without_reapplying(ex: Exchange, kill: bool) -> None:
+def applied_and_receipted(ex: Exchange, what: str) -> tuple[Subjects, str, set[str]]:
+    """A new listing published, its person restricted by the subscriber and a receipt sent for each of its
+    directives: its subjects, its run and the ids of those directives."""
     s, run, _ = publish_listing(ex)
-    wait_for("person restricted", lambda: restricted(ex, s.person), ignoring=(httpx.HTTPError,))
+    wait_for(f"{what} applied", lambda: restricted(ex, s.person), ignoring=(httpx.HTTPError,))
     held = {d["directive_id"] for d in history(ex, f"court/demo-{run}-p")}
     wait_for(
-        "receipts sent",
+        f"receipts of {what}",
         lambda: held <= {r.directive_id for r in receipts(ex)},
         timeout=30,
         every=1.0,
         ignoring=(httpx.HTTPError,),
     )
+    return s, run, held
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["sigterm", "sigkill"])
+def test_restart_resumes_without_reapplying(ex: Exchange, kill: bool) -> None:
+    s, run, held = applied_and_receipted(ex, "the first listing")
     time.sleep(1.0)  # the outbox marks what it sent right after the broker acknowledged it
     before = Counter((r.directive_id, r.status.value) for r in receipts(ex))
 
@@ -294,16 +301,7 @@ def test_restart_resumes_without_reapplying(ex: Exchange, kill: bool) -> None:
     wait_ok(ex.stack, ex.url)
     assert restricted(ex, s.person)  # answered from the store it kept
 
-    s2, run2, _ = publish_listing(ex)
-    wait_for("new listing applied after restart", lambda: restricted(ex, s2.person), ignoring=(httpx.HTTPError,))
-    new = {d["directive_id"] for d in history(ex, f"court/demo-{run2}-p")}
-    wait_for(
-        "new receipts",
-        lambda: new <= {r.directive_id for r in receipts(ex)},
-        timeout=30,
-        every=1.0,
-        ignoring=(httpx.HTTPError,),
-    )
+    applied_and_receipted(ex, "a listing after the restart")
     time.sleep(2.0)  # give a re-application, if there were one, time to show
     after = Counter((r.directive_id, r.status.value) for r in receipts(ex))
     assert {k: n for k, n in after.items() if n > 1} == {}

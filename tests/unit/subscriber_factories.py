@@ -9,18 +9,22 @@ import time
 from datetime import datetime
 
 from services.core.codec import default_registry
+from services.core.intake import SourceCache, admit_directive
 from services.core.models import (
     Action,
     Cause,
     Directive,
+    Disclosure,
     Identifier,
     MeasureKind,
     Name,
+    SourceRecord,
     SubjectKind,
     TargetSubject,
 )
 from services.core.pseudonyms import pseudonym
-from services.core.signing import Keyring, Signer
+from services.core.signing import Domain, Keyring, Signer
+from services.core.world import World
 from services.kafka_access import KafkaAccess
 from services.subscriber.clients import ClientSpec, api_key_hash
 from services.subscriber.clients import Scope as ClientScope
@@ -35,6 +39,57 @@ GREEN = "customs.green-channel"
 SECRET = "s3cret-for-tests"
 KEY_HASH = api_key_hash(SECRET)  # one Argon2 hash for every test client (each costs ~0.1 s)
 AUDITOR = f"auditor.{SECRET}"
+
+
+def forwarding(
+    d: Directive,
+    record: bytes,
+    signature: bytes,
+    *,
+    key_id: str,
+    agency: str = "court",
+    disclosures: tuple[Disclosure, ...] = (),
+) -> Directive:
+    """``d`` forwarding ``record`` as ``agency``'s key ``key_id`` sealed it with ``signature`` (read at
+    t.lists.court 0:0)."""
+    return d.model_copy(
+        update={
+            "source": SourceRecord(
+                topic="t.lists.court",
+                partition=0,
+                offset=0,
+                agency=agency,
+                key_id=key_id,
+                signature=signature,
+                record=record,
+                disclosures=disclosures,
+            )
+        }
+    )
+
+
+def admit_signed(
+    value: bytes,
+    *,
+    fanout: Signer,
+    keyring: Keyring,
+    at: datetime = NOW,
+    sources: SourceCache | None = None,
+    world: World | None = None,
+    stamped_by_broker: bool | None = None,
+) -> Directive:
+    """``value`` signed by ``fanout`` and admitted by the aviation subscriber as the broker stamped it at ``at``."""
+    return admit_directive(
+        agency="aviation",
+        value=value,
+        headers=fanout.sign(Domain.DIRECTIVE, value).as_kafka(),
+        timestamp_ms=int(at.timestamp() * 1000),
+        keyring=keyring,
+        schemas=default_registry(),
+        sources=sources,
+        world=world,
+        stamped_by_broker=stamped_by_broker,
+    )
 
 
 def directive(

@@ -15,7 +15,7 @@ from services.core.codec import default_registry
 from services.core.disclosure import seal_record
 from services.core.errors import SignatureInvalid
 from services.core.intake import Refused, SourceCache, admit_directive, admit_list_record
-from services.core.models import Directive, SourceRecord
+from services.core.models import Directive
 from services.core.reasons import Reason
 from services.core.signing import (
     BATCH_HEADERS,
@@ -33,7 +33,7 @@ from services.core.signing import (
     signing_input,
 )
 from tests.unit.factories import NOW, entry, keyring, public_key, real_world
-from tests.unit.subscriber_factories import RAIL, directive
+from tests.unit.subscriber_factories import RAIL, admit_signed, directive, forwarding
 
 pytestmark = pytest.mark.unit
 
@@ -262,19 +262,7 @@ def test_a_batch_signed_list_record_is_admitted_and_its_source_carries_the_seal(
 
 
 def _with_source(d: Directive, record: bytes, seal: bytes) -> Directive:
-    return d.model_copy(
-        update={
-            "source": SourceRecord(
-                topic="t.lists.court",
-                partition=0,
-                offset=0,
-                agency="court",
-                key_id=COURT.key_id,
-                signature=seal,
-                record=record,
-            )
-        }
-    )
+    return forwarding(d, record, seal, key_id=COURT.key_id)
 
 
 def _sealed(event_id: str = "court:court-2026-000123:1", entry_id: str = "court-2026-000123") -> bytes:
@@ -316,14 +304,7 @@ def test_a_directive_whose_forwarded_seal_was_altered_is_refused(part: str) -> N
     seal = _flip(src.seal(), where)
     value = default_registry().encode_model(_with_source(directive(), records[0], seal))
     with pytest.raises(Refused) as refused:
-        admit_directive(
-            agency="aviation",
-            value=value,
-            headers=FANOUT.sign(Domain.DIRECTIVE, value).as_kafka(),
-            timestamp_ms=int(NOW.timestamp() * 1000),
-            keyring=ring,
-            schemas=default_registry(),
-        )
+        admit_signed(value, fanout=FANOUT, keyring=ring)
     assert refused.value.reason == ("FORGED" if part == "signature" else "TAMPERED")
 
 

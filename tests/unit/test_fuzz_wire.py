@@ -163,6 +163,19 @@ def _refused(fn: Callable[[], object], *allowed: type[BaseException]) -> BaseExc
     return None
 
 
+def _admit_as_aviation(value: bytes, headers: list[tuple[str, bytes]]) -> Directive:
+    """``value`` admitted (or refused) by the aviation subscriber, with a fresh cache of source records."""
+    return admit_directive(
+        agency="aviation",
+        value=value,
+        headers=headers,
+        timestamp_ms=AT_MS,
+        keyring=RING,
+        schemas=SCHEMAS,
+        sources=SourceCache(RING),
+    )
+
+
 def _reason_known(refusal: BaseException | None) -> bool:
     return refusal is None or getattr(refusal, "reason", None) in RECORD_REASONS
 
@@ -267,17 +280,7 @@ def test_any_directive_is_admitted_or_refused_with_a_reason(value: bytes, sign: 
     headers = _signed(Domain.DIRECTIVE, FANOUT, value, batch) if sign else []
     admitted: list[Directive] = []
     refusal = _refused(
-        lambda: admitted.append(
-            admit_directive(
-                agency="aviation",
-                value=value,
-                headers=headers,
-                timestamp_ms=AT_MS,
-                keyring=RING,
-                schemas=SCHEMAS,
-                sources=SourceCache(RING),
-            )
-        ),
+        lambda: admitted.append(_admit_as_aviation(value, headers)),
         Refused,
     )
     assert _reason_known(refusal)
@@ -306,18 +309,7 @@ def directives_with_fuzzed_sources(draw: st.DrawFn) -> bytes:
 @given(directives_with_fuzzed_sources())
 def test_any_forwarded_record_is_admitted_or_refused_with_a_reason(value: bytes) -> None:
     headers = FANOUT.sign(Domain.DIRECTIVE, value).as_kafka()
-    refusal = _refused(
-        lambda: admit_directive(
-            agency="aviation",
-            value=value,
-            headers=headers,
-            timestamp_ms=AT_MS,
-            keyring=RING,
-            schemas=SCHEMAS,
-            sources=SourceCache(RING),
-        ),
-        Refused,
-    )
+    refusal = _refused(lambda: _admit_as_aviation(value, headers), Refused)
     assert _reason_known(refusal)
 
 

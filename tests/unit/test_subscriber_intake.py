@@ -12,10 +12,10 @@ import pytest
 from services.core.codec import default_registry
 from services.core.disclosure import seal_record
 from services.core.intake import Refused, SourceCache, admit_directive
-from services.core.models import Directive, SourceRecord
+from services.core.models import Directive
 from services.core.signing import Domain, Keyring, Signer
 from tests.unit.factories import NOW, entry, public_key
-from tests.unit.subscriber_factories import RAIL, directive
+from tests.unit.subscriber_factories import RAIL, admit_signed, directive, forwarding
 
 pytestmark = pytest.mark.unit
 
@@ -27,33 +27,11 @@ SEALED = seal_record(entry(), default_registry())
 
 
 def with_source(d: Directive, record: bytes, signature: bytes, agency: str = "court") -> Directive:
-    return d.model_copy(
-        update={
-            "source": SourceRecord(
-                topic="t.lists.court",
-                partition=0,
-                offset=0,
-                agency=agency,
-                key_id=COURT.key_id,
-                signature=signature,
-                record=record,
-                disclosures=SEALED.disclosures,
-            )
-        }
-    )
+    return forwarding(d, record, signature, key_id=COURT.key_id, agency=agency, disclosures=SEALED.disclosures)
 
 
 def admit(d: Directive, ring: Keyring, cache: SourceCache, at: datetime = NOW) -> Directive:
-    value = default_registry().encode_model(d)
-    return admit_directive(
-        agency="aviation",
-        value=value,
-        headers=FANOUT.sign(Domain.DIRECTIVE, value).as_kafka(),
-        timestamp_ms=int(at.timestamp() * 1000),
-        keyring=ring,
-        schemas=default_registry(),
-        sources=cache,
-    )
+    return admit_signed(default_registry().encode_model(d), fanout=FANOUT, keyring=ring, at=at, sources=cache)
 
 
 @pytest.fixture
@@ -147,15 +125,7 @@ def test_a_directive_stamped_by_its_producer_is_refused(source: tuple[bytes, byt
     ring = Keyring([public_key(COURT), public_key(FANOUT)])
     value = default_registry().encode_model(with_source(directive(), *source))
     with pytest.raises(Refused) as refused:
-        admit_directive(
-            agency="aviation",
-            value=value,
-            headers=FANOUT.sign(Domain.DIRECTIVE, value).as_kafka(),
-            timestamp_ms=int(NOW.timestamp() * 1000),
-            keyring=ring,
-            schemas=default_registry(),
-            stamped_by_broker=False,
-        )
+        admit_signed(value, fanout=FANOUT, keyring=ring, stamped_by_broker=False)
     assert refused.value.reason == "UNTRUSTED_TIMESTAMP"
 
 

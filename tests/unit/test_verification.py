@@ -26,6 +26,7 @@ from tests.unit.factories import (
     make_ric,
     real_world,
 )
+from tests.unit.subscriber_factories import admit_signed
 
 pytestmark = pytest.mark.unit
 
@@ -168,13 +169,5 @@ def test_a_directive_without_its_record_is_refused() -> None:
     d = _air(DELISTED).model_copy(update={"source": None})
     value = encode(d)
     with pytest.raises(Refused) as err:
-        admit_directive(
-            agency="aviation",
-            value=value,
-            headers=FANOUT.sign(Domain.DIRECTIVE, value).as_kafka(),
-            timestamp_ms=int(NOW.timestamp() * 1000),
-            keyring=RING,
-            schemas=SCHEMAS,
-            world=WORLD,
-        )
+        admit_signed(value, fanout=FANOUT, keyring=RING, world=WORLD)
     assert err.value.reason == "SOURCE_MISMATCH"

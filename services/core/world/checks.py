@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -317,18 +317,20 @@ class WorldChecks:
                         f"v{other.version} but {measure.kind} here",
                     )
 
+    def check_raw_configs(self, loc: Loc, config: Iterable[str]) -> None:
+        """A Kafka config Concord sets from a setting of its own may not be given raw."""
+        for key in config:
+            if key in RESERVED_CONFIGS:
+                self.problem(
+                    TOPIC_FILE, loc + ("config", key), f"set {RESERVED_CONFIGS[key]} instead of the raw {key} config"
+                )
+
     def check_topics(self, templates: Mapping[TopicKind, TopicTemplate], agencies: Mapping[str, Agency]) -> None:
         before = len(self.problems)
         for kind, template in templates.items():
             loc: Loc = ("topics", kind)
             self.check_topic_name(loc + ("name",), template)
-            for key in template.config:
-                if key in RESERVED_CONFIGS:
-                    self.problem(
-                        TOPIC_FILE,
-                        loc + ("config", key),
-                        f"set {RESERVED_CONFIGS[key]} instead of the raw {key} config",
-                    )
+            self.check_raw_configs(loc, template.config)
             if template.overrides and template.scope is None:
                 self.problem(
                     TOPIC_FILE,
@@ -340,13 +342,7 @@ class WorldChecks:
             for agency_id, override in template.overrides.items():
                 oloc = loc + ("overrides", agency_id)
                 self.check_agency_ref(TOPIC_FILE, oloc, agency_id, agencies, role)
-                for key in override.config:
-                    if key in RESERVED_CONFIGS:
-                        self.problem(
-                            TOPIC_FILE,
-                            oloc + ("config", key),
-                            f"set {RESERVED_CONFIGS[key]} instead of the raw {key} config",
-                        )
+                self.check_raw_configs(oloc, override.config)
         if len(self.problems) > before or len(templates) != len(TOPIC_KINDS):
             return
         world = World(agencies=agencies, programs={}, mous=(), topic_templates=templates)
