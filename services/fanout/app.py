@@ -434,17 +434,27 @@ class Fanout:
 
     def _purge_at(self, state: EntryState | None) -> datetime | None:
         """When an ended entry's data must leave (None while anything is applied): the retention of
-        ended entries after its last LIFT, or at once when its publication period is over."""
+        ended entries after its listing ended (delisted, or its period over) and its last LIFT, or at
+        once when its publication period is over.
+
+        A listing still in force that applies nothing is not ended: its APPLYs may be withheld while
+        the registry is stale, or an MOU may come to cover it, and both need it."""
         if state is None or state.applied():
             return None
-        ended = max((d.issued_at for d in state.directives.values()), default=None)
-        if ended is None:
-            ended = state.event.effective_from
-        purge = ended + timedelta(days=self.cfg.world.retention.ended_entries_days)
-        published = state.event.publication_until
-        if published is not None and published < purge:
-            purge = max(published, ended)
-        return purge
+        event = state.event
+        last = max((d.issued_at for d in state.directives.values()), default=None)
+        ended: datetime | None = None
+        if event.ends_entry:
+            ended = last or event.effective_from
+        elif event.effective_until is not None:
+            ended = max(event.effective_until, last) if last is not None else event.effective_until
+        due: list[datetime] = []
+        if ended is not None:
+            due.append(ended + timedelta(days=self.cfg.world.retention.ended_entries_days))
+        published = event.publication_until
+        if published is not None:  # its publication over, nothing of it may stay past its last LIFT
+            due.append(max(published, last) if last is not None else published)
+        return min(due, default=None)
 
     def _purge(self, store: PartitionStore, now: datetime) -> int:
         """Drop the state of entries whose time has come, and tombstone their directive keys so that

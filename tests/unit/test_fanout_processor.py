@@ -564,6 +564,23 @@ def test_a_stale_registry_withholds_applys_lets_lifts_flow_and_a_fresh_one_issue
     }
 
 
+def test_a_listing_withheld_while_stale_is_kept_however_old_and_issued_when_fresh(tmp_path: Path) -> None:
+    r, watch = _followed(tmp_path)
+    watch.fresh = False
+    _tick(r)
+    sent = len(r.tx.directives())
+    old = T0 - timedelta(days=real_world().retention.ended_entries_days + 30)
+    listed_long_ago = entry(entry_id="c-9", subject=organization(make_uscc(5009)), effective_from=old.isoformat())
+    p = r.listing(listed_long_ago)  # nothing applied while stale: not an ended entry, whatever its age
+    r.commit()
+    _tick(r)
+    _tick(r)
+    assert r.stores[p].get(st.entry_key("court/c-9")) is not None
+    watch.publish(real_world())
+    _tick(r)
+    assert {(d.entry_id, d.action) for d in r.tx.directives()[sent:]} == {("c-9", Action.APPLY)}
+
+
 def test_a_newer_publication_changes_the_routing_live(tmp_path: Path) -> None:
     r, watch = _followed(tmp_path)
     r.listing(_company(1))
