@@ -229,7 +229,11 @@ def rotate_key(
     encrypts the new private key and opens the admin's.
     """
     ring = load_keyring(keys_dir)
-    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    at = now or datetime.now(UTC)
+    now = at.replace(microsecond=0)  # keyring times are kept to the second
+    # The old keys end no earlier than this instant, rounded up: a record the broker appended in the
+    # second of the rotation, before it, is still judged within its key's validity.
+    ends = now if at == now else now + timedelta(seconds=1)
     if not any(k.agency == agency for k in _keys(ring)):
         raise ConfigError(
             f"{agency!r} has no key to rotate; known: {', '.join(sorted({k.agency for k in _keys(ring)}))}"
@@ -239,7 +243,7 @@ def rotate_key(
     for k in _keys(ring):
         if k.agency != agency or not usable(k, now):
             continue
-        until = now + overlap
+        until = ends + overlap
         if k.valid_until is not None and k.valid_until < until:
             until = k.valid_until
         old = PublicKey(k.agency, k.key_id, k.public_key, k.valid_from, until, k.revoked_at)

@@ -96,6 +96,15 @@ def test_rotation_adds_a_key_from_now_and_keeps_the_old_one_for_the_overlap(keys
         )
 
 
+def test_a_record_appended_in_the_second_of_a_rotation_before_it_is_within_the_old_key(keys: Path) -> None:
+    at = datetime.now(UTC).replace(microsecond=600_000)
+    old = load_signer(keys, "court")
+    rotate_key(keys, "court", overlap=timedelta(0), now=at)
+    kept = next(k for k in load_keyring(keys).public_keys() if k.key_id == old.key_id)
+    appended = at - timedelta(milliseconds=100)  # the broker's time of a record signed just before
+    assert usable(kept, appended) and not usable(kept, at + timedelta(seconds=1))
+
+
 def test_revocation_refuses_what_is_appended_from_then_on_only(keys: Path) -> None:
     signer = load_signer(keys, "court")
     at = datetime.now(UTC) - timedelta(minutes=5)
