@@ -62,8 +62,10 @@ lint: install ## ruff (lint and format check) and mypy --strict
 	$(BIN)/ruff format --check services tests bench
 	$(BIN)/mypy
 
+# Two processes: the suite mostly waits on brokers, so one process runs (say) the three-broker faults while
+# the other runs the rest; each file stays in one process, each process has its own broker.
 test: install kafka strimzi prometheus lint docs ## lint and types first, then the docs site built strictly, then the whole test suite: unit (with promtool), integration and fault tests
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 unit: install strimzi prometheus ## unit tests only (no broker)
 	$(BIN)/pytest -q -m unit
