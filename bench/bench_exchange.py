@@ -75,6 +75,7 @@ from bench_subscriber import ric, uscc
 from results import write_headline
 
 from services.core.codec import default_registry
+from services.core.models import ListingCommitments, SealedListing
 from services.credentials import read_password
 from services.kafka_access import KafkaAccess
 from services.localstack import LocalStack, ensure_credentials, free_port, principals
@@ -835,8 +836,9 @@ def paced(ex: Exchange, gen: Generator, rate: float, seconds: float) -> dict[str
     schemas = default_registry()
 
     def keep(r: Any) -> tuple[tuple[str, str, int], float]:
-        _, datum = schemas.decode(r.value)
-        return (agency_of[r.topic], datum["entry_id"], datum["version"]), r.timestamp / 1000
+        # A list record is sealed: what names its entry is in the commitments the publisher signed.
+        signed = schemas.decode_model(schemas.decode_model(r.value, SealedListing).commitments, ListingCommitments)
+        return (agency_of[r.topic], signed.entry_id, signed.version), r.timestamp / 1000
 
     published = dict(read(ex.stack, starts, ends, keep))
     first_pub, last_pub = min(published.values()), max(published.values())
