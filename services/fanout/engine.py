@@ -40,61 +40,10 @@ from typing import Any, Protocol
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from services.fanout.store import PartitionStore
+from services.governance.reading import patient_watermarks
 from services.kafka_access import KafkaAccess
 
 log = logging.getLogger("concord.fanout.engine")
-
-#: How long a restore keeps asking for a changelog partition's watermarks while the cluster moves
-#: its leader (a broker lost, a controller failing over) before the worker gives up.
-WATERMARK_PATIENCE_S = 180.0
-
-
-class WatermarkReader(Protocol):
-    def get_watermark_offsets(self, tp: TopicPartition, timeout: float, cached: bool) -> tuple[int, int] | None: ...
-
-
-def watermarks(
-    reader: WatermarkReader,
-    tp: TopicPartition,
-    patience: float = WATERMARK_PATIENCE_S,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[int, int]:
-    """The partition's low and high watermarks, asked again while the cluster cannot answer yet.
-
-    A leader that has just died makes librdkafka fail the request (``_DESTROY_BROKER``,
-    ``_TRANSPORT``, ``NOT_LEADER_FOR_PARTITION``, a timeout): a new leader answers within seconds,
-    so these are waited out rather than ending the worker; anything else is raised at once.
-    """
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            answer = reader.get_watermark_offsets(tp, timeout=30, cached=False)
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in _TRANSIENT)
-            if not transient or time.monotonic() >= deadline:
-                raise
-        else:
-            if answer is not None:  # None is librdkafka's "not known yet" (only ever with cached=True)
-                return answer
-            err = KafkaError(KafkaError._TIMED_OUT)
-            log.warning(
-                "changelog %s[%d]: watermarks not available yet (%s); asking again", tp.topic, tp.partition, err
-            )
-            sleep(1.0)
-
-
-_TRANSIENT = frozenset(
-    {
-        KafkaError._DESTROY_BROKER,
-        KafkaError._TRANSPORT,
-        KafkaError._TIMED_OUT,
-        KafkaError._ALL_BROKERS_DOWN,
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.REQUEST_TIMED_OUT,
-    }
-)
 
 
 class Processor(Protocol):
@@ -456,7 +405,7 @@ class TransactionalEngine:
         )
         try:
             tp = TopicPartition(self.cfg.changelog, p)
-            low, high = watermarks(reader, tp)
+            low, high = patient_watermarks(reader, tp)
             begin = max(start, low)
             if begin >= high:
                 return
@@ -476,7 +425,7 @@ class TransactionalEngine:
                 done += len(batch)
                 (pos,) = reader.position([tp])
                 if pos.offset >= high:
-                    _, high = watermarks(reader, tp)
+                    _, high = patient_watermarks(reader, tp)
                     if pos.offset >= high:
                         break
                 if time.monotonic() - shown >= 2:

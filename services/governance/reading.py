@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -71,10 +72,66 @@ def position(msg: Message) -> tuple[int, int]:
     return p, off
 
 
+#: How long a restore keeps asking for a changelog partition's watermarks while the cluster moves
+#: its leader (a broker lost, a controller failing over) before the worker gives up.
+WATERMARK_PATIENCE_S = 180.0
+
+
+class WatermarkReader(Protocol):
+    """What asking for watermarks needs of a confluent-kafka consumer."""
+
+    def get_watermark_offsets(self, tp: TopicPartition, timeout: float, cached: bool) -> tuple[int, int] | None: ...
+
+
+def patient_watermarks(
+    reader: WatermarkReader,
+    tp: TopicPartition,
+    patience: float = WATERMARK_PATIENCE_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[int, int]:
+    """The partition's low and high watermarks, asked again while the cluster cannot answer yet.
+
+    A leader that has just died makes librdkafka fail the request (``_DESTROY_BROKER``,
+    ``_TRANSPORT``, ``NOT_LEADER_FOR_PARTITION``, a timeout): a new leader answers within seconds,
+    so these are waited out rather than ending the worker; anything else is raised at once.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            answer = reader.get_watermark_offsets(tp, timeout=30, cached=False)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in _TRANSIENT)
+            if not transient or time.monotonic() >= deadline:
+                raise
+        else:
+            if answer is not None:  # None is librdkafka's "not known yet" (only ever with cached=True)
+                return answer
+            err = KafkaError(KafkaError._TIMED_OUT)
+            _log.warning(
+                "changelog %s[%d]: watermarks not available yet (%s); asking again", tp.topic, tp.partition, err
+            )
+            sleep(1.0)
+
+
+_TRANSIENT = frozenset(
+    {
+        KafkaError._DESTROY_BROKER,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.REQUEST_TIMED_OUT,
+    }
+)
+
+
 def watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
-    """The partition's first offset and its end, asked of the broker (never a cached answer)."""
+    """The partition's first offset and its end, asked of the broker (never a cached answer), waiting
+    out a leader that has just died."""
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=TIMEOUT, cached=False)
+        low, high = patient_watermarks(consumer, TopicPartition(topic, partition), patience=TIMEOUT * 3)
     except KafkaException as exc:
         raise BrokerUnavailable(f"cannot read offsets of {topic}[{partition}]: {exc}") from None
     return int(low), int(high)

@@ -1,11 +1,12 @@
-"""A fan-out worker restoring its state waits out a changelog leader that has just died."""
+"""Asking for watermarks waits out a leader that has just died (a fan-out restoring its state, an adapter
+reading the registry), and raises anything else at once."""
 
 from __future__ import annotations
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from services.fanout import engine
+from services.governance import reading
 
 pytestmark = pytest.mark.unit
 
@@ -33,19 +34,19 @@ class _Reader:
 
 def test_a_lost_leader_is_waited_out() -> None:
     reader = _Reader(KafkaError._DESTROY_BROKER, KafkaError._TRANSPORT, KafkaError.NOT_LEADER_FOR_PARTITION)
-    assert engine.watermarks(reader, STATE, sleep=_no_wait) == (5, 42)
+    assert reading.patient_watermarks(reader, STATE, sleep=_no_wait) == (5, 42)
     assert reader.asked == 4
 
 
 def test_a_refusal_is_raised_at_once() -> None:
     reader = _Reader(KafkaError.TOPIC_AUTHORIZATION_FAILED)
     with pytest.raises(KafkaException):
-        engine.watermarks(reader, STATE, sleep=_no_wait)
+        reading.patient_watermarks(reader, STATE, sleep=_no_wait)
     assert reader.asked == 1
 
 
 def test_patience_ends() -> None:
     reader = _Reader(*([KafkaError._TRANSPORT] * 50))
     with pytest.raises(KafkaException):
-        engine.watermarks(reader, STATE, patience=0.0, sleep=_no_wait)
+        reading.patient_watermarks(reader, STATE, patience=0.0, sleep=_no_wait)
     assert reader.asked == 1
